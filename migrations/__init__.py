@@ -1,0 +1,1 @@
+"""Alembic migrations (async env). One reversible revision per schema change."""

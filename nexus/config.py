@@ -1,0 +1,143 @@
+"""Settings, read from `NEXUS_*` environment variables and validated per environment.
+
+Only composition roots (web/app.py, agents/app.py, the CLI) call `load_settings()`;
+everything else receives a `Settings` instance.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Env(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a runnable configuration."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXUS_", extra="ignore", frozen=True)
+
+    env: Env = Env.LOCAL
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/nexus"
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "nexus."
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+    internal_secret: SecretStr | None = None
+    jwt_hs256_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str = "nexus"
+    jwt_audiences: Annotated[list[str], NoDecode] = ["authenticated"]
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+    storage_dir: Path = Path("./var/storage")
+    backfill_retry_delays: Annotated[tuple[float, ...], NoDecode] = (60, 300, 900, 3600, 21600)
+    ingest_retry_delays: Annotated[tuple[float, ...], NoDecode] = (30, 120, 600)
+    lease_seconds: float = Field(default=300, gt=0)
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = []
+    rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    agents_web_port: int = Field(default=6066, ge=0, le=65535)
+    agents_worker_id: str | None = None
+    # Outbox relay: rows older than this many seconds are re-published by the agents' leader.
+    outbox_relay_after_seconds: float = Field(default=5.0, ge=0)
+    outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
+    outbox_relay_batch: int = Field(default=500, ge=1)
+    publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Consumer liveness; tests shorten these to fail over quickly.
+    kafka_session_timeout_seconds: float = Field(default=30.0, gt=0)
+    kafka_heartbeat_seconds: float = Field(default=3.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("jwt_audiences", "fetch_allow_hosts", mode="before")
+    @classmethod
+    def _csv_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("backfill_retry_delays", "ingest_retry_delays", mode="before")
+    @classmethod
+    def _csv_delays(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("backfill_retry_delays", "ingest_retry_delays")
+    @classmethod
+    def _delays_non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(d < 0 for d in value):
+            raise ValueError("must be a non-empty comma list of non-negative seconds")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str) -> str:
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg://")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if value and not value.endswith("."):
+            raise ValueError("must end with '.' (e.g. 'nexus.')")
+        return value
+
+    @model_validator(mode="after")
+    def _per_environment(self) -> Self:
+        if self.env in (Env.STAGING, Env.PROD):
+            missing = [
+                name
+                for name, present in (
+                    ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+                    ("NEXUS_JWKS_URL", bool(self.jwks_url)),
+                    ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
+                )
+                if not present
+            ]
+            if missing:
+                raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
+            if self.jwt_hs256_secret is not None:
+                raise ValueError("NEXUS_JWT_HS256_SECRET is for local/test only")
+        if self.internal_secret is not None and not self.internal_secret.get_secret_value():
+            raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
+        return self
+
+    @property
+    def backfill_max_attempts(self) -> int:
+        return len(self.backfill_retry_delays) + 1
+
+    @property
+    def ingest_max_attempts(self) -> int:
+        return len(self.ingest_retry_delays) + 1
+
+    @property
+    def faust_app_id(self) -> str:
+        return f"{self.topic_prefix}agents"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise `SettingsError` with a readable reason."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid Nexus configuration: {reasons}") from None

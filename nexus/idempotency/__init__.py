@@ -1,0 +1,1 @@
+"""Idempotency keys and per-user rate limits, shared by every API process via Postgres."""

@@ -1,0 +1,1 @@
+"""Generic job machinery shared by every job type (written once, used by all)."""

@@ -1,0 +1,119 @@
+"""Job columns shared by every job table, the `job_events` ledger and the `outbox`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from nexus.db.base import Base, created_at, tstz, updated_at
+
+
+class JobColumns:
+    """Status, attempts, schedule, fenced lease and diagnostics of one job row."""
+
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default=text("'pending'")
+    )
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = tstz()
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error_message: Mapped[str | None] = mapped_column(String(1000))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+    finished_at: Mapped[datetime | None] = tstz()
+
+    @classmethod
+    def job_constraints(cls, table: str) -> tuple[Any, ...]:
+        return (
+            CheckConstraint(
+                "status IN ('pending', 'running', 'completed', 'failed')", name="status"
+            ),
+            CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+            CheckConstraint(
+                "(finished_at IS NOT NULL) = (status IN ('completed', 'failed'))",
+                name="finished_iff_terminal",
+            ),
+            CheckConstraint(
+                "(status = 'running') = (lease_token IS NOT NULL AND lease_expires_at IS NOT NULL)",
+                name="lease_iff_running",
+            ),
+            Index(f"ix_{table}_status_next_attempt_at", "status", "next_attempt_at"),
+            Index(f"ix_{table}_updated_at", "updated_at"),
+        )
+
+
+class JobEvent(Base):
+    """Append-only ledger of every job transition."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (
+        Index("ix_job_events_job_type_job_key", "job_type", "job_key"),
+        Index("ix_job_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    job_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    job_key: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[datetime] = created_at()
+
+
+class OutboxRow(Base):
+    """A message written in the same transaction as the state it announces."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_outbox_key", "key"),
+        CheckConstraint("publish_attempts >= 0", name="publish_attempts_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), nullable=False)
+    key: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    headers: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = created_at()
+    published_at: Mapped[datetime | None] = tstz()
+    publish_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        return {"eager_defaults": True}

@@ -1,0 +1,1 @@
+"""Topic names, message models and the Publisher protocol (no Kafka client here)."""

@@ -1,0 +1,104 @@
+"""Message values: JSON documents validated by pydantic. Messages name work; rows decide."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Fields every message carries, so work can be traced from request to worker."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    type: ClassVar[str] = "message"
+
+    message_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    request_id: str | None = Field(default=None, max_length=128)
+    correlation_id: str | None = Field(default=None, max_length=128)
+    sent_at: datetime = Field(default_factory=_now)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def trace_headers(self) -> dict[str, str]:
+        headers = {"message_type": self.type, "message_id": str(self.message_id)}
+        if self.request_id:
+            headers["request_id"] = self.request_id
+        if self.correlation_id:
+            headers["correlation_id"] = self.correlation_id
+        return headers
+
+
+class BackfillRequested(Message):
+    type: ClassVar[str] = "backfill.requested"
+
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+
+    @property
+    def key(self) -> str:
+        return str(self.default_library_id)
+
+
+class BackfillRequeueRequested(Message):
+    """Operator message on the requeue topic (any producer may write it)."""
+
+    type: ClassVar[str] = "backfill.requeue"
+
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+    requested_by: str = Field(min_length=1, max_length=255)
+    reason: str | None = Field(default=None, max_length=1000)
+
+    @property
+    def key(self) -> str:
+        return str(self.default_library_id)
+
+
+class IngestRequested(Message):
+    type: ClassVar[str] = "ingest.requested"
+
+    media_id: uuid.UUID
+    attempt: int = Field(default=0, ge=0)
+
+    @property
+    def key(self) -> str:
+        return str(self.media_id)
+
+
+class DomainEvent(Message):
+    """Published on the events topic: `event` names what happened to `entity_id`."""
+
+    type: ClassVar[str] = "domain.event"
+
+    event: str
+    entity_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.entity_id
+
+
+class DeadLetter(BaseModel):
+    """What the dead-letter topic carries: the original bytes (as text) and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    value: str
+    reason: str
+    at: datetime = Field(default_factory=_now)

@@ -1,0 +1,43 @@
+"""Topic names derive from the configured prefix; partition counts are final at creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nexus.config import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class Topics:
+    ingest: str
+    backfill: str
+    backfill_requeue: str
+    events: str
+    dead_letter: str
+    partitions: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        p = settings.topic_prefix
+        return cls(
+            ingest=f"{p}ingest",
+            backfill=f"{p}backfill",
+            backfill_requeue=f"{p}backfill-requeue",
+            events=f"{p}events",
+            dead_letter=f"{p}dead-letter",
+            partitions=settings.topic_partitions,
+        )
+
+    def specs(self) -> list[TopicSpec]:
+        """Every topic Nexus uses, with the partition count it must be created with."""
+        work = [self.ingest, self.backfill, self.backfill_requeue]
+        return [TopicSpec(name, self.partitions) for name in work] + [
+            TopicSpec(self.events, self.partitions),
+            TopicSpec(self.dead_letter, 1),
+        ]

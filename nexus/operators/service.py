@@ -1,0 +1,142 @@
+"""Operator keys (random tokens stored as SHA-256 hashes) and the operator audit trail.
+
+Tokens are 256-bit random values, so a fast hash is enough: there is nothing to brute-force,
+and lookups stay one indexed equality per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from nexus.operators.models import OperatorAction, OperatorKey
+from nexus.operators.roles import Role
+
+TOKEN_PREFIX = "nxop_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OperatorIdentity:
+    key_id: uuid.UUID
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: uuid.UUID
+    name: str
+    role: Role
+    token: str  # shown once, never stored
+
+
+async def create_key(session: AsyncSession, *, name: str, role: str) -> CreatedKey:
+    """Create a key; raises InvalidRequest for a bad role/name, Conflict for a taken name."""
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidRequest("name must be 1 to 100 characters")
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidRequest(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key_id = await session.scalar(
+        pg_insert(OperatorKey)
+        .values(name=name, key_hash=hash_token(token), role=parsed.value)
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(OperatorKey.id)
+    )
+    if key_id is None:
+        raise Conflict("E_INVALID_REQUEST", f"an operator key named {name!r} already exists")
+    return CreatedKey(id=key_id, name=name, role=parsed, token=token)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: uuid.UUID
+    name: str
+    role: str
+    created_at: datetime
+    disabled_at: datetime | None
+    last_used_at: datetime | None
+
+
+async def list_keys(session: AsyncSession) -> list[KeyInfo]:
+    rows = (await session.scalars(select(OperatorKey).order_by(OperatorKey.created_at))).all()
+    return [
+        KeyInfo(r.id, r.name, r.role, r.created_at, r.disabled_at, r.last_used_at) for r in rows
+    ]
+
+
+async def disable_key(session: AsyncSession, name_or_id: str) -> KeyInfo:
+    """Disable a key by name or id (idempotent); raises NotFound."""
+    try:
+        match = OperatorKey.id == uuid.UUID(name_or_id)
+    except ValueError:
+        match = OperatorKey.name == name_or_id
+    await session.execute(
+        update(OperatorKey)
+        .where(match, OperatorKey.disabled_at.is_(None))
+        .values(disabled_at=func.now())
+    )
+    row = await session.scalar(select(OperatorKey).where(match))
+    if row is None:
+        raise NotFound(f"no operator key {name_or_id!r}")
+    return KeyInfo(row.id, row.name, row.role, row.created_at, row.disabled_at, row.last_used_at)
+
+
+async def authenticate(session: AsyncSession, token: str, required: Role) -> OperatorIdentity:
+    """Resolve a bearer token to an operator; 401 unknown/disabled, 403 role too low."""
+    row = (
+        await session.execute(
+            update(OperatorKey)
+            .where(OperatorKey.key_hash == hash_token(token), OperatorKey.disabled_at.is_(None))
+            .values(last_used_at=func.now())
+            .returning(OperatorKey.id, OperatorKey.name, OperatorKey.role)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthenticated("unknown or disabled operator key")
+    identity = OperatorIdentity(key_id=row.id, name=row.name, role=Role(row.role))
+    if not identity.role.allows(required):
+        raise Forbidden(f"operator role {identity.role.value!r} may not do this")
+    return identity
+
+
+async def record_action(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    target: Mapping[str, Any],
+    outcome: str,
+    operator_key_id: uuid.UUID | None = None,
+    details: Mapping[str, Any] | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Append one row to `operator_actions` in the caller's transaction."""
+    await session.execute(
+        insert(OperatorAction).values(
+            operator_key_id=operator_key_id,
+            actor=actor[:255],
+            action=action,
+            target={k: str(v) for k, v in target.items()},
+            outcome=outcome,
+            details=dict(details) if details else None,
+            request_id=request_id,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Process-level adapters shared by web, agents and the CLI (aiokafka, logging)."""

@@ -1,0 +1,118 @@
+"""aiokafka implementation of `nexus.messaging.publisher.Publisher`, and topic creation.
+
+The producer starts lazily and is rebuilt after failures, so a process can start while the
+broker is down and recover when it returns. Idempotence and transactions stay off: the local
+broker (Tansu) supports neither, and the outbox + guarded job rows make duplicates harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from nexus.messaging.publisher import PublishError
+from nexus.messaging.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap: str, *, timeout_seconds: float = 5.0) -> None:
+        self._bootstrap = bootstrap
+        self._timeout = timeout_seconds
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    acks="all",
+                    enable_idempotence=False,
+                    request_timeout_ms=int(self._timeout * 1000),
+                    linger_ms=0,
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self._timeout)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _reset(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), self._timeout)
+
+    async def publish(
+        self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
+    ) -> None:
+        try:
+            producer = await self._ensure()
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    topic,
+                    value=value,
+                    key=key.encode() if key is not None else None,
+                    headers=[(k, v.encode()) for k, v in headers.items()],
+                ),
+                self._timeout,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._reset()
+            raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
+
+    async def ping(self) -> bool:
+        return await broker_answers(self._bootstrap, timeout_seconds=min(self._timeout, 2.0))
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+async def broker_answers(bootstrap: str, *, timeout_seconds: float = 2.0) -> bool:
+    """True when an admin `list_topics()` succeeds within the timeout."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_seconds)
+        await asyncio.wait_for(admin.list_topics(), timeout_seconds)
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout: float = 15) -> None:
+    """Create missing topics with their final partition count (no later repartitioning)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await asyncio.wait_for(admin.start(), timeout)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(s.name, num_partitions=s.partitions, replication_factor=1)
+                    for s in missing
+                ]
+            )
+        except TopicAlreadyExistsError:
+            log.info("topics created concurrently by another process")
+    finally:
+        await admin.close()
