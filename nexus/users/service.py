@@ -1,0 +1,73 @@
+"""User bootstrap: every authenticated user has a row and exactly one default library.
+
+`ensure_user` is race-safe and idempotent: concurrent first requests of one user all end
+with one `users` row, one default library named `My Library` (held by the partial unique
+index `uix_libraries_one_default_per_user`) and one `admin` membership of its owner. The
+common case (user already bootstrapped) is a single SELECT.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.libraries.models import Library, Membership
+from nexus.users.models import User
+
+DEFAULT_LIBRARY_NAME = "My Library"
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    user_id: uuid.UUID
+    default_library_id: uuid.UUID
+
+
+async def get_default_library_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
+    """The user's default library when it exists with the owner's admin membership."""
+    return await session.scalar(
+        select(Library.id)
+        .join(
+            Membership,
+            and_(
+                Membership.library_id == Library.id,
+                Membership.user_id == Library.owner_user_id,
+                Membership.role == "admin",
+            ),
+        )
+        .where(Library.owner_user_id == user_id, Library.is_default.is_(True))
+    )
+
+
+async def ensure_user(session: AsyncSession, user_id: uuid.UUID) -> CurrentUser:
+    """Create whatever of (user, default library, admin membership) is missing.
+
+    Runs in the caller's transaction. Every insert is `ON CONFLICT DO NOTHING`, so a
+    concurrent transaction doing the same waits on the conflicting row and then yields.
+    """
+    library_id = await get_default_library_id(session, user_id)
+    if library_id is not None:
+        return CurrentUser(user_id=user_id, default_library_id=library_id)
+
+    await session.execute(pg_insert(User).values(id=user_id).on_conflict_do_nothing())
+    library_id = await session.scalar(
+        pg_insert(Library)
+        .values(owner_user_id=user_id, name=DEFAULT_LIBRARY_NAME, is_default=True)
+        .on_conflict_do_nothing(index_elements=["owner_user_id"], index_where=text("is_default"))
+        .returning(Library.id)
+    )
+    if library_id is None:
+        library_id = await session.scalar(
+            select(Library.id).where(Library.owner_user_id == user_id, Library.is_default)
+        )
+    assert library_id is not None, "default library vanished inside the transaction"
+    await session.execute(
+        pg_insert(Membership)
+        .values(library_id=library_id, user_id=user_id, role="admin")
+        .on_conflict_do_nothing(index_elements=["library_id", "user_id"])
+    )
+    return CurrentUser(user_id=user_id, default_library_id=library_id)

@@ -1,0 +1,126 @@
+"""The API's composition root: `create_app()` wires settings, database, broker and routes.
+
+Only here is `load_settings()` called. Tests pass their own settings, sessionmaker and a
+fake publisher; in production `web.asgi:app` builds everything from the environment.
+"""
+
+from __future__ import annotations
+
+import time
+
+from quart import Quart, Response, g, request
+from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, QuartSchema
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from nexus.config import Settings, load_settings
+from nexus.db.engine import make_engine, make_sessionmaker
+from nexus.messaging.publisher import Publisher
+from web import request_ids
+from web.auth import INTERNAL_HEADER, check_internal_header
+from web.converters import UUIDConverter, reject_invalid_path_params
+from web.errors import register_error_handlers
+from web.logs import configure_logging
+from web.metrics import HttpMetrics
+from web.routes import internal, me, ops
+from web.state import EXTENSION_KEY, NexusState, nexus_state
+from web.tokens import TokenVerifier
+
+# quart-schema's endpoints: the OpenAPI document and the docs page are public.
+_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui"}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    publisher: Publisher | None = None,
+) -> Quart:
+    """Build the API. Resources created here (engine, Kafka producer) are closed on shutdown;
+    resources passed in belong to the caller."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+
+    app = Quart("nexus", static_folder=None)
+    app.url_map.converters["uuid"] = UUIDConverter
+    app.url_map.strict_slashes = False
+    QuartSchema(
+        app,
+        info={"title": "Nexus API", "version": "0.1.0"},
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        security_schemes={
+            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+            "internal": APIKeySecurityScheme(in_="header", name=INTERNAL_HEADER),
+        },
+    )
+
+    engine: AsyncEngine | None = None
+    if sessionmaker is None:
+        engine = make_engine(settings)
+        sessionmaker = make_sessionmaker(engine)
+    owns_publisher = publisher is None
+    if publisher is None:
+        from runtime.kafka import KafkaPublisher
+
+        publisher = KafkaPublisher(
+            settings.kafka_bootstrap, timeout_seconds=settings.publish_timeout_seconds
+        )
+
+    state = NexusState(
+        settings=settings,
+        sessionmaker=sessionmaker,
+        publisher=publisher,
+        verifier=TokenVerifier(settings),
+        metrics=HttpMetrics(),
+        internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
+    )
+    app.extensions[EXTENSION_KEY] = state
+
+    _install_hooks(app)
+    register_error_handlers(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(me.bp)
+    app.register_blueprint(internal.bp)
+
+    @app.after_serving
+    async def _shutdown() -> None:
+        await state.verifier.aclose()
+        if owns_publisher:
+            close = getattr(state.publisher, "close", None)
+            if close is not None:
+                await close()
+        if engine is not None:
+            await engine.dispose()
+
+    return app
+
+
+def _install_hooks(app: Quart) -> None:
+    # Order matters: ids first (every later failure carries them), then the internal
+    # header (403 before anything else is revealed), then path parameter validation.
+    app.before_request(_begin_request)
+    app.before_request(check_internal_header)
+    app.before_request(reject_invalid_path_params)
+    app.after_request(_end_request)
+
+
+async def _begin_request() -> None:
+    g.nexus_started = time.perf_counter()
+    request_id, correlation_id = request_ids.resolve(
+        request.headers.get(request_ids.REQUEST_ID_HEADER),
+        request.headers.get(request_ids.CORRELATION_ID_HEADER),
+    )
+    g.request_id = request_id
+    g.correlation_id = correlation_id
+    request_ids.bind(request_id, correlation_id)
+
+
+async def _end_request(response: Response) -> Response:
+    if "request_id" not in g:  # a failure before the first hook ran
+        await _begin_request()
+    response.headers[request_ids.REQUEST_ID_HEADER] = g.request_id
+    response.headers[request_ids.CORRELATION_ID_HEADER] = g.correlation_id
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    elapsed = time.perf_counter() - g.get("nexus_started", time.perf_counter())
+    nexus_state().metrics.observe(request.method, rule, response.status_code, elapsed)
+    return response

@@ -1,0 +1,127 @@
+"""Access control for routes: internal header, user JWT (+ bootstrap), operator keys.
+
+Order on every request (SPEC §1): the internal header is checked first (a `before_request`
+hook, so it also guards unknown routes), then the route's own guard: `@user_required`
+(bearer JWT) or `@operator_required(role)` (bearer operator key).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from quart import g, request
+
+from nexus.db.tx import transaction
+from nexus.errors import NexusError, Unauthenticated
+from nexus.operators.roles import Role
+from nexus.operators.service import OperatorIdentity, authenticate
+from nexus.users.service import CurrentUser, ensure_user
+from web.state import nexus_state
+
+INTERNAL_HEADER = "X-Nexus-Internal"
+_EXEMPT_ATTR = "_nexus_internal_exempt"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InternalOnlyError(NexusError):
+    def __init__(self) -> None:
+        super().__init__("E_INTERNAL_ONLY", "this API is only reachable through the BFF")
+
+
+def internal_exempt(func: F) -> F:
+    """Mark a view as callable without the internal header (ops routes, pre-signed URLs)."""
+    setattr(func, _EXEMPT_ATTR, True)
+    return func
+
+
+def _is_exempt() -> bool:
+    endpoint = request.endpoint
+    if endpoint is None:
+        return False
+    from quart import current_app
+
+    if endpoint in nexus_state().internal_exempt_endpoints:
+        return True
+    view = current_app.view_functions.get(endpoint)
+    return bool(getattr(view, _EXEMPT_ATTR, False))
+
+
+async def check_internal_header() -> None:
+    """`before_request`: 403 E_INTERNAL_ONLY unless the header carries the shared secret."""
+    secret = nexus_state().settings.internal_secret
+    if secret is None or _is_exempt():
+        return
+    sent = request.headers.get(INTERNAL_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), secret.get_secret_value().encode()):
+        raise InternalOnlyError()
+
+
+def bearer_token() -> str:
+    """The bearer credential of this request; 401 when absent or malformed."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("a bearer token is required")
+    return token
+
+
+async def authenticate_user() -> CurrentUser:
+    """Verify the JWT and bootstrap the user (own short transaction, committed at once)."""
+    cached = g.get("nexus_user")
+    if isinstance(cached, CurrentUser):
+        return cached
+    state = nexus_state()
+    user_id = await state.verifier.verify(bearer_token())
+    async with transaction(state.sessionmaker) as session:
+        user = await ensure_user(session, user_id)
+    g.nexus_user = user
+    return user
+
+
+def current_user() -> CurrentUser:
+    """The authenticated user of this request (only inside `@user_required` views)."""
+    user = g.get("nexus_user")
+    if not isinstance(user, CurrentUser):
+        raise RuntimeError("current_user() outside a @user_required view")
+    return user
+
+
+def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Require a valid user JWT; the view reads the user with `current_user()`."""
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        await authenticate_user()
+        return await func(*args, **kwargs)
+
+    return wrapper
+
+
+def operator_required(
+    role: Role,
+) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
+    """Require an operator key of at least `role`; passes `operator: OperatorIdentity`.
+
+    401 E_UNAUTHENTICATED for a missing/unknown/disabled key, 403 E_FORBIDDEN for a role
+    too low. The key's `last_used_at` is updated in its own short transaction.
+    """
+
+    def decorator(func: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        @wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> R:
+            token = bearer_token()
+            async with transaction(nexus_state().sessionmaker) as session:
+                identity: OperatorIdentity = await authenticate(session, token, role)
+            g.nexus_operator = identity
+            return await func(*args, operator=identity, **kwargs)
+
+        return wrapper
+
+    return decorator

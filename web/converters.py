@@ -1,0 +1,47 @@
+"""Path converters whose failures are 400s, not 404s (SPEC §2: a non-UUID id is invalid).
+
+Werkzeug converters that reject a value make the route not match (a 404). `uuid` here
+matches any path segment and hands the view a `uuid.UUID`; a malformed segment becomes an
+`InvalidPathParam` marker that `reject_invalid_path_params` (a before_request hook, run
+after the internal-header check) turns into 400 E_INVALID_REQUEST.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from quart import request
+from werkzeug.routing import BaseConverter
+
+from nexus.errors import InvalidRequest
+
+
+class InvalidPathParam(str):
+    """A path segment its converter could not parse."""
+
+
+class UUIDConverter(BaseConverter):
+    regex = r"[^/]+"
+
+    def to_python(self, value: str) -> Any:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return InvalidPathParam(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(value)
+
+
+async def reject_invalid_path_params() -> None:
+    bad = [
+        name
+        for name, value in (request.view_args or {}).items()
+        if isinstance(value, InvalidPathParam)
+    ]
+    if bad:
+        raise InvalidRequest(
+            "invalid path parameter",
+            details=[{"loc": ["path", name], "msg": "must be a UUID"} for name in bad],
+        )

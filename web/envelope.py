@@ -1,0 +1,65 @@
+"""The one success and error envelope (SPEC §2), as pydantic models and helpers."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from quart import Response, current_app, g
+
+from web.request_ids import current_request_id
+
+T = TypeVar("T")
+
+
+class Data(BaseModel, Generic[T]):
+    """`{"data": ...}`: every successful response with a body."""
+
+    data: T
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """`{"error": {...}}`: every failure."""
+
+    error: ErrorDetail
+
+
+def request_id_for_response() -> str:
+    rid = g.get("request_id") if g else None
+    return str(rid or current_request_id() or "")
+
+
+def error_response(
+    code: str,
+    message: str,
+    status: int,
+    *,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "request_id": request_id_for_response(),
+    }
+    if details is not None:
+        error["details"] = details
+    response = Response(
+        current_app.json.dumps({"error": error}) + "\n",
+        status=status,
+        content_type="application/json",
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def no_content() -> Response:
+    return Response("", status=204)

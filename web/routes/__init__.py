@@ -1,0 +1,1 @@
+"""Blueprints: `ops` (health, readiness, metrics), `me`, `internal` (operators)."""

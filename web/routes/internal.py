@@ -1,0 +1,62 @@
+"""Operator routes under `/internal` (internal header + operator key; see web/auth.py)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import validate_response
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.ingest.models import IngestJob
+from nexus.jobs import outbox
+from nexus.operators.roles import Role
+from nexus.operators.service import OperatorIdentity
+from nexus.sharing.models import BackfillJob
+from web.auth import operator_required
+from web.envelope import Data
+from web.uow import unit_of_work
+
+bp = Blueprint("internal", __name__, url_prefix="/internal")
+
+
+class OutboxStatsOut(BaseModel):
+    unpublished: int
+    oldest_age_seconds: float | None
+
+
+class JobsStatsOut(BaseModel):
+    backfill: dict[str, int]
+    ingest: dict[str, int]
+
+
+class StatsOut(BaseModel):
+    outbox: OutboxStatsOut
+    jobs: JobsStatsOut
+
+
+async def _count_by_status(
+    session: AsyncSession, model: type[BackfillJob] | type[IngestJob]
+) -> dict[str, int]:
+    rows = await session.execute(select(model.status, func.count()).group_by(model.status))
+    return {str(status): int(count) for status, count in rows.tuples()}
+
+
+@bp.get("/stats")
+@validate_response(Data[StatsOut])
+@operator_required(Role.VIEWER)
+async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
+    """Outbox backlog and job counts by status (read-only; not audited)."""
+    del operator
+    async with unit_of_work() as uow:
+        ob = await outbox.stats(uow.session)
+        backfill = await _count_by_status(uow.session, BackfillJob)
+        ingest = await _count_by_status(uow.session, IngestJob)
+    return Data(
+        data=StatsOut(
+            outbox=OutboxStatsOut(
+                unpublished=ob.unpublished, oldest_age_seconds=ob.oldest_age_seconds
+            ),
+            jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
+        )
+    )

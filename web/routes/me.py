@@ -1,0 +1,27 @@
+"""`GET /me`: who the caller is (the bootstrap makes sure the answer exists)."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import validate_response
+
+from web.auth import current_user, user_required
+from web.envelope import Data
+
+bp = Blueprint("me", __name__)
+
+
+class MeOut(BaseModel):
+    user_id: uuid.UUID
+    default_library_id: uuid.UUID
+
+
+@bp.get("/me")
+@validate_response(Data[MeOut])
+@user_required
+async def me() -> Data[MeOut]:
+    user = current_user()
+    return Data(data=MeOut(user_id=user.user_id, default_library_id=user.default_library_id))

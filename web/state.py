@@ -1,0 +1,35 @@
+"""What the app carries for its handlers: settings, database, publisher, verifier, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from quart import Quart, current_app
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nexus.config import Settings
+from nexus.messaging.publisher import Publisher
+
+if TYPE_CHECKING:
+    from web.tokens import TokenVerifier
+    from web.metrics import HttpMetrics
+
+EXTENSION_KEY = "nexus"
+
+
+@dataclass
+class NexusState:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    publisher: Publisher
+    verifier: TokenVerifier
+    metrics: HttpMetrics
+    # Endpoints that do not require the internal header (extend with `internal_exempt`).
+    internal_exempt_endpoints: set[str] = field(default_factory=set)
+
+
+def nexus_state(app: Quart | None = None) -> NexusState:
+    state = (app or current_app).extensions[EXTENSION_KEY]
+    assert isinstance(state, NexusState)
+    return state

@@ -1,0 +1,200 @@
+"""User JWT verification (SPEC §1): HS256 secret (local/test) or a cached JWKS (RS256/ES256).
+
+`TokenVerifier.verify` returns the user id (the `sub` UUID) or raises `Unauthenticated`;
+when the JWKS cannot be fetched and no usable cached key exists it raises
+`E_AUTH_UNAVAILABLE`. Keys are cached for `jwks_cache_seconds`; a token with an unknown
+`kid` triggers one refresh, and such forced refreshes are rate-limited so garbage tokens
+cannot turn the API into a JWKS load generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+import jwt
+import structlog
+
+from nexus.config import Env, Settings
+from nexus.errors import NexusError, Unauthenticated
+
+log = structlog.get_logger("nexus.web.auth")
+
+LEEWAY_SECONDS = 60
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
+
+
+class AuthUnavailableError(NexusError):
+    def __init__(self, message: str = "the identity provider is unavailable") -> None:
+        super().__init__("E_AUTH_UNAVAILABLE", message)
+
+
+class JwksCache:
+    """Signing keys by `kid`, fetched with httpx and kept for `ttl` seconds."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl_seconds: float,
+        min_refresh_interval: float = 10.0,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.ttl = ttl_seconds
+        self.min_refresh_interval = min_refresh_interval
+        self.timeout = timeout_seconds
+        self.fetch_count = 0
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._forced_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._client: httpx.AsyncClient | None = None
+
+    async def get(self, kid: str) -> jwt.PyJWK | None:
+        """The key for `kid`; refreshes when stale, and once when `kid` is unknown."""
+        if self._stale():
+            await self._refresh(force=False)
+        key = self._keys.get(kid)
+        if key is None and self._may_force():
+            await self._refresh(force=True)
+            key = self._keys.get(kid)
+        return key
+
+    def _stale(self) -> bool:
+        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self.ttl
+
+    def _may_force(self) -> bool:
+        return (
+            self._forced_at is None
+            or time.monotonic() - self._forced_at >= self.min_refresh_interval
+        )
+
+    async def _refresh(self, *, force: bool) -> None:
+        started = time.monotonic()
+        async with self._lock:
+            # Another task refreshed while we waited: use its result.
+            if self._fetched_at is not None and self._fetched_at >= started:
+                return
+            if force:
+                if not self._may_force():
+                    return
+                self._forced_at = time.monotonic()
+            try:
+                keys = await self._fetch()
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("jwks fetch failed", url=self.url, error=type(exc).__name__)
+                if not self._keys:
+                    raise AuthUnavailableError() from exc
+                if force:
+                    # We cannot tell whether the kid exists: say so rather than 401.
+                    raise AuthUnavailableError() from exc
+                return  # keep serving the stale keys; retry on the next request
+            self._keys = keys
+            self._fetched_at = time.monotonic()
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout)
+        self.fetch_count += 1
+        response = await self._client.get(self.url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        document = response.json()
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise ValueError("JWKS document has no 'keys' list")
+        keys: dict[str, jwt.PyJWK] = {}
+        for raw in document["keys"]:
+            key = _parse_jwk(raw)
+            if key is not None:
+                keys[str(raw["kid"])] = key
+        return keys
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _parse_jwk(raw: Any) -> jwt.PyJWK | None:
+    if not isinstance(raw, dict) or not raw.get("kid") or raw.get("use", "sig") != "sig":
+        return None
+    if raw.get("kty") not in ("RSA", "EC"):
+        return None
+    try:
+        return jwt.PyJWK(raw)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+        log.warning("ignoring unusable JWK", kid=str(raw.get("kid")))
+        return None
+
+
+class TokenVerifier:
+    """Verifies user JWTs per the settings; see the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.issuer = settings.jwt_issuer
+        self.audiences = list(settings.jwt_audiences)
+        self.hs256_key: str | None = None
+        if settings.jwt_hs256_secret is not None and settings.env in (Env.LOCAL, Env.TEST):
+            self.hs256_key = settings.jwt_hs256_secret.get_secret_value()
+        self.jwks: JwksCache | None = (
+            JwksCache(settings.jwks_url, ttl_seconds=settings.jwks_cache_seconds)
+            if settings.jwks_url
+            else None
+        )
+
+    async def verify(self, token: str) -> uuid.UUID:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("malformed token") from None
+        alg = header.get("alg")
+        key: Any
+        if alg == "HS256" and self.hs256_key is not None:
+            key = self.hs256_key
+        elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
+            key = await self._jwks_key(header, str(alg))
+        else:
+            raise Unauthenticated("token algorithm not accepted")
+        return self._decode(token, key, str(alg))
+
+    async def _jwks_key(self, header: dict[str, Any], alg: str) -> Any:
+        assert self.jwks is not None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthenticated("token has no key id")
+        jwk = await self.jwks.get(kid)
+        if jwk is None:
+            raise Unauthenticated("unknown signing key")
+        # PyJWK takes the JWK's `alg`, or infers it from kty/crv (RSA -> RS256, P-256 ->
+        # ES256): a token may only use the algorithm its key is for.
+        if jwk.algorithm_name != alg:
+            raise Unauthenticated("token algorithm does not match its key")
+        return jwk.key
+
+    def _decode(self, token: str, key: Any, alg: str) -> uuid.UUID:
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=self.issuer,
+                audience=self.audiences or None,
+                leeway=LEEWAY_SECONDS,
+                options={
+                    "require": ["exp", "iss", "sub"],
+                    "verify_aud": bool(self.audiences),
+                },
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise Unauthenticated("invalid token") from None
+        try:
+            return uuid.UUID(str(claims["sub"]))
+        except ValueError:
+            raise Unauthenticated("token subject is not a user id") from None
+
+    async def aclose(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.aclose()

@@ -1,0 +1,82 @@
+"""One request, one unit of work: a transaction, then the outbox rows it wrote go out.
+
+    async with unit_of_work() as uow:
+        result = await some_service(uow.session, ...)
+    uow.enqueue_dispatched  # True when every outbox row of the transaction reached Kafka
+
+Publishing happens after commit and never fails the request: a row that could not be
+published stays in the outbox and the agents' relay publishes it later.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import structlog
+from quart import g
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.db.tx import transaction
+from nexus.jobs.outbox import PublishReport, enqueued_ids, publish_rows
+from web.state import NexusState, nexus_state
+
+log = structlog.get_logger("nexus.web.uow")
+
+
+class UnitOfWork:
+    def __init__(self, state: NexusState) -> None:
+        self._state = state
+        self._tx = transaction(state.sessionmaker)
+        self._session: AsyncSession | None = None
+        self.outbox_ids: list[int] = []
+        self.report: PublishReport | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._session
+
+    @property
+    def enqueue_dispatched(self) -> bool:
+        """Whether outbox rows were written and all of them were published after commit."""
+        return bool(self.outbox_ids) and self.report is not None and self.report.all_published
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = await self._tx.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            # Read before the session closes: the ids live in session.info.
+            self.outbox_ids = enqueued_ids(self.session)
+        suppress = await self._tx.__aexit__(exc_type, exc, tb)
+        self._session = None
+        if exc_type is None:
+            await self._publish()
+        return suppress
+
+    async def _publish(self) -> None:
+        if not self.outbox_ids:
+            return
+        metric = self._state.metrics.outbox_publish
+        try:
+            self.report = await publish_rows(
+                self._state.sessionmaker, self._state.publisher, self.outbox_ids
+            )
+        except Exception as exc:  # the relay will publish later; never fail the request
+            log.warning("outbox publish after commit failed", error=type(exc).__name__)
+            self.report = PublishReport(published=0, failed=len(self.outbox_ids))
+        metric.labels(outcome="published").inc(self.report.published)
+        metric.labels(outcome="deferred").inc(self.report.failed)
+        g.enqueue_dispatched = self.enqueue_dispatched
+
+
+def unit_of_work() -> UnitOfWork:
+    """A unit of work on the app's sessionmaker (see the module docstring)."""
+    return UnitOfWork(nexus_state())
