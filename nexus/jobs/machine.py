@@ -309,12 +309,6 @@ async def reset_to_pending(
         "correlation_id": correlation_id,
         "updated_at": func.now(),
     }
-    old = (
-        select(t.c.status.label("old_status"))
-        .where(job.where_key(key))
-        .with_for_update()
-        .cte("old")
-    )
     if insert_values is not None:
         # Lock-or-create first so the reset below sees a row either way.
         ins = (
@@ -343,31 +337,32 @@ async def reset_to_pending(
             )
             row = (await session.execute(select(t).where(job.where_key(key)))).one()
             return Requeued(from_status="", row=row)
+    # Lock the row first so the ledger can name the state it left (the UPDATE stays guarded).
+    old_status = await session.scalar(
+        select(t.c.status).where(job.where_key(key)).with_for_update()
+    )
+    if old_status is None or old_status == JobStatus.RUNNING.value:
+        return None
     row = (
         await session.execute(
             update(t)
-            .where(
-                job.where_key(key),
-                t.c.status != JobStatus.RUNNING.value,
-            )
+            .where(job.where_key(key), t.c.status == old_status)
             .values(**reset)
-            .returning(*t.c, select(old.c.old_status).scalar_subquery().label("old_status"))
+            .returning(*t.c)
         )
-    ).one_or_none()
-    if row is None:
-        return None
+    ).one()
     await ledger.record(
         session,
         job_type=job.name,
         key=key,
-        from_status=row.old_status,
+        from_status=old_status,
         to_status=JobStatus.PENDING.value,
         attempt=0,
         actor=actor,
         request_id=request_id,
         correlation_id=correlation_id,
     )
-    return Requeued(from_status=row.old_status, row=row)
+    return Requeued(from_status=old_status, row=row)
 
 
 async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int]:

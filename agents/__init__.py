@@ -1,0 +1,1 @@
+"""Faust workers: consume work topics, run leader-only timers, serve monitoring views."""

@@ -1,0 +1,101 @@
+"""The Faust app: `faust -A agents.app worker` (or `nexus agents`).
+
+This module is a composition root: it loads Settings at import because Faust needs a
+module-level app. Processing is `at_least_once`; no Faust tables, no Kafka transactions:
+all state lives in Postgres and every job write is guarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents import views
+from agents.backfill import handle_backfill
+from agents.context import AgentContext
+from agents.runner import Route, process
+from agents.timers import relay_outbox
+from nexus.config import Settings, load_settings
+from nexus.messaging.messages import BackfillRequested
+from runtime.kafka import ensure_topics
+from runtime.logs import configure_logging
+
+
+class NexusApp(faust.App):
+    """Faust app that opens the agent context and creates topics before consuming."""
+
+    nexus: AgentContext
+
+    async def on_start(self) -> None:
+        await ensure_topics(self.nexus.settings.kafka_bootstrap, self.nexus.topics.specs())
+        await self.nexus.open()
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.nexus.close()
+
+
+def build_app(settings: Settings) -> NexusApp:
+    ctx = AgentContext.create(settings)
+    app = NexusApp(
+        settings.faust_app_id,
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        processing_guarantee="at_least_once",
+        store="memory://",
+        web_port=settings.agents_web_port,
+        web_host="127.0.0.1" if settings.env.value in ("local", "test") else "0.0.0.0",
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=settings.kafka_heartbeat_seconds,
+        consumer_auto_offset_reset="earliest",
+        web_in_thread=False,
+        autodiscover=False,
+    )
+    app.nexus = ctx
+    topics = ctx.topics
+
+    def work_topic(name: str) -> Any:
+        return app.topic(
+            name,
+            partitions=settings.topic_partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    backfill_route = Route("backfill", BackfillRequested, handle_backfill)
+
+    @app.agent(work_topic(topics.backfill), name=f"{topics.backfill}-agent")
+    async def backfill_agent(stream: Any) -> None:
+        async for event in stream.events():
+            await process(ctx, backfill_route, event)
+
+    @app.timer(settings.outbox_relay_interval_seconds, on_leader=True)
+    async def outbox_relay() -> None:
+        await relay_outbox(ctx)
+
+    @app.page("/nexus/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        ok, body = views.readiness(app)
+        return web.json(body, status=200 if ok else 503)
+
+    @app.page("/nexus/stats")
+    async def stats_view(web: Any, request: Any) -> Any:
+        return web.json(await views.stats(ctx, app))
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+settings = load_settings()
+configure_logging(settings)
+app = build_app(settings)

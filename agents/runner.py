@@ -1,0 +1,107 @@
+"""The one path every consumed message takes.
+
+decode (pydantic) → handler (which opens its transactions) → classify failures → record.
+Undecodable messages go to the dead-letter topic with the reason. Nothing escapes the
+agent's `async for`: Faust would acknowledge the event and move on, losing the reason.
+A database outage is retried with backoff (the partition waits, which is right: nothing
+can progress without Postgres); after the deadline the message is dropped with a log line
+and Postgres-driven re-delivery (scheduler, relay) picks the work up later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from agents.context import AgentContext
+from nexus.db.errors import is_connection_error
+from nexus.errors import DependencyUnavailable
+from nexus.messaging.messages import DeadLetter, Message
+from nexus.messaging.publisher import PublishError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AgentContext, Any], Awaitable[str]]
+OUTAGE_BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    model: type[Message]
+    handler: Handler
+
+
+def _text(raw: object) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    return "" if raw is None else str(raw)
+
+
+async def dead_letter(ctx: AgentContext, event: Any, reason: str) -> None:
+    message = event.message
+    letter = DeadLetter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=_text(message.key) or None,
+        value=_text(message.value),
+        reason=reason[:2000],
+    )
+    ctx.counters[f"dead_letter:{message.topic}"] += 1
+    for delay in (0, 0.5, 1, 2):
+        await asyncio.sleep(delay)
+        try:
+            await ctx.pub.publish(
+                ctx.topics.dead_letter,
+                letter.key,
+                letter.model_dump_json().encode(),
+                {"reason": reason[:200], "original_topic": message.topic},
+            )
+            return
+        except PublishError:
+            continue
+    log.error("dead-letter publish failed; message dropped: %s", letter.model_dump_json())
+
+
+def decode(route: Route, raw: object) -> Message:
+    if isinstance(raw, bytes | bytearray | str):
+        return route.model.model_validate_json(raw)
+    return route.model.model_validate(raw)
+
+
+async def process(ctx: AgentContext, route: Route, event: Any) -> str:
+    """Handle one event; returns the outcome label (also counted)."""
+    try:
+        msg = decode(route, event.value)
+    except (ValidationError, ValueError) as exc:
+        await dead_letter(ctx, event, f"invalid {route.name} message: {exc}")
+        return "dead_lettered"
+    structlog.contextvars.bind_contextvars(
+        message_id=str(msg.message_id),
+        request_id=msg.request_id,
+        correlation_id=msg.correlation_id,
+    )
+    try:
+        for attempt, backoff in enumerate((*OUTAGE_BACKOFF, None)):
+            try:
+                outcome = await route.handler(ctx, msg)
+                ctx.counters[f"{route.name}:{outcome}"] += 1
+                return outcome
+            except Exception as exc:
+                outage = isinstance(exc, DependencyUnavailable) or is_connection_error(exc)
+                if not outage or backoff is None:
+                    log.exception("%s handler failed (attempt %d)", route.name, attempt + 1)
+                    ctx.counters[f"{route.name}:error"] += 1
+                    return "error"
+                log.warning("database unavailable; retrying in %ss", backoff)
+                await asyncio.sleep(backoff)
+        return "error"
+    finally:
+        structlog.contextvars.unbind_contextvars("message_id", "request_id", "correlation_id")

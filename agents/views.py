@@ -1,0 +1,47 @@
+"""Monitoring data for the Faust web views (`/nexus/ready`, `/nexus/stats`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.context import AgentContext
+from nexus.ingest.models import IngestJob
+from nexus.jobs import machine, outbox
+from nexus.jobs.machine import JobType
+from nexus.sharing import backfill
+
+INGEST_JOB = JobType(name="ingest", table=IngestJob.__table__, key_columns=("media_id",))  # type: ignore[arg-type]
+
+
+def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
+    """Ready once an assignment has completed and no rebalance is running."""
+    assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+    ready = app.rebalancing_count > 0 and not app.rebalancing and bool(assignment)
+    return ready, {
+        "ready": ready,
+        "rebalancing": bool(app.rebalancing),
+        "rebalances": int(app.rebalancing_count),
+        "assigned_partitions": assignment,
+    }
+
+
+async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
+    async with ctx.db() as session:
+        ob = await outbox.stats(session)
+        jobs = {
+            "backfill": await machine.counts_by_status(session, backfill.JOB),
+            "ingest": await machine.counts_by_status(session, INGEST_JOB),
+        }
+    return {
+        "worker_id": ctx.worker_id,
+        "leader": bool(app.is_leader()),
+        "outbox": {
+            "unpublished": ob.unpublished,
+            "oldest_unpublished_at": ob.oldest_unpublished_at.isoformat()
+            if ob.oldest_unpublished_at
+            else None,
+            "oldest_age_seconds": ob.oldest_age_seconds,
+        },
+        "jobs": jobs,
+        "counters": dict(ctx.counters),
+    }

@@ -1,0 +1,177 @@
+"""Guarded job transitions on the real database (backfill job table)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.jobs import machine
+from nexus.jobs.machine import LeaseLost
+from nexus.sharing.backfill import JOB
+from tests.support import factories as f
+
+DELAYS = (10.0, 20.0, 30.0)
+
+
+async def _job(session: AsyncSession, **values: object) -> dict[str, uuid.UUID]:
+    sc = await f.sharing_scenario(session)
+    return await f.backfill_job(session, sc["d"], sc["s"], sc["viewer"], **values)
+
+
+async def _events(session: AsyncSession) -> list[tuple[str | None, str, int]]:
+    rows = await session.execute(
+        text("SELECT from_status, to_status, attempt FROM job_events ORDER BY id")
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def _row(session: AsyncSession, key: dict[str, uuid.UUID]):  # type: ignore[no-untyped-def]
+    return (
+        await session.execute(
+            text(
+                "SELECT *, extract(epoch FROM next_attempt_at - now()) AS wait "
+                "FROM default_library_backfill_jobs WHERE user_id = :u"
+            ),
+            {"u": key["user_id"]},
+        )
+    ).one()
+
+
+async def test_claim_only_from_pending_and_due(session: AsyncSession) -> None:
+    key = await _job(session)
+    first = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert first is not None and first.attempt == 1
+    # A duplicate message finds the job running: no-op.
+    assert await machine.claim(session, JOB, key, owner="w2", lease_seconds=30) is None
+    row = await _row(session, key)
+    assert (row.status, row.lease_owner, row.attempts) == ("running", "w1", 1)
+    assert await _events(session) == [("pending", "running", 1)]
+
+
+async def test_claim_skips_jobs_not_yet_due(session: AsyncSession) -> None:
+    key = await _job(session)
+    await session.execute(
+        text("UPDATE default_library_backfill_jobs SET next_attempt_at = now() + interval '1 hour'")
+    )
+    assert await machine.claim(session, JOB, key, owner="w1", lease_seconds=30) is None
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+async def test_claim_ignores_finished_jobs(session: AsyncSession, status: str) -> None:
+    key = await _job(session)
+    await session.execute(
+        text("UPDATE default_library_backfill_jobs SET status = :s, finished_at = now()"),
+        {"s": status},
+    )
+    assert await machine.claim(session, JOB, key, owner="w1", lease_seconds=30) is None
+
+
+async def test_complete_is_fenced_by_the_lease_token(session: AsyncSession) -> None:
+    key = await _job(session)
+    claim = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert claim is not None
+    stale = machine.Claim(claim.key, uuid.uuid4(), claim.attempt, None, None)
+    with pytest.raises(LeaseLost):
+        await machine.complete(session, JOB, stale, actor="zombie")
+    await machine.complete(session, JOB, claim, actor="w1")
+    row = await _row(session, key)
+    assert row.status == "completed" and row.finished_at is not None and row.lease_token is None
+    with pytest.raises(LeaseLost):
+        await machine.complete(session, JOB, claim, actor="w1")
+    assert (await _events(session))[-1] == ("running", "completed", 1)
+
+
+async def test_failures_follow_the_delay_schedule_then_fail(session: AsyncSession) -> None:
+    key = await _job(session)
+    for attempt, delay in enumerate(DELAYS, start=1):
+        await session.execute(
+            text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()")
+        )
+        claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
+        assert claim is not None and claim.attempt == attempt
+        status = await machine.fail(
+            session,
+            JOB,
+            claim,
+            code="E_INTERNAL",
+            message="boom",
+            delays=DELAYS,
+            terminal=False,
+            actor="w",
+        )
+        row = await _row(session, key)
+        assert status == "pending" and row.last_error_code == "E_INTERNAL"
+        assert delay - 1 < float(row.wait) <= delay
+    await session.execute(text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()"))
+    claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
+    assert claim is not None and claim.attempt == len(DELAYS) + 1
+    status = await machine.fail(
+        session,
+        JOB,
+        claim,
+        code="E_INTERNAL",
+        message="boom",
+        delays=DELAYS,
+        terminal=False,
+        actor="w",
+    )
+    row = await _row(session, key)
+    assert status == "failed" and row.finished_at is not None
+    assert [e[1] for e in await _events(session)].count("failed") == 1
+
+
+async def test_terminal_failure_does_not_retry(session: AsyncSession) -> None:
+    key = await _job(session)
+    claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
+    assert claim is not None
+    status = await machine.fail(
+        session,
+        JOB,
+        claim,
+        code="E_BACKFILL_TUPLE_INVALID",
+        message="bad",
+        delays=DELAYS,
+        terminal=True,
+        actor="w",
+    )
+    assert status == "failed"
+
+
+async def test_rescue_returns_expired_leases_and_fences_the_zombie(session: AsyncSession) -> None:
+    key = await _job(session)
+    claim = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert claim is not None
+    assert await machine.rescue_expired(session, JOB, delays=DELAYS, actor="rescuer") == []
+    await session.execute(
+        text("UPDATE default_library_backfill_jobs SET lease_expires_at = now() - interval '1 s'")
+    )
+    rescued = await machine.rescue_expired(session, JOB, delays=DELAYS, actor="rescuer")
+    assert [r["status"] for r in rescued] == ["pending"]
+    row = await _row(session, key)
+    assert row.last_error_code == "E_LEASE_EXPIRED" and row.lease_token is None
+    assert not await machine.still_holds(session, JOB, claim)
+    with pytest.raises(LeaseLost):
+        await machine.complete(session, JOB, claim, actor="w1")
+
+
+async def test_reset_to_pending_leaves_running_jobs_alone(session: AsyncSession) -> None:
+    key = await _job(session)
+    claim = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert claim is not None
+    assert (
+        await machine.reset_to_pending(
+            session, JOB, key, actor="op", request_id="r", correlation_id="c"
+        )
+        is None
+    )
+    await machine.complete(session, JOB, claim, actor="w1")
+    again = await machine.reset_to_pending(
+        session, JOB, key, actor="op", request_id="r2", correlation_id="c2"
+    )
+    assert again is not None and again.from_status == "completed"
+    row = await _row(session, key)
+    assert (row.status, row.attempts, row.finished_at, row.request_id) == ("pending", 0, None, "r2")
+    assert (await _events(session))[-1] == ("completed", "pending", 0)

@@ -1,0 +1,129 @@
+"""Real broker + real Faust worker process + real Postgres."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nexus.config import Settings
+from nexus.db.tx import transaction
+from nexus.messaging.topics import Topics
+from nexus.sharing import backfill
+from tests.support import factories as f
+from tests.support.kafka import produce, read_until
+from tests.support.processes import Child, poll
+
+
+async def _job_status(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> str | None:
+    async with sm() as s:
+        return await s.scalar(
+            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
+            {"u": user_id},
+        )
+
+
+async def test_relay_publishes_outbox_rows_and_worker_completes_the_job(
+    pipeline_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], agents: Child
+) -> None:
+    topics = Topics.from_settings(pipeline_settings)
+    async with transaction(sessionmaker) as s:
+        sc = await f.sharing_scenario(s, n_media=7)
+        await f.backfill_job(
+            s, sc["d"], sc["s"], sc["viewer"], status="failed", finished_at=datetime.now(UTC)
+        )
+    async with transaction(sessionmaker) as s:
+        key = backfill.BackfillKey(sc["d"], sc["s"], sc["viewer"])
+        await backfill.requeue(
+            s, key, topics, actor="test", request_id="req-relay", correlation_id="corr-relay"
+        )
+    # Nobody publishes after this commit: only the agents' leader relay can deliver it.
+
+    async def completed() -> bool:
+        return await _job_status(sessionmaker, sc["viewer"]) == "completed"
+
+    await poll(completed, deadline_s=30, what="backfill job completed via relay")
+    async with sessionmaker() as s:
+        edges = await s.scalar(
+            text(
+                "SELECT count(*) FROM default_library_closure_edges WHERE default_library_id = :d"
+            ),
+            {"d": sc["d"]},
+        )
+        rows = await s.scalar(
+            text("SELECT count(*) FROM library_media WHERE library_id = :d"), {"d": sc["d"]}
+        )
+        events = (
+            await s.execute(
+                text(
+                    "SELECT from_status, to_status, correlation_id FROM job_events "
+                    "WHERE job_type = 'backfill' ORDER BY id"
+                )
+            )
+        ).all()
+        published = await s.scalar(
+            text("SELECT published_at IS NOT NULL FROM outbox WHERE topic = :t"),
+            {"t": topics.backfill},
+        )
+    assert edges == 7 and rows == 7
+    assert [tuple(e) for e in events] == [
+        ("failed", "pending", "corr-relay"),
+        ("pending", "running", "corr-relay"),
+        ("running", "completed", "corr-relay"),
+    ]
+    assert published is True
+    done = await read_until(
+        pipeline_settings.kafka_bootstrap,
+        topics.events,
+        lambda v: (
+            v.get("event") == "backfill.completed"
+            and v.get("data", {}).get("user_id") == str(sc["viewer"])
+        ),
+    )
+    assert done["correlation_id"] == "corr-relay"
+
+
+async def test_undecodable_messages_go_to_the_dead_letter_topic(
+    pipeline_settings: Settings, agents: Child
+) -> None:
+    topics = Topics.from_settings(pipeline_settings)
+    marker = uuid.uuid4().hex
+    await produce(
+        pipeline_settings.kafka_bootstrap, topics.backfill, b"{not json " + marker.encode()
+    )
+    await produce(
+        pipeline_settings.kafka_bootstrap,
+        topics.backfill,
+        json.dumps({"default_library_id": "nope", "marker": marker}).encode(),
+    )
+    letters = []
+    for needle in (marker, "nope"):
+        letters.append(
+            await read_until(
+                pipeline_settings.kafka_bootstrap,
+                topics.dead_letter,
+                lambda v, n=needle: n in v.get("value", ""),
+            )
+        )
+    assert all(letter["topic"] == topics.backfill for letter in letters)
+    assert all("invalid backfill message" in letter["reason"] for letter in letters)
+    async with httpx.AsyncClient() as client:
+        stats = (
+            await client.get(f"http://127.0.0.1:{pipeline_settings.agents_web_port}/nexus/stats")
+        ).json()
+    assert stats["counters"][f"dead_letter:{topics.backfill}"] == 2
+    assert stats["leader"] is True
+    assert set(stats["outbox"]) >= {"unpublished", "oldest_age_seconds"}
+
+
+async def test_ready_view_reports_assignment(pipeline_settings: Settings, agents: Child) -> None:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"http://127.0.0.1:{pipeline_settings.agents_web_port}/nexus/ready")
+    body = resp.json()
+    topics = Topics.from_settings(pipeline_settings)
+    assert resp.status_code == 200 and body["rebalancing"] is False
+    assert any(p.startswith(f"{topics.backfill}:") for p in body["assigned_partitions"])
