@@ -7,9 +7,13 @@ all state lives in Postgres and every job write is guarded.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents import views
@@ -22,6 +26,8 @@ from nexus.messaging.messages import BackfillRequested
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 
+log = logging.getLogger(__name__)
+
 
 class NexusApp(faust.App):
     """Faust app that opens the agent context and creates topics before consuming."""
@@ -29,13 +35,27 @@ class NexusApp(faust.App):
     nexus: AgentContext
 
     async def on_start(self) -> None:
-        await ensure_topics(self.nexus.settings.kafka_bootstrap, self.nexus.topics.specs())
+        await _create_topics(self.nexus)
         await self.nexus.open()
         await super().on_start()
 
     async def on_stop(self) -> None:
         await super().on_stop()
         await self.nexus.close()
+
+
+async def _create_topics(ctx: AgentContext, *, patience_seconds: float = 120.0) -> None:
+    """Create our topics before Faust subscribes; wait for a broker that is still starting."""
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        try:
+            await ensure_topics(ctx.settings.kafka_bootstrap, ctx.topics.specs())
+            return
+        except (KafkaError, OSError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("broker not answering (%s); retrying topic creation", type(exc).__name__)
+            await asyncio.sleep(1.0)
 
 
 def build_app(settings: Settings) -> NexusApp:
@@ -48,6 +68,7 @@ def build_app(settings: Settings) -> NexusApp:
         web_port=settings.agents_web_port,
         web_host="127.0.0.1" if settings.env.value in ("local", "test") else "0.0.0.0",
         topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
         producer_acks=-1,
         broker_session_timeout=settings.kafka_session_timeout_seconds,

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "nexus."
     topic_partitions: int = Field(default=8, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
     internal_secret: SecretStr | None = None
     jwt_hs256_secret: SecretStr | None = None
     jwks_url: str | None = None

@@ -96,10 +96,14 @@ async def broker_answers(bootstrap: str, *, timeout_seconds: float = 2.0) -> boo
             await admin.close()
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout: float = 15) -> None:
+async def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], *, wait_seconds: float = 15
+) -> None:
     """Create missing topics with their final partition count (no later repartitioning)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
-    await asyncio.wait_for(admin.start(), timeout)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(wait_seconds * 1000)
+    )
+    await asyncio.wait_for(admin.start(), wait_seconds)
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -108,7 +112,9 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], *, timeout: 
         try:
             await admin.create_topics(
                 [
-                    NewTopic(s.name, num_partitions=s.partitions, replication_factor=1)
+                    NewTopic(
+                        s.name, num_partitions=s.partitions, replication_factor=s.replication_factor
+                    )
                     for s in missing
                 ]
             )

@@ -21,7 +21,7 @@ from web.converters import UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
-from web.routes import internal, me, ops
+from web.routes import backfill_jobs, internal, me, ops
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
 
@@ -81,6 +81,7 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(me.bp)
     app.register_blueprint(internal.bp)
+    app.register_blueprint(backfill_jobs.bp)
 
     @app.after_serving
     async def _shutdown() -> None:

@@ -11,6 +11,7 @@ from nexus.config import Settings
 class TopicSpec:
     name: str
     partitions: int
+    replication_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Topics:
     events: str
     dead_letter: str
     partitions: int
+    replication_factor: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -32,12 +34,14 @@ class Topics:
             events=f"{p}events",
             dead_letter=f"{p}dead-letter",
             partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
         )
 
     def specs(self) -> list[TopicSpec]:
         """Every topic Nexus uses, with the partition count it must be created with."""
         work = [self.ingest, self.backfill, self.backfill_requeue]
-        return [TopicSpec(name, self.partitions) for name in work] + [
-            TopicSpec(self.events, self.partitions),
-            TopicSpec(self.dead_letter, 1),
+        rf = self.replication_factor
+        return [TopicSpec(name, self.partitions, rf) for name in work] + [
+            TopicSpec(self.events, self.partitions, rf),
+            TopicSpec(self.dead_letter, 1, rf),
         ]

