@@ -61,7 +61,7 @@ def translate(exc: BaseException) -> NexusError | None:
     """The domain error for a database exception, or None if it is not one we know."""
     if isinstance(exc, IntegrityError):
         name = constraint_name(exc)
-        if name in CONSTRAINT_ERRORS:
+        if name is not None and name in CONSTRAINT_ERRORS:
             code, message = CONSTRAINT_ERRORS[name]
             return (
                 Conflict(code, message)

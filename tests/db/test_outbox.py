@@ -1,0 +1,125 @@
+"""The transactional outbox on the real database, with a recording publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nexus.db.tx import transaction
+from nexus.jobs import outbox
+from nexus.messaging.messages import DomainEvent
+from nexus.messaging.publisher import PublishError
+
+
+class RecordingPublisher:
+    def __init__(self, fail_after: int | None = None, delay: float = 0.0) -> None:
+        self.sent: list[tuple[str, str | None, dict, dict[str, str]]] = []
+        self.fail_after = fail_after
+        self.delay = delay
+
+    async def publish(
+        self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
+    ) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            raise PublishError("broker down")
+        self.sent.append((topic, key, json.loads(value), headers))
+
+    async def ping(self) -> bool:
+        return True
+
+
+def _event(n: int) -> DomainEvent:
+    return DomainEvent(event="test", entity_id=f"e{n}", request_id=f"r{n}", correlation_id="c")
+
+
+async def _unpublished(sm: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with sm() as s:
+        rows = await s.execute(text("SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id"))
+        return [r[0] for r in rows]
+
+
+async def test_rows_are_written_in_the_callers_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    try:
+        async with transaction(sessionmaker) as s:
+            await outbox.enqueue(s, "t.events", "k", _event(1))
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    async with sessionmaker() as s:
+        assert await s.scalar(text("SELECT count(*) FROM outbox")) == 0
+
+
+async def test_publish_after_commit_marks_rows_and_keeps_trace_headers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        a = await outbox.enqueue(s, "t.events", "k1", _event(1))
+        b = await outbox.enqueue(s, "t.events", "k2", _event(2))
+        ids = outbox.enqueued_ids(s)
+    assert ids == [a, b]
+    pub = RecordingPublisher()
+    report = await outbox.publish_rows(sessionmaker, pub, ids)
+    assert report.all_published and report.published == 2
+    assert [(t, k) for t, k, _, _ in pub.sent] == [("t.events", "k1"), ("t.events", "k2")]
+    assert pub.sent[0][2]["request_id"] == "r1"
+    assert pub.sent[0][3]["correlation_id"] == "c" and pub.sent[0][3]["message_type"]
+    assert await _unpublished(sessionmaker) == []
+    # Publishing again is a no-op: the rows are already marked.
+    assert (await outbox.publish_rows(sessionmaker, pub, ids)).published == 0
+
+
+async def test_failed_publish_leaves_rows_for_the_relay_in_order(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        for n in range(3):
+            await outbox.enqueue(s, "t.events", "k", _event(n))
+        ids = outbox.enqueued_ids(s)
+    report = await outbox.publish_rows(sessionmaker, RecordingPublisher(fail_after=1), ids)
+    assert (report.published, report.failed) == (1, 2)
+    assert await _unpublished(sessionmaker) == ids[1:]
+    async with sessionmaker() as s:
+        err = (
+            await s.execute(
+                text("SELECT publish_attempts, last_error FROM outbox WHERE id=:i"), {"i": ids[1]}
+            )
+        ).one()
+    assert err.publish_attempts == 1 and "broker down" in err.last_error
+    # The relay only takes rows older than its threshold...
+    pub = RecordingPublisher()
+    young = await outbox.relay_once(sessionmaker, pub, older_than_seconds=3600, batch=10)
+    assert young.published == 0
+    relayed = await outbox.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10)
+    assert relayed.published == 2
+    assert [v["entity_id"] for _, _, v, _ in pub.sent] == ["e1", "e2"]
+    assert await _unpublished(sessionmaker) == []
+
+
+async def test_concurrent_relays_never_publish_a_row_twice(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        for n in range(40):
+            await outbox.enqueue(s, "t.events", f"k{n}", _event(n))
+    pubs = [RecordingPublisher(delay=0.001) for _ in range(3)]
+    await asyncio.gather(
+        *(outbox.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
+        *(outbox.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
+    )
+    sent = [v["entity_id"] for p in pubs for _, _, v, _ in p.sent]
+    assert len(sent) == len(set(sent)) == 40
+
+
+async def test_stats_report_backlog(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with transaction(sessionmaker) as s:
+        await outbox.enqueue(s, "t.events", "k", _event(1))
+    async with sessionmaker() as s:
+        st = await outbox.stats(s)
+    assert st.unpublished == 1 and st.oldest_age_seconds is not None and st.oldest_age_seconds >= 0
