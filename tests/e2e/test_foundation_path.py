@@ -184,7 +184,8 @@ async def test_work_survives_a_broker_outage_at_request_time(
         async with sessionmaker() as s:
             unpublished = await s.scalar(
                 text(
-                    "SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic LIKE '%backfill'"
+                    "SELECT count(*) FROM outbox "
+                    "WHERE published_at IS NULL AND topic LIKE '%backfill'"
                 )
             )
         assert unpublished == 0

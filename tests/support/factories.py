@@ -57,8 +57,8 @@ async def add_media(
 ) -> None:
     await session.execute(
         text(
-            "INSERT INTO library_media (library_id, media_id) SELECT :l, unnest(CAST(:m AS uuid[])) "
-            "ON CONFLICT DO NOTHING"
+            "INSERT INTO library_media (library_id, media_id) "
+            "SELECT :l, unnest(CAST(:m AS uuid[])) ON CONFLICT DO NOTHING"
         ),
         {"l": library_id, "m": media_ids},
     )
