@@ -79,6 +79,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _probe_broker(bootstrap: str, *, timeout: float) -> bool:
+    """Does a broker answer? aiokafka logs each refused connection at ERROR: mute that."""
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(broker_answers(bootstrap, timeout_seconds=timeout))
+    finally:
+        kafka_log.setLevel(level)
+
+
 @dataclass
 class DevStack:
     """What `nexus dev` resolved and started."""
@@ -118,7 +129,7 @@ class DevStack:
 
     def start_broker(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
-        if asyncio.run(broker_answers(bootstrap)):
+        if _probe_broker(bootstrap, timeout=2.0):
             out(f"using the broker at {bootstrap}")
         else:
             host, port = bootstrap_host_port(bootstrap)
@@ -127,7 +138,7 @@ class DevStack:
             )
             try:
                 ready = wait_until(
-                    lambda: asyncio.run(broker_answers(bootstrap, timeout_seconds=1.0)),
+                    lambda: _probe_broker(bootstrap, timeout=1.0),
                     timeout=BROKER_START_SECONDS,
                     abort=self._abort_if(self.broker),
                 )

@@ -1,0 +1,132 @@
+"""runtime.processes: children in their own groups, stopped with SIGTERM then SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.processes import StopRequested, Supervisor, exit_code, spawn, wait_until
+
+PY = sys.executable
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_exit_code() -> None:
+    assert exit_code(0) == 0
+    assert exit_code(3) == 3
+    assert exit_code(-signal.SIGTERM) == 128 + signal.SIGTERM
+
+
+def test_stop_kills_the_whole_group_and_logs(tmp_path: Path) -> None:
+    grandchild_pid = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time;"
+        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)']);"
+        f"open({str(grandchild_pid)!r}, 'w').write(str(p.pid));"
+        "print('hello', flush=True);"
+        "time.sleep(60)"
+    )
+    log = tmp_path / "log" / "child.log"
+    child = spawn("child", [PY, "-c", script], log_path=log)
+    assert os.getpgid(child.pid) == child.pid  # leads its own group
+    assert wait_until(grandchild_pid.exists, timeout=10)
+    assert wait_until(lambda: "hello" in log.read_text(), timeout=10)
+    grandchild = int(grandchild_pid.read_text())
+    assert child.stop(timeout=5) == 128 + signal.SIGTERM
+    assert wait_until(lambda: not pid_alive(grandchild), timeout=5)
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    script = (
+        "import signal, time;"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        f"open({str(ready)!r}, 'w').close();"
+        "time.sleep(60)"
+    )
+    child = spawn("stubborn", [PY, "-c", script])
+    assert wait_until(ready.exists, timeout=10)
+    started = time.monotonic()
+    assert child.stop(timeout=0.5) == 128 + signal.SIGKILL
+    assert time.monotonic() - started < 5
+
+
+def test_graceful_stop_is_used_first() -> None:
+    calls: list[str] = []
+
+    def graceful(proc: object, timeout: float) -> None:
+        calls.append("graceful")
+        child.signal_group(signal.SIGINT)
+
+    child = spawn("g", [PY, "-c", "import time; time.sleep(60)"], graceful_stop=graceful)
+    assert child.stop(timeout=5) == 128 + signal.SIGINT
+    assert calls == ["graceful"]
+    assert child.stop(timeout=1) == 128 + signal.SIGINT  # idempotent
+
+
+def test_supervisor_reports_the_first_child_to_exit() -> None:
+    supervisor = Supervisor(StopRequested())
+    long = supervisor.spawn("long", [PY, "-c", "import time; time.sleep(60)"])
+    short = supervisor.spawn("short", [PY, "-c", "raise SystemExit(3)"])
+    assert supervisor.wait(poll_seconds=0.05) is short
+    supervisor.shutdown(timeout=5)
+    assert not long.alive()
+    assert short.stop() == 3
+
+
+def test_supervisor_wait_returns_none_on_stop_signal() -> None:
+    flag = StopRequested()
+    supervisor = Supervisor(flag)
+    child = supervisor.spawn("long", [PY, "-c", "import time; time.sleep(60)"])
+    flag(signal.SIGTERM, None)
+    assert supervisor.wait(poll_seconds=0.05) is None
+    assert flag.signum == signal.SIGTERM
+    supervisor.shutdown(timeout=5)
+    assert not child.alive()
+
+
+def test_wait_until_aborts_with_reason() -> None:
+    with pytest.raises(RuntimeError, match="gone"):
+        wait_until(lambda: False, timeout=5, abort=lambda: "gone")
+    assert wait_until(lambda: False, timeout=0.1, interval=0.02) is False
+
+
+def test_run_foreground_forwards_the_signal_and_exits_with_the_child(tmp_path: Path) -> None:
+    import subprocess
+
+    ready = tmp_path / "ready"
+    child = (
+        "import signal, sys, time;"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7));"
+        f"open({str(ready)!r}, 'w').close();"
+        "time.sleep(60)"
+    )
+    parent = (
+        "import sys; from runtime.processes import run_foreground;"
+        f"sys.exit(run_foreground([{PY!r}, '-c', {child!r}]))"
+    )
+    proc = subprocess.Popen([PY, "-c", parent])
+    try:
+        assert wait_until(ready.exists, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 7
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
