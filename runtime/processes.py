@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -39,7 +39,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     # Optional graceful stop (e.g. `pg_ctl stop`); falls back to SIGTERM/SIGKILL of the group.
     graceful_stop: Callable[[ManagedProcess, float], None] | None = None
-    _log_file: IO[bytes] | None = field(default=None, repr=False)
+    _group_swept: bool = False
 
     @property
     def pid(self) -> int:
@@ -73,11 +73,11 @@ class ManagedProcess:
                 log.warning("%s did not stop within %.0fs: killing it", self.name, timeout)
                 self.signal_group(signal.SIGKILL)
                 self.popen.wait(timeout=timeout)
-        # The leader is gone; make sure no member of its group outlives it.
-        self.signal_group(signal.SIGKILL)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        if not self._group_swept:
+            # The leader is gone; no member of its group may outlive it. Done once, right
+            # after reaping, so a later call can never hit a recycled process group id.
+            self._group_swept = True
+            self.signal_group(signal.SIGKILL)
         return exit_code(self.popen.returncode)
 
 
@@ -91,12 +91,13 @@ def spawn(
     user: str | None = None,
     graceful_stop: Callable[[ManagedProcess, float], None] | None = None,
 ) -> ManagedProcess:
-    """Start `argv` in a new session; output goes to `log_path` or is inherited."""
-    log_file: IO[bytes] | None = None
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = log_path.open("ab")
-    try:
+    """Start `argv` in a new session; output goes to `log_path` (appended) or is inherited."""
+    with contextlib.ExitStack() as stack:
+        log_file: IO[bytes] | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            # The child keeps its own copy of the descriptor; ours closes on exit.
+            log_file = stack.enter_context(log_path.open("ab"))
         popen = subprocess.Popen(
             list(argv),
             env=dict(env) if env is not None else None,
@@ -107,11 +108,7 @@ def spawn(
             start_new_session=True,
             user=user,
         )
-    except BaseException:
-        if log_file is not None:
-            log_file.close()
-        raise
-    return ManagedProcess(name, popen, graceful_stop=graceful_stop, _log_file=log_file)
+    return ManagedProcess(name, popen, graceful_stop=graceful_stop)
 
 
 class StopRequested:
