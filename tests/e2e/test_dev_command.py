@@ -273,3 +273,29 @@ def test_dev_uses_a_server_that_answers_and_creates_the_database(
         assert asyncio.run(broker_answers(broker.bootstrap))  # not ours: left running
     finally:
         asyncio.run(drop_database(name))
+
+
+def test_dev_stops_everything_and_fails_when_a_child_dies(
+    start_dev: Callable[..., DevRun], broker: Broker
+) -> None:
+    name = unique_name("nexus_dev")
+    try:
+        run = start_dev(
+            NEXUS_ENV="test",
+            NEXUS_JWT_HS256_SECRET="dev-test-secret-with-enough-bytes-for-hs256",
+            NEXUS_DATABASE_URL=sqlalchemy_url(name),
+            NEXUS_KAFKA_BOOTSTRAP=broker.bootstrap,
+        )
+        run.wait_for("the agents worker", lambda: "started agents" in run.log(), 90)
+        pids = run.started_pids()
+        os.killpg(pids["api"], signal.SIGKILL)
+        try:
+            code = run.proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"nexus dev kept running after its API died:\n{run.tail()}")
+        assert code == 1, run.tail()
+        assert "api" in run.log() and "exited unexpectedly" in run.log()
+        assert not any(_alive(p) for p in pids.values())
+        assert _processes_under(run.cwd) == set()
+    finally:
+        asyncio.run(drop_database(name))
