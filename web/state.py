@@ -12,8 +12,8 @@ from nexus.config import Settings
 from nexus.messaging.publisher import Publisher
 
 if TYPE_CHECKING:
-    from web.tokens import TokenVerifier
     from web.metrics import HttpMetrics
+    from web.tokens import TokenVerifier
 
 EXTENSION_KEY = "nexus"
 

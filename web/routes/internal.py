@@ -39,7 +39,7 @@ async def _count_by_status(
     session: AsyncSession, model: type[BackfillJob] | type[IngestJob]
 ) -> dict[str, int]:
     rows = await session.execute(select(model.status, func.count()).group_by(model.status))
-    return {str(status): int(count) for status, count in rows.tuples()}
+    return {str(status): int(count) for status, count in rows}
 
 
 @bp.get("/stats")

@@ -1,0 +1,252 @@
+"""The single envelope for every outcome: success, validation, routing, crashes, outages."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+from pydantic import BaseModel, Field
+from quart import Blueprint, Quart
+from quart_schema import validate_querystring, validate_request
+from sqlalchemy import text
+
+from nexus.errors import NexusError
+from tests.conftest import make_settings
+from tests.support.services import free_port
+from tests.web.conftest import Api, AppFactory, FakePublisher, make_token
+from web.app import create_app
+from web.envelope import Data, no_content
+from web.uow import unit_of_work
+
+SECRET_TEXT = "password=hunter2 SELECT * FROM operator_keys"
+
+
+class ThingIn(BaseModel):
+    name: str = Field(min_length=1, max_length=10)
+    count: int = 1
+
+
+class ListQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+def _test_blueprint() -> Blueprint:
+    bp = Blueprint("testing", __name__, url_prefix="/_test")
+
+    @bp.post("/things")
+    @validate_request(ThingIn)
+    async def create_thing(data: ThingIn) -> tuple[Data[ThingIn], int]:
+        return Data(data=data), 201
+
+    @bp.get("/things")
+    @validate_querystring(ListQuery)
+    async def list_things(query_args: ListQuery) -> Data[dict[str, int]]:
+        return Data(data={"limit": query_args.limit})
+
+    @bp.get("/things/<uuid:thing_id>")
+    async def get_thing(thing_id: uuid.UUID) -> Data[dict[str, str]]:
+        return Data(data={"id": str(thing_id)})
+
+    @bp.delete("/things/<uuid:thing_id>")
+    async def delete_thing(thing_id: uuid.UUID) -> object:
+        return no_content()
+
+    @bp.get("/crash")
+    async def crash() -> object:
+        raise RuntimeError(SECRET_TEXT)
+
+    @bp.get("/bad-sql")
+    async def bad_sql() -> object:
+        async with unit_of_work() as uow:
+            await uow.session.execute(text("SELECT * FROM no_such_table_with_secret_name"))
+        return Data(data=None)
+
+    @bp.get("/rate-limited")
+    async def rate_limited() -> object:
+        raise NexusError("E_RATE_LIMITED", "slow down", headers={"Retry-After": "7"})
+
+    return bp
+
+
+@pytest.fixture
+async def tapi(build_app: AppFactory) -> object:
+    app = build_app()
+    app.register_blueprint(_test_blueprint())
+    async with app.test_app():
+        yield Api(app.test_client())
+
+
+def _assert_error(payload: dict, code: str) -> dict:
+    assert set(payload) == {"error"}
+    err = payload["error"]
+    assert err["code"] == code
+    assert isinstance(err["message"], str) and err["message"]
+    assert isinstance(err["request_id"], str) and err["request_id"]
+    assert set(err) <= {"code", "message", "request_id", "details"}
+    return err
+
+
+async def test_health_is_a_data_envelope(api: Api) -> None:
+    r = await api.get("/health", internal=None)
+    assert r.status_code == 200
+    assert await r.get_json() == {"data": {"status": "ok"}}
+
+
+async def test_success_envelope_and_201(tapi: Api) -> None:
+    r = await tapi.post("/_test/things", json={"name": "a"})
+    assert r.status_code == 201
+    assert await r.get_json() == {"data": {"name": "a", "count": 1}}
+
+
+async def test_204_has_no_body(tapi: Api) -> None:
+    r = await tapi.request("DELETE", f"/_test/things/{uuid.uuid4()}")
+    assert r.status_code == 204
+    assert await r.get_data() == b""
+
+
+async def test_unknown_route_is_404(api: Api) -> None:
+    r = await api.get("/no/such/route", headers={"X-Request-ID": "req-404"})
+    assert r.status_code == 404
+    err = _assert_error(await r.get_json(), "E_NOT_FOUND")
+    assert err["request_id"] == "req-404"
+
+
+async def test_wrong_method_is_405_with_allow(api: Api) -> None:
+    r = await api.post("/me")
+    assert r.status_code == 405
+    _assert_error(await r.get_json(), "E_METHOD_NOT_ALLOWED")
+    assert "GET" in r.headers["Allow"]
+
+
+async def test_malformed_json_is_400(tapi: Api) -> None:
+    r = await tapi.post(
+        "/_test/things", data=b'{"name": ', headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+
+
+async def test_non_json_body_is_400(tapi: Api) -> None:
+    r = await tapi.post("/_test/things", data=b"name=a", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400
+    _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+
+
+async def test_body_validation_is_400_with_field_details(tapi: Api) -> None:
+    r = await tapi.post("/_test/things", json={"name": "", "count": "many"})
+    assert r.status_code == 400
+    err = _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+    locs = {tuple(d["loc"]) for d in err["details"]}
+    assert locs == {("name",), ("count",)}
+    for detail in err["details"]:
+        assert set(detail) == {"loc", "msg", "type"}  # never the input or pydantic URLs
+    assert "many" not in str(err)
+
+
+async def test_query_validation_is_400_never_422(tapi: Api) -> None:
+    ok = await tapi.get("/_test/things", query_string={"limit": "200"})
+    assert ok.status_code == 200
+    for bad in ("0", "201", "x"):
+        r = await tapi.get("/_test/things", query_string={"limit": bad})
+        assert r.status_code == 400
+        err = _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+        assert err["details"][0]["loc"] == ["limit"]
+
+
+async def test_non_uuid_path_id_is_400_not_404(tapi: Api) -> None:
+    thing = uuid.uuid4()
+    ok = await tapi.get(f"/_test/things/{str(thing).upper()}")
+    assert ok.status_code == 200
+    assert (await ok.get_json())["data"]["id"] == str(thing)
+    r = await tapi.get("/_test/things/not-a-uuid")
+    assert r.status_code == 400
+    err = _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+    assert err["details"] == [{"loc": ["path", "thing_id"], "msg": "must be a UUID"}]
+
+
+async def test_non_uuid_path_id_without_internal_header_is_still_403(tapi: Api) -> None:
+    r = await tapi.get("/_test/things/not-a-uuid", internal=None)
+    assert r.status_code == 403
+    _assert_error(await r.get_json(), "E_INTERNAL_ONLY")
+
+
+async def test_unhandled_exception_is_500_and_leaks_nothing(
+    tapi: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    r = await tapi.get("/_test/crash", headers={"X-Request-ID": "crash-1"})
+    assert r.status_code == 500
+    raw = (await r.get_data()).decode()
+    err = _assert_error(await r.get_json(), "E_INTERNAL")
+    assert err["request_id"] == "crash-1"
+    assert "details" not in err
+    for leak in ("hunter2", "SELECT", "RuntimeError", "Traceback", "crash"):
+        assert leak not in raw.replace('"crash-1"', "")
+    logged = [rec for rec in caplog.records if isinstance(rec.msg, dict)]
+    assert any(rec.msg.get("request_id") == "crash-1" and rec.msg.get("exc_info") for rec in logged)
+
+
+async def test_database_error_is_500_and_leaks_no_sql(tapi: Api) -> None:
+    r = await tapi.get("/_test/bad-sql")
+    assert r.status_code == 500
+    raw = (await r.get_data()).decode()
+    _assert_error(await r.get_json(), "E_INTERNAL")
+    assert "no_such_table" not in raw and "SELECT" not in raw
+
+
+async def test_nexus_error_status_and_headers(tapi: Api) -> None:
+    r = await tapi.get("/_test/rate-limited")
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == "7"
+    err = _assert_error(await r.get_json(), "E_RATE_LIMITED")
+    assert err["message"] == "slow down"
+
+
+@pytest.fixture
+def down_db_settings() -> object:
+    return make_settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x",
+        kafka_bootstrap="127.0.0.1:1",
+    )
+
+
+async def test_database_down_is_503_on_me(down_db_settings: object) -> None:
+    app = create_app(down_db_settings, publisher=FakePublisher())  # type: ignore[arg-type]
+    async with app.test_app():
+        api = Api(app.test_client())
+        r = await api.get("/me", token=make_token())
+        assert r.status_code == 503
+        _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
+        assert "127.0.0.1" not in (await r.get_data()).decode()
+
+
+async def test_database_down_is_503_on_ready(down_db_settings: object) -> None:
+    app = create_app(down_db_settings, publisher=FakePublisher())  # type: ignore[arg-type]
+    async with app.test_app():
+        r = await Api(app.test_client()).get("/ready", internal=None)
+        assert r.status_code == 503
+        err = _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
+        assert err["details"] == {"database": "unavailable", "broker": "ok"}
+
+
+async def test_ready_ok(api: Api) -> None:
+    r = await api.get("/ready", internal=None)
+    assert r.status_code == 200
+    assert await r.get_json() == {"data": {"database": "ok", "broker": "ok"}}
+
+
+async def test_broker_down_is_503_on_ready(build_app: AppFactory) -> None:
+    app = build_app(publisher=FakePublisher(up=False))
+    async with app.test_app():
+        r = await Api(app.test_client()).get("/ready", internal=None)
+        assert r.status_code == 503
+        err = _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
+        assert err["details"] == {"database": "ok", "broker": "unavailable"}
+
+
+async def test_app_owns_and_closes_what_it_creates(down_db_settings: object) -> None:
+    app: Quart = create_app(down_db_settings)  # type: ignore[arg-type]
+    async with app.test_app():
+        r = await Api(app.test_client()).get("/health")
+        assert r.status_code == 200

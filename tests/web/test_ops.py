@@ -1,0 +1,46 @@
+"""/metrics, /openapi.json, /docs."""
+
+from __future__ import annotations
+
+from tests.web.conftest import Api, make_token
+
+
+async def test_metrics_are_prometheus_text_by_route_template(api: Api) -> None:
+    await api.get("/me", token=make_token())
+    await api.get("/no/such/thing")
+    r = await api.get("/metrics", internal=None)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    text = (await r.get_data()).decode()
+    assert "# TYPE nexus_http_requests_total counter" in text
+    assert 'nexus_http_requests_total{method="GET",route="/me",status="200"} 1.0' in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert "nexus_http_request_duration_seconds_bucket" in text
+
+
+async def test_each_app_has_its_own_registry(api: Api, build_app: object) -> None:
+    await api.get("/health")
+    other = build_app()  # type: ignore[operator]
+    async with other.test_app():
+        text = (await (await other.test_client().get("/metrics")).get_data()).decode()
+    assert 'route="/health"' not in text
+
+
+async def test_openapi_document(api: Api) -> None:
+    r = await api.get("/openapi.json", internal=None)
+    assert r.status_code == 200
+    doc = await r.get_json()
+    assert doc["info"]["title"] == "Nexus API"
+    for path in ("/me", "/health", "/ready", "/internal/stats"):
+        assert path in doc["paths"], path
+    me = doc["paths"]["/me"]["get"]["responses"]["200"]
+    schema = str(me)
+    assert "content" in me and "Data" in schema
+    assert "bearer" in doc["components"]["securitySchemes"]
+
+
+async def test_docs_page_is_html(api: Api) -> None:
+    r = await api.get("/docs", internal=None)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "Nexus API" in (await r.get_data()).decode()
