@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from quart import Quart, Response, g, request
 from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -24,6 +25,8 @@ from web.metrics import HttpMetrics
 from web.routes import backfill_jobs, internal, me, ops
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
+
+log = structlog.get_logger("nexus.web.access")
 
 # quart-schema's endpoints: the OpenAPI document and the docs page are public.
 _SCHEMA_ENDPOINTS = {"openapi", "swagger_ui"}
@@ -124,4 +127,11 @@ async def _end_request(response: Response) -> Response:
     rule = request.url_rule.rule if request.url_rule is not None else None
     elapsed = time.perf_counter() - g.get("nexus_started", time.perf_counter())
     nexus_state().metrics.observe(request.method, rule, response.status_code, elapsed)
+    log.info(
+        "http request",
+        method=request.method,
+        route=rule,
+        status=response.status_code,
+        duration_ms=round(elapsed * 1000, 2),
+    )
     return response

@@ -12,13 +12,15 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from quart import g, request
+from quart import current_app, g, request
+from quart_schema import document_response, security_scheme
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, authenticate
 from nexus.users.service import CurrentUser, ensure_user
+from web.envelope import ErrorBody
 from web.state import nexus_state
 
 INTERNAL_HEADER = "X-Nexus-Internal"
@@ -44,8 +46,6 @@ def _is_exempt() -> bool:
     endpoint = request.endpoint
     if endpoint is None:
         return False
-    from quart import current_app
-
     if endpoint in nexus_state().internal_exempt_endpoints:
         return True
     view = current_app.view_functions.get(endpoint)
@@ -93,6 +93,14 @@ def current_user() -> CurrentUser:
     return user
 
 
+def _document_guard(view: F, statuses: tuple[int, ...]) -> F:
+    """OpenAPI: the route needs the internal header + a bearer and may answer these errors."""
+    security_scheme([{"internal": [], "bearer": []}])(view)
+    for status in statuses:
+        document_response(ErrorBody, status)(view)
+    return view
+
+
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require a valid user JWT; the view reads the user with `current_user()`."""
 
@@ -101,7 +109,7 @@ def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await authenticate_user()
         return await func(*args, **kwargs)
 
-    return wrapper
+    return _document_guard(wrapper, (401, 403, 503))
 
 
 def operator_required(
@@ -122,6 +130,6 @@ def operator_required(
             g.nexus_operator = identity
             return await func(*args, operator=identity, **kwargs)
 
-        return wrapper
+        return _document_guard(wrapper, (401, 403))
 
     return decorator

@@ -51,6 +51,7 @@ class JwksCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._forced_at: float | None = None
+        self._failed_at: float | None = None
         self._lock = asyncio.Lock()
         self._client: httpx.AsyncClient | None = None
 
@@ -73,7 +74,16 @@ class JwksCache:
             or time.monotonic() - self._forced_at >= self.min_refresh_interval
         )
 
+    def _failed_recently(self) -> bool:
+        return (
+            self._failed_at is not None
+            and time.monotonic() - self._failed_at < self.min_refresh_interval
+        )
+
     async def _refresh(self, *, force: bool) -> None:
+        """Fetch the key set. Raises `AuthUnavailableError` when it cannot be fetched and
+        the answer matters: no keys at all, or a forced refresh for an unknown kid. After a
+        failure, further fetches wait `min_refresh_interval` (no timeout per request)."""
         started = time.monotonic()
         async with self._lock:
             # Another task refreshed while we waited: use its result.
@@ -83,18 +93,22 @@ class JwksCache:
                 if not self._may_force():
                     return
                 self._forced_at = time.monotonic()
-            try:
-                keys = await self._fetch()
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("jwks fetch failed", url=self.url, error=type(exc).__name__)
-                if not self._keys:
-                    raise AuthUnavailableError() from exc
-                if force:
-                    # We cannot tell whether the kid exists: say so rather than 401.
-                    raise AuthUnavailableError() from exc
-                return  # keep serving the stale keys; retry on the next request
-            self._keys = keys
-            self._fetched_at = time.monotonic()
+            if self._failed_recently():
+                failure: BaseException | None = None
+            else:
+                try:
+                    self._keys = await self._fetch()
+                    self._fetched_at = time.monotonic()
+                    self._failed_at = None
+                    return
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("jwks fetch failed", url=self.url, error=type(exc).__name__)
+                    self._failed_at = time.monotonic()
+                    failure = exc
+            if not self._keys or force:
+                # No keys, or we cannot tell whether the kid exists: unavailable, not 401.
+                raise AuthUnavailableError() from failure
+            # Otherwise keep serving the stale keys.
 
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
         if self._client is None:

@@ -195,6 +195,16 @@ async def test_database_error_is_500_and_leaks_no_sql(tapi: Api) -> None:
     assert "no_such_table" not in raw and "SELECT" not in raw
 
 
+async def test_body_too_large_is_413(build_app: AppFactory) -> None:
+    app = build_app()
+    app.register_blueprint(_test_blueprint())
+    app.config["MAX_CONTENT_LENGTH"] = 64
+    async with app.test_app():
+        r = await Api(app.test_client()).post("/_test/things", json={"name": "x" * 200})
+    assert r.status_code == 413
+    _assert_error(await r.get_json(), "E_FILE_TOO_LARGE")
+
+
 async def test_nexus_error_status_and_headers(tapi: Api) -> None:
     r = await tapi.get("/_test/rate-limited")
     assert r.status_code == 429

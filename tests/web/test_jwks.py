@@ -51,7 +51,7 @@ class SigningKey:
 class JwksServer:
     """Serves `keys` as a JWKS document on a free port and counts the fetches."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.keys: list[dict[str, Any]] = []
         self.hits = 0
         server = self
@@ -69,7 +69,7 @@ class JwksServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -238,6 +238,24 @@ async def test_jwks_down_is_503(
     async with app.test_app():
         status, payload = await _me(Api(app.test_client()), rsa_key.token())
     assert (status, payload["error"]["code"]) == (503, "E_AUTH_UNAVAILABLE")
+
+
+async def test_jwks_recovery_is_picked_up_after_the_retry_interval(
+    build_app: AppFactory, settings: Settings, rsa_key: SigningKey
+) -> None:
+    port = free_port()
+    app = build_app(settings=_jwks_settings(settings, f"http://127.0.0.1:{port}/jwks.json"))
+    async with app.test_app():
+        api = Api(app.test_client())
+        assert (await _me(api, rsa_key.token()))[0] == 503
+        with JwksServer(port) as server:
+            server.keys = [rsa_key.jwk]
+            # Failures are throttled: no fetch until the retry interval has passed.
+            assert (await _me(api, rsa_key.token()))[0] == 503
+            assert server.hits == 0
+            nexus_state(app).verifier.jwks.min_refresh_interval = 0  # type: ignore[union-attr]
+            assert (await _me(api, rsa_key.token()))[0] == 200
+            assert server.hits == 1
 
 
 async def test_jwks_outage_after_first_fetch_keeps_serving_cached_keys(

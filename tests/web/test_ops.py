@@ -37,6 +37,9 @@ async def test_openapi_document(api: Api) -> None:
     schema = str(me)
     assert "content" in me and "Data" in schema
     assert "bearer" in doc["components"]["securitySchemes"]
+    assert {"401", "403", "503"} <= set(doc["paths"]["/me"]["get"]["responses"])
+    assert doc["paths"]["/me"]["get"]["security"] == [{"internal": [], "bearer": []}]
+    assert "401" in doc["paths"]["/internal/stats"]["get"]["responses"]
 
 
 async def test_docs_page_is_html(api: Api) -> None:
