@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -33,6 +34,10 @@ class NexusApp(faust.App):
     """Faust app that opens the agent context and creates topics before consuming."""
 
     nexus: AgentContext
+
+    async def on_first_start(self) -> None:
+        Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
 
     async def on_start(self) -> None:
         await _create_topics(self.nexus)
@@ -65,6 +70,8 @@ def build_app(settings: Settings) -> NexusApp:
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         processing_guarantee="at_least_once",
         store="memory://",
+        # Faust keeps only scratch files here (no tables); keep them out of the work tree.
+        datadir=f"var/faust/{settings.faust_app_id}",
         web_port=settings.agents_web_port,
         web_host="127.0.0.1" if settings.env.value in ("local", "test") else "0.0.0.0",
         topic_partitions=settings.topic_partitions,

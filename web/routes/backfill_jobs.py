@@ -76,10 +76,10 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
                 correlation_id=g.correlation_id,
             )
             outcome = "noop_running" if result.idempotent else "requeued"
-            await record_action(uow.session, outcome=outcome, **audit)  # type: ignore[arg-type]
+            await record_action(uow.session, outcome=outcome, **audit)
     except NotFound:
         async with transaction(state.sessionmaker) as session:
-            await record_action(session, outcome="not_found", **audit)  # type: ignore[arg-type]
+            await record_action(session, outcome="not_found", **audit)
         raise
     return Data(
         data=RequeueOut(
