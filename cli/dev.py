@@ -66,6 +66,8 @@ def register(subparsers: SubParsers) -> None:
 
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Like the servers we start: a port left in TIME_WAIT by a stopped server is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -208,7 +210,7 @@ class DevStack:
         out("Nexus dev stack:")
         out(f"  API         {api}   (health {api}/health, ready {api}/ready)")
         out(f"  API docs    {api}/docs   (OpenAPI {api}/openapi.json)")
-        out(f"  Agents web  {agents}/nexus/dashboard   (ready {agents}/nexus/ready)")
+        out(f"  Agents web  {agents}/nexus/stats   (ready {agents}/nexus/ready)")
         out(f"  Broker      {s.kafka_bootstrap}   ({broker})")
         out(f"  Database    {db}   ({database})")
         out(f"  Logs        {VAR_DIR / 'log'}/ (broker, postgres); API and agents below")
