@@ -136,6 +136,9 @@ _MATERIALISE_CHUNK = text(
         WHERE library_id = :s AND (CAST(:after AS uuid) IS NULL OR media_id > CAST(:after AS uuid))
         ORDER BY media_id
         LIMIT :n
+        -- Conflicts with a concurrent removal of m from S: either it waits for this chunk
+        -- (and then deletes the edge written here) or this chunk skips the removed row.
+        FOR KEY SHARE
     ),
     edges AS (
         INSERT INTO default_library_closure_edges (default_library_id, media_id, source_library_id)

@@ -1,0 +1,254 @@
+"""Default-library closure, intrinsics, garbage collection and read access (SPEC §5, §6).
+
+`d(u)` is u's default library. `library_media(d, m)` must always be justified by an
+intrinsic `(d, m)` or an edge `(d, m, S)` whose user is still a member of S; GC deletes it
+otherwise. Every function runs inside the caller's transaction; inserts are
+`ON CONFLICT DO NOTHING`, so replays are harmless.
+
+Lock order (strict revocation, SPEC §6), shared by every writer so none can deadlock or let
+an edge outlive its membership:
+  1. library row S (`FOR UPDATE` to remove members or delete; `FOR SHARE` to add media),
+  2. membership rows of S (`FOR UPDATE` to delete; `FOR SHARE` while materialising),
+  3. edges, default rows, job rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# ---------------------------------------------------------------------------- locking
+
+
+async def lock_library(session: AsyncSession, library_id: uuid.UUID, *, exclusive: bool) -> bool:
+    """Lock library row S; False when it does not exist."""
+    mode = "UPDATE" if exclusive else "SHARE"
+    found = await session.scalar(
+        text(f"SELECT 1 FROM libraries WHERE id = :s FOR {mode}"), {"s": library_id}
+    )
+    return found is not None
+
+
+async def lock_memberships(
+    session: AsyncSession, library_id: uuid.UUID, *, exclusive: bool
+) -> list[uuid.UUID]:
+    """Lock every membership row of S in a stable order; returns the member ids."""
+    mode = "UPDATE" if exclusive else "SHARE"
+    rows = await session.execute(
+        text(
+            f"SELECT user_id FROM memberships WHERE library_id = :s ORDER BY user_id FOR {mode}"
+        ),
+        {"s": library_id},
+    )
+    return [r[0] for r in rows]
+
+
+# ------------------------------------------------------------------------------- GC
+
+_GC = text(
+    """
+    DELETE FROM library_media lm
+    USING unnest(CAST(:d AS uuid[]), CAST(:m AS uuid[])) AS pair(d, m)
+    WHERE lm.library_id = pair.d AND lm.media_id = pair.m
+      AND NOT EXISTS (SELECT 1 FROM default_library_intrinsics i
+                      WHERE i.default_library_id = pair.d AND i.media_id = pair.m)
+      AND NOT EXISTS (SELECT 1 FROM default_library_closure_edges e
+                      WHERE e.default_library_id = pair.d AND e.media_id = pair.m)
+    """
+)
+
+
+async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> int:
+    """GC(d, m) for each pair: delete the default row when nothing justifies it."""
+    unique = sorted(set(pairs))
+    if not unique:
+        return 0
+    result = await session.execute(
+        _GC, {"d": [p[0] for p in unique], "m": [p[1] for p in unique]}
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------- intrinsics
+
+
+async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID) -> bool:
+    """library_media(d, m) + intrinsic. True when the library row was created."""
+    await session.execute(
+        text(
+            "INSERT INTO default_library_intrinsics (default_library_id, media_id) "
+            "VALUES (:d, :m) ON CONFLICT DO NOTHING"
+        ),
+        {"d": default_id, "m": media_id},
+    )
+    return await _insert_library_media(session, default_id, media_id)
+
+
+async def remove_from_default(
+    session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID
+) -> bool:
+    """Delete the intrinsic and GC(d, m). True when an intrinsic existed.
+
+    The library row stays while an edge still justifies it.
+    """
+    result = await session.execute(
+        text(
+            "DELETE FROM default_library_intrinsics "
+            "WHERE default_library_id = :d AND media_id = :m"
+        ),
+        {"d": default_id, "m": media_id},
+    )
+    await gc(session, [(default_id, media_id)])
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _insert_library_media(
+    session: AsyncSession, library_id: uuid.UUID, media_id: uuid.UUID
+) -> bool:
+    created = await session.scalar(
+        text(
+            "INSERT INTO library_media (library_id, media_id) VALUES (:l, :m) "
+            "ON CONFLICT DO NOTHING RETURNING 1"
+        ),
+        {"l": library_id, "m": media_id},
+    )
+    return created is not None
+
+
+# ------------------------------------------------------------ shared libraries
+
+
+async def add_to_shared(session: AsyncSession, library_id: uuid.UUID, media_id: uuid.UUID) -> bool:
+    """library_media(S, m) and, for every member u, edge (d(u), m, S) + library_media(d(u), m).
+
+    Holds S's row (`FOR SHARE`) and its membership rows (`FOR SHARE`) so a concurrent
+    member removal either finishes first (its member gets no edge) or waits for us (and
+    then deletes the edge we wrote). True when library_media(S, m) was created.
+    """
+    await lock_library(session, library_id, exclusive=False)
+    await lock_memberships(session, library_id, exclusive=False)
+    created = await _insert_library_media(session, library_id, media_id)
+    await session.execute(
+        text(
+            """
+            WITH defaults AS (
+                SELECT d.id AS default_id
+                FROM memberships mb
+                JOIN libraries d ON d.owner_user_id = mb.user_id AND d.is_default
+                WHERE mb.library_id = :s
+            ),
+            edges AS (
+                INSERT INTO default_library_closure_edges
+                    (default_library_id, media_id, source_library_id)
+                SELECT default_id, :m, :s FROM defaults
+                ON CONFLICT DO NOTHING
+            )
+            INSERT INTO library_media (library_id, media_id)
+            SELECT default_id, :m FROM defaults
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"s": library_id, "m": media_id},
+    )
+    return created
+
+
+async def remove_from_shared(
+    session: AsyncSession, library_id: uuid.UUID, media_id: uuid.UUID
+) -> bool:
+    """Delete library_media(S, m) and all edges (*, m, S); GC each affected default row."""
+    removed = await session.execute(
+        text("DELETE FROM library_media WHERE library_id = :s AND media_id = :m"),
+        {"s": library_id, "m": media_id},
+    )
+    rows = await session.execute(
+        text(
+            "DELETE FROM default_library_closure_edges "
+            "WHERE source_library_id = :s AND media_id = :m RETURNING default_library_id"
+        ),
+        {"s": library_id, "m": media_id},
+    )
+    await gc(session, [(r[0], media_id) for r in rows])
+    return bool(removed.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Cleanup when u leaves S (caller holds the locks and deletes the membership):
+    delete u's edges from S, GC each, delete the backfill job row."""
+    rows = await session.execute(
+        text(
+            """
+            DELETE FROM default_library_closure_edges e
+            USING libraries d
+            WHERE d.owner_user_id = :u AND d.is_default
+              AND e.default_library_id = d.id AND e.source_library_id = :s
+            RETURNING e.default_library_id, e.media_id
+            """
+        ),
+        {"u": user_id, "s": library_id},
+    )
+    await gc(session, [(r[0], r[1]) for r in rows])
+    await session.execute(
+        text(
+            "DELETE FROM default_library_backfill_jobs "
+            "WHERE source_library_id = :s AND user_id = :u"
+        ),
+        {"s": library_id, "u": user_id},
+    )
+
+
+async def before_library_delete(session: AsyncSession, library_id: uuid.UUID) -> None:
+    """Delete every edge from S and GC each affected (d, m) before the cascade runs."""
+    rows = await session.execute(
+        text(
+            "DELETE FROM default_library_closure_edges WHERE source_library_id = :s "
+            "RETURNING default_library_id, media_id"
+        ),
+        {"s": library_id},
+    )
+    await gc(session, [(r[0], r[1]) for r in rows])
+
+
+# ----------------------------------------------------------------------- reading
+
+_READABLE = """
+    SELECT m.id FROM unnest(CAST(:ids AS uuid[])) AS m(id)
+    WHERE EXISTS (
+            SELECT 1 FROM library_media lm
+            JOIN libraries l ON l.id = lm.library_id AND NOT l.is_default
+            JOIN memberships mb ON mb.library_id = l.id AND mb.user_id = :v
+            WHERE lm.media_id = m.id)
+       OR EXISTS (
+            SELECT 1 FROM default_library_intrinsics i
+            JOIN libraries d ON d.id = i.default_library_id
+                            AND d.owner_user_id = :v AND d.is_default
+            WHERE i.media_id = m.id)
+       OR EXISTS (
+            SELECT 1 FROM default_library_closure_edges e
+            JOIN libraries d ON d.id = e.default_library_id
+                            AND d.owner_user_id = :v AND d.is_default
+            JOIN memberships mb ON mb.library_id = e.source_library_id AND mb.user_id = :v
+            WHERE e.media_id = m.id)
+"""
+
+
+async def readable_media_ids(
+    session: AsyncSession, viewer: uuid.UUID, media_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """The subset of `media_ids` the viewer may read, in one query (SPEC §5)."""
+    if not media_ids:
+        return set()
+    rows = await session.execute(text(_READABLE), {"ids": list(media_ids), "v": viewer})
+    return {r[0] for r in rows}
+
+
+async def can_read_media(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> bool:
+    """True iff m is in a non-default library the viewer belongs to, or the viewer's
+    default library has an intrinsic for m, or an edge (d, m, S) with the viewer still a
+    member of S. A bare `library_media` row in a default library grants nothing; missing
+    media is never readable."""
+    return media_id in await readable_media_ids(session, viewer, [media_id])
+
