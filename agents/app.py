@@ -115,7 +115,14 @@ def build_app(settings: Settings) -> NexusApp:
 
     @app.page("/nexus/stats")
     async def stats_view(web: Any, request: Any) -> Any:
-        return web.json(await views.stats(ctx, app))
+        try:
+            return web.json(await views.stats(ctx, app))
+        except Exception as exc:
+            log.warning("stats unavailable: %s", type(exc).__name__)
+            return web.json(
+                {"error": {"code": "E_DEPENDENCY_UNAVAILABLE", "message": "stats unavailable"}},
+                status=503,
+            )
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

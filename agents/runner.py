@@ -67,6 +67,9 @@ async def dead_letter(ctx: AgentContext, event: Any, reason: str) -> None:
             return
         except PublishError:
             continue
+        except Exception:
+            log.exception("dead-letter publish raised")
+            continue
     log.error("dead-letter publish failed; message dropped: %s", letter.model_dump_json())
 
 

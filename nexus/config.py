@@ -99,6 +99,21 @@ class Settings(BaseSettings):
             raise ValueError("must end with '.' (e.g. 'nexus.')")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
     @model_validator(mode="after")
     def _per_environment(self) -> Self:
         if self.env in (Env.STAGING, Env.PROD):
@@ -111,11 +126,16 @@ class Settings(BaseSettings):
                 )
                 if not present
             ]
+            if "jwt_issuer" not in self.model_fields_set:
+                missing.append("NEXUS_JWT_ISSUER")
             if missing:
                 raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
+            secret = self.internal_secret.get_secret_value() if self.internal_secret else ""
+            if len(secret.strip()) < 16:
+                raise ValueError("NEXUS_INTERNAL_SECRET must be at least 16 characters")
             if self.jwt_hs256_secret is not None:
                 raise ValueError("NEXUS_JWT_HS256_SECRET is for local/test only")
-        if self.internal_secret is not None and not self.internal_secret.get_secret_value():
+        if self.internal_secret is not None and not self.internal_secret.get_secret_value().strip():
             raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
         return self
 

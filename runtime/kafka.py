@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
@@ -23,41 +24,66 @@ log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, *, timeout_seconds: float = 5.0) -> None:
+    """Publishes with acks=all and a bounded wait.
+
+    One producer start is shared by every concurrent caller; after a failure the publisher
+    fails fast for `cooldown_seconds`, so a dead or hung broker costs one timeout per
+    cooldown instead of one per request (the outbox relay delivers the rows later).
+    """
+
+    def __init__(
+        self, bootstrap: str, *, timeout_seconds: float = 5.0, cooldown_seconds: float = 2.0
+    ) -> None:
         self._bootstrap = bootstrap
         self._timeout = timeout_seconds
+        self._cooldown = cooldown_seconds
         self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
+        self._starting: asyncio.Future[AIOKafkaProducer] | None = None
+        self._down_until = 0.0
+
+    async def _start(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            request_timeout_ms=int(self._timeout * 1000),
+            linger_ms=0,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), self._timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        return producer
 
     async def _ensure(self) -> AIOKafkaProducer:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
-                    acks="all",
-                    enable_idempotence=False,
-                    request_timeout_ms=int(self._timeout * 1000),
-                    linger_ms=0,
-                )
-                try:
-                    await asyncio.wait_for(producer.start(), self._timeout)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    raise
-                self._producer = producer
+        if self._producer is not None:
             return self._producer
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        starting = self._starting
+        try:
+            producer = await asyncio.shield(starting)
+        finally:
+            if self._starting is starting and starting.done():
+                self._starting = None
+        self._producer = producer
+        return producer
 
-    async def _reset(self) -> None:
-        async with self._lock:
-            producer, self._producer = self._producer, None
+    def _mark_down(self) -> None:
+        self._down_until = time.monotonic() + self._cooldown
+        producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), self._timeout)
+            task = asyncio.ensure_future(_stop_quietly(producer, self._timeout))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def publish(
         self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
     ) -> None:
+        if time.monotonic() < self._down_until:
+            raise PublishError(f"publish to {topic} skipped: broker unavailable (cooling down)")
         try:
             producer = await self._ensure()
             await asyncio.wait_for(
@@ -70,14 +96,30 @@ class KafkaPublisher:
                 self._timeout,
             )
         except (KafkaError, OSError, TimeoutError) as exc:
-            await self._reset()
+            self._mark_down()
             raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
 
     async def ping(self) -> bool:
         return await broker_answers(self._bootstrap, timeout_seconds=min(self._timeout, 2.0))
 
     async def close(self) -> None:
-        await self._reset()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer, self._timeout)
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(BaseException):
+                started = await self._starting
+                await _stop_quietly(started, self._timeout)
+            self._starting = None
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+async def _stop_quietly(producer: AIOKafkaProducer, wait_seconds: float) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), wait_seconds)
 
 
 async def broker_answers(bootstrap: str, *, timeout_seconds: float = 2.0) -> bool:

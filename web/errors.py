@@ -76,6 +76,11 @@ async def _on_http_error(exc: HTTPException) -> Response:
     return error_response(code, message, status, headers=headers)
 
 
+async def _on_undecodable_body(exc: UnicodeDecodeError) -> Response:
+    # Only request bodies are decoded from bytes we do not control.
+    return error_response("E_INVALID_REQUEST", "the request body is not valid UTF-8", 400)
+
+
 async def _on_unhandled(exc: Exception) -> Response:
     domain = translate(exc)
     if domain is not None:
@@ -92,4 +97,5 @@ def register_error_handlers(app: Quart) -> None:
     app.register_error_handler(NexusError, _on_nexus_error)
     app.register_error_handler(RequestSchemaValidationError, _on_schema_error)
     app.register_error_handler(HTTPException, _on_http_error)
+    app.register_error_handler(UnicodeDecodeError, _on_undecodable_body)
     app.register_error_handler(Exception, _on_unhandled)

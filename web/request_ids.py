@@ -30,8 +30,9 @@ def normalise(raw: str | None) -> str | None:
         parsed = uuid.UUID(raw)
     except ValueError:
         return raw
-    # Only canonical hyphenated UUIDs are lower-cased; other accepted strings stay as sent.
-    return str(parsed) if raw.lower() == str(parsed) else raw
+    # A UUID (hyphenated or not) is lower-cased in the form it was sent.
+    del parsed
+    return raw.lower()
 
 
 def resolve(request_header: str | None, correlation_header: str | None) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nexus.errors import Conflict, DependencyUnavailable, NexusError
 
@@ -25,12 +26,15 @@ CONSTRAINT_ERRORS: Mapping[str, tuple[str, str]] = {
     "pk_idempotency_keys": ("E_IDEMPOTENCY_KEY_REUSED", "idempotency key already used"),
 }
 
-_UNAVAILABLE_SQLSTATES = {"08000", "08001", "08003", "08004", "08006", "57P01", "57P02", "57P03"}
+# Connection exceptions (08), bad credentials (28), unknown database, too many
+# connections, admin/crash shutdown, cannot connect now: the database is not usable.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28")
+_UNAVAILABLE_SQLSTATES = {"3D000", "53300", "57P01", "57P02", "57P03"}
 
 
 def _sqlstate(exc: BaseException) -> str | None:
     orig: Any = getattr(exc, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
+    for candidate in (exc, orig, getattr(orig, "__cause__", None)):
         code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
         if code:
             return str(code)
@@ -47,14 +51,16 @@ def constraint_name(exc: BaseException) -> str | None:
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+    if isinstance(exc, OSError | TimeoutError | ConnectionError | PoolTimeoutError):
         return True
     if isinstance(exc, InterfaceError | OperationalError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     state = _sqlstate(exc)
-    return state is not None and state in _UNAVAILABLE_SQLSTATES
+    if state is None:
+        return False
+    return state in _UNAVAILABLE_SQLSTATES or state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
 
 
 def translate(exc: BaseException) -> NexusError | None:
@@ -69,7 +75,9 @@ def translate(exc: BaseException) -> NexusError | None:
                 else NexusError(code, message)
             )
         return None
-    if isinstance(exc, DBAPIError | OSError | TimeoutError) and is_connection_error(exc):
+    if isinstance(exc, DBAPIError | OSError | TimeoutError | PoolTimeoutError) and (
+        is_connection_error(exc)
+    ):
         return DependencyUnavailable("the database is unavailable")
     return None
 

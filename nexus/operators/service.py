@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,10 +84,11 @@ async def list_keys(session: AsyncSession) -> list[KeyInfo]:
 
 async def disable_key(session: AsyncSession, name_or_id: str) -> KeyInfo:
     """Disable a key by name or id (idempotent); raises NotFound."""
+    match = OperatorKey.name == name_or_id
     try:
-        match = OperatorKey.id == uuid.UUID(name_or_id)
+        match = or_(match, OperatorKey.id == uuid.UUID(name_or_id))
     except ValueError:
-        match = OperatorKey.name == name_or_id
+        pass
     await session.execute(
         update(OperatorKey)
         .where(match, OperatorKey.disabled_at.is_(None))
@@ -103,14 +104,23 @@ async def authenticate(session: AsyncSession, token: str, required: Role) -> Ope
     """Resolve a bearer token to an operator; 401 unknown/disabled, 403 role too low."""
     row = (
         await session.execute(
-            update(OperatorKey)
-            .where(OperatorKey.key_hash == hash_token(token), OperatorKey.disabled_at.is_(None))
-            .values(last_used_at=func.now())
-            .returning(OperatorKey.id, OperatorKey.name, OperatorKey.role)
+            select(OperatorKey.id, OperatorKey.name, OperatorKey.role).where(
+                OperatorKey.key_hash == hash_token(token), OperatorKey.disabled_at.is_(None)
+            )
         )
     ).one_or_none()
     if row is None:
         raise Unauthenticated("unknown or disabled operator key")
+    # At most one write a minute per key, and never a wait: busy keys do not serialise.
+    await session.execute(
+        text(
+            "UPDATE operator_keys SET last_used_at = now() WHERE id = ("
+            "  SELECT id FROM operator_keys WHERE id = :k"
+            "  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+            "  FOR UPDATE SKIP LOCKED)"
+        ),
+        {"k": row.id},
+    )
     identity = OperatorIdentity(key_id=row.id, name=row.name, role=Role(row.role))
     if not identity.role.allows(required):
         raise Forbidden(f"operator role {identity.role.value!r} may not do this")

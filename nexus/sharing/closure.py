@@ -38,9 +38,7 @@ async def lock_memberships(
     """Lock every membership row of S in a stable order; returns the member ids."""
     mode = "UPDATE" if exclusive else "SHARE"
     rows = await session.execute(
-        text(
-            f"SELECT user_id FROM memberships WHERE library_id = :s ORDER BY user_id FOR {mode}"
-        ),
+        text(f"SELECT user_id FROM memberships WHERE library_id = :s ORDER BY user_id FOR {mode}"),
         {"s": library_id},
     )
     return [r[0] for r in rows]
@@ -66,9 +64,7 @@ async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
     unique = sorted(set(pairs))
     if not unique:
         return 0
-    result = await session.execute(
-        _GC, {"d": [p[0] for p in unique], "m": [p[1] for p in unique]}
-    )
+    result = await session.execute(_GC, {"d": [p[0] for p in unique], "m": [p[1] for p in unique]})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -96,8 +92,7 @@ async def remove_from_default(
     """
     result = await session.execute(
         text(
-            "DELETE FROM default_library_intrinsics "
-            "WHERE default_library_id = :d AND media_id = :m"
+            "DELETE FROM default_library_intrinsics WHERE default_library_id = :d AND media_id = :m"
         ),
         {"d": default_id, "m": media_id},
     )
@@ -251,4 +246,3 @@ async def can_read_media(session: AsyncSession, viewer: uuid.UUID, media_id: uui
     member of S. A bare `library_media` row in a default library grants nothing; missing
     media is never readable."""
     return media_id in await readable_media_ids(session, viewer, [media_id])
-

@@ -7,7 +7,8 @@ import pytest
 from nexus.config import Env, SettingsError, load_settings
 
 PROD_OK = {
-    "NEXUS_INTERNAL_SECRET": "s3cret",
+    "NEXUS_INTERNAL_SECRET": "s3cret-of-16-chars-or-more",
+    "NEXUS_JWT_ISSUER": "https://id.example/",
     "NEXUS_JWKS_URL": "https://id.example/.well-known/jwks.json",
     "NEXUS_DATABASE_URL": "postgresql+asyncpg://nexus@db:5432/nexus",
 }
@@ -42,7 +43,10 @@ def test_production_like_envs_start_with_everything(
     _env(monkeypatch, {"NEXUS_ENV": env, **PROD_OK})
     s = load_settings()
     assert s.env.value == env
-    assert s.internal_secret is not None and s.internal_secret.get_secret_value() == "s3cret"
+    assert (
+        s.internal_secret is not None
+        and s.internal_secret.get_secret_value() == PROD_OK["NEXUS_INTERNAL_SECRET"]
+    )
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])

@@ -260,3 +260,36 @@ async def test_app_owns_and_closes_what_it_creates(down_db_settings: object) -> 
     async with app.test_app():
         r = await Api(app.test_client()).get("/health")
         assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000,  # nesting deep enough to exhaust the parser's recursion
+        b'{"name": "\xff\xfe"}',  # not UTF-8
+        b'{"name": NaN}',  # not JSON
+        b'{"name": Infinity}',
+    ],
+    ids=["deep-nesting", "bad-utf8", "nan", "infinity"],
+)
+async def test_pathological_bodies_are_400_not_500(tapi: Api, payload: bytes) -> None:
+    r = await tapi.post("/_test/things", data=payload, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    _assert_error(await r.get_json(), "E_INVALID_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/nexus_no_such_database_x",
+        "postgresql+asyncpg://no_such_role_x@127.0.0.1:5432/postgres",
+    ],
+    ids=["unknown-database", "unknown-role"],
+)
+async def test_unusable_database_is_503_not_500(url: str) -> None:
+    settings = make_settings(database_url=url, kafka_bootstrap="127.0.0.1:1")
+    app = create_app(settings, publisher=FakePublisher())
+    async with app.test_app():
+        r = await Api(app.test_client()).get("/me", token=make_token())
+        assert r.status_code == 503
+        _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")

@@ -44,9 +44,9 @@ class RequeueOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue")
-@validate_request(RequeueIn)
 @validate_response(Data[RequeueOut])
-@operator_required(Role.OPERATOR)
+@operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
+@validate_request(RequeueIn)
 async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOut]:
     """Reset a finished or pending job to pending and enqueue it.
 
