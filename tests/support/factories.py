@@ -85,3 +85,94 @@ async def sharing_scenario(session: AsyncSession, n_media: int = 3) -> dict[str,
     ms = await media(session, n=n_media)
     await add_media(session, s, ms)
     return {"viewer": viewer, "owner": owner, "d": d, "s": s, "media": ms}
+
+
+# ------------------------------------------------------------- services-level helpers
+
+
+async def account(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID]:
+    """A bootstrapped user (users row, default library, admin membership): (user, d)."""
+    from nexus.users.service import ensure_user
+
+    current = await ensure_user(session, uuid.uuid4())
+    return current.user_id, current.default_library_id
+
+
+async def closure_violations(session: AsyncSession) -> list[str]:
+    """Every broken closure invariant in the database (SPEC §6), as readable strings.
+
+    - a default-library row justified by neither an intrinsic nor an edge;
+    - an edge (d, m, S) whose user (owner of d) is not a member of S;
+    - an edge whose media is not in S, or whose source is a default library;
+    - an edge or intrinsic whose default row library_media(d, m) is missing.
+    """
+    queries = {
+        "unjustified default row": """
+            SELECT lm.library_id, lm.media_id FROM library_media lm
+            JOIN libraries d ON d.id = lm.library_id AND d.is_default
+            WHERE NOT EXISTS (SELECT 1 FROM default_library_intrinsics i
+                              WHERE i.default_library_id = lm.library_id
+                                AND i.media_id = lm.media_id)
+              AND NOT EXISTS (SELECT 1 FROM default_library_closure_edges e
+                              WHERE e.default_library_id = lm.library_id
+                                AND e.media_id = lm.media_id)""",
+        "edge without membership": """
+            SELECT e.default_library_id, e.media_id, e.source_library_id
+            FROM default_library_closure_edges e
+            JOIN libraries d ON d.id = e.default_library_id
+            WHERE NOT EXISTS (SELECT 1 FROM memberships mb
+                              WHERE mb.library_id = e.source_library_id
+                                AND mb.user_id = d.owner_user_id)""",
+        "edge without media in source": """
+            SELECT e.default_library_id, e.media_id, e.source_library_id
+            FROM default_library_closure_edges e
+            WHERE NOT EXISTS (SELECT 1 FROM library_media lm
+                              WHERE lm.library_id = e.source_library_id
+                                AND lm.media_id = e.media_id)""",
+        "edge from or into the wrong kind of library": """
+            SELECT e.default_library_id, e.media_id, e.source_library_id
+            FROM default_library_closure_edges e
+            JOIN libraries d ON d.id = e.default_library_id
+            JOIN libraries s ON s.id = e.source_library_id
+            WHERE NOT d.is_default OR s.is_default""",
+        "justification without default row": """
+            SELECT j.d, j.m FROM (
+                SELECT default_library_id AS d, media_id AS m FROM default_library_intrinsics
+                UNION
+                SELECT default_library_id, media_id FROM default_library_closure_edges) j
+            WHERE NOT EXISTS (SELECT 1 FROM library_media lm
+                              WHERE lm.library_id = j.d AND lm.media_id = j.m)""",
+    }
+    found: list[str] = []
+    for name, sql in queries.items():
+        for row in await session.execute(text(sql)):
+            found.append(f"{name}: {tuple(row)}")
+    return found
+
+
+async def edges(session: AsyncSession) -> set[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
+    """Every closure edge as (default_library_id, media_id, source_library_id)."""
+    rows = await session.execute(
+        text(
+            "SELECT default_library_id, media_id, source_library_id "
+            "FROM default_library_closure_edges"
+        )
+    )
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+async def library_media_ids(session: AsyncSession, library_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await session.execute(
+        text("SELECT media_id FROM library_media WHERE library_id = :l"), {"l": library_id}
+    )
+    return {r[0] for r in rows}
+
+
+async def owned_media(session: AsyncSession, default_id: uuid.UUID, n: int = 1) -> list[uuid.UUID]:
+    """n media created by d's user (library_media(d, m) + intrinsic, as ingestion does)."""
+    from nexus.sharing import closure
+
+    ids = await media(session, n=n)
+    for m in ids:
+        await closure.add_to_default(session, default_id, m)
+    return ids
