@@ -22,7 +22,7 @@ from web.converters import UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
-from web.routes import backfill_jobs, internal, me, ops
+from web.routes import backfill_jobs, internal, invites, libraries, me, media, ops
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
 
@@ -85,6 +85,9 @@ def create_app(
     app.register_blueprint(me.bp)
     app.register_blueprint(internal.bp)
     app.register_blueprint(backfill_jobs.bp)
+    app.register_blueprint(invites.bp)
+    app.register_blueprint(libraries.bp)
+    app.register_blueprint(media.bp)
 
     @app.after_serving
     async def _shutdown() -> None:

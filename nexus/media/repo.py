@@ -1,0 +1,124 @@
+"""Media read queries (SQL only). Access checks are applied by `nexus.media.service`.
+
+Every media row is selected with the two facts its capabilities need: `has_file` (a
+`media_file` row exists) and `has_text` (a fragment with non-blank text exists), as
+EXISTS sub-queries of the same statement, so a page of media is one query.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# How many merge hops `resolve_merges` follows (a winner may itself have been merged).
+MAX_MERGE_HOPS = 8
+
+_COLUMNS = """
+    m.id, m.kind, m.title, m.canonical_source_url, m.processing_status, m.failure_stage,
+    m.last_error_code, m.external_playback_url, m.created_at, m.updated_at,
+    EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id) AS has_file,
+    EXISTS (SELECT 1 FROM fragments fr
+            WHERE fr.media_id = m.id AND btrim(fr.canonical_text) <> '') AS has_text
+"""
+
+# can_read_media (SPEC §5) as a predicate on `m.id` for viewer `:v`; the same definition
+# as `nexus.sharing.closure.readable_media_ids` (tests hold the two equal), inlined so a
+# filtered page stays one query.
+READABLE_BY_VIEWER = """
+    (EXISTS (SELECT 1 FROM library_media lm_r
+             JOIN libraries l_r ON l_r.id = lm_r.library_id AND NOT l_r.is_default
+             JOIN memberships mb_r ON mb_r.library_id = l_r.id AND mb_r.user_id = :v
+             WHERE lm_r.media_id = m.id)
+     OR EXISTS (SELECT 1 FROM default_library_intrinsics i_r
+                JOIN libraries d_r ON d_r.id = i_r.default_library_id
+                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                WHERE i_r.media_id = m.id)
+     OR EXISTS (SELECT 1 FROM default_library_closure_edges e_r
+                JOIN libraries d_r ON d_r.id = e_r.default_library_id
+                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                JOIN memberships mb_r ON mb_r.library_id = e_r.source_library_id
+                                     AND mb_r.user_id = :v
+                WHERE e_r.media_id = m.id))
+"""
+
+
+async def resolve_merges(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUID:
+    """The id `media_id` now lives under: itself, or the last winner of its merge chain."""
+    winner = await session.scalar(
+        text(
+            f"""
+            WITH RECURSIVE chain(id, hops) AS (
+                SELECT CAST(:m AS uuid), 0
+                UNION ALL
+                SELECT mm.into_media_id, c.hops + 1
+                FROM chain c JOIN media_merges mm ON mm.from_media_id = c.id
+                WHERE c.hops < {MAX_MERGE_HOPS}
+            )
+            SELECT id FROM chain ORDER BY hops DESC LIMIT 1
+            """
+        ),
+        {"m": media_id},
+    )
+    return winner or media_id
+
+
+async def get_media(session: AsyncSession, media_id: uuid.UUID) -> Any | None:
+    return (
+        await session.execute(
+            text(f"SELECT {_COLUMNS} FROM media m WHERE m.id = :m"), {"m": media_id}
+        )
+    ).one_or_none()
+
+
+async def list_library_media(
+    session: AsyncSession,
+    library_id: uuid.UUID,
+    *,
+    readable_by: uuid.UUID | None,
+    limit: int,
+    after: Sequence[Any] | None,
+) -> Sequence[Any]:
+    """Media of a library by (link created_at, media id), with `linked_at`.
+
+    With `readable_by`, only rows that user may read (the default-library filter).
+    """
+    params: dict[str, Any] = {"l": library_id, "n": limit + 1}
+    cond = ""
+    if readable_by is not None:
+        cond += f" AND {READABLE_BY_VIEWER}"
+        params["v"] = readable_by
+    if after is not None:
+        cond += " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
+        params.update(after_at=after[0], after_id=after[1])
+    result = await session.execute(
+        text(
+            f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
+            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :l{cond} "
+            "ORDER BY lm.created_at, lm.media_id LIMIT :n"
+        ),
+        params,
+    )
+    return result.all()
+
+
+async def list_fragments(
+    session: AsyncSession, media_id: uuid.UUID, *, limit: int, after_idx: int | None
+) -> Sequence[Any]:
+    """Fragments of a media in reading order (by idx, unique per media)."""
+    params: dict[str, Any] = {"m": media_id, "n": limit + 1}
+    cond = ""
+    if after_idx is not None:
+        cond = " AND idx > :after"
+        params["after"] = after_idx
+    result = await session.execute(
+        text(
+            "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
+            f"WHERE media_id = :m{cond} ORDER BY idx LIMIT :n"
+        ),
+        params,
+    )
+    return result.all()

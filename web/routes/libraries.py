@@ -1,0 +1,225 @@
+"""Library routes (SPEC §4, §5): libraries, their media, members and ownership.
+
+Every route needs the internal header and a user JWT (`@user_required`, like `GET /me`).
+Check order is stated per route and follows the masking rule: not a member → 404
+E_LIBRARY_NOT_FOUND, a member without the right → 403, an illegal state → 409. The rules
+themselves live in `nexus.libraries.service`; these views parse, call it once inside the
+request's unit of work, and shape the answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from quart import Blueprint, Response
+from quart_schema import validate_querystring, validate_request, validate_response
+
+from nexus.libraries import repo
+from nexus.libraries import service as libraries
+from nexus.libraries.schemas import (
+    LibraryCreateIn,
+    LibraryMediaIn,
+    LibraryMemberOut,
+    LibraryOut,
+    LibraryRenameIn,
+    MemberRoleIn,
+    TransferOwnershipIn,
+)
+from nexus.media import service as media
+from nexus.media.schemas import MediaOut
+from web.auth import current_user, user_required
+from web.envelope import Data, no_content
+from web.idempotency import Reply, idempotent_unit_of_work
+from web.pagination import ListQuery, Paged, after_key, page_of
+from web.uow import unit_of_work
+
+bp = Blueprint("libraries", __name__)
+
+TIME_KEY = (datetime, uuid.UUID)
+
+
+# ---------------------------------------------------------------------- libraries
+
+
+@bp.get("/libraries")
+@validate_querystring(ListQuery)
+@validate_response(Paged[LibraryOut])
+@user_required
+async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
+    """Libraries the caller is a member of (the default library included), with the
+    caller's role; oldest first. Order: 400 limit/cursor."""
+    after = after_key(query_args.cursor, "libraries", TIME_KEY)
+    async with unit_of_work() as uow:
+        rows = await repo.list_libraries(
+            uow.session, current_user().user_id, limit=query_args.limit, after=after
+        )
+    items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
+    return Paged(data=[LibraryOut.model_validate(r) for r in items], page=page)
+
+
+@bp.post("/libraries")
+@validate_request(LibraryCreateIn)
+@validate_response(Data[LibraryOut], 201)
+@user_required
+async def create_library(data: LibraryCreateIn) -> Reply:
+    """Create a shared (non-default) library owned by the caller, who becomes its admin.
+
+    Order: 400 body → 400 Idempotency-Key → replay (same key and body) or 409
+    E_IDEMPOTENCY_KEY_REUSED (same key, other body) → 400 E_NAME_INVALID."""
+    async with idempotent_unit_of_work() as work:
+        if work.replay is not None:
+            return work.replay
+        lib = await libraries.create_library(work.session, current_user().user_id, data.name)
+        return await work.respond(Data(data=LibraryOut.model_validate(lib)), 201)
+
+
+@bp.get("/libraries/<uuid:library_id>")
+@validate_response(Data[LibraryOut])
+@user_required
+async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
+    """Order: 400 id → 404 E_LIBRARY_NOT_FOUND (not a member)."""
+    async with unit_of_work() as uow:
+        lib = await libraries.access(uow.session, current_user().user_id, library_id)
+    return Data(data=LibraryOut.model_validate(lib))
+
+
+@bp.patch("/libraries/<uuid:library_id>")
+@validate_request(LibraryRenameIn)
+@validate_response(Data[LibraryOut])
+@user_required
+async def rename_library(library_id: uuid.UUID, data: LibraryRenameIn) -> Data[LibraryOut]:
+    """Rename. Order: 400 id/body → 404 E_LIBRARY_NOT_FOUND → 403
+    E_DEFAULT_LIBRARY_FORBIDDEN → 403 E_FORBIDDEN (not admin) → 400 E_NAME_INVALID."""
+    async with unit_of_work() as uow:
+        lib = await libraries.rename_library(
+            uow.session, current_user().user_id, library_id, data.name
+        )
+    return Data(data=LibraryOut.model_validate(lib))
+
+
+@bp.delete("/libraries/<uuid:library_id>")
+@user_required
+async def delete_library(library_id: uuid.UUID) -> Response:
+    """Delete (204). Order: 400 id → 404 E_LIBRARY_NOT_FOUND → 403
+    E_DEFAULT_LIBRARY_FORBIDDEN → 403 E_OWNER_REQUIRED. Closure edges from the library
+    are removed and every affected default library garbage-collected first (SPEC §6)."""
+    async with unit_of_work() as uow:
+        await libraries.delete_library(uow.session, current_user().user_id, library_id)
+    return no_content()
+
+
+# -------------------------------------------------------------------------- media
+
+
+@bp.get("/libraries/<uuid:library_id>/media")
+@validate_querystring(ListQuery)
+@validate_response(Paged[MediaOut])
+@user_required
+async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Paged[MediaOut]:
+    """Media of a library, in the order they were added. In a default library only media
+    the caller may read are listed (SPEC §5). Order: 400 id/limit/cursor → 404
+    E_LIBRARY_NOT_FOUND."""
+    scope = f"library-media:{library_id}"
+    after = after_key(query_args.cursor, scope, TIME_KEY)
+    async with unit_of_work() as uow:
+        rows = await media.list_library_media(
+            uow.session, current_user().user_id, library_id, limit=query_args.limit, after=after
+        )
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
+    return Paged(data=[media.media_out(r) for r in items], page=page)
+
+
+@bp.post("/libraries/<uuid:library_id>/media")
+@validate_request(LibraryMediaIn)
+@validate_response(Data[MediaOut], 201)
+@validate_response(Data[MediaOut], 200)
+@user_required
+async def add_library_media(library_id: uuid.UUID, data: LibraryMediaIn) -> tuple[Any, int]:
+    """Add media the caller can read: 201 when the link was created, 200 when it existed.
+    Order: 400 id/body → 404 E_LIBRARY_NOT_FOUND → 403 E_FORBIDDEN (not admin) → 404
+    E_MEDIA_NOT_FOUND (not readable by the caller)."""
+    viewer = current_user().user_id
+    async with unit_of_work() as uow:
+        created = await libraries.add_media(uow.session, viewer, library_id, data.media_id)
+        out = await media.get_media(uow.session, viewer, data.media_id)
+    return Data(data=out), 201 if created else 200
+
+
+@bp.delete("/libraries/<uuid:library_id>/media/<uuid:media_id>")
+@user_required
+async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Response:
+    """Remove media from a library (204). Order: 400 ids → 404 E_LIBRARY_NOT_FOUND → 403
+    E_FORBIDDEN (not admin) → 404 E_MEDIA_NOT_FOUND (not in the library). In a default
+    library this removes the caller's own addition; the row stays listed while a shared
+    library still brings the media in (SPEC §6)."""
+    async with unit_of_work() as uow:
+        await libraries.remove_media(uow.session, current_user().user_id, library_id, media_id)
+    return no_content()
+
+
+# ------------------------------------------------------------------------ members
+
+
+@bp.get("/libraries/<uuid:library_id>/members")
+@validate_querystring(ListQuery)
+@validate_response(Paged[LibraryMemberOut])
+@user_required
+async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[LibraryMemberOut]:
+    """Members, oldest first; any member may list. Order: 400 id/limit/cursor → 404
+    E_LIBRARY_NOT_FOUND."""
+    scope = f"members:{library_id}"
+    after = after_key(query_args.cursor, scope, TIME_KEY)
+    async with unit_of_work() as uow:
+        await libraries.access(uow.session, current_user().user_id, library_id)
+        rows = await repo.list_members(uow.session, library_id, limit=query_args.limit, after=after)
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.created_at, r.user_id))
+    return Paged(data=[LibraryMemberOut.model_validate(r) for r in items], page=page)
+
+
+@bp.patch("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@validate_request(MemberRoleIn)
+@validate_response(Data[LibraryMemberOut])
+@user_required
+async def set_member_role(
+    library_id: uuid.UUID, user_id: uuid.UUID, data: MemberRoleIn
+) -> Data[LibraryMemberOut]:
+    """Change a member's role (admins only). Order: 400 ids/body → 404
+    E_LIBRARY_NOT_FOUND → 403 E_DEFAULT_LIBRARY_FORBIDDEN → 403 E_FORBIDDEN (not admin) →
+    404 E_NOT_FOUND (no such member) → 403 E_OWNER_EXIT_FORBIDDEN (demoting the owner) →
+    403 E_LAST_ADMIN_FORBIDDEN."""
+    async with unit_of_work() as uow:
+        member = await libraries.set_member_role(
+            uow.session, current_user().user_id, library_id, user_id, data.role
+        )
+    return Data(data=LibraryMemberOut.model_validate(member))
+
+
+@bp.delete("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@user_required
+async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
+    """Remove a member (admins), or leave (the caller's own id; any member). 204.
+    Order: 400 ids → 404 E_LIBRARY_NOT_FOUND → 403 E_DEFAULT_LIBRARY_FORBIDDEN → 403
+    E_FORBIDDEN (not admin, not leaving) → 404 E_NOT_FOUND (no such member) → 403
+    E_OWNER_EXIT_FORBIDDEN (the owner) → 403 E_LAST_ADMIN_FORBIDDEN. Access to the
+    library's media ends in the same transaction (strict revocation, SPEC §6)."""
+    async with unit_of_work() as uow:
+        await libraries.remove_member(uow.session, current_user().user_id, library_id, user_id)
+    return no_content()
+
+
+@bp.post("/libraries/<uuid:library_id>/transfer-ownership")
+@validate_request(TransferOwnershipIn)
+@validate_response(Data[LibraryOut])
+@user_required
+async def transfer_ownership(library_id: uuid.UUID, data: TransferOwnershipIn) -> Data[LibraryOut]:
+    """Make another member the owner (and an admin); the caller stays an admin. Order: 400
+    id/body → 404 E_LIBRARY_NOT_FOUND → 403 E_DEFAULT_LIBRARY_FORBIDDEN → 403
+    E_OWNER_REQUIRED → 409 E_OWNERSHIP_TRANSFER_INVALID (target is the caller or not a
+    member)."""
+    async with unit_of_work() as uow:
+        lib = await libraries.transfer_ownership(
+            uow.session, current_user().user_id, library_id, data.user_id
+        )
+    return Data(data=LibraryOut.model_validate(lib))
