@@ -287,7 +287,10 @@ async def test_default_library_lists_only_readable_media(alice: User, sessionmak
     readable = await insert_media(sessionmaker, title="mine", intrinsic_for=d)
     bare = await insert_media(sessionmaker, title="bare")
     await execute(
-        sessionmaker, "INSERT INTO library_media (library_id, media_id) VALUES (:d, :m)", d=d, m=bare
+        sessionmaker,
+        "INSERT INTO library_media (library_id, media_id) VALUES (:d, :m)",
+        d=d,
+        m=bare,
     )
     r = await alice.get(f"/libraries/{d}/media")
     assert [x["id"] for x in r.json["data"]] == [str(readable)]
@@ -386,7 +389,9 @@ async def test_last_admin_is_protected(alice: User, bob: User, sessionmaker: Sm)
     assert (r.status, r.code) == (403, "E_LAST_ADMIN_FORBIDDEN")
 
 
-async def test_owner_admin_is_repaired_by_a_mutation(alice: User, bob: User, sessionmaker: Sm) -> None:
+async def test_owner_admin_is_repaired_by_a_mutation(
+    alice: User, bob: User, sessionmaker: Sm
+) -> None:
     lib = await alice.create_library()
     await bob.join(alice, lib, role="admin")
     await execute(
@@ -405,7 +410,9 @@ async def test_owner_admin_is_repaired_by_a_mutation(alice: User, bob: User, ses
     assert role == "admin"
 
 
-async def test_remove_member_and_leave(alice: User, bob: User, carol: User, sessionmaker: Sm) -> None:
+async def test_remove_member_and_leave(
+    alice: User, bob: User, carol: User, sessionmaker: Sm
+) -> None:
     lib = await alice.create_library()
     await bob.join(alice, lib)
     await carol.join(alice, lib)
