@@ -76,6 +76,11 @@ def media_out(row: Any) -> MediaOut:
     )
 
 
+async def resolve_merged_id(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUID:
+    """The id `media_id` lives under now (itself, or its merge winner); no access check."""
+    return await repo.resolve_merges(session, media_id)
+
+
 async def readable_media_id(
     session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID
 ) -> uuid.UUID:

@@ -247,3 +247,19 @@ async def test_sql_predicate_matches_can_read_media(
     assert expected == set()
     async with sessionmaker() as s:
         assert await closure.readable_media_ids(s, bob.id, everything) == {own, shared}
+
+
+async def test_adding_a_merged_id_adds_the_winner(alice: User, sessionmaker: Sm) -> None:
+    winner = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    loser = uuid.uuid4()
+    await execute(
+        sessionmaker,
+        "INSERT INTO media_merges (from_media_id, into_media_id) VALUES (:l, :w)",
+        l=loser,
+        w=winner,
+    )
+    lib = await alice.create_library()
+    r = await alice.post(f"/libraries/{lib}/media", json={"media_id": str(loser)})
+    assert (r.status, r.data["id"]) == (201, str(winner))
+    r = await alice.post(f"/libraries/{lib}/media", json={"media_id": str(winner)})
+    assert r.status == 200

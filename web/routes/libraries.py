@@ -138,12 +138,14 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Pa
 @user_required
 async def add_library_media(library_id: uuid.UUID, data: LibraryMediaIn) -> tuple[Any, int]:
     """Add media the caller can read: 201 when the link was created, 200 when it existed.
-    Order: 400 id/body → 404 E_LIBRARY_NOT_FOUND → 403 E_FORBIDDEN (not admin) → 404
-    E_MEDIA_NOT_FOUND (not readable by the caller)."""
+    A merged id adds (and answers) its winner. Order: 400 id/body → 404
+    E_LIBRARY_NOT_FOUND → 403 E_FORBIDDEN (not admin) → 404 E_MEDIA_NOT_FOUND (not
+    readable by the caller)."""
     viewer = current_user().user_id
     async with unit_of_work() as uow:
-        created = await libraries.add_media(uow.session, viewer, library_id, data.media_id)
-        out = await media.get_media(uow.session, viewer, data.media_id)
+        media_id = await media.resolve_merged_id(uow.session, data.media_id)
+        created = await libraries.add_media(uow.session, viewer, library_id, media_id)
+        out = await media.get_media(uow.session, viewer, media_id)
     return Data(data=out), 201 if created else 200
 
 
