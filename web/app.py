@@ -20,6 +20,7 @@ from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
 from web.converters import UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
+from web.json import install_strict_json
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
 from web.routes import backfill_jobs, internal, invites, libraries, me, media, ops
@@ -56,6 +57,7 @@ def create_app(
             "internal": APIKeySecurityScheme(in_="header", name=INTERNAL_HEADER),
         },
     )
+    install_strict_json(app)  # after QuartSchema, which installs its own provider
 
     engine: AsyncEngine | None = None
     if sessionmaker is None:
