@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     ingest_retry_delays: Annotated[tuple[float, ...], NoDecode] = (30, 120, 600)
     lease_seconds: float = Field(default=300, gt=0)
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
+    fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("jwt_audiences", "fetch_allow_hosts", mode="before")
+    @field_validator("jwt_audiences", "fetch_allow_hosts", "fetch_allowed_ports", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)

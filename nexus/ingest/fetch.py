@@ -76,7 +76,7 @@ class FetchPolicy:
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> FetchPolicy:
         """Policy from `Settings`: `fetch_allow_hosts`, and `fetch_allowed_ports` when set."""
-        ports = getattr(settings, "fetch_allowed_ports", None) or (80, 443)
+        ports = settings.fetch_allowed_ports or (80, 443)
         values: dict[str, Any] = {
             "allow_hosts": tuple(settings.fetch_allow_hosts),
             "allowed_ports": frozenset(int(p) for p in ports),
