@@ -66,7 +66,8 @@ async def access(
 ) -> LibraryView:
     """The library as the viewer sees it; E_LIBRARY_NOT_FOUND unless they are a member.
 
-    `lock` ("UPDATE" or "SHARE") locks the library row first (SPEC §6 lock order).
+    `lock` ("UPDATE" or "SHARE") locks the library row first (SPEC §6 lock order);
+    "UPDATE" takes `FOR NO KEY UPDATE` (see `nexus.sharing.closure`).
     """
     if lock is not None and not await closure.lock_library(
         session, library_id, exclusive=lock == "UPDATE"
@@ -314,8 +315,10 @@ async def add_media(
     """Link readable media into a library; True when created (201), False if it existed.
 
     Order: 404 library → 403 not admin → 404 media not readable by the viewer.
+    The library row is locked (`FOR SHARE`) before the membership is checked, so an admin
+    removed concurrently cannot add with a stale authorisation.
     """
-    lib = await access(session, viewer, library_id, lock=None)
+    lib = await access(session, viewer, library_id, lock="SHARE")
     _require_admin(lib)
     if not await closure.can_read_media(session, viewer, media_id):
         raise media_not_found()
@@ -327,8 +330,13 @@ async def add_media(
 async def remove_media(
     session: AsyncSession, viewer: uuid.UUID, library_id: uuid.UUID, media_id: uuid.UUID
 ) -> None:
-    """Order: 404 library → 403 not admin → 404 media not in this library."""
-    lib = await access(session, viewer, library_id)
+    """Order: 404 library → 403 not admin → 404 media not in this library.
+
+    Locks the library row exclusively first: removal of m from S then serialises with
+    adding media to S (otherwise a concurrent re-add of m could write edges after our
+    edge deletion, for media no longer in S) and with member removal.
+    """
+    lib = await access(session, viewer, library_id, lock="UPDATE")
     _require_admin(lib)
     if lib.is_default:
         # The row stays while an edge still justifies it (SPEC §6); that is not an error.

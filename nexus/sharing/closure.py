@@ -7,9 +7,23 @@ otherwise. Every function runs inside the caller's transaction; inserts are
 
 Lock order (strict revocation, SPEC §6), shared by every writer so none can deadlock or let
 an edge outlive its membership:
-  1. library row S (`FOR UPDATE` to remove members or delete; `FOR SHARE` to add media),
+  1. library row S (`FOR NO KEY UPDATE` to remove members or media, govern or delete;
+     `FOR SHARE` to add media, invite or accept),
   2. membership rows of S (`FOR UPDATE` to delete; `FOR SHARE` while materialising),
   3. edges, default rows, job rows.
+
+The exclusive library lock is `FOR NO KEY UPDATE`, not `FOR UPDATE`: it still excludes
+every `FOR SHARE` holder and every other exclusive holder, but lets through the
+`FOR KEY SHARE` locks that foreign-key checks take. A backfill chunk holds membership
+(S, u) and then inserts edges referencing S; with `FOR UPDATE` on S, a member removal
+waiting for that membership row would deadlock with the chunk's foreign-key check.
+
+Default rows and GC: whoever writes a justification (intrinsic or edge) also upserts the
+default row `library_media(d, m)` with `ON CONFLICT DO UPDATE`, which locks the row until
+commit; GC first locks the rows it may delete, then deletes in a second statement whose
+fresh snapshot sees every justification committed meanwhile. So GC never deletes a row
+that a concurrent writer has just justified (a single DELETE would re-check only the row
+itself after waiting, and miss the new edge in the other table).
 """
 
 from __future__ import annotations
@@ -24,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def lock_library(session: AsyncSession, library_id: uuid.UUID, *, exclusive: bool) -> bool:
-    """Lock library row S; False when it does not exist."""
-    mode = "UPDATE" if exclusive else "SHARE"
+    """Lock library row S (`FOR NO KEY UPDATE` or `FOR SHARE`); False when it does not exist."""
+    mode = "NO KEY UPDATE" if exclusive else "SHARE"
     found = await session.scalar(
         text(f"SELECT 1 FROM libraries WHERE id = :s FOR {mode}"), {"s": library_id}
     )
@@ -46,6 +60,16 @@ async def lock_memberships(
 
 # ------------------------------------------------------------------------------- GC
 
+_GC_LOCK = text(
+    """
+    SELECT 1 FROM library_media lm
+    JOIN unnest(CAST(:d AS uuid[]), CAST(:m AS uuid[])) AS pair(d, m)
+      ON lm.library_id = pair.d AND lm.media_id = pair.m
+    ORDER BY lm.library_id, lm.media_id
+    FOR UPDATE OF lm
+    """
+)
+
 _GC = text(
     """
     DELETE FROM library_media lm
@@ -60,11 +84,18 @@ _GC = text(
 
 
 async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> int:
-    """GC(d, m) for each pair: delete the default row when nothing justifies it."""
+    """GC(d, m) for each pair: delete the default row when nothing justifies it.
+
+    Two statements on purpose: the first waits for (and then holds) the row locks of
+    concurrent writers of justifications; the second decides with a snapshot that sees
+    what they committed.
+    """
     unique = sorted(set(pairs))
     if not unique:
         return 0
-    result = await session.execute(_GC, {"d": [p[0] for p in unique], "m": [p[1] for p in unique]})
+    params = {"d": [p[0] for p in unique], "m": [p[1] for p in unique]}
+    await session.execute(_GC_LOCK, params)
+    result = await session.execute(_GC, params)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -80,7 +111,7 @@ async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id:
         ),
         {"d": default_id, "m": media_id},
     )
-    return await _insert_library_media(session, default_id, media_id)
+    return await _upsert_default_row(session, default_id, media_id)
 
 
 async def remove_from_default(
@@ -98,6 +129,23 @@ async def remove_from_default(
     )
     await gc(session, [(default_id, media_id)])
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _upsert_default_row(
+    session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID
+) -> bool:
+    """library_media(d, m), locked until commit so a concurrent GC waits for us (module
+    docstring). True when the row was created."""
+    created = await session.scalar(
+        text(
+            "INSERT INTO library_media (library_id, media_id) VALUES (:l, :m) "
+            "ON CONFLICT (library_id, media_id) "
+            "DO UPDATE SET created_at = library_media.created_at "
+            "RETURNING xmax = 0"
+        ),
+        {"l": default_id, "m": media_id},
+    )
+    return bool(created)
 
 
 async def _insert_library_media(
@@ -141,9 +189,11 @@ async def add_to_shared(session: AsyncSession, library_id: uuid.UUID, media_id: 
                 SELECT default_id, :m, :s FROM defaults
                 ON CONFLICT DO NOTHING
             )
+            -- Locks each default row (in a stable order) so a concurrent GC waits for us.
             INSERT INTO library_media (library_id, media_id)
-            SELECT default_id, :m FROM defaults
-            ON CONFLICT DO NOTHING
+            SELECT default_id, :m FROM defaults ORDER BY default_id
+            ON CONFLICT (library_id, media_id)
+            DO UPDATE SET created_at = library_media.created_at
             """
         ),
         {"s": library_id, "m": media_id},
