@@ -63,8 +63,22 @@ def is_connection_error(exc: BaseException) -> bool:
     return state in _UNAVAILABLE_SQLSTATES or state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
 
 
+# Deadlock detected / serialization failure: the transaction may simply be retried.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    return _sqlstate(exc) in _RETRYABLE_SQLSTATES
+
+
 def translate(exc: BaseException) -> NexusError | None:
     """The domain error for a database exception, or None if it is not one we know."""
+    if isinstance(exc, DBAPIError) and is_retryable_conflict(exc):
+        return NexusError(
+            "E_DEPENDENCY_UNAVAILABLE",
+            "a transient database conflict occurred; retry the request",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, IntegrityError):
         name = constraint_name(exc)
         if name is not None and name in CONSTRAINT_ERRORS:

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.sharing import closure
+
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
 MAX_MERGE_HOPS = 8
 
@@ -28,22 +30,7 @@ _COLUMNS = """
 # can_read_media (SPEC §5) as a predicate on `m.id` for viewer `:v`; the same definition
 # as `nexus.sharing.closure.readable_media_ids` (tests hold the two equal), inlined so a
 # filtered page stays one query.
-READABLE_BY_VIEWER = """
-    (EXISTS (SELECT 1 FROM library_media lm_r
-             JOIN libraries l_r ON l_r.id = lm_r.library_id AND NOT l_r.is_default
-             JOIN memberships mb_r ON mb_r.library_id = l_r.id AND mb_r.user_id = :v
-             WHERE lm_r.media_id = m.id)
-     OR EXISTS (SELECT 1 FROM default_library_intrinsics i_r
-                JOIN libraries d_r ON d_r.id = i_r.default_library_id
-                                  AND d_r.owner_user_id = :v AND d_r.is_default
-                WHERE i_r.media_id = m.id)
-     OR EXISTS (SELECT 1 FROM default_library_closure_edges e_r
-                JOIN libraries d_r ON d_r.id = e_r.default_library_id
-                                  AND d_r.owner_user_id = :v AND d_r.is_default
-                JOIN memberships mb_r ON mb_r.library_id = e_r.source_library_id
-                                     AND mb_r.user_id = :v
-                WHERE e_r.media_id = m.id))
-"""
+READABLE_BY_VIEWER = closure.READABLE_BY_VIEWER
 
 
 async def resolve_merges(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUID:

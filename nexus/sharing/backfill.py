@@ -146,9 +146,11 @@ _MATERIALISE_CHUNK = text(
         ON CONFLICT DO NOTHING
     ),
     rows AS (
+        -- DO UPDATE (not NOTHING) locks an existing default row, in media order, so a
+        -- concurrent GC waits for this chunk and then sees the edge written here.
         INSERT INTO library_media (library_id, media_id)
-        SELECT :d, media_id FROM chunk
-        ON CONFLICT DO NOTHING
+        SELECT :d, media_id FROM chunk ORDER BY media_id
+        ON CONFLICT (library_id, media_id) DO UPDATE SET created_at = library_media.created_at
     )
     SELECT (SELECT count(*) FROM chunk) AS n,
            (SELECT media_id FROM chunk ORDER BY media_id DESC LIMIT 1) AS last_id

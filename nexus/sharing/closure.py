@@ -259,25 +259,26 @@ async def before_library_delete(session: AsyncSession, library_id: uuid.UUID) ->
 
 # ----------------------------------------------------------------------- reading
 
-_READABLE = """
-    SELECT m.id FROM unnest(CAST(:ids AS uuid[])) AS m(id)
-    WHERE EXISTS (
-            SELECT 1 FROM library_media lm
-            JOIN libraries l ON l.id = lm.library_id AND NOT l.is_default
-            JOIN memberships mb ON mb.library_id = l.id AND mb.user_id = :v
-            WHERE lm.media_id = m.id)
-       OR EXISTS (
-            SELECT 1 FROM default_library_intrinsics i
-            JOIN libraries d ON d.id = i.default_library_id
-                            AND d.owner_user_id = :v AND d.is_default
-            WHERE i.media_id = m.id)
-       OR EXISTS (
-            SELECT 1 FROM default_library_closure_edges e
-            JOIN libraries d ON d.id = e.default_library_id
-                            AND d.owner_user_id = :v AND d.is_default
-            JOIN memberships mb ON mb.library_id = e.source_library_id AND mb.user_id = :v
-            WHERE e.media_id = m.id)
+# The read rule of SPEC §5 as one SQL predicate over a media id column `m.id` and a
+# viewer bound as `:v`; list queries inline it, `readable_media_ids` uses it on an id list.
+READABLE_BY_VIEWER = """
+    (EXISTS (SELECT 1 FROM library_media lm_r
+             JOIN libraries l_r ON l_r.id = lm_r.library_id AND NOT l_r.is_default
+             JOIN memberships mb_r ON mb_r.library_id = l_r.id AND mb_r.user_id = :v
+             WHERE lm_r.media_id = m.id)
+     OR EXISTS (SELECT 1 FROM default_library_intrinsics i_r
+                JOIN libraries d_r ON d_r.id = i_r.default_library_id
+                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                WHERE i_r.media_id = m.id)
+     OR EXISTS (SELECT 1 FROM default_library_closure_edges e_r
+                JOIN libraries d_r ON d_r.id = e_r.default_library_id
+                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                JOIN memberships mb_r ON mb_r.library_id = e_r.source_library_id
+                                     AND mb_r.user_id = :v
+                WHERE e_r.media_id = m.id))
 """
+
+_READABLE = "SELECT m.id FROM unnest(CAST(:ids AS uuid[])) AS m(id) WHERE " + READABLE_BY_VIEWER
 
 
 async def readable_media_ids(

@@ -617,12 +617,6 @@ async def test_re_adding_media_racing_its_removal_from_shared(sm_: SM) -> None:
         await _no_violations(sm_)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backfill.materialise upserts default rows with ON CONFLICT DO NOTHING (no row "
-    "lock), so a concurrent GC cannot see its uncommitted edge and deletes the default "
-    "row; fix in nexus/sharing/backfill.py (not owned here): DO UPDATE like closure.py",
-)
 async def test_materialise_racing_gc_of_another_source_keeps_the_default_row(sm_: SM) -> None:
     """B has m through S1 (edge (dB, m, S1)); B's backfill of S2 (which also holds m) is
     mid-chunk with edge (dB, m, S2) written but not committed when B is removed from S1

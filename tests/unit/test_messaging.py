@@ -77,3 +77,16 @@ def test_domain_event_key_is_the_entity() -> None:
 def test_failures_are_classified(exc: BaseException, terminal: bool, code: str) -> None:
     got_terminal, got_code, _ = classify(exc)
     assert (got_terminal, got_code) == (terminal, code)
+
+
+def test_deadlocks_translate_to_a_retryable_503() -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from nexus.db.errors import translate
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    err = translate(DBAPIError("UPDATE ...", {}, Deadlock()))
+    assert err is not None and err.code == "E_DEPENDENCY_UNAVAILABLE"
+    assert err.headers == {"Retry-After": "1"}
