@@ -1,0 +1,178 @@
+"""Web article extraction: HTML page in, sanitised article and its reading fragments out.
+
+`extract_article(html, url)` is pure and deterministic (no I/O). It finds the main content
+with the reader-view scorer in `nexus.ingest.readability`, sanitises it
+(`nexus.ingest.sanitize`: allow-list, absolute links against the page URL or `<base href>`)
+and derives the canonical text (`nexus.ingest.text`). `split_fragments(content_html)` cuts
+the sanitised content into the fragments stored for reading, on block boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lxml.html
+from lxml.html import HtmlElement
+
+from nexus.errors import TerminalError
+from nexus.ingest import readability
+from nexus.ingest.sanitize import sanitize_html
+from nexus.ingest.text import BLOCK_TAGS, canonical_text, element_text
+
+__all__ = [
+    "FRAGMENT_TEXT_LIMIT",
+    "Article",
+    "ExtractionEmpty",
+    "Fragment",
+    "extract_article",
+    "split_fragments",
+]
+
+# A fragment closes once its text reaches this many characters; a single block larger than
+# this is never cut and forms a fragment on its own.
+FRAGMENT_TEXT_LIMIT = 8000
+# Wrappers that may be opened to reach the blocks they hold when they are too big to keep.
+_CONTAINERS = frozenset({"div", "section", "article", "main", "body", "html"})
+
+
+class ExtractionEmpty(TerminalError):
+    """The page has no readable text; the pipeline records terminal `E_EXTRACTION_EMPTY`."""
+
+    def __init__(self, message: str = "no readable text found in the page") -> None:
+        super().__init__("E_EXTRACTION_EMPTY", message)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    idx: int
+    html_sanitized: str
+    canonical_text: str
+
+
+@dataclass(frozen=True)
+class Article:
+    """The readable part of a page. `content_html` is sanitised; `text` is its canonical text."""
+
+    title: str | None
+    byline: str | None
+    content_html: str
+    text: str
+    excerpt: str | None = None
+    site_name: str | None = None
+    published_time: str | None = None
+
+    def fragments(self) -> list[Fragment]:
+        return split_fragments(self.content_html)
+
+
+def _clean_meta(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    return value or None
+
+
+def extract_article(html: str, url: str) -> Article:
+    """Extract the article of page `html` fetched from `url` (the base for relative links).
+
+    Raises `ExtractionEmpty` when nothing readable remains after extraction and sanitising.
+    """
+    found = readability.parse(html, url)
+    raw = lxml.html.tostring(found.content, encoding="unicode")
+    content_html = sanitize_html(raw, found.base_url).strip()
+    text = canonical_text(content_html)
+    if not text:
+        raise ExtractionEmpty()
+    return Article(
+        title=_clean_meta(found.title),
+        byline=_clean_meta(found.byline),
+        content_html=content_html,
+        text=text,
+        excerpt=_clean_meta(found.excerpt),
+        site_name=_clean_meta(found.site_name),
+        published_time=_clean_meta(found.published_time),
+    )
+
+
+def _serialize(el: HtmlElement) -> str:
+    tail, el.tail = el.tail, None
+    try:
+        return lxml.html.tostring(el, encoding="unicode")
+    finally:
+        el.tail = tail
+
+
+def _paragraph(text: str) -> str:
+    p = lxml.html.fragment_fromstring("<p></p>")
+    p.text = text
+    return _serialize(p)
+
+
+def _top_blocks(root: HtmlElement) -> list[tuple[str, str]]:
+    """(html, text) of the top-level blocks, opening wrappers whose text exceeds the limit."""
+    blocks: list[tuple[str, str]] = []
+    if root.text and root.text.strip():
+        blocks.append((_paragraph(root.text), element_text(_as_p(root.text))))
+    for child in root:
+        if not isinstance(child.tag, str):
+            pass
+        elif child.tag in _CONTAINERS and _should_open(child):
+            blocks.extend(_top_blocks(child))
+        else:
+            blocks.append((_serialize(child), element_text(child)))
+        if child.tail and child.tail.strip():
+            blocks.append((_paragraph(child.tail), element_text(_as_p(child.tail))))
+    return blocks
+
+
+def _as_p(text: str) -> HtmlElement:
+    p = lxml.html.fragment_fromstring("<p></p>")
+    p.text = text
+    return p
+
+
+def _should_open(el: HtmlElement) -> bool:
+    kids = [c for c in el if isinstance(c.tag, str)]
+    if len(kids) == 1:
+        return True
+    has_blocks = any(c.tag in BLOCK_TAGS or c.tag == "pre" for c in kids)
+    return has_blocks and len(el.text_content()) > FRAGMENT_TEXT_LIMIT
+
+
+def split_fragments(content_html: str) -> list[Fragment]:
+    """Cut sanitised article HTML into reading fragments.
+
+    Guarantees: fragments follow document order with `idx` 0, 1, 2...; each is a run of whole
+    top-level blocks (a block is never cut); a fragment's text stays under
+    `FRAGMENT_TEXT_LIMIT` characters unless one block alone exceeds it; every fragment has
+    non-empty text (text-less blocks such as images join a neighbour). Each fragment's HTML
+    is sanitised again, so it is safe on its own. Raises `ExtractionEmpty` when there is no
+    text at all.
+    """
+    if not content_html.strip():
+        raise ExtractionEmpty()
+    root = lxml.html.fragment_fromstring(content_html, create_parent="div")
+    groups: list[tuple[list[str], list[str], int]] = []
+    html_parts: list[str] = []
+    text_parts: list[str] = []
+    size = 0
+    for block_html, block_text in _top_blocks(root):
+        if text_parts and block_text and size + len(block_text) > FRAGMENT_TEXT_LIMIT:
+            groups.append((html_parts, text_parts, size))
+            html_parts, text_parts, size = [], [], 0
+        html_parts.append(block_html)
+        if block_text:
+            text_parts.append(block_text)
+            size += len(block_text) + 2
+    if html_parts:
+        if text_parts or not groups:
+            groups.append((html_parts, text_parts, size))
+        else:  # trailing text-less blocks (an image, a rule) join the last fragment
+            groups[-1][0].extend(html_parts)
+    fragments = [
+        Fragment(idx=i, html_sanitized=sanitize_html("".join(h)), canonical_text="\n\n".join(t))
+        for i, (h, t, _) in enumerate(g for g in groups if g[1])
+    ]
+    if not fragments:
+        raise ExtractionEmpty()
+    return fragments
