@@ -103,7 +103,7 @@ def _serialize(el: HtmlElement) -> str:
 
 
 def _paragraph(text: str) -> str:
-    p = lxml.html.fragment_fromstring("<p></p>")
+    p = lxml.html.Element("p")
     p.text = text
     return _serialize(p)
 
@@ -126,7 +126,7 @@ def _top_blocks(root: HtmlElement) -> list[tuple[str, str]]:
 
 
 def _as_p(text: str) -> HtmlElement:
-    p = lxml.html.fragment_fromstring("<p></p>")
+    p = lxml.html.Element("p")
     p.text = text
     return p
 

@@ -25,6 +25,9 @@ __all__ = ["Readable", "parse"]
 
 CHAR_THRESHOLD = 500
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
+# Characters libxml2 trees cannot hold (C0 controls except tab/newline/CR, lone surrogates,
+# non-characters); browsers would not show them either.
+_NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,14 @@ class Readable:
 
 def parse_document(html: str) -> HtmlElement:
     """Parse to a full document tree (comments dropped); never raises on junk input."""
-    html = _XML_DECL.sub("", html).replace("\x00", "")
+    html = _NOT_XML_CHARS.sub("", _XML_DECL.sub("", html))
     parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
     try:
         doc = lxml.html.document_fromstring(html or "<html></html>", parser=parser)
     except (etree.ParserError, ValueError):
         doc = lxml.html.document_fromstring("<html><body></body></html>", parser=parser)
     if doc.find("body") is None:
-        doc.append(lxml.html.fragment_fromstring("<body></body>"))
+        doc.append(lxml.html.Element("body"))
     return doc
 
 
@@ -68,15 +71,13 @@ def _attempt(state: grab.Pass, body: HtmlElement) -> HtmlElement:
 
 
 def _grab_article(body: HtmlElement, title: str) -> tuple[HtmlElement, str | None]:
-    flags = [
-        {"strip_unlikely": True, "weight_classes": True, "clean_conditionally": True},
-        {"strip_unlikely": False, "weight_classes": True, "clean_conditionally": True},
-        {"strip_unlikely": False, "weight_classes": False, "clean_conditionally": True},
-        {"strip_unlikely": False, "weight_classes": False, "clean_conditionally": False},
-    ]
+    # (strip unlikely candidates, weigh class names, clean conditionally), relaxed in turn.
+    flags = [(True, True, True), (False, True, True), (False, False, True), (False, False, False)]
     attempts: list[tuple[int, HtmlElement, str | None]] = []
-    for i, flag_set in enumerate(flags):
-        state = grab.Pass(title=title, **flag_set)
+    for i, (strip, weigh, clean_more) in enumerate(flags):
+        state = grab.Pass(
+            title=title, strip_unlikely=strip, weight_classes=weigh, clean_conditionally=clean_more
+        )
         work = body if i == len(flags) - 1 else copy.deepcopy(body)
         article = _attempt(state, work)
         length = len(dom.inner_text(article))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lxml.html import HtmlElement, fragment_fromstring
+import lxml.html
+from lxml.html import HtmlElement
 
 from nexus.ingest.readability import dom
 from nexus.ingest.readability import patterns as pt
@@ -96,7 +97,7 @@ def _is_gallery(el: HtmlElement, images: int) -> bool:
 
 def _looks_like_clutter(
     state: Pass, el: HtmlElement, tag: str, data_tables: set[HtmlElement]
-) -> bool:  # noqa: C901
+) -> bool:
     if tag == "table" and el in data_tables:
         return False
     if _inside_data_table(el, data_tables) or dom.has_ancestor_tag(el, "code"):
@@ -183,11 +184,9 @@ def _fix_lazy_images(root: HtmlElement) -> None:
             if target and img.tag in ("img", "picture"):
                 img.set(target, value)
             elif target and not any(True for _ in img.iter("img", "picture")):
-                img.append(fragment_fromstring(f'<img {target}="{_attr(value)}">'))
-
-
-def _attr(value: str) -> str:
-    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+                child = lxml.html.Element("img")
+                child.set(target, value)
+                img.append(child)
 
 
 def _unwrap_single_cell_tables(root: HtmlElement) -> None:
@@ -205,7 +204,7 @@ def _unwrap_single_cell_tables(root: HtmlElement) -> None:
         cell.tail = table.tail
         if table.getparent() is not None:
             table.addprevious(cell)
-            table.getparent().remove(table)  # type: ignore[union-attr]
+            table.getparent().remove(table)
 
 
 def prepare_article(state: Pass, article: HtmlElement) -> None:

@@ -1,10 +1,11 @@
-"""Find the node holding the article: walk, score paragraphs into ancestors, pick, merge siblings."""
+"""Find the article node: walk, score paragraphs into ancestors, pick, merge siblings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lxml.html import HtmlElement, fragment_fromstring
+import lxml.html
+from lxml.html import HtmlElement
 
 from nexus.ingest.readability import dom
 from nexus.ingest.readability import patterns as pt
@@ -74,7 +75,7 @@ def _wrap_phrasing_runs(div: HtmlElement) -> None:
                 if isinstance(item, str) and not item.strip():
                     _append(div, item)
                     continue
-                paragraph = fragment_fromstring("<p></p>")
+                paragraph = lxml.html.Element("p")
                 div.append(paragraph)
             _append(paragraph, item)
         else:
@@ -112,7 +113,7 @@ def _visit_div(node: HtmlElement, to_score: list[HtmlElement]) -> HtmlElement:
         child = dom.children(node)[0]
         child.tail = node.tail
         node.addprevious(child)
-        node.getparent().remove(node)  # type: ignore[union-attr]
+        node.getparent().remove(node)
         to_score.append(child)
         return child
     if not dom.has_child_block(node):
@@ -225,7 +226,7 @@ def pick_top(
     ranked = _top_candidates(state, candidates)
     top = ranked[0] if ranked else None
     if top is None or top.tag == "body":
-        holder = fragment_fromstring("<div></div>")
+        holder = lxml.html.Element("div")
         holder.text, body.text = body.text, None
         for child in list(body):
             holder.append(child)
@@ -266,7 +267,7 @@ def _sibling_belongs(state: Pass, sibling: HtmlElement, top: HtmlElement, thresh
 
 def merge_siblings(state: Pass, top: HtmlElement) -> HtmlElement:
     """A new div with the top candidate and the siblings that look like more of the article."""
-    article = fragment_fromstring("<div></div>")
+    article = lxml.html.Element("div")
     parent = top.getparent()
     if parent is None:
         article.append(top)

@@ -153,7 +153,7 @@ def _jsonld_author(author: Any) -> str | None:
 
 
 def from_jsonld(doc: HtmlElement) -> Metadata:
-    """Metadata of the first schema.org article found in a JSON-LD script (call before scripts go)."""
+    """Metadata of the first schema.org article in a JSON-LD script (call before scripts go)."""
     for script in doc.iter("script"):
         if script.get("type") != "application/ld+json":
             continue

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lxml.html import HtmlElement, fragment_fromstring
+import lxml.html
+from lxml.html import HtmlElement
 
 from nexus.ingest.readability import dom
 
@@ -59,7 +60,7 @@ def _start_paragraph(br: HtmlElement) -> None:
     parent = br.getparent()
     if parent is None:
         return
-    p = fragment_fromstring("<p></p>")
+    p = lxml.html.Element("p")
     p.text = br.tail
     br.tail = None
     br.addprevious(p)
