@@ -21,7 +21,7 @@ from agents import views
 from agents.backfill import handle_backfill
 from agents.context import AgentContext
 from agents.runner import Route, process
-from agents.timers import relay_outbox
+from agents.timers import relay_outbox, rescue_expired_leases, schedule_due_jobs
 from nexus.config import Settings, load_settings
 from nexus.messaging.messages import BackfillRequested
 from runtime.kafka import ensure_topics
@@ -107,6 +107,14 @@ def build_app(settings: Settings) -> NexusApp:
     @app.timer(settings.outbox_relay_interval_seconds, on_leader=True)
     async def outbox_relay() -> None:
         await relay_outbox(ctx)
+
+    @app.timer(settings.scheduler_interval_seconds, on_leader=True)
+    async def scheduler() -> None:
+        await schedule_due_jobs(ctx)
+
+    @app.timer(settings.rescue_interval_seconds, on_leader=True)
+    async def rescue() -> None:
+        await rescue_expired_leases(ctx)
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:

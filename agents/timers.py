@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from agents import jobs
 from agents.context import AgentContext
-from nexus.jobs import outbox
+from nexus.jobs import machine, outbox, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -28,4 +29,41 @@ async def relay_outbox(ctx: AgentContext) -> int:
     except Exception:
         log.exception("outbox relay tick failed")
         ctx.counters["outbox:relay_errors"] += 1
+    return total
+
+
+async def schedule_due_jobs(ctx: AgentContext) -> int:
+    """Give every due pending job a message (retries, rescues, lost messages)."""
+    total = 0
+    try:
+        for spec in jobs.registry(ctx.topics):
+            async with ctx.unit_of_work() as session:
+                total += await scheduler.dispatch_due(
+                    session,
+                    spec.job,
+                    topic=spec.topic,
+                    make_message=spec.make_message,
+                    redeliver_after_seconds=ctx.settings.scheduler_redeliver_after_seconds,
+                )
+        ctx.counters["scheduler:dispatched"] += total
+    except Exception:
+        log.exception("scheduler tick failed")
+        ctx.counters["scheduler:errors"] += 1
+    return total
+
+
+async def rescue_expired_leases(ctx: AgentContext) -> int:
+    """Return running jobs whose lease expired to pending (or failed when exhausted)."""
+    total = 0
+    try:
+        for spec in jobs.registry(ctx.topics):
+            async with ctx.unit_of_work() as session:
+                rescued = await machine.rescue_expired(
+                    session, spec.job, delays=spec.delays(ctx.settings), actor=ctx.worker_id
+                )
+            total += len(rescued)
+        ctx.counters["rescue:rescued"] += total
+    except Exception:
+        log.exception("rescue tick failed")
+        ctx.counters["rescue:errors"] += 1
     return total

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_relay_batch: int = Field(default=500, ge=1)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Scheduler and lease rescue (leader-only timers in the agents).
+    scheduler_interval_seconds: float = Field(default=2.0, gt=0)
+    scheduler_redeliver_after_seconds: float = Field(default=300.0, gt=0)
+    rescue_interval_seconds: float = Field(default=5.0, gt=0)
     # Consumer liveness; tests shorten these to fail over quickly.
     kafka_session_timeout_seconds: float = Field(default=30.0, gt=0)
     kafka_heartbeat_seconds: float = Field(default=3.0, gt=0)

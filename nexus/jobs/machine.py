@@ -308,6 +308,8 @@ async def reset_to_pending(
         "request_id": request_id,
         "correlation_id": correlation_id,
         "updated_at": func.now(),
+        # The caller writes the job's message in this transaction (outbox).
+        "dispatched_at": func.now(),
     }
     if insert_values is not None:
         # Lock-or-create first so the reset below sees a row either way.
@@ -318,6 +320,7 @@ async def reset_to_pending(
                 **dict(insert_values),
                 request_id=request_id,
                 correlation_id=correlation_id,
+                dispatched_at=func.now(),
             )
             .on_conflict_do_nothing()
             .returning(t.c.status)

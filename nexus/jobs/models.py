@@ -34,6 +34,9 @@ class JobColumns:
     next_attempt_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+    # When a message naming this job was last written (outbox) or re-sent by the scheduler;
+    # a pending job that is due and has no message since it became due gets one.
+    dispatched_at: Mapped[datetime | None] = tstz()
     lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = tstz()

@@ -1,0 +1,42 @@
+"""Every job type the agents drive: its table, topic, message and retry schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nexus.config import Settings
+from nexus.jobs.machine import JobType
+from nexus.messaging.messages import BackfillRequested, Message
+from nexus.messaging.topics import Topics
+from nexus.sharing import backfill
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job: JobType
+    topic: str
+    make_message: Callable[[Any], Message]
+    delays: Callable[[Settings], Sequence[float]]
+
+
+def _backfill_message(row: Any) -> Message:
+    return BackfillRequested(
+        default_library_id=row.default_library_id,
+        source_library_id=row.source_library_id,
+        user_id=row.user_id,
+        request_id=row.request_id,
+        correlation_id=row.correlation_id,
+    )
+
+
+def registry(topics: Topics) -> list[JobSpec]:
+    return [
+        JobSpec(
+            job=backfill.JOB,
+            topic=topics.backfill,
+            make_message=_backfill_message,
+            delays=lambda s: s.backfill_retry_delays,
+        ),
+    ]
