@@ -17,13 +17,11 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents import views
-from agents.backfill import handle_backfill
+from agents import routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import relay_outbox, rescue_expired_leases, schedule_due_jobs
 from nexus.config import Settings, load_settings
-from nexus.messaging.messages import BackfillRequested
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 
@@ -97,12 +95,23 @@ def build_app(settings: Settings) -> NexusApp:
             value_serializer="raw",
         )
 
-    backfill_route = Route("backfill", BackfillRequested, handle_backfill)
+    def consume(topic: str, route: Route) -> None:
+        @app.agent(work_topic(topic), name=f"{topic}-agent")
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                await process(ctx, route, event)
 
-    @app.agent(work_topic(topics.backfill), name=f"{topics.backfill}-agent")
-    async def backfill_agent(stream: Any) -> None:
-        async for event in stream.events():
-            await process(ctx, backfill_route, event)
+    for topic, route in routes.consumed(topics):
+        consume(topic, route)
+
+    _register_timers(app, ctx)
+    _register_views(app, ctx)
+    return app
+
+
+def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
+    """Leader-only timers: exactly one worker of the group runs each."""
+    settings = ctx.settings
 
     @app.timer(settings.outbox_relay_interval_seconds, on_leader=True)
     async def outbox_relay() -> None:
@@ -115,6 +124,10 @@ def build_app(settings: Settings) -> NexusApp:
     @app.timer(settings.rescue_interval_seconds, on_leader=True)
     async def rescue() -> None:
         await rescue_expired_leases(ctx)
+
+
+def _register_views(app: NexusApp, ctx: AgentContext) -> None:
+    """Monitoring views on the Faust web port."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
@@ -135,8 +148,6 @@ def build_app(settings: Settings) -> NexusApp:
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 settings = load_settings()

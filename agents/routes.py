@@ -1,0 +1,15 @@
+"""Which topic each agent consumes and which handler runs its messages."""
+
+from __future__ import annotations
+
+from agents.backfill import handle_backfill
+from agents.runner import Route
+from nexus.messaging.messages import BackfillRequested
+from nexus.messaging.topics import Topics
+
+
+def consumed(topics: Topics) -> list[tuple[str, Route]]:
+    """(topic, route) for every agent; the Faust app creates one agent per entry."""
+    return [
+        (topics.backfill, Route("backfill", BackfillRequested, handle_backfill)),
+    ]
