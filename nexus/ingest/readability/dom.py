@@ -165,6 +165,26 @@ def all_phrasing(el: HtmlElement) -> bool:
     return all(is_phrasing(c) for c in children(el))
 
 
+class Appender:
+    """Appends elements and text to `parent` in constant time (lxml's len() is linear)."""
+
+    def __init__(self, parent: HtmlElement) -> None:
+        self.parent = parent
+        self.last: HtmlElement | None = parent[-1] if len(parent) else None
+
+    def text(self, text: str | None) -> None:
+        if not text:
+            return
+        if self.last is None:
+            self.parent.text = (self.parent.text or "") + text
+        else:
+            self.last.tail = (self.last.tail or "") + text
+
+    def element(self, el: HtmlElement) -> None:
+        self.parent.append(el)
+        self.last = el
+
+
 def rename(el: HtmlElement, tag: str) -> HtmlElement:
     el.tag = tag
     return el

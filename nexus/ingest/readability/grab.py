@@ -58,8 +58,18 @@ def _is_unlikely(el: HtmlElement, match: str) -> bool:
     return el.get("role") in pt.UNLIKELY_ROLES
 
 
+def _has_phrasing_run(div: HtmlElement) -> bool:
+    if not dom.is_blank(div.text):
+        return True
+    return any(
+        not dom.is_blank(c.tail) or dom.is_phrasing(c) for c in div if isinstance(c.tag, str)
+    )
+
+
 def _wrap_phrasing_runs(div: HtmlElement) -> None:
     """Gather runs of inline content directly in a div into paragraphs."""
+    if not _has_phrasing_run(div):
+        return
     items: list[HtmlElement | str] = [div.text] if div.text else []
     for child in list(div):
         tail, child.tail = child.tail, None
@@ -68,33 +78,28 @@ def _wrap_phrasing_runs(div: HtmlElement) -> None:
         if tail:
             items.append(tail)
     div.text = None
-    paragraph: HtmlElement | None = None
+    outer = dom.Appender(div)
+    inner: dom.Appender | None = None
     for item in items:
         if isinstance(item, str) or dom.is_phrasing(item):
-            if paragraph is None:
+            if inner is None:
                 if isinstance(item, str) and not item.strip():
-                    _append(div, item)
+                    outer.text(item)
                     continue
                 paragraph = lxml.html.Element("p")
-                div.append(paragraph)
-            _append(paragraph, item)
+                outer.element(paragraph)
+                inner = dom.Appender(paragraph)
+            if isinstance(item, str):
+                inner.text(item)
+            else:
+                inner.element(item)
         else:
-            if paragraph is not None:
-                _trim_paragraph(paragraph)
-                paragraph = None
-            div.append(item)
-    if paragraph is not None:
-        _trim_paragraph(paragraph)
-
-
-def _append(parent: HtmlElement, item: HtmlElement | str) -> None:
-    if isinstance(item, str):
-        if len(parent):
-            parent[-1].tail = (parent[-1].tail or "") + item
-        else:
-            parent.text = (parent.text or "") + item
-    else:
-        parent.append(item)
+            if inner is not None:
+                _trim_paragraph(inner.parent)
+                inner = None
+            outer.element(item)
+    if inner is not None:
+        _trim_paragraph(inner.parent)
 
 
 def _trim_paragraph(p: HtmlElement) -> None:

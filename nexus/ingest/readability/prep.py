@@ -30,16 +30,6 @@ def _next_element_if_adjacent(el: HtmlElement) -> HtmlElement | None:
     return sibling
 
 
-def _append_text(parent: HtmlElement, text: str | None) -> None:
-    if not text:
-        return
-    if len(parent):
-        last = parent[-1]
-        last.tail = (last.tail or "") + text
-    else:
-        parent.text = (parent.text or "") + text
-
-
 def _trim_trailing_whitespace(p: HtmlElement) -> None:
     while len(p):
         last = p[-1]
@@ -66,6 +56,7 @@ def _start_paragraph(br: HtmlElement) -> None:
     br.addprevious(p)
     parent.remove(br)
     following = p.getnext()
+    inside = dom.Appender(p)
     while following is not None:
         if following.tag == "br":
             after = _next_element_if_adjacent(following)
@@ -76,8 +67,8 @@ def _start_paragraph(br: HtmlElement) -> None:
         nxt = following.getnext()
         tail = following.tail
         following.tail = None
-        p.append(following)
-        _append_text(p, tail)
+        inside.element(following)
+        inside.text(tail)
         following = nxt
     _trim_trailing_whitespace(p)
     if parent.tag == "p":
