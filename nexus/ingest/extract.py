@@ -16,6 +16,7 @@ from lxml.html import HtmlElement
 
 from nexus.errors import TerminalError
 from nexus.ingest import readability
+from nexus.ingest.readability.dom import Appender
 from nexus.ingest.sanitize import sanitize_html
 from nexus.ingest.text import BLOCK_TAGS, canonical_text, element_text
 
@@ -102,41 +103,101 @@ def _serialize(el: HtmlElement) -> str:
         el.tail = tail
 
 
-def _paragraph(text: str) -> str:
-    p = lxml.html.Element("p")
-    p.text = text
-    return _serialize(p)
+def _is_block(el: HtmlElement) -> bool:
+    return el.tag in BLOCK_TAGS or el.tag == "pre"
 
 
-def _top_blocks(root: HtmlElement) -> list[tuple[str, str]]:
-    """(html, text) of the top-level blocks, opening wrappers whose text exceeds the limit."""
-    blocks: list[tuple[str, str]] = []
-    if root.text and root.text.strip():
-        blocks.append((_paragraph(root.text), element_text(_as_p(root.text))))
-    for child in root:
+class _Blocks:
+    """Collects (html, text) blocks; consecutive inline content is gathered into one <p>."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, str]] = []
+        self.run: HtmlElement | None = None
+        self.run_end: Appender | None = None
+
+    def inline(self, item: HtmlElement | str | None) -> None:
+        if item is None or (isinstance(item, str) and not item.strip() and self.run is None):
+            return
+        if self.run is None:
+            self.run = lxml.html.Element("p")
+            self.run_end = Appender(self.run)
+        assert self.run_end is not None
+        if isinstance(item, str):
+            self.run_end.text(item)
+        else:
+            tail, item.tail = item.tail, None
+            self.run_end.element(item)
+            self.run_end.text(tail)
+
+    def close_run(self) -> None:
+        if self.run is not None:
+            self.blocks.append((_serialize(self.run), element_text(self.run)))
+            self.run = self.run_end = None
+
+    def block(self, el: HtmlElement) -> None:
+        self.close_run()
+        self.blocks.append((_serialize(el), element_text(el)))
+
+
+def _collect_blocks(root: HtmlElement, out: _Blocks) -> None:
+    """Top-level blocks of `root`, opening wrappers that are trivial or exceed the limit."""
+    out.inline(root.text)
+    for child in list(root):
+        tail = child.tail
         if not isinstance(child.tag, str):
             pass
         elif child.tag in _CONTAINERS and _should_open(child):
-            blocks.extend(_top_blocks(child))
+            out.close_run()
+            _collect_blocks(child, out)
+            out.close_run()
+        elif child.tag in ("ul", "ol") and len(child.text_content()) > FRAGMENT_TEXT_LIMIT:
+            out.close_run()
+            for part in _split_list(child):
+                out.block(part)
+        elif _is_block(child):
+            out.block(child)
         else:
-            blocks.append((_serialize(child), element_text(child)))
-        if child.tail and child.tail.strip():
-            blocks.append((_paragraph(child.tail), element_text(_as_p(child.tail))))
-    return blocks
+            out.inline(child)
+            tail = None  # moved along with the element
+        out.inline(tail)
+    out.close_run()
 
 
-def _as_p(text: str) -> HtmlElement:
-    p = lxml.html.Element("p")
-    p.text = text
-    return p
+def _split_list(lst: HtmlElement) -> list[HtmlElement]:
+    """A long list cut at item boundaries into consecutive lists (numbering carried on)."""
+    if lst.get("reversed") is not None:
+        return [lst]
+    try:
+        start = int(lst.get("start") or 1)
+    except ValueError:
+        start = 1
+    parts: list[HtmlElement] = []
+    size = FRAGMENT_TEXT_LIMIT
+    index = 0
+    for item in list(lst):
+        length = len(item.text_content()) if isinstance(item.tag, str) else 0
+        if not parts or (size + length > FRAGMENT_TEXT_LIMIT and item.tag == "li"):
+            part = lxml.html.Element(lst.tag, dict(lst.attrib))
+            if lst.tag == "ol" and start + index != 1:
+                part.set("start", str(start + index))
+            parts.append(part)
+            size = 0
+        item.tail = None
+        parts[-1].append(item)
+        size += length
+        index += item.tag == "li"
+    return parts or [lst]
+
+
+def _has_loose_text(el: HtmlElement) -> bool:
+    return bool((el.text or "").strip()) or any((c.tail or "").strip() for c in el)
 
 
 def _should_open(el: HtmlElement) -> bool:
     kids = [c for c in el if isinstance(c.tag, str)]
     if len(kids) == 1:
-        return True
-    has_blocks = any(c.tag in BLOCK_TAGS or c.tag == "pre" for c in kids)
-    return has_blocks and len(el.text_content()) > FRAGMENT_TEXT_LIMIT
+        return not _has_loose_text(el)
+    return any(_is_block(c) for c in kids) and len(el.text_content()) > FRAGMENT_TEXT_LIMIT
 
 
 def split_fragments(content_html: str) -> list[Fragment]:
@@ -156,7 +217,9 @@ def split_fragments(content_html: str) -> list[Fragment]:
     html_parts: list[str] = []
     text_parts: list[str] = []
     size = 0
-    for block_html, block_text in _top_blocks(root):
+    collected = _Blocks()
+    _collect_blocks(root, collected)
+    for block_html, block_text in collected.blocks:
         if text_parts and block_text and size + len(block_text) > FRAGMENT_TEXT_LIMIT:
             groups.append((html_parts, text_parts, size))
             html_parts, text_parts, size = [], [], 0

@@ -73,6 +73,30 @@ def test_oversized_block_is_kept_whole() -> None:
     assert [f.canonical_text for f in frags] == ["small", big.strip(), "after"]
 
 
+def test_long_list_is_cut_between_items_keeping_numbering() -> None:
+    items = "".join(f"<li>item {i} {'word ' * 600}</li>" for i in range(10))
+    frags = split_fragments(f'<p>intro</p><ol start="3">{items}</ol><p>end</p>')
+    assert len(frags) > 2
+    assert all(len(f.canonical_text) <= FRAGMENT_TEXT_LIMIT for f in frags)
+    starts = [
+        int(ol.get("start", "1"))
+        for f in frags
+        for ol in lxml.html.fragment_fromstring(f.html_sanitized, create_parent="div").iter("ol")
+    ]
+    assert starts[0] == 3 and starts == sorted(starts) and len(set(starts)) == len(starts)
+    texts = "\n\n".join(f.canonical_text for f in frags)
+    assert [f"item {i} " in texts for i in range(10)] == [True] * 10
+
+
+def test_inline_content_of_an_opened_wrapper_stays_one_paragraph() -> None:
+    words = "word " * 2000
+    html = f"<div>Loose <a href='https://e.com/'>link</a> text<p>{words}</p>more <b>bold</b></div>"
+    frags = split_fragments(html)
+    texts = [f.canonical_text for f in frags]
+    assert texts[0].startswith("Loose link text")
+    assert texts[-1].endswith("more bold")
+
+
 def test_textless_blocks_join_a_neighbour_and_no_fragment_is_empty() -> None:
     html = (
         '<figure><img src="https://e.com/a.png"></figure><p>first</p><hr>'
