@@ -15,13 +15,20 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agents import routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
-from agents.timers import relay_outbox, rescue_expired_leases, schedule_due_jobs
+from agents.timers import (
+    prune_expired_state,
+    relay_outbox,
+    rescue_expired_leases,
+    schedule_due_jobs,
+)
 from nexus.config import Settings, load_settings
+from nexus.sharing.health import Thresholds
+from runtime.backlog_metrics import BacklogGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 
@@ -125,6 +132,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def rescue() -> None:
         await rescue_expired_leases(ctx)
 
+    @app.timer(settings.prune_interval_seconds, on_leader=True)
+    async def prune() -> None:
+        await prune_expired_state(ctx)
+
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
     """Monitoring views on the Faust web port."""
@@ -145,9 +156,15 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
                 status=503,
             )
 
+    backlog_registry = CollectorRegistry()
+    backlog = BacklogGauges(backlog_registry)
+
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        if ctx.sessionmaker is not None:
+            await backlog.refresh(ctx.sessionmaker, Thresholds.from_settings(ctx.settings))
+        body = generate_latest() + generate_latest(backlog_registry)
+        return web.bytes(body, content_type=CONTENT_TYPE_LATEST)
 
 
 settings = load_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from agents.context import AgentContext
 from nexus.jobs.worker import JobPolicy, run_job
 from nexus.messaging.messages import BackfillRequested
@@ -23,7 +25,7 @@ async def handle_backfill(ctx: AgentContext, msg: BackfillRequested) -> str:
         ctx.db,
         backfill.JOB,
         key,
-        backfill.materialise,
+        functools.partial(backfill.materialise, chunk_size=ctx.settings.backfill_chunk_size),
         policy,
         on_finish=backfill.finish_event(ctx.topics),
     )

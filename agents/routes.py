@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from agents.backfill import handle_backfill
+from agents.requeue import handle_backfill_requeue
 from agents.runner import Route
-from nexus.messaging.messages import BackfillRequested
+from nexus.messaging.messages import BackfillRequested, BackfillRequeueRequested
 from nexus.messaging.topics import Topics
 
 
@@ -12,4 +13,8 @@ def consumed(topics: Topics) -> list[tuple[str, Route]]:
     """(topic, route) for every agent; the Faust app creates one agent per entry."""
     return [
         (topics.backfill, Route("backfill", BackfillRequested, handle_backfill)),
+        (
+            topics.backfill_requeue,
+            Route("backfill-requeue", BackfillRequeueRequested, handle_backfill_requeue),
+        ),
     ]

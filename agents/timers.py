@@ -6,6 +6,7 @@ import logging
 
 from agents import jobs
 from agents.context import AgentContext
+from nexus.idempotency.service import prune_idempotency_keys
 from nexus.jobs import machine, outbox, scheduler
 
 log = logging.getLogger(__name__)
@@ -67,3 +68,16 @@ async def rescue_expired_leases(ctx: AgentContext) -> int:
         log.exception("rescue tick failed")
         ctx.counters["rescue:errors"] += 1
     return total
+
+
+async def prune_expired_state(ctx: AgentContext) -> int:
+    """Delete idempotency keys past their 24 h lifetime (SPEC §2)."""
+    try:
+        async with ctx.unit_of_work() as session:
+            pruned = await prune_idempotency_keys(session)
+        ctx.counters["prune:idempotency_keys"] += pruned
+        return pruned
+    except Exception:
+        log.exception("prune tick failed")
+        ctx.counters["prune:errors"] += 1
+        return 0

@@ -9,6 +9,7 @@ from nexus.ingest.models import IngestJob
 from nexus.jobs import machine, outbox
 from nexus.jobs.machine import JobType
 from nexus.sharing import backfill
+from nexus.sharing.health import Thresholds, backlog_health
 
 INGEST_JOB = JobType(name="ingest", table=IngestJob.__table__, key_columns=("media_id",))  # type: ignore[arg-type]
 
@@ -32,6 +33,7 @@ async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
             "backfill": await machine.counts_by_status(session, backfill.JOB),
             "ingest": await machine.counts_by_status(session, INGEST_JOB),
         }
+        health = await backlog_health(session, Thresholds.from_settings(ctx.settings))
     return {
         "worker_id": ctx.worker_id,
         "leader": bool(app.is_leader()),
@@ -43,5 +45,6 @@ async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
             "oldest_age_seconds": ob.oldest_age_seconds,
         },
         "jobs": jobs,
+        "backfill_backlog": health.as_dict(),
         "counters": dict(ctx.counters),
     }

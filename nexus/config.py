@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     backfill_retry_delays: Annotated[tuple[float, ...], NoDecode] = (60, 300, 900, 3600, 21600)
     ingest_retry_delays: Annotated[tuple[float, ...], NoDecode] = (30, 120, 600)
     lease_seconds: float = Field(default=300, gt=0)
+    # Media per backfill chunk (one transaction each; revocation wins between chunks).
+    backfill_chunk_size: int = Field(default=5000, ge=1, le=100_000)
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
     fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
     scheduler_redeliver_after_seconds: float = Field(default=300.0, gt=0)
     rescue_interval_seconds: float = Field(default=5.0, gt=0)
+    # Backlog health (SPEC §7 guardrails): degraded above either threshold; alerting once
+    # degraded has lasted `backlog_alert_after_seconds` (see docs/operations.md).
+    backlog_degraded_pending_count: int = Field(default=500, ge=0)
+    backlog_degraded_p95_seconds: float = Field(default=900.0, ge=0)
+    backlog_alert_after_seconds: float = Field(default=900.0, ge=0)
+    prune_interval_seconds: float = Field(default=600.0, gt=0)
     # Consumer liveness; tests shorten these to fail over quickly.
     kafka_session_timeout_seconds: float = Field(default=30.0, gt=0)
     kafka_heartbeat_seconds: float = Field(default=3.0, gt=0)

@@ -50,8 +50,14 @@ def route_template() -> str:
     return f"{request.method} {path}"
 
 
-async def request_hash() -> str:
-    body = await request.get_json(silent=True)
+async def request_hash(validated: BaseModel | None = None) -> str:
+    # The validated body (defaults filled in) when the view has one, so that sending a
+    # default explicitly or leaving it out is the same request.
+    body = (
+        validated.model_dump(mode="json")
+        if validated is not None
+        else await request.get_json(silent=True)
+    )
     material = {
         "method": request.method,
         "route": route_template(),
@@ -65,7 +71,8 @@ async def request_hash() -> str:
 class IdempotentWork:
     """A unit of work plus, when the request carries a key, its claim or its replay."""
 
-    def __init__(self) -> None:
+    def __init__(self, validated: BaseModel | None = None) -> None:
+        self._validated = validated
         self._uow: UnitOfWork = unit_of_work()
         self._key: str | None = None
         self._route = ""
@@ -86,7 +93,7 @@ class IdempotentWork:
         if raw is not None:
             self._key = service.check_key(raw)
             self._route = route_template()
-            self._hash = await request_hash()
+            self._hash = await request_hash(self._validated)
         await self._uow.__aenter__()
         if self._key is None:
             return self
@@ -130,5 +137,6 @@ class IdempotentWork:
         return await self._uow.__aexit__(exc_type, exc, tb)
 
 
-def idempotent_unit_of_work() -> IdempotentWork:
-    return IdempotentWork()
+def idempotent_unit_of_work(validated: BaseModel | None = None) -> IdempotentWork:
+    """`validated`: the view's parsed body, hashed instead of the raw JSON."""
+    return IdempotentWork(validated)

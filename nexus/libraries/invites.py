@@ -233,7 +233,15 @@ async def decline_invite(
 async def revoke_invite(
     session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID
 ) -> RespondResult:
-    """Library admins revoke; the invitee gets 403; anyone else 404."""
+    """Library admins revoke; the invitee gets 403; anyone else 404.
+
+    The library row is held (shared) first, as in accept, so a concurrent demotion of the
+    revoking admin either happens before (and the revoke is refused) or waits."""
+    library_id = await session.scalar(
+        text("SELECT library_id FROM library_invitations WHERE id = :i"), {"i": invite_id}
+    )
+    if library_id is None or not await closure.lock_library(session, library_id, exclusive=False):
+        raise invite_not_found()
     row = await _locked_invite(session, invite_id)
     if row is None:
         raise invite_not_found()

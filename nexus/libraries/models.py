@@ -65,6 +65,13 @@ class LibraryMedia(Base):
     __table_args__ = (
         PrimaryKeyConstraint("library_id", "media_id"),
         Index("ix_library_media_media_id_library_id", "media_id", "library_id"),
+        # Keyset pagination of one library's media (newest first / oldest first).
+        Index(
+            "ix_library_media_library_id_created_at_media_id",
+            "library_id",
+            "created_at",
+            "media_id",
+        ),
     )
 
     library_id: Mapped[uuid.UUID] = mapped_column(

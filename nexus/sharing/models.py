@@ -43,6 +43,8 @@ class ClosureEdge(Base):
             "default_library_id",
             "media_id",
         ),
+        # Removing one media from S deletes its edges (*, m, S).
+        Index("ix_default_library_closure_edges_source_media", "source_library_id", "media_id"),
     )
 
     default_library_id: Mapped[uuid.UUID] = _fk("libraries.id")
@@ -55,6 +57,8 @@ class BackfillJob(JobColumns, Base):
     __tablename__ = "default_library_backfill_jobs"
     __table_args__ = (
         PrimaryKeyConstraint("default_library_id", "source_library_id", "user_id"),
+        # Member removal and the source library's cascade find jobs by source.
+        Index("ix_default_library_backfill_jobs_source_user", "source_library_id", "user_id"),
         *JobColumns.job_constraints("default_library_backfill_jobs"),
     )
 

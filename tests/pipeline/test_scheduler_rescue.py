@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest_asyncio
@@ -22,6 +23,7 @@ async def fast_agents(pipeline_settings: Settings, logs_dir: Path):  # type: ign
             "scheduler_interval_seconds": 0.3,
             "scheduler_redeliver_after_seconds": 2.0,
             "rescue_interval_seconds": 0.3,
+            "prune_interval_seconds": 0.3,
         }
     )
     child = await start_agents(settings, logs_dir)
@@ -102,3 +104,27 @@ async def test_an_expired_lease_is_rescued_and_the_job_completes(
 
 async def _completed(sm: async_sessionmaker[AsyncSession], user: uuid.UUID) -> bool:
     return await _status(sm, user) == "completed"
+
+
+async def test_expired_idempotency_keys_are_pruned(
+    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
+) -> None:
+    async with transaction(sessionmaker) as s:
+        user = await f.user(s)
+        for key, age in (("old", timedelta(hours=25)), ("fresh", timedelta(hours=1))):
+            await s.execute(
+                text(
+                    "INSERT INTO idempotency_keys "
+                    "(user_id, route, key, request_hash, status_code, response, created_at) "
+                    "VALUES (:u, 'POST /libraries', :k, 'h', 201, '{}', "
+                    "now() - CAST(:a AS interval))"
+                ),
+                {"u": user, "k": key, "a": age},
+            )
+
+    async def only_fresh_left() -> bool:
+        async with sessionmaker() as s:
+            keys = (await s.execute(text("SELECT key FROM idempotency_keys"))).scalars().all()
+        return list(keys) == ["fresh"]
+
+    await poll(only_fresh_left, deadline_s=30, what="expired key pruned")

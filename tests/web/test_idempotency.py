@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.errors import NexusError
 from nexus.idempotency import service
 from tests.support.library_api import User, execute, new_user, scalar
+from tests.support.locks import wait_until_blocked
 from tests.web.conftest import Api
 
 Sm = async_sessionmaker[AsyncSession]
@@ -184,8 +185,7 @@ async def test_second_claim_waits_for_the_first_and_replays(alice: User, session
         await a.begin()
         assert await service.claim(a, alice.id, "POST /x", "k", "h1") is None
         waiter = asyncio.create_task(service.claim(b, alice.id, "POST /x", "k", "h1"))
-        await asyncio.sleep(0.3)
-        assert not waiter.done()  # blocked on A's row
+        await wait_until_blocked(sessionmaker, waiter)  # B waits on A's uncommitted row
         await service.complete(a, alice.id, "POST /x", "k", 201, {"data": {"id": 1}})
         await a.commit()
         stored = await asyncio.wait_for(waiter, 5)
@@ -205,8 +205,7 @@ async def test_second_claim_owns_the_key_when_the_first_rolls_back(
         await a.begin()
         assert await service.claim(a, alice.id, "POST /x", "k", "h1") is None
         waiter = asyncio.create_task(service.claim(b, alice.id, "POST /x", "k", "h2"))
-        await asyncio.sleep(0.3)
-        assert not waiter.done()
+        await wait_until_blocked(sessionmaker, waiter)
         await a.rollback()
         assert await asyncio.wait_for(waiter, 5) is None  # B owns it now
         await service.complete(b, alice.id, "POST /x", "k", 201, {"ok": True})
@@ -216,3 +215,19 @@ async def test_second_claim_owns_the_key_when_the_first_rolls_back(
             await s.execute(text("SELECT request_hash, status_code FROM idempotency_keys"))
         ).one()
     assert tuple(row) == ("h2", 201)
+
+
+async def test_an_explicit_default_is_the_same_request(alice: User, bob: User) -> None:
+    """The hash covers the validated body: `role: member` sent or left out is one request."""
+    lib = (await alice.post("/libraries", json={"name": "Defaults"})).json["data"]["id"]
+    k = key("defaults")
+    first = await alice.post(
+        f"/libraries/{lib}/invites", json={"invitee_user_id": str(bob.id)}, headers=k
+    )
+    again = await alice.post(
+        f"/libraries/{lib}/invites",
+        json={"invitee_user_id": str(bob.id), "role": "member"},
+        headers=k,
+    )
+    assert first.status == again.status == 201
+    assert first.json == again.json

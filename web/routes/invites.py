@@ -109,7 +109,7 @@ async def create_invite(library_id: uuid.UUID, data: InviteCreateIn) -> Reply:
     E_DEFAULT_LIBRARY_FORBIDDEN → 403 E_FORBIDDEN (not admin) → 404 E_USER_NOT_FOUND → 409
     E_INVITE_MEMBER_EXISTS (already a member, the caller included) → 409
     E_INVITE_ALREADY_EXISTS (a pending invite exists)."""
-    async with idempotent_unit_of_work() as work:
+    async with idempotent_unit_of_work(data) as work:
         if work.replay is not None:
             return work.replay
         invite = await invites.create_invite(

@@ -68,7 +68,7 @@ async def create_library(data: LibraryCreateIn) -> Reply:
 
     Order: 400 body → 400 Idempotency-Key → replay (same key and body) or 409
     E_IDEMPOTENCY_KEY_REUSED (same key, other body) → 400 E_NAME_INVALID."""
-    async with idempotent_unit_of_work() as work:
+    async with idempotent_unit_of_work(data) as work:
         if work.replay is not None:
             return work.replay
         lib = await libraries.create_library(work.session, current_user().user_id, data.name)
