@@ -47,6 +47,8 @@ class Claim:
     attempt: int
     request_id: str | None
     correlation_id: str | None
+    # The lease length this attempt was granted; `renew_lease` extends by the same amount.
+    lease_seconds: float | None = None
 
 
 def _interval(seconds_param: str) -> Any:
@@ -96,7 +98,7 @@ async def claim(
         request_id=row.request_id,
         correlation_id=row.correlation_id,
     )
-    return Claim(dict(key), token, row.attempts, row.request_id, row.correlation_id)
+    return Claim(dict(key), token, row.attempts, row.request_id, row.correlation_id, lease_seconds)
 
 
 async def still_holds(session: AsyncSession, job: JobType, claim_: Claim) -> bool:
@@ -111,6 +113,38 @@ async def still_holds(session: AsyncSession, job: JobType, claim_: Claim) -> boo
             t.c.lease_token == claim_.lease_token,
         )
         .with_for_update()
+    )
+    return found is not None
+
+
+async def renew_lease(
+    session: AsyncSession, job: JobType, claim_: Claim, *, lease_seconds: float | None = None
+) -> bool:
+    """Extend this attempt's lease (fenced by the token); False when it was taken away.
+
+    Long work calls this once per step (e.g. per backfill chunk), in the step's
+    transaction, so a live attempt is never rescued however long the whole job takes; the
+    row lock it takes also holds off a concurrent rescue until the step commits. The
+    lease never shrinks: it becomes max(current expiry, now + lease_seconds).
+    """
+    t = job.table
+    seconds = lease_seconds if lease_seconds is not None else claim_.lease_seconds
+    values: dict[str, Any] = {}
+    if seconds is not None:
+        values["lease_expires_at"] = func.greatest(
+            t.c.lease_expires_at, func.now() + _interval("renew").bindparams(renew=seconds)
+        )
+    else:
+        values["lease_expires_at"] = t.c.lease_expires_at
+    found = await session.scalar(
+        update(t)
+        .where(
+            job.where_key(claim_.key),
+            t.c.status == JobStatus.RUNNING.value,
+            t.c.lease_token == claim_.lease_token,
+        )
+        .values(**values)
+        .returning(literal_column("1"))
     )
     return found is not None
 

@@ -16,8 +16,8 @@ from nexus.db.tx import transaction
 from nexus.errors import NotFound, TerminalError
 from nexus.jobs import machine, outbox
 from nexus.jobs.machine import Claim, JobType, LeaseLost
-from nexus.jobs.worker import OnFinish
-from nexus.libraries.models import Library, Membership
+from nexus.jobs.worker import JobError, OnFinish
+from nexus.libraries.models import Membership
 from nexus.messaging.messages import BackfillRequested, DomainEvent
 from nexus.messaging.topics import Topics
 from nexus.sharing.models import BackfillJob
@@ -104,19 +104,35 @@ async def requeue(
     return RequeueResult(job=job_out(reset.row), idempotent=False, outbox_id=outbox_id)
 
 
+_TUPLE = text(
+    """
+    SELECT d.id IS NOT NULL AS d_exists, d.is_default AS d_default,
+           d.owner_user_id = :u AS d_owned,
+           s.id IS NOT NULL AS s_exists, s.is_default AS s_default
+    FROM (SELECT 1) one
+    LEFT JOIN libraries d ON d.id = :d
+    LEFT JOIN libraries s ON s.id = :s
+    """
+)
+
+
 async def _validate_tuple(session: AsyncSession, claim: Claim) -> None:
+    """SPEC §7 step 2 in one query; `TerminalError(E_BACKFILL_TUPLE_INVALID)` names why."""
     d, s, u = (claim.key[k] for k in JOB.key_columns)
-    default = await session.get(Library, d)
-    if default is None or not default.is_default or default.owner_user_id != u:
-        raise TerminalError(
-            "E_BACKFILL_TUPLE_INVALID",
-            "default library missing, not a default library, or not owned by the user",
-        )
-    source = await session.get(Library, s)
-    if source is None or source.is_default:
-        raise TerminalError(
-            "E_BACKFILL_TUPLE_INVALID", "source library missing or is a default library"
-        )
+    row = (await session.execute(_TUPLE, {"d": d, "s": s, "u": u})).one()
+    reason = None
+    if not row.d_exists:
+        reason = "default library missing"
+    elif not row.d_default:
+        reason = "default_library_id is not a default library"
+    elif not row.d_owned:
+        reason = "default library is not owned by the user"
+    elif not row.s_exists:
+        reason = "source library missing"
+    elif row.s_default:
+        reason = "source library is a default library"
+    if reason is not None:
+        raise TerminalError("E_BACKFILL_TUPLE_INVALID", reason)
 
 
 async def _lock_membership(session: AsyncSession, source: uuid.UUID, user: uuid.UUID) -> bool:
@@ -129,11 +145,10 @@ async def _lock_membership(session: AsyncSession, source: uuid.UUID, user: uuid.
     return found is not None
 
 
-_MATERIALISE_CHUNK = text(
-    """
+_MATERIALISE_CHUNK_SQL = """
     WITH chunk AS (
         SELECT media_id FROM library_media
-        WHERE library_id = :s AND (CAST(:after AS uuid) IS NULL OR media_id > CAST(:after AS uuid))
+        WHERE library_id = :s {after}
         ORDER BY media_id
         LIMIT :n
         -- Conflicts with a concurrent removal of m from S: either it waits for this chunk
@@ -154,8 +169,12 @@ _MATERIALISE_CHUNK = text(
     )
     SELECT (SELECT count(*) FROM chunk) AS n,
            (SELECT media_id FROM chunk ORDER BY media_id DESC LIMIT 1) AS last_id
-    """
-)
+"""
+# Two statements rather than `(:after IS NULL OR media_id > :after)`: once the driver's
+# prepared statement switches to a generic plan, that OR would make every chunk scan the
+# source's index from its start (quadratic in the library size).
+_FIRST_CHUNK = text(_MATERIALISE_CHUNK_SQL.format(after=""))
+_NEXT_CHUNK = text(_MATERIALISE_CHUNK_SQL.format(after="AND media_id > :after"))
 
 
 async def materialise(
@@ -163,25 +182,29 @@ async def materialise(
 ) -> None:
     """Validate the tuple, then write edges and default rows in chunks.
 
-    Each chunk is its own transaction that re-locks and re-checks the membership and the
-    lease, so revocation wins between chunks and a rescued (zombie) attempt writes nothing.
+    Each chunk is its own transaction that re-locks and re-checks the membership, then
+    renews the lease (fenced by the token, after the membership lock: the lock order of
+    member removal), so revocation wins between chunks, a rescued (zombie) attempt writes
+    nothing, and a live attempt is never rescued however many chunks it takes. The tuple
+    is validated in the first chunk's transaction (one round trip fewer per job).
     """
     d, s, u = (claim.key[k] for k in JOB.key_columns)
-    async with transaction(sessionmaker) as session:
-        await _validate_tuple(session, claim)
     after: uuid.UUID | None = None
+    first = True
     while True:
         async with transaction(sessionmaker) as session:
+            if first:
+                await _validate_tuple(session, claim)
+                first = False
             if not await _lock_membership(session, s, u):
                 return  # membership gone: nothing (more) to write; the job completes
-            if not await machine.still_holds(session, JOB, claim):
+            if not await machine.renew_lease(session, JOB, claim):
                 raise LeaseLost("backfill lease lost between chunks")
-            row = (
-                await session.execute(
-                    _MATERIALISE_CHUNK,
-                    {"d": d, "s": s, "after": str(after) if after else None, "n": chunk_size},
-                )
-            ).one()
+            params: dict[str, object] = {"d": d, "s": s, "n": chunk_size}
+            if after is not None:
+                params["after"] = after
+            statement = _FIRST_CHUNK if after is None else _NEXT_CHUNK
+            row = (await session.execute(statement, params)).one()
         if row.n < chunk_size:
             return
         after = row.last_id
@@ -190,7 +213,11 @@ async def materialise(
 def finish_event(topics: Topics) -> OnFinish:
     """An `on_finish` hook that announces the job's end on the events topic."""
 
-    async def announce(session: AsyncSession, claim: Claim, status: str) -> None:
+    async def announce(
+        session: AsyncSession, claim: Claim, status: str, error: JobError | None
+    ) -> None:
+        if status == "retry":
+            return  # only outcomes are announced
         event = DomainEvent(
             event=f"backfill.{status}",
             entity_id=str(claim.key["default_library_id"]),
