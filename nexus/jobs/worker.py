@@ -23,8 +23,21 @@ from nexus.jobs.machine import Claim, JobType, LeaseLost
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[async_sessionmaker[AsyncSession], Claim], Awaitable[None]]
-OnFinish = Callable[[AsyncSession, Claim, str], Awaitable[None]]
+# Writes to make atomically with the job's completion (same transaction, lease checked).
+Finalize = Callable[[AsyncSession], Awaitable[None]]
+# Work may return a Finalize; it must fence every write of its own by the claim.
+Work = Callable[[async_sessionmaker[AsyncSession], Claim], Awaitable[Finalize | None]]
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str
+    message: str
+    terminal: bool
+
+
+# Called in the transaction of the transition: outcome is "completed", "retry" or "failed".
+OnFinish = Callable[[AsyncSession, Claim, str, JobError | None], Awaitable[None]]
 
 
 class Outcome(StrEnum):
@@ -72,11 +85,15 @@ async def run_job(
     if claim is None:
         return Outcome.NOOP
     try:
-        await work(sessionmaker, claim)
+        finalize = await work(sessionmaker, claim)
         async with transaction(sessionmaker) as session:
+            # complete() first: its fenced UPDATE locks the job row, so the finaliser's
+            # writes can only commit while this attempt still holds the lease.
             await machine.complete(session, job, claim, actor=policy.owner)
+            if finalize is not None:
+                await finalize(session)
             if on_finish is not None:
-                await on_finish(session, claim, "completed")
+                await on_finish(session, claim, "completed", None)
         return Outcome.COMPLETED
     except LeaseLost:
         log.warning("lease lost", extra={"job_type": job.name, "key": str(dict(key))})
@@ -112,8 +129,9 @@ async def _record_failure(
                 terminal=terminal,
                 actor=policy.owner,
             )
-            if status == "failed" and on_finish is not None:
-                await on_finish(session, claim, "failed")
+            if on_finish is not None:
+                outcome = "failed" if status == "failed" else "retry"
+                await on_finish(session, claim, outcome, JobError(code, message, terminal))
     except LeaseLost:
         return Outcome.LEASE_LOST
     return Outcome.FAILED if status == "failed" else Outcome.RETRY
