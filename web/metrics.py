@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from runtime.backlog_metrics import BacklogGauges
+
 UNMATCHED_ROUTE = "<unmatched>"
 
 
@@ -31,6 +33,7 @@ class HttpMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.backlog = BacklogGauges(self.registry)
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         label = route or UNMATCHED_ROUTE

@@ -14,14 +14,16 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import keys
+from cli.ops import dead_letter, jobs, keys, requeue
 from nexus.config import Settings
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (keys,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (keys, requeue, jobs, dead_letter)
 
 
 def register(subparsers: SubParsers) -> None:
-    parser = subparsers.add_parser("ops", help="operator commands (keys, ...)")
+    parser = subparsers.add_parser(
+        "ops", help="operator commands (keys, requeue, jobs, replay-dead-letter)"
+    )
     parser.set_defaults(handler=_usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")
     for module in COMMAND_MODULES:

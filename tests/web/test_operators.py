@@ -116,6 +116,14 @@ async def test_stats_shape_and_counts(
         "data": {
             "outbox": {"unpublished": 0, "oldest_age_seconds": None},
             "jobs": {"backfill": {}, "ingest": {}},
+            "backfill_backlog": {
+                "pending_count": 0,
+                "pending_age_p95_seconds": None,
+                "oldest_pending_age_seconds": None,
+                "degraded": False,
+                "alerting": False,
+                "sustained_pending_count": 0,
+            },
         }
     }
 

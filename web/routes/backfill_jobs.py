@@ -1,22 +1,32 @@
-"""Operator routes for backfill jobs (SPEC §7)."""
+"""Operator routes for jobs (SPEC §7): backfill requeue (single and bulk), job lists,
+the timeline of one backfill tuple, and the ingest job list.
+
+Guards: viewer reads, operator requeues one job, admin runs bulk requeues. The operator
+guard runs before query/body validation (no key, no schema hints).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from quart import Blueprint, g
-from quart_schema import validate_request, validate_response
+from quart_schema import validate_querystring, validate_request, validate_response
 
 from nexus.db.tx import transaction
 from nexus.errors import NotFound
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
-from nexus.sharing import backfill
+from nexus.sharing import backfill, operations
+from nexus.sharing.operations import JobFilters
 from web.auth import operator_required
 from web.envelope import Data
+from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
 
@@ -88,3 +98,288 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
             enqueue_dispatched=uow.enqueue_dispatched,
         )
     )
+
+
+# ------------------------------------------------------------------- job lists
+
+Status = Literal["pending", "running", "completed", "failed"]
+BACKFILL_SCOPE = "backfill-jobs"
+INGEST_SCOPE = "ingest-jobs"
+BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
+INGEST_KEY_TYPES = (datetime, uuid.UUID)
+
+
+class JobFilterFields(BaseModel):
+    status: Status | None = None
+    error_code: str | None = Field(default=None, max_length=64)
+    updated_before: AwareDatetime | None = None
+    updated_after: AwareDatetime | None = None
+
+
+class BackfillFilterFields(JobFilterFields):
+    default_library_id: uuid.UUID | None = None
+    source_library_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+
+    def filters(self) -> JobFilters:
+        keys = {
+            name: value
+            for name in ("default_library_id", "source_library_id", "user_id")
+            if (value := getattr(self, name)) is not None
+        }
+        return JobFilters(
+            keys=keys,
+            status=self.status,
+            error_code=self.error_code,
+            updated_before=self.updated_before,
+            updated_after=self.updated_after,
+        )
+
+
+class BackfillJobsQuery(BackfillFilterFields, ListQuery):
+    pass
+
+
+class IngestJobsQuery(JobFilterFields, ListQuery):
+    media_id: uuid.UUID | None = None
+
+    def filters(self) -> JobFilters:
+        return JobFilters(
+            keys={"media_id": self.media_id} if self.media_id else {},
+            status=self.status,
+            error_code=self.error_code,
+            updated_before=self.updated_before,
+            updated_after=self.updated_after,
+        )
+
+
+class JobFieldsOut(BaseModel):
+    status: str
+    attempts: int
+    last_error_code: str | None
+    last_error_message: str | None
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class BackfillJobOut(JobFieldsOut):
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class IngestJobOut(JobFieldsOut):
+    media_id: uuid.UUID
+
+
+@bp.get("/backfill-jobs")
+@validate_response(Paged[BackfillJobOut])
+@operator_required(Role.VIEWER)
+@validate_querystring(BackfillJobsQuery)
+async def list_backfill_jobs(
+    query_args: BackfillJobsQuery, operator: OperatorIdentity
+) -> Paged[BackfillJobOut]:
+    """Backfill jobs, newest `updated_at` first, filtered; cursor pagination (SPEC §2).
+    Order: 401/403 key → 400 query/limit/cursor."""
+    del operator
+    job = operations.BACKFILL_JOB
+    after = after_key(query_args.cursor, BACKFILL_SCOPE, BACKFILL_KEY_TYPES)
+    async with unit_of_work() as uow:
+        rows = await operations.list_jobs(
+            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
+        )
+    items, page = page_of(
+        rows, query_args.limit, BACKFILL_SCOPE, lambda r: operations.sort_key(job, r)
+    )
+    return Paged(
+        data=[BackfillJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
+    )
+
+
+@bp.get("/ingest-jobs")
+@validate_response(Paged[IngestJobOut])
+@operator_required(Role.VIEWER)
+@validate_querystring(IngestJobsQuery)
+async def list_ingest_jobs(
+    query_args: IngestJobsQuery, operator: OperatorIdentity
+) -> Paged[IngestJobOut]:
+    """Ingest jobs (keyed by media_id), same shapes and order as the backfill list."""
+    del operator
+    job = operations.INGEST_JOB
+    after = after_key(query_args.cursor, INGEST_SCOPE, INGEST_KEY_TYPES)
+    async with unit_of_work() as uow:
+        rows = await operations.list_jobs(
+            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
+        )
+    items, page = page_of(
+        rows, query_args.limit, INGEST_SCOPE, lambda r: operations.sort_key(job, r)
+    )
+    return Paged(
+        data=[IngestJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
+    )
+
+
+# -------------------------------------------------------------------- timeline
+
+
+class TimelineQuery(BaseModel):
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class TimelineOut(BaseModel):
+    """`data`: entries `{at, kind, ...row}` oldest first; `job`: the job row now (or null)."""
+
+    data: list[dict[str, Any]]
+    job: BackfillJobOut | None
+
+
+@bp.get("/backfill-jobs/timeline")
+@validate_response(TimelineOut)
+@operator_required(Role.VIEWER)
+@validate_querystring(TimelineQuery)
+async def backfill_timeline(query_args: TimelineQuery, operator: OperatorIdentity) -> TimelineOut:
+    """Everything recorded about one tuple: `job_events`, outbox messages naming it and
+    operator actions on it, in time order. 404 E_NOT_FOUND when there is nothing at all."""
+    del operator
+    key = backfill.BackfillKey(
+        query_args.default_library_id, query_args.source_library_id, query_args.user_id
+    )
+    async with unit_of_work() as uow:
+        entries = await operations.timeline(uow.session, key)
+        job = await operations.get_job_item(uow.session, key)
+    if not entries and job is None:
+        raise NotFound("nothing recorded for this backfill tuple")
+    return TimelineOut(
+        data=entries, job=BackfillJobOut.model_validate(job) if job is not None else None
+    )
+
+
+# ----------------------------------------------------------------- bulk requeue
+
+MAX_BULK = 10_000
+SAMPLE_SIZE = 20
+
+
+class BulkRequeueIn(BackfillFilterFields):
+    # A misspelt filter must not silently widen the selection to every job.
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = True
+    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK)
+    rate_per_second: float = Field(default=50.0, gt=0, le=10_000)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class BulkDryRunOut(BaseModel):
+    dry_run: Literal[True] = True
+    count: int
+    skipped_running: int
+    sample: list[BackfillJobOut]
+
+
+class BulkRunOut(BaseModel):
+    dry_run: Literal[False] = False
+    requeued: int
+    skipped_running: int
+    not_found: int
+    enqueue_dispatched_count: int
+
+
+@bp.post("/libraries/backfill-jobs/requeue-bulk")
+@validate_response(Data[BulkDryRunOut | BulkRunOut])
+@operator_required(Role.ADMIN)
+@validate_request(BulkRequeueIn)
+async def requeue_bulk(
+    data: BulkRequeueIn, operator: OperatorIdentity
+) -> Data[BulkDryRunOut | BulkRunOut]:
+    """Requeue every non-running backfill job matching the filters (newest first, at most
+    `limit`), one guarded reset per job in its own transaction, at most `rate_per_second`.
+
+    `dry_run` (the default) only counts and samples. A running job is never requeued: it is
+    excluded from the selection and, if it started running since, the guarded reset leaves
+    it alone (counted in `skipped_running`). Each job gets its own `operator_actions` row
+    (details.via = "bulk", details.bulk_id) and the run one summary row
+    (`backfill.requeue_bulk`)."""
+    filters = data.filters()
+    async with unit_of_work() as uow:
+        selection = await operations.select_for_requeue(
+            uow.session, filters, limit=data.limit, sample_size=SAMPLE_SIZE
+        )
+    if data.dry_run:
+        return Data(
+            data=BulkDryRunOut(
+                count=len(selection.keys),
+                skipped_running=selection.running,
+                sample=[BackfillJobOut.model_validate(item) for item in selection.sample],
+            )
+        )
+    counts = await _run_bulk(selection.keys, data, operator)
+    counts["skipped_running"] += selection.running
+    async with transaction(nexus_state().sessionmaker) as session:
+        await record_action(
+            session,
+            actor=operator.name,
+            action="backfill.requeue_bulk",
+            target=operations.filters_summary(filters),
+            outcome="completed",
+            operator_key_id=operator.key_id,
+            details={
+                **counts,
+                "bulk_id": g.request_id,
+                "limit": data.limit,
+                "rate_per_second": data.rate_per_second,
+                "reason": data.reason,
+            },
+            request_id=g.request_id,
+        )
+    return Data(data=BulkRunOut(**counts))
+
+
+async def _run_bulk(
+    keys: list[backfill.BackfillKey], data: BulkRequeueIn, operator: OperatorIdentity
+) -> dict[str, int]:
+    state = nexus_state()
+    topics = Topics.from_settings(state.settings)
+    counts = {"requeued": 0, "skipped_running": 0, "not_found": 0, "enqueue_dispatched_count": 0}
+    started = time.monotonic()
+    for i, key in enumerate(keys):
+        delay = started + i / data.rate_per_second - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        audit: dict[str, Any] = {
+            "actor": operator.name,
+            "action": "backfill.requeue",
+            "target": key.as_dict(),
+            "operator_key_id": operator.key_id,
+            "details": {"via": "bulk", "bulk_id": g.request_id, "reason": data.reason},
+            "request_id": g.request_id,
+        }
+        try:
+            async with unit_of_work() as uow:
+                result = await backfill.requeue(
+                    uow.session,
+                    key,
+                    topics,
+                    actor=f"operator:{operator.name}",
+                    request_id=g.request_id,
+                    correlation_id=g.correlation_id,
+                )
+                outcome = "noop_running" if result.idempotent else "requeued"
+                await record_action(uow.session, outcome=outcome, **audit)
+        except NotFound:
+            async with transaction(state.sessionmaker) as session:
+                await record_action(session, outcome="not_found", **audit)
+            counts["not_found"] += 1
+            continue
+        if result.idempotent:
+            counts["skipped_running"] += 1
+        else:
+            counts["requeued"] += 1
+            counts["enqueue_dispatched_count"] += int(uow.enqueue_dispatched)
+    return counts

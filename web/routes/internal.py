@@ -12,9 +12,11 @@ from nexus.ingest.models import IngestJob
 from nexus.jobs import outbox
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
+from nexus.sharing.health import Thresholds, backlog_health
 from nexus.sharing.models import BackfillJob
 from web.auth import operator_required
 from web.envelope import Data
+from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("internal", __name__, url_prefix="/internal")
@@ -30,9 +32,19 @@ class JobsStatsOut(BaseModel):
     ingest: dict[str, int]
 
 
+class BacklogOut(BaseModel):
+    pending_count: int
+    pending_age_p95_seconds: float | None
+    oldest_pending_age_seconds: float | None
+    degraded: bool
+    alerting: bool
+    sustained_pending_count: int
+
+
 class StatsOut(BaseModel):
     outbox: OutboxStatsOut
     jobs: JobsStatsOut
+    backfill_backlog: BacklogOut
 
 
 async def _count_by_status(
@@ -46,10 +58,12 @@ async def _count_by_status(
 @validate_response(Data[StatsOut])
 @operator_required(Role.VIEWER)
 async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
-    """Outbox backlog and job counts by status (read-only; not audited)."""
+    """Outbox backlog, job counts by status and backfill backlog health (read-only)."""
     del operator
+    thresholds = Thresholds.from_settings(nexus_state().settings)
     async with unit_of_work() as uow:
         ob = await outbox.stats(uow.session)
+        health = await backlog_health(uow.session, thresholds)
         backfill = await _count_by_status(uow.session, BackfillJob)
         ingest = await _count_by_status(uow.session, IngestJob)
     return Data(
@@ -58,5 +72,6 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
                 unpublished=ob.unpublished, oldest_age_seconds=ob.oldest_age_seconds
             ),
             jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
+            backfill_backlog=BacklogOut(**health.as_dict()),
         )
     )

@@ -10,6 +10,7 @@ from quart import Blueprint, Response
 from quart_schema import document_response, validate_response
 from sqlalchemy import text
 
+from nexus.sharing.health import Thresholds
 from web.auth import internal_exempt
 from web.envelope import Data, ErrorBody, error_response
 from web.state import nexus_state
@@ -80,6 +81,9 @@ async def ready() -> Data[ReadyOut] | Response:
 @bp.get("/metrics")
 @internal_exempt
 async def metrics() -> Response:
-    """Prometheus text exposition of this process's metrics."""
+    """Prometheus text exposition of this process's metrics (backlog gauges refreshed)."""
     state = nexus_state()
+    await state.metrics.backlog.refresh(
+        state.sessionmaker, Thresholds.from_settings(state.settings)
+    )
     return Response(state.metrics.render(), content_type=state.metrics.content_type)

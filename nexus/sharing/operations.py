@@ -1,0 +1,194 @@
+"""Operator reads and bulk selection over job tables (SPEC §7 "Operator shapes").
+
+Read-only helpers: listing with filters and keyset pagination (newest `updated_at` first),
+the timeline of one backfill tuple (job_events + outbox + operator_actions, in time order)
+and the selection behind the bulk requeue. State changes go through
+`nexus.sharing.backfill.requeue` (guarded reset) so every path shares one rule.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, func, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.ingest.models import IngestJob
+from nexus.jobs.ledger import json_key
+from nexus.jobs.machine import JobType
+from nexus.jobs.states import JobStatus
+from nexus.sharing.backfill import JOB as BACKFILL_JOB
+from nexus.sharing.backfill import BackfillKey
+
+INGEST_JOB = JobType(name="ingest", table=IngestJob.__table__, key_columns=("media_id",))  # type: ignore[arg-type]
+
+# Fields of a job item (SPEC §7), after the key columns.
+ITEM_FIELDS = (
+    "status",
+    "attempts",
+    "last_error_code",
+    "last_error_message",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
+TIMELINE_CAP = 1000  # rows per source; a tuple with more history is an anomaly anyway
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Filters of the operator job views; `keys` holds key-column equality filters."""
+
+    keys: Mapping[str, uuid.UUID]
+    status: str | None = None
+    error_code: str | None = None
+    updated_before: datetime | None = None
+    updated_after: datetime | None = None
+
+
+def job_item(job: JobType, row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {**{k: m[k] for k in job.key_columns}, **{f: m[f] for f in ITEM_FIELDS}}
+
+
+def sort_key(job: JobType, row: Any) -> tuple[Any, ...]:
+    m = row._mapping
+    return (m["updated_at"], *(m[k] for k in job.key_columns))
+
+
+def _conditions(job: JobType, filters: JobFilters) -> list[Any]:
+    t = job.table
+    conds: list[Any] = [t.c[name] == value for name, value in filters.keys.items()]
+    if filters.status is not None:
+        conds.append(t.c.status == filters.status)
+    if filters.error_code is not None:
+        conds.append(t.c.last_error_code == filters.error_code)
+    if filters.updated_before is not None:
+        conds.append(t.c.updated_at < filters.updated_before)
+    if filters.updated_after is not None:
+        conds.append(t.c.updated_at > filters.updated_after)
+    return conds
+
+
+def _order(t: Table, job: JobType) -> list[Any]:
+    return [t.c.updated_at.desc(), *(t.c[k].desc() for k in job.key_columns)]
+
+
+async def list_jobs(
+    session: AsyncSession,
+    job: JobType,
+    filters: JobFilters,
+    *,
+    limit: int,
+    after: Sequence[Any] | None = None,
+) -> Sequence[Any]:
+    """Up to `limit + 1` rows, newest `updated_at` first (ties by key, descending);
+    `after` is the sort key of the last row already served (see `sort_key`)."""
+    t = job.table
+    conds = _conditions(job, filters)
+    if after is not None:
+        cols = [t.c.updated_at, *(t.c[k] for k in job.key_columns)]
+        conds.append(tuple_(*cols) < tuple_(*after))
+    query = select(t).where(and_(True, *conds)).order_by(*_order(t, job)).limit(limit + 1)
+    return (await session.execute(query)).all()
+
+
+@dataclass(frozen=True)
+class BulkSelection:
+    """What a bulk requeue would touch: keys to requeue (non-running), running matches."""
+
+    keys: list[BackfillKey]
+    sample: list[dict[str, Any]]
+    running: int
+
+
+async def select_for_requeue(
+    session: AsyncSession, filters: JobFilters, *, limit: int, sample_size: int = 20
+) -> BulkSelection:
+    """Non-running backfill jobs matching `filters` (newest first, at most `limit`), a
+    sample of their items, and how many running jobs match (never requeued)."""
+    t = BACKFILL_JOB.table
+    conds = _conditions(BACKFILL_JOB, filters)
+    rows = (
+        await session.execute(
+            select(t)
+            .where(and_(True, *conds), t.c.status != JobStatus.RUNNING.value)
+            .order_by(*_order(t, BACKFILL_JOB))
+            .limit(limit)
+        )
+    ).all()
+    running = await session.scalar(
+        select(func.count())
+        .select_from(t)
+        .where(and_(True, *conds), t.c.status == JobStatus.RUNNING.value)
+    )
+    keys = [BackfillKey(r.default_library_id, r.source_library_id, r.user_id) for r in rows]
+    sample = [job_item(BACKFILL_JOB, r) for r in rows[:sample_size]]
+    return BulkSelection(keys=keys, sample=sample, running=int(running or 0))
+
+
+# ------------------------------------------------------------------------ timeline
+
+_JOB_EVENTS = text(
+    "SELECT id, at, from_status, to_status, attempt, actor, error_code, error_message, "
+    "request_id, correlation_id FROM job_events "
+    "WHERE job_type = :t AND job_key = CAST(:k AS jsonb) ORDER BY at, id LIMIT :cap"
+)
+# Backfill messages carry the tuple at the top level; domain events in `data`. Both are
+# keyed by the default library, which the index on `key` narrows to first.
+_OUTBOX = text(
+    "SELECT id, created_at AS at, topic, key, payload, headers, published_at, "
+    "publish_attempts, last_error FROM outbox "
+    "WHERE key = :d AND (payload @> CAST(:k AS jsonb) OR payload -> 'data' @> CAST(:k AS jsonb)) "
+    "ORDER BY created_at, id LIMIT :cap"
+)
+_ACTIONS = text(
+    "SELECT id, at, actor, action, outcome, details, request_id, operator_key_id "
+    "FROM operator_actions WHERE target @> CAST(:k AS jsonb) ORDER BY at, id LIMIT :cap"
+)
+_KIND_ORDER = {"operator_action": 0, "job_event": 1, "outbox": 2}
+
+
+async def timeline(session: AsyncSession, key: BackfillKey) -> list[dict[str, Any]]:
+    """Every recorded step of one backfill tuple, oldest first: job transitions, outbox
+    messages naming it and operator actions on it (each source capped at TIMELINE_CAP).
+    Ties at the same instant: the operator action, then the transition, then the message
+    (the order in which one requeue writes them)."""
+    k = json.dumps(json_key(key.as_dict()))
+    params = {"t": BACKFILL_JOB.name, "k": k, "d": str(key.default_library_id), "cap": TIMELINE_CAP}
+    entries: list[dict[str, Any]] = []
+    for kind, query in (
+        ("job_event", _JOB_EVENTS),
+        ("outbox", _OUTBOX),
+        ("operator_action", _ACTIONS),
+    ):
+        for row in (await session.execute(query, params)).mappings():
+            entries.append({"kind": kind, **row})
+    entries.sort(key=lambda e: (e["at"], _KIND_ORDER[e["kind"]], e["id"]))
+    return entries
+
+
+async def get_job_item(session: AsyncSession, key: BackfillKey) -> dict[str, Any] | None:
+    t = BACKFILL_JOB.table
+    row = (
+        await session.execute(select(t).where(BACKFILL_JOB.where_key(key.as_dict())))
+    ).one_or_none()
+    return None if row is None else job_item(BACKFILL_JOB, row)
+
+
+def filters_summary(filters: JobFilters) -> dict[str, str]:
+    """The filters as strings, for the audit row of a bulk action."""
+    out = {k: str(v) for k, v in filters.keys.items()}
+    for name in ("status", "error_code", "updated_before", "updated_after"):
+        value = getattr(filters, name)
+        if value is not None:
+            out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+    return out
