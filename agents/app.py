@@ -33,6 +33,9 @@ from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 
 log = logging.getLogger(__name__)
+_METRICS_CONTENT_TYPE = "; ".join(
+    p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
+)
 
 
 class NexusApp(faust.App):
@@ -164,7 +167,8 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
         if ctx.sessionmaker is not None:
             await backlog.refresh(ctx.sessionmaker, Thresholds.from_settings(ctx.settings))
         body = generate_latest() + generate_latest(backlog_registry)
-        return web.bytes(body, content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type (the exposition is UTF-8 anyway).
+        return web.bytes(body, content_type=_METRICS_CONTENT_TYPE)
 
 
 settings = load_settings()
