@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.config import Settings
+from nexus.ingest import jobs as ingest_jobs
 from nexus.jobs.machine import JobType
 from nexus.messaging.messages import BackfillRequested, Message
 from nexus.messaging.topics import Topics
@@ -38,5 +39,11 @@ def registry(topics: Topics) -> list[JobSpec]:
             topic=topics.backfill,
             make_message=_backfill_message,
             delays=lambda s: s.backfill_retry_delays,
+        ),
+        JobSpec(
+            job=ingest_jobs.JOB,
+            topic=topics.ingest,
+            make_message=ingest_jobs.request_message,
+            delays=lambda s: s.ingest_retry_delays,
         ),
     ]

@@ -1,0 +1,44 @@
+"""Ingest agent handler: one attempt of the media's ingest job named by the message."""
+
+from __future__ import annotations
+
+from agents.context import AgentContext
+from nexus.config import Settings
+from nexus.ingest import jobs, worker
+from nexus.ingest.fetch import FetchPolicy
+from nexus.ingest.storage import LocalStorage
+from nexus.jobs.worker import JobPolicy, run_job
+from nexus.messaging.messages import IngestRequested
+from nexus.messaging.topics import Topics
+
+_DEPS: dict[int, worker.IngestDeps] = {}
+
+
+def _deps(settings: Settings) -> worker.IngestDeps:
+    """Built once per process (settings are fixed for a worker's life)."""
+    deps = _DEPS.get(id(settings))
+    if deps is None:
+        deps = _DEPS[id(settings)] = worker.IngestDeps(
+            storage=LocalStorage(settings.storage_dir),
+            fetch_policy=FetchPolicy.from_settings(settings),
+            topics=Topics.from_settings(settings),
+        )
+    return deps
+
+
+async def handle_ingest(ctx: AgentContext, msg: IngestRequested) -> str:
+    deps = _deps(ctx.settings)
+    policy = JobPolicy(
+        owner=ctx.worker_id,
+        lease_seconds=ctx.settings.lease_seconds,
+        delays=ctx.settings.ingest_retry_delays,
+    )
+    outcome = await run_job(
+        ctx.db,
+        jobs.JOB,
+        {"media_id": msg.media_id},
+        worker.make_work(deps),
+        policy,
+        on_finish=worker.on_finish(deps.topics),
+    )
+    return outcome.value

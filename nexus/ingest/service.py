@@ -1,0 +1,133 @@
+"""Ingestion requests: save a web article by URL (SPEC §8), retry a failed media.
+
+Runs in the caller's transaction: the media row, the caller's intrinsic link, the ingest
+job and its outbox message are one unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from nexus.ingest import jobs
+from nexus.ingest.urls import normalise_url, validate_url
+from nexus.media.states import ProcessingStatus
+from nexus.messaging.topics import Topics
+from nexus.sharing import closure
+
+
+@dataclass(frozen=True)
+class FromUrlResult:
+    media_id: uuid.UUID
+    duplicate: bool
+    processing_status: str
+
+    @property
+    def status_code(self) -> int:
+        return 200 if self.duplicate else 202
+
+
+async def _existing_article(session: AsyncSession, canonical: str) -> tuple[uuid.UUID, str] | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT id, processing_status FROM media "
+                "WHERE kind = 'web_article' AND canonical_url = :c"
+            ),
+            {"c": canonical},
+        )
+    ).one_or_none()
+    return (row.id, str(row.processing_status)) if row is not None else None
+
+
+async def create_from_url(
+    session: AsyncSession,
+    viewer: uuid.UUID,
+    default_library_id: uuid.UUID,
+    raw_url: str,
+    topics: Topics,
+    *,
+    allow_hosts: Iterable[str] = (),
+    request_id: str | None,
+    correlation_id: str | None,
+) -> FromUrlResult:
+    """400 E_INVALID_URL for a URL we will never fetch. A web article with the same
+    canonical URL is attached to the caller's default library (200, duplicate); otherwise
+    a pending media + ingest job + outbox message are created (202). Two concurrent
+    requests for one URL end with one media (the partial unique index decides)."""
+    url = validate_url(raw_url, allow_hosts=allow_hosts)
+    canonical = normalise_url(url)
+    existing = await _existing_article(session, canonical)
+    if existing is None:
+        created = await session.scalar(
+            text(
+                """
+                INSERT INTO media (kind, requested_url, canonical_url, canonical_source_url,
+                                   created_by_user_id)
+                VALUES ('web_article', :u, :c, :c, :v)
+                ON CONFLICT (kind, canonical_url) WHERE canonical_url IS NOT NULL DO NOTHING
+                RETURNING id
+                """
+            ),
+            {"u": url[:2048], "c": canonical[:2048], "v": viewer},
+        )
+        if created is not None:
+            await closure.add_to_default(session, default_library_id, created)
+            await jobs.enqueue(
+                session,
+                created,
+                topics,
+                actor=f"user:{viewer}",
+                request_id=request_id,
+                correlation_id=correlation_id,
+            )
+            return FromUrlResult(created, False, ProcessingStatus.PENDING.value)
+        existing = await _existing_article(session, canonical)
+        if existing is None:  # created and deleted (merged) meanwhile: a rare retryable race
+            raise RuntimeError("media for this URL vanished during the request")
+    media_id, status = existing
+    await closure.add_to_default(session, default_library_id, media_id)
+    return FromUrlResult(media_id, True, status)
+
+
+async def merge_into(session: AsyncSession, loser: uuid.UUID, winner: uuid.UUID) -> None:
+    """SPEC §8 canonical dedupe: the loser's library links move to the winner (default
+    libraries keep their intrinsics), older merges into the loser are re-pointed, a
+    `media_merges` row remembers the loser, and the loser is deleted."""
+    links = await session.execute(
+        text(
+            """
+            SELECT lm.library_id, l.is_default,
+                   EXISTS (SELECT 1 FROM default_library_intrinsics i
+                           WHERE i.default_library_id = lm.library_id AND i.media_id = :m)
+                       AS intrinsic
+            FROM library_media lm JOIN libraries l ON l.id = lm.library_id
+            WHERE lm.media_id = :m
+            ORDER BY lm.library_id
+            """
+        ),
+        {"m": loser},
+    )
+    for library_id, is_default, intrinsic in links.all():
+        if not is_default:
+            await closure.add_to_shared(session, library_id, winner)
+        elif intrinsic:
+            await closure.add_to_default(session, library_id, winner)
+        # A default row justified only by edges follows its shared library (above).
+    await session.execute(
+        text("UPDATE media_merges SET into_media_id = :w WHERE into_media_id = :l"),
+        {"w": winner, "l": loser},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO media_merges (from_media_id, into_media_id) VALUES (:l, :w) "
+            "ON CONFLICT (from_media_id) DO UPDATE SET into_media_id = EXCLUDED.into_media_id"
+        ),
+        {"l": loser, "w": winner},
+    )
+    await session.execute(text("DELETE FROM media WHERE id = :l"), {"l": loser})
+
