@@ -117,11 +117,12 @@ def test_health_rule() -> None:
 
 async def test_backlog_health_on_crafted_rows(session: AsyncSession) -> None:
     th = Thresholds(pending_count=3, p95_seconds=1800, alert_after_seconds=900)
+    now = await session.scalar(text("SELECT now()"))  # the instant the queries measure from
     ages_min = [1, 2, 3, 20, 40]
     for minutes in ages_min:
-        await _scenario(session, status="pending", next_attempt_at=NOW - timedelta(minutes=minutes))
+        await _scenario(session, status="pending", next_attempt_at=now - timedelta(minutes=minutes))
     await _scenario(
-        session, status="pending", next_attempt_at=NOW + timedelta(minutes=5)
+        session, status="pending", next_attempt_at=now + timedelta(minutes=5)
     )  # not due
     await _scenario(session, status="completed", finished_at=NOW)
     health = await backlog_health(session, th)
@@ -130,7 +131,7 @@ async def test_backlog_health_on_crafted_rows(session: AsyncSession) -> None:
     assert 39 * 60 < (health.oldest_pending_age_seconds or 0) < 41 * 60
     assert 20 * 60 < (health.pending_age_p95_seconds or 0) < 40 * 60
     for minutes in (30, 31):
-        await _scenario(session, status="pending", next_attempt_at=NOW - timedelta(minutes=minutes))
+        await _scenario(session, status="pending", next_attempt_at=now - timedelta(minutes=minutes))
     health = await backlog_health(session, th)
     assert health.sustained_pending_count == 4 and health.alerting
     calm = await backlog_health(session, Thresholds(pending_count=500, p95_seconds=3600))

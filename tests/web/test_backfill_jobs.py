@@ -520,7 +520,9 @@ async def test_stats_and_metrics_report_backlog_health(
         }
     )
     for minutes in (1, 2, 20):
-        await _job(sessionmaker, "pending", next_attempt_at=NOW - timedelta(minutes=minutes))
+        await _job(
+            sessionmaker, "pending", next_attempt_at=datetime.now(UTC) - timedelta(minutes=minutes)
+        )
     app = build_app(settings=tuned)
     async with app.test_app():
         api = Api(app.test_client())
