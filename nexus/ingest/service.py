@@ -130,4 +130,3 @@ async def merge_into(session: AsyncSession, loser: uuid.UUID, winner: uuid.UUID)
         {"l": loser, "w": winner},
     )
     await session.execute(text("DELETE FROM media WHERE id = :l"), {"l": loser})
-
