@@ -14,12 +14,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, literal_column, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from nexus.jobs import ledger
+from nexus.jobs.models import JobEvent
 from nexus.jobs.states import JobStatus
 
 
@@ -55,6 +68,39 @@ def _interval(seconds_param: str) -> Any:
     return text(f"make_interval(secs => :{seconds_param})")
 
 
+def _with_event(
+    job: JobType,
+    moved: Any,
+    key: Mapping[str, Any],
+    *,
+    from_status: str,
+    to_status: str,
+    actor: str,
+) -> Any:
+    """`WITH moved AS (UPDATE ... RETURNING) INSERT INTO job_events SELECT ... FROM moved`.
+
+    The transition and its ledger row in ONE statement (one round trip on the hot path);
+    when the guarded UPDATE matches nothing, nothing is inserted and no row is returned.
+    """
+    cte = moved.cte("moved")
+    columns = {
+        "job_type": literal(job.name),
+        "job_key": literal(ledger.json_key(key), JSONB),
+        "from_status": literal(from_status),
+        "to_status": literal(to_status),
+        "attempt": cte.c.attempts,
+        "actor": literal(actor[:255]),
+        "request_id": cte.c.request_id,
+        "correlation_id": cte.c.correlation_id,
+    }
+    return (
+        insert(JobEvent)
+        .from_select(list(columns), select(*columns.values()).select_from(cte))
+        .add_cte(cte)
+        .returning(JobEvent.attempt, JobEvent.request_id, JobEvent.correlation_id)
+    )
+
+
 async def claim(
     session: AsyncSession,
     job: JobType,
@@ -66,39 +112,35 @@ async def claim(
     """pending → running with a fresh lease, only if due. None: duplicate/stale/not due."""
     t = job.table
     token = uuid.uuid4()
-    row = (
-        await session.execute(
-            update(t)
-            .where(
-                job.where_key(key),
-                t.c.status == JobStatus.PENDING.value,
-                t.c.next_attempt_at <= func.now(),
-            )
-            .values(
-                status=JobStatus.RUNNING.value,
-                attempts=t.c.attempts + 1,
-                lease_token=token,
-                lease_owner=owner[:255],
-                lease_expires_at=func.now() + _interval("lease").bindparams(lease=lease_seconds),
-                updated_at=func.now(),
-            )
-            .returning(t.c.attempts, t.c.request_id, t.c.correlation_id)
+    moved = (
+        update(t)
+        .where(
+            job.where_key(key),
+            t.c.status == JobStatus.PENDING.value,
+            t.c.next_attempt_at <= func.now(),
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    await ledger.record(
-        session,
-        job_type=job.name,
-        key=key,
+        .values(
+            status=JobStatus.RUNNING.value,
+            attempts=t.c.attempts + 1,
+            lease_token=token,
+            lease_owner=owner[:255],
+            lease_expires_at=func.now() + _interval("lease").bindparams(lease=lease_seconds),
+            updated_at=func.now(),
+        )
+        .returning(t.c.attempts, t.c.request_id, t.c.correlation_id)
+    )
+    statement = _with_event(
+        job,
+        moved,
+        key,
         from_status=JobStatus.PENDING.value,
         to_status=JobStatus.RUNNING.value,
-        attempt=row.attempts,
         actor=owner,
-        request_id=row.request_id,
-        correlation_id=row.correlation_id,
     )
-    return Claim(dict(key), token, row.attempts, row.request_id, row.correlation_id, lease_seconds)
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        return None
+    return Claim(dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds)
 
 
 async def still_holds(session: AsyncSession, job: JobType, claim_: Claim) -> bool:
@@ -152,39 +194,39 @@ async def renew_lease(
 async def complete(session: AsyncSession, job: JobType, claim_: Claim, *, actor: str) -> None:
     """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss."""
     t = job.table
-    row = (
-        await session.execute(
-            update(t)
-            .where(
-                job.where_key(claim_.key),
-                t.c.status == JobStatus.RUNNING.value,
-                t.c.lease_token == claim_.lease_token,
-            )
-            .values(
-                status=JobStatus.COMPLETED.value,
-                lease_token=None,
-                lease_expires_at=None,
-                last_error_code=None,
-                last_error_message=None,
-                finished_at=func.now(),
-                updated_at=func.now(),
-            )
-            .returning(t.c.attempts)
+    moved = (
+        update(t)
+        .where(
+            job.where_key(claim_.key),
+            t.c.status == JobStatus.RUNNING.value,
+            t.c.lease_token == claim_.lease_token,
         )
-    ).one_or_none()
-    if row is None:
-        raise LeaseLost(f"{job.name} {claim_.key}: lease lost before completion")
-    await ledger.record(
-        session,
-        job_type=job.name,
-        key=claim_.key,
+        .values(
+            status=JobStatus.COMPLETED.value,
+            lease_token=None,
+            lease_expires_at=None,
+            last_error_code=None,
+            last_error_message=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        # The claim's ids, as the ledger always records them for this attempt.
+        .returning(
+            t.c.attempts,
+            literal(claim_.request_id, String).label("request_id"),
+            literal(claim_.correlation_id, String).label("correlation_id"),
+        )
+    )
+    statement = _with_event(
+        job,
+        moved,
+        claim_.key,
         from_status=JobStatus.RUNNING.value,
         to_status=JobStatus.COMPLETED.value,
-        attempt=row.attempts,
         actor=actor,
-        request_id=claim_.request_id,
-        correlation_id=claim_.correlation_id,
     )
+    if (await session.execute(statement)).one_or_none() is None:
+        raise LeaseLost(f"{job.name} {claim_.key}: lease lost before completion")
 
 
 def _after_failure(t: Table, delays: Sequence[float], terminal: bool) -> dict[str, Any]:
