@@ -248,25 +248,35 @@ async def test_broker_loss_with_jobs_pending_loses_no_work(
     publisher = KafkaPublisher(own_broker.bootstrap, timeout_seconds=5)
     try:
         accepted = [await _accept(sessionmaker, topics, owner, lib) for _ in range(n_jobs)]
+        # Hold every new membership: the worker claims a job and waits in its first chunk,
+        # so the broker dies with that job running and the other 49 messages in flight.
+        gate = sessionmaker()
+        await gate.begin()
+        await gate.execute(
+            text("SELECT 1 FROM memberships WHERE library_id = :l AND user_id <> :o FOR UPDATE"),
+            {"l": lib, "o": owner},
+        )
         # The API's path: publish right after commit.
         report = await outbox.publish_rows(
             sessionmaker, publisher, [i for _, _, ids in accepted for i in ids]
         )
         assert report.all_published
 
-        async def some_completed() -> int:
+        async def count(status: str) -> int:
             return int(
                 await _scalar(
                     sessionmaker,
-                    "SELECT count(*) FROM default_library_backfill_jobs WHERE status = 'completed'",
+                    "SELECT count(*) FROM default_library_backfill_jobs WHERE status = :s",
+                    s=status,
                 )
             )
 
-        await poll(some_completed, deadline_s=60, interval=0.05, what="first completions")
+        await poll(lambda: count("running"), deadline_s=60, interval=0.05, what="a claim")
         own_broker.stop()  # memory-only broker: every message and offset is gone
-        done_at_loss = await some_completed()
-        assert done_at_loss < n_jobs, "the broker must die with work left"
         await publisher.close()
+        assert await count("completed") == 0
+        await gate.rollback()
+        await gate.close()
 
         own_broker.start()
         await broker_ready(own_broker.bootstrap)
@@ -275,7 +285,7 @@ async def test_broker_loss_with_jobs_pending_loses_no_work(
         fresh = await start_agents(settings, logs_dir, name="agents-2")
 
         async def all_completed() -> bool:
-            return await some_completed() == n_jobs
+            return await count("completed") == n_jobs
 
         await poll(all_completed, deadline_s=120, interval=0.3, what="every job completed")
     finally:
