@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
     fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
+    # Fetcher total deadline (SPEC §8: 30 s); tests shorten it.
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    # GET /media/{id}/events: safety re-read of the row and keep-alive comment intervals.
+    media_events_reread_seconds: float = Field(default=15.0, gt=0)
+    media_events_keepalive_seconds: float = Field(default=15.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     agents_web_port: int = Field(default=6066, ge=0, le=65535)

@@ -75,11 +75,13 @@ class FetchPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> FetchPolicy:
-        """Policy from `Settings`: `fetch_allow_hosts`, and `fetch_allowed_ports` when set."""
+        """Policy from `Settings`: `fetch_allow_hosts`, `fetch_allowed_ports` when set and
+        `fetch_timeout_seconds`."""
         ports = settings.fetch_allowed_ports or (80, 443)
         values: dict[str, Any] = {
             "allow_hosts": tuple(settings.fetch_allow_hosts),
             "allowed_ports": frozenset(int(p) for p in ports),
+            "timeout": float(getattr(settings, "fetch_timeout_seconds", cls.timeout)),
         }
         values.update(overrides)
         return cls(**values)
