@@ -23,7 +23,18 @@ from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
-from web.routes import backfill_jobs, ingest, internal, invites, libraries, me, media, ops
+from web.routes import (
+    backfill_jobs,
+    ingest,
+    internal,
+    invites,
+    libraries,
+    me,
+    media,
+    media_events,
+    media_retry,
+    ops,
+)
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
 
@@ -91,6 +102,8 @@ def create_app(
     app.register_blueprint(libraries.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(ingest.bp)
+    app.register_blueprint(media_retry.bp)
+    app.register_blueprint(media_events.bp)
 
     @app.after_serving
     async def _shutdown() -> None:
