@@ -51,12 +51,18 @@ async def _locked_media(session: AsyncSession, media_id: uuid.UUID) -> Any | Non
 
 
 async def _is_library_admin(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> bool:
-    """True when the viewer is an admin of some library whose `library_media` holds it."""
+    """True when the viewer administers a library containing the media: a shared library
+    holding it, or their default library holding it intrinsically (they saved it). A row
+    in a default library that only mirrors a shared library (an edge) does not count: every
+    member of a shared library has one, and members may not retry."""
     found = await session.scalar(
         text(
-            "SELECT 1 FROM library_media lm JOIN memberships mb "
+            "SELECT 1 FROM library_media lm JOIN libraries l ON l.id = lm.library_id "
+            "JOIN memberships mb "
             "ON mb.library_id = lm.library_id AND mb.user_id = :v AND mb.role = 'admin' "
-            "WHERE lm.media_id = :m LIMIT 1"
+            "WHERE lm.media_id = :m AND (NOT l.is_default OR EXISTS ("
+            "SELECT 1 FROM default_library_intrinsics i "
+            "WHERE i.default_library_id = l.id AND i.media_id = :m)) LIMIT 1"
         ),
         {"v": viewer, "m": media_id},
     )

@@ -270,9 +270,10 @@ async def watch(
     `read(id)` must apply the access rules and follow merges (see `read_status`)."""
     loop = asyncio.get_running_loop()
     async with hub.subscribe(media_id) as sub:
-        last = await read(media_id)
-        if last is None:
+        first = await read(media_id)
+        if first is None:
             return
+        last: MediaStatus = first
         if last.media_id != media_id:
             sub.add(last.media_id)
         yield last
@@ -286,14 +287,15 @@ async def watch(
                     item = await sub.queue.get()
             if item is CLOSED:
                 return
-            fresh: MediaStatus | None = last
+            fresh = last
             if isinstance(item, MediaStatus):
                 fresh = item
             elif item is not None or loop.time() >= next_reread:
-                fresh = await read(last.media_id)  # re-read: resync, gone, or safety timer
+                reread = await read(last.media_id)  # resync, gone, or the safety timer
                 next_reread = loop.time() + reread_seconds
-                if fresh is None:
+                if reread is None:
                     return
+                fresh = reread
                 if fresh.media_id not in sub.media_ids:
                     sub.add(fresh.media_id)  # merged: follow the winner
             if fresh != last:

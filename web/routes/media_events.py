@@ -80,7 +80,7 @@ async def media_events(media_id: uuid.UUID) -> Response:
         ):
             yield _frame(item)
 
-    response: Response = await make_response(
+    response = await make_response(
         stream(),
         200,
         {
@@ -89,5 +89,6 @@ async def media_events(media_id: uuid.UUID) -> Response:
             "X-Accel-Buffering": "no",
         },
     )
+    assert isinstance(response, Response)
     response.timeout = None
     return response

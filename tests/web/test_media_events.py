@@ -1,0 +1,259 @@
+"""GET /media/{id}/events: server-sent status events driven by Postgres NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from quart import Quart
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nexus.config import Settings
+from tests.support.library_api import User, execute, insert_media, new_user, scalar
+from tests.support.processes import poll
+from tests.web.conftest import Api, AppFactory
+
+Sm = async_sessionmaker[AsyncSession]
+DEADLINE = 10.0
+
+
+class Stream:
+    """An open SSE response read chunk by chunk from the Quart test connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.buffer = b""
+        self.ended = False
+
+    async def next_frame(self, wait: float = DEADLINE) -> str | None:
+        """The next complete frame (event or comment); None once the stream ended."""
+        async with asyncio.timeout(wait):
+            while b"\n\n" not in self.buffer:
+                if self.ended:
+                    return None
+                chunk = await self.conn.receive()
+                if chunk == b"":
+                    self.ended = True
+                self.buffer += chunk
+        frame, _, self.buffer = self.buffer.partition(b"\n\n")
+        return frame.decode()
+
+    async def next_event(self, wait: float = DEADLINE) -> dict[str, Any] | None:
+        while True:
+            frame = await self.next_frame(wait)
+            if frame is None:
+                return None
+            if frame.startswith(":"):
+                continue
+            lines = dict(line.split(": ", 1) for line in frame.splitlines())
+            assert lines["event"] == "status"
+            data: dict[str, Any] = json.loads(lines["data"])
+            return data
+
+    async def assert_ended(self) -> None:
+        assert await self.next_event() is None
+        async with asyncio.timeout(DEADLINE):
+            await self.conn._task  # the handler returned
+
+
+@contextlib.asynccontextmanager
+async def open_stream(api: Api, user: User, media_id: uuid.UUID) -> AsyncIterator[Stream]:
+    headers = {"Authorization": f"Bearer {user.token}", "X-Nexus-Internal": "test-internal-secret"}
+    async with api.client.request(f"/media/{media_id}/events", method="GET", headers=headers) as c:
+        await c.send_complete()
+        stream = Stream(c)
+        try:
+            yield stream
+        finally:
+            if not stream.ended:
+                await c.disconnect()
+
+
+def status_of(event: dict[str, Any] | None) -> str | None:
+    return None if event is None else event["processing_status"]
+
+
+async def set_status(sm: Sm, m: uuid.UUID, status: str, **extra: str) -> None:
+    sets = "".join(f", {k} = '{v}'" for k, v in extra.items())
+    await execute(
+        sm,
+        f"UPDATE media SET processing_status = CAST(:s AS processing_status){sets} WHERE id = :m",
+        s=status,
+        m=m,
+    )
+
+
+@pytest.fixture
+async def alice(api: Api) -> User:
+    return await new_user(api)
+
+
+async def test_events_follow_the_lifecycle_and_end(alice: User, api: Api, sessionmaker: Sm) -> None:
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    async with open_stream(api, alice, m) as stream:
+        first = await stream.next_event()
+        assert stream.conn.status_code == 200
+        assert stream.conn.headers["Content-Type"].startswith("text/event-stream")
+        assert first == {
+            "media_id": str(m),
+            "processing_status": "pending",
+            "failure_stage": None,
+            "last_error_code": None,
+        }
+        await set_status(sessionmaker, m, "extracting")
+        await set_status(sessionmaker, m, "ready_for_reading")
+        assert status_of(await stream.next_event()) == "extracting"
+        assert status_of(await stream.next_event()) == "ready_for_reading"
+        await stream.assert_ended()
+
+
+async def test_failure_event_carries_stage_and_code(
+    alice: User, api: Api, sessionmaker: Sm
+) -> None:
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    async with open_stream(api, alice, m) as stream:
+        assert status_of(await stream.next_event()) == "pending"
+        # A change that leaves the status alone sends nothing; a retry (pending with code) does.
+        await execute(sessionmaker, "UPDATE media SET title = 'x' WHERE id = :m", m=m)
+        await set_status(sessionmaker, m, "extracting")
+        await set_status(sessionmaker, m, "pending", last_error_code="E_FETCH_TIMEOUT")
+        await set_status(
+            sessionmaker, m, "failed", failure_stage="extract", last_error_code="E_FETCH_FAILED"
+        )
+        assert status_of(await stream.next_event()) == "extracting"
+        retried = await stream.next_event()
+        assert retried is not None
+        assert (retried["processing_status"], retried["last_error_code"]) == (
+            "pending",
+            "E_FETCH_TIMEOUT",
+        )
+        failed = await stream.next_event()
+        assert failed is not None
+        assert (failed["processing_status"], failed["failure_stage"]) == ("failed", "extract")
+        assert failed["last_error_code"] == "E_FETCH_FAILED"
+        await stream.assert_ended()
+
+
+@pytest.mark.parametrize("status", ["ready_for_reading", "ready", "failed"])
+async def test_terminal_media_sends_one_event(
+    alice: User, api: Api, sessionmaker: Sm, status: str
+) -> None:
+    m = await insert_media(sessionmaker, status=status, intrinsic_for=alice.default_library_id)
+    async with open_stream(api, alice, m) as stream:
+        assert status_of(await stream.next_event()) == status
+        await stream.assert_ended()
+
+
+async def test_unreadable_or_missing_is_404(alice: User, api: Api, sessionmaker: Sm) -> None:
+    bob = await new_user(api)
+    m = await insert_media(sessionmaker, intrinsic_for=bob.default_library_id)
+    for target in (m, uuid.uuid4()):
+        r = await alice.get(f"/media/{target}/events")
+        assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
+    r = await api.get(f"/media/{m}/events")  # no JWT
+    assert r.status_code == 401
+    r = await api.get(f"/media/{m}/events", token=bob.token, internal=None)
+    assert r.status_code == 403  # the internal header applies to the stream too
+    r = await api.get("/media/not-a-uuid/events", token=bob.token)
+    assert r.status_code == 400
+
+
+async def test_one_listen_connection_serves_every_subscriber(
+    alice: User, api: Api, sessionmaker: Sm
+) -> None:
+    ids = [await insert_media(sessionmaker, intrinsic_for=alice.default_library_id) for _ in "ab"]
+    async with open_stream(api, alice, ids[0]) as s1, open_stream(api, alice, ids[1]) as s2:
+        assert status_of(await s1.next_event()) == "pending"
+        assert status_of(await s2.next_event()) == "pending"
+        listeners = await scalar(
+            sessionmaker,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'LISTEN%'",
+        )
+        assert listeners == 1
+        await set_status(sessionmaker, ids[1], "failed")
+        await set_status(sessionmaker, ids[0], "extracting")
+        assert status_of(await s2.next_event()) == "failed"
+        await s2.assert_ended()
+        assert status_of(await s1.next_event()) == "extracting"
+
+
+async def test_merged_media_follows_the_winner(alice: User, api: Api, sessionmaker: Sm) -> None:
+    loser = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    winner = await insert_media(
+        sessionmaker, status="ready_for_reading", intrinsic_for=alice.default_library_id
+    )
+    async with open_stream(api, alice, loser) as stream:
+        assert status_of(await stream.next_event()) == "pending"
+        async with sessionmaker() as s, s.begin():
+            from sqlalchemy import text
+
+            await s.execute(
+                text("INSERT INTO media_merges (from_media_id, into_media_id) VALUES (:l, :w)"),
+                {"l": loser, "w": winner},
+            )
+            await s.execute(text("DELETE FROM media WHERE id = :l"), {"l": loser})
+        event = await stream.next_event()
+        assert event is not None
+        assert (event["media_id"], event["processing_status"]) == (
+            str(winner),
+            "ready_for_reading",
+        )
+        await stream.assert_ended()
+
+
+@pytest.fixture
+async def fast_app(build_app: AppFactory, settings: Settings) -> AsyncIterator[Quart]:
+    quick = settings.model_copy(
+        update={"media_events_reread_seconds": 0.3, "media_events_keepalive_seconds": 0.2}
+    )
+    app = build_app(settings=quick)
+    async with app.test_app():
+        yield app
+
+
+async def test_safety_reread_and_keepalive(fast_app: Quart, sessionmaker: Sm) -> None:
+    """Without the trigger (a lost notification) the periodic re-read still sees changes;
+    idle streams get keep-alive comments."""
+    api = Api(fast_app.test_client())
+    alice = await new_user(api)
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    await execute(sessionmaker, "ALTER TABLE media DISABLE TRIGGER media_status_notify")
+    async with open_stream(api, alice, m) as stream:
+        assert status_of(await stream.next_event()) == "pending"
+        assert await stream.next_frame() == ": keep-alive"
+        await set_status(sessionmaker, m, "ready_for_reading")
+        assert status_of(await stream.next_event()) == "ready_for_reading"
+        await stream.assert_ended()
+
+
+async def test_listener_reconnects(alice: User, api: Api, sessionmaker: Sm) -> None:
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    async with open_stream(api, alice, m) as stream:
+        assert status_of(await stream.next_event()) == "pending"
+        killed = await scalar(
+            sessionmaker,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        assert killed == 1
+        await set_status(sessionmaker, m, "extracting")  # may be sent while nobody listens
+
+        async def relistened() -> bool:
+            n = await scalar(
+                sessionmaker,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query ILIKE 'LISTEN%' AND state = 'idle'",
+            )
+            return bool(n)
+
+        await poll(relistened, deadline_s=DEADLINE, what="the listener to reconnect")
+        assert status_of(await stream.next_event()) == "extracting"  # re-read on reconnect
+        await set_status(sessionmaker, m, "ready_for_reading")
+        assert status_of(await stream.next_event()) == "ready_for_reading"
+        await stream.assert_ended()
