@@ -1,0 +1,271 @@
+"""Ingest faults end to end: API and agents as processes, a misbehaving page server.
+
+Transient failures (5xx, timeouts) retry with NEXUS_INGEST_RETRY_DELAYS and are recorded
+in `job_events`; terminal ones (too large, wrong content, too many redirects, SSRF) fail
+after one attempt; `POST /media/{id}/retry` revives a failed media; a PDF URL becomes a
+readable pdf media; `GET /media/{id}/events` streams the lifecycle over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from nexus.config import Settings
+from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.fetch.server import LocalServer, Request, endless, redirect, respond, slow_headers
+from tests.support.processes import Child, poll, start_agents, start_api
+from tests.support.services import Broker, asyncpg_dsn, free_port
+from tests.web.conftest import make_token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+ARTICLE = (SHARED / "article-pages" / "bbc-1" / "source.html").read_bytes()
+PDF = (SHARED / "pdfs" / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf").read_bytes()
+DELAYS = (0.2, 0.2)  # 3 attempts
+FETCH_TIMEOUT = 1.0
+
+
+def html(body: bytes = ARTICLE) -> Any:
+    return respond(200, body, "text/html; charset=utf-8")
+
+
+def flaky(failures: int) -> Any:
+    """503 for the first `failures` requests, then the article."""
+    seen = {"n": 0}
+
+    async def handler(writer: asyncio.StreamWriter, request: Request) -> None:
+        seen["n"] += 1
+        if seen["n"] <= failures:
+            await respond(503, b"busy", "text/plain")(writer, request)
+        else:
+            await html()(writer, request)
+
+    return handler
+
+
+@pytest_asyncio.fixture
+async def site() -> AsyncIterator[LocalServer]:
+    server = LocalServer()
+    server.routes.update(
+        {
+            "/flaky": flaky(2),
+            "/down": respond(503, b"down", "text/plain"),
+            "/slow": slow_headers(FETCH_TIMEOUT * 3),
+            "/json": respond(200, b'{"a": 1}', "application/json"),
+            "/paper": respond(200, PDF, "application/pdf"),
+            "/article": html(),
+        }
+    )
+    server.routes["/huge"] = endless(server, "huge", b"<p>" + b"x" * 65536 + b"</p>")
+    await server.start()
+    for i in range(6):  # /hop0 → /hop1 → ... → /hop6 (6 redirects) → the article
+        server.routes[f"/hop{i}"] = redirect(server.url(f"/hop{i + 1}"))
+    server.routes["/hop6"] = html()
+    server.routes["/metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    dsn: str
+    agents: Child
+    api: Child
+
+
+@pytest_asyncio.fixture
+async def stack(
+    db_name: str, db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    settings = make_settings(
+        database_url=db_url,
+        kafka_bootstrap=broker.bootstrap,
+        api_port=free_port(),
+        agents_web_port=free_port(),
+        fetch_allow_hosts=["127.0.0.1"],
+        fetch_timeout_seconds=FETCH_TIMEOUT,
+        ingest_retry_delays=DELAYS,
+        scheduler_interval_seconds=0.3,
+        storage_dir=tmp_path / "storage",
+    )
+    agents = await start_agents(settings, logs_dir)
+    api = await start_api(settings, logs_dir)
+    try:
+        yield Stack(settings, asyncpg_dsn(db_name), agents, api)
+    finally:
+        api.stop()
+        agents.stop()
+
+
+class Client:
+    def __init__(self, settings: Settings) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.api_port}",
+            headers={
+                "Authorization": f"Bearer {make_token(uuid.uuid4())}",
+                "X-Nexus-Internal": TEST_INTERNAL_SECRET,
+            },
+            timeout=30,
+        )
+
+    async def save(self, url: str) -> str:
+        resp = await self.http.post("/media/from_url", json={"url": url})
+        assert resp.status_code == 202, resp.text
+        media_id: str = resp.json()["data"]["media_id"]
+        return media_id
+
+    async def media(self, media_id: str) -> dict[str, Any]:
+        resp = await self.http.get(f"/media/{media_id}")
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()["data"]
+        return data
+
+    async def settled(self, media_id: str, deadline_s: float = 60) -> dict[str, Any]:
+        async def done() -> dict[str, Any] | None:
+            m = await self.media(media_id)
+            return m if m["processing_status"] in ("ready_for_reading", "failed") else None
+
+        result: dict[str, Any] = await poll(done, deadline_s=deadline_s, what=f"media {media_id}")
+        return result
+
+
+@pytest_asyncio.fixture
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    c = Client(stack.settings)
+    try:
+        yield c
+    finally:
+        await c.http.aclose()
+
+
+async def job_history(dsn: str, media_id: str) -> list[tuple[str, str, int, str | None]]:
+    """(from, to, attempt, error_code) of the media's ingest job, in order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT from_status, to_status, attempt, error_code FROM job_events "
+            "WHERE job_type = 'ingest' AND job_key->>'media_id' = $1 ORDER BY id",
+            media_id,
+        )
+    finally:
+        await conn.close()
+    return [(r["from_status"], r["to_status"], r["attempt"], r["error_code"]) for r in rows]
+
+
+def attempts(history: list[tuple[str, str, int, str | None]]) -> int:
+    return sum(1 for h in history if h[1] == "running")
+
+
+async def test_transient_failures_retry(stack: Stack, client: Client, site: LocalServer) -> None:
+    flaky_id = await client.save(site.url("/flaky"))
+    down_id = await client.save(site.url("/down"))
+    slow_id = await client.save(site.url("/slow"))
+
+    ok = await client.settled(flaky_id)
+    assert ok["processing_status"] == "ready_for_reading", ok
+    assert ok["last_error_code"] is None and ok["capabilities"]["can_read"]
+    history = await job_history(stack.dsn, flaky_id)
+    retries = [h for h in history if h[:2] == ("running", "pending")]
+    assert [(h[2], h[3]) for h in retries] == [(1, "E_FETCH_FAILED"), (2, "E_FETCH_FAILED")]
+    assert history[-1][:3] == ("running", "completed", 3)
+    assert site.paths().count("/flaky") == 3
+
+    down = await client.settled(down_id)
+    assert (down["processing_status"], down["failure_stage"], down["last_error_code"]) == (
+        "failed",
+        "extract",
+        "E_FETCH_FAILED",
+    )
+    history = await job_history(stack.dsn, down_id)
+    assert attempts(history) == len(DELAYS) + 1
+    assert history[-1][:3] == ("running", "failed", len(DELAYS) + 1)
+
+    slow = await client.settled(slow_id)
+    assert (slow["processing_status"], slow["last_error_code"]) == ("failed", "E_FETCH_TIMEOUT")
+    history = await job_history(stack.dsn, slow_id)
+    assert [h[3] for h in history if h[0] == "running"] == ["E_FETCH_TIMEOUT"] * 3
+
+    # The page is fixed: a retry by the creator brings the media to ready.
+    site.routes["/down"] = html()
+    resp = await client.http.post(f"/media/{down_id}/retry")
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["data"] == {"media_id": down_id, "processing_status": "pending"}
+    again = await client.settled(down_id)
+    assert again["processing_status"] == "ready_for_reading", again
+    assert again["failure_stage"] is None and again["last_error_code"] is None
+    history = await job_history(stack.dsn, down_id)
+    assert history[-1][:3] == ("running", "completed", 1)  # attempts restarted at 0
+    resp = await client.http.post(f"/media/{down_id}/retry")
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "E_MEDIA_NOT_RETRYABLE"
+
+
+async def test_terminal_failures_and_pdf(stack: Stack, client: Client, site: LocalServer) -> None:
+    cases = {
+        "/huge": "E_FETCH_TOO_LARGE",
+        "/json": "E_UNSUPPORTED_CONTENT",
+        "/hop0": "E_FETCH_FAILED",
+        "/metadata": "E_SSRF_BLOCKED",
+    }
+    ids = {path: await client.save(site.url(path)) for path in cases}
+    pdf_id = await client.save(site.url("/paper"))
+    for path, code in cases.items():
+        media = await client.settled(ids[path])
+        assert (media["processing_status"], media["last_error_code"]) == ("failed", code), path
+        assert attempts(await job_history(stack.dsn, ids[path])) == 1, path  # no retry
+    assert "/hop5" in site.paths() and "/hop6" not in site.paths()
+    # The 10 MiB cap stopped the download (plus what socket buffers held in flight).
+    assert site.bytes_sent["huge"] < 32 * 1024 * 1024
+
+    pdf = await client.settled(pdf_id)
+    assert (pdf["kind"], pdf["processing_status"]) == ("pdf", "ready_for_reading"), pdf
+    assert pdf["capabilities"]["can_read"] and pdf["capabilities"]["can_download_file"]
+    frags = (await client.http.get(f"/media/{pdf_id}/fragments")).json()["data"]
+    assert len(frags) == 4 and all(f["canonical_text"].strip() for f in frags)
+
+
+async def _sse_events(resp: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    event: str | None = None
+    async for line in resp.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == "status":
+            yield json.loads(line[6:])
+
+
+async def test_events_over_http(stack: Stack, client: Client, site: LocalServer) -> None:
+    # Freeze the worker so the media is still pending when the stream opens.
+    os.killpg(stack.agents.proc.pid, signal.SIGSTOP)
+    try:
+        media_id = await client.save(site.url("/article"))
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(60):
+            async with client.http.stream("GET", f"/media/{media_id}/events") as resp:
+                assert resp.status_code == 200
+                assert resp.headers["content-type"].startswith("text/event-stream")
+                async for event in _sse_events(resp):
+                    seen.append(event)
+                    if len(seen) == 1:
+                        os.killpg(stack.agents.proc.pid, signal.SIGCONT)
+    finally:
+        os.killpg(stack.agents.proc.pid, signal.SIGCONT)
+    assert [e["processing_status"] for e in seen] == ["pending", "extracting", "ready_for_reading"]
+    assert {e["media_id"] for e in seen} == {media_id}
+    resp = await client.http.get(f"/media/{uuid.uuid4()}/events")
+    assert resp.status_code == 404
