@@ -8,6 +8,7 @@ from agents import jobs
 from agents.context import AgentContext
 from nexus.idempotency.service import prune_idempotency_keys
 from nexus.jobs import machine, outbox, scheduler
+from nexus.ratelimit import prune_windows
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,14 @@ async def rescue_expired_leases(ctx: AgentContext) -> int:
 
 
 async def prune_expired_state(ctx: AgentContext) -> int:
-    """Delete idempotency keys past their 24 h lifetime (SPEC §2)."""
+    """Delete idempotency keys past their 24 h lifetime and old rate-limit windows (SPEC §2)."""
     try:
         async with ctx.unit_of_work() as session:
             pruned = await prune_idempotency_keys(session)
+            windows = await prune_windows(session)
         ctx.counters["prune:idempotency_keys"] += pruned
-        return pruned
+        ctx.counters["prune:rate_limit_windows"] += windows
+        return pruned + windows
     except Exception:
         log.exception("prune tick failed")
         ctx.counters["prune:errors"] += 1

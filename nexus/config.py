@@ -6,6 +6,8 @@ everything else receives a `Settings` instance.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
     fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
+    # Pre-signed upload/download URLs (docs/uploads.md). Mandatory in staging/prod; in
+    # local/test a key is derived from NEXUS_INTERNAL_SECRET (or a fixed dev key).
+    upload_signing_key: SecretStr | None = None
+    upload_url_ttl_seconds: int = Field(default=900, ge=10, le=7 * 86400)
+    download_url_ttl_seconds: int = Field(default=900, ge=10, le=7 * 86400)
+    # Base URL clients reach the API at; when set, pre-signed URLs are absolute.
+    public_api_url: str | None = None
     # Fetcher total deadline (SPEC §8: 30 s); tests shorten it.
     fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     # GET /media/{id}/events: safety re-read of the row and keep-alive comment intervals.
@@ -141,6 +150,7 @@ class Settings(BaseSettings):
                     ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
                     ("NEXUS_JWKS_URL", bool(self.jwks_url)),
                     ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
+                    ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
                 )
                 if not present
             ]
@@ -153,9 +163,22 @@ class Settings(BaseSettings):
                 raise ValueError("NEXUS_INTERNAL_SECRET must be at least 16 characters")
             if self.jwt_hs256_secret is not None:
                 raise ValueError("NEXUS_JWT_HS256_SECRET is for local/test only")
+            signing = self.upload_signing_key.get_secret_value() if self.upload_signing_key else ""
+            if len(signing.strip()) < 32:
+                raise ValueError("NEXUS_UPLOAD_SIGNING_KEY must be at least 32 characters")
         if self.internal_secret is not None and not self.internal_secret.get_secret_value().strip():
             raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
         return self
+
+    @property
+    def upload_signing_key_bytes(self) -> bytes:
+        """The HMAC key of pre-signed URLs. Outside staging/prod without an explicit key it
+        is derived from the internal secret (shared by every API process of a deployment)
+        or, with neither, a fixed development key."""
+        if self.upload_signing_key is not None:
+            return self.upload_signing_key.get_secret_value().encode()
+        seed = self.internal_secret.get_secret_value() if self.internal_secret else "nexus-dev"
+        return hmac.new(seed.encode(), b"nexus-upload-signing-v1", hashlib.sha256).digest()
 
     @property
     def backfill_max_attempts(self) -> int:

@@ -34,6 +34,7 @@ from web.routes import (
     media_events,
     media_retry,
     ops,
+    uploads,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
@@ -104,6 +105,7 @@ def create_app(
     app.register_blueprint(ingest.bp)
     app.register_blueprint(media_retry.bp)
     app.register_blueprint(media_events.bp)
+    app.register_blueprint(uploads.bp)
 
     @app.after_serving
     async def _shutdown() -> None:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nexus.db.base import Base
+from nexus.db.base import Base, created_at, tstz
 from nexus.jobs.models import JobColumns
 
 
@@ -19,3 +20,22 @@ class IngestJob(JobColumns, Base):
     media_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("media.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class MediaUpload(Base):
+    """The upload of a media's file through its pre-signed URL (docs/uploads.md).
+
+    `nonce` is the one the current upload token was signed with: the token is usable while
+    `uploaded_at` is NULL and no other upload holds it (`claimed_at`); the first upload that
+    completes sets `uploaded_at`, which spends the token for good."""
+
+    __tablename__ = "media_uploads"
+
+    media_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("media.id", ondelete="CASCADE"), primary_key=True
+    )
+    nonce: Mapped[str] = mapped_column(String(64), nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    claimed_at: Mapped[datetime | None] = tstz()
+    uploaded_at: Mapped[datetime | None] = tstz()
+    created_at: Mapped[datetime] = created_at()

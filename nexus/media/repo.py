@@ -1,8 +1,9 @@
 """Media read queries (SQL only). Access checks are applied by `nexus.media.service`.
 
 Every media row is selected with the two facts its capabilities need: `has_file` (a
-`media_file` row exists) and `has_text` (a fragment with non-blank text exists), as
-EXISTS sub-queries of the same statement, so a page of media is one query.
+`media_file` row exists and, for an upload, its bytes have arrived) and `has_text` (a
+fragment with non-blank text exists), as EXISTS sub-queries of the same statement, so a
+page of media is one query.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ MAX_MERGE_HOPS = 8
 _COLUMNS = """
     m.id, m.kind, m.title, m.canonical_source_url, m.processing_status, m.failure_stage,
     m.last_error_code, m.external_playback_url, m.created_at, m.updated_at,
-    EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id) AS has_file,
+    EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id AND NOT EXISTS (
+            SELECT 1 FROM media_uploads u WHERE u.media_id = m.id AND u.uploaded_at IS NULL))
+        AS has_file,
     EXISTS (SELECT 1 FROM fragments fr
             WHERE fr.media_id = m.id AND btrim(fr.canonical_text) <> '') AS has_text
 """

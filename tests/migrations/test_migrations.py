@@ -43,6 +43,8 @@ SPEC_TABLES = {
     "media_merges",
     "idempotency_keys",
     "rate_limit_windows",
+    # Pre-signed upload state (token nonce, filename): docs/uploads.md.
+    "media_uploads",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.

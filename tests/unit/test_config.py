@@ -7,6 +7,7 @@ import pytest
 from nexus.config import Env, SettingsError, load_settings
 
 PROD_OK = {
+    "NEXUS_UPLOAD_SIGNING_KEY": "an-upload-signing-key-of-32-chars-or-more",
     "NEXUS_INTERNAL_SECRET": "s3cret-of-16-chars-or-more",
     "NEXUS_JWT_ISSUER": "https://id.example/",
     "NEXUS_JWKS_URL": "https://id.example/.well-known/jwks.json",

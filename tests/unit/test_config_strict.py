@@ -5,6 +5,7 @@ import pytest
 from nexus.config import SettingsError, load_settings
 
 PROD = {
+    "NEXUS_UPLOAD_SIGNING_KEY": "an-upload-signing-key-of-32-chars-or-more",
     "NEXUS_ENV": "prod",
     "NEXUS_INTERNAL_SECRET": "a-long-enough-shared-secret",
     "NEXUS_JWKS_URL": "https://auth.example.test/jwks.json",

@@ -13,6 +13,7 @@ from nexus.messaging.topics import Topics
 from web.auth import current_user, user_required
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.ratelimit import rate_limited
 from web.state import nexus_state
 
 bp = Blueprint("ingest", __name__)
@@ -34,10 +35,12 @@ class FromUrlOut(BaseModel):
 @validate_response(Data[FromUrlOut], 202)
 @validate_response(Data[FromUrlOut], 200)
 @user_required
+@rate_limited()
 async def from_url(data: FromUrlIn) -> Reply:
     """Save a web article by URL: 202 when a new media is created and queued, 200 with
     `duplicate: true` when an article with the same canonical URL exists (it is added to
-    the caller's default library). Order: 400 body → 400 Idempotency-Key → replay or 409
+    the caller's default library). Order: 400 body → 401 → 429 E_RATE_LIMITED (shared with
+    upload init) → 400 Idempotency-Key → replay or 409
     E_IDEMPOTENCY_KEY_REUSED → 400 E_INVALID_URL."""
     state = nexus_state()
     user = current_user()
