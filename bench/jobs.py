@@ -174,8 +174,9 @@ async def main() -> dict[str, Any]:
         try:
             keys = await _seed(conn, n)
             await analyze(st.dsn)
-            await st.start_worker()
+            worker = await st.start_worker()
             pipe = await _pipeline(st, conn, keys)
+            worker.stop()  # its scheduler would re-dispatch the jobs the raw loop resets
             raw_seconds = await _raw(conn, keys)
         finally:
             await conn.close()

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # GET /media/{id}/events: safety re-read of the row and keep-alive comment intervals.
     media_events_reread_seconds: float = Field(default=15.0, gt=0)
     media_events_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Ingest messages one agents worker handles at once (I/O overlaps extraction).
+    ingest_concurrency: int = Field(default=4, ge=1, le=64)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     agents_web_port: int = Field(default=6066, ge=0, le=65535)
