@@ -106,12 +106,12 @@ def build_app(settings: Settings) -> NexusApp:
         )
 
     def consume(topic: str, route: Route) -> None:
-        @app.agent(work_topic(topic), name=f"{topic}-agent")
+        @app.agent(work_topic(topic), name=f"{topic}-agent", concurrency=route.concurrency)
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await process(ctx, route, event)
 
-    for topic, route in routes.consumed(topics):
+    for topic, route in routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency):
         consume(topic, route)
 
     _register_timers(app, ctx)

@@ -14,11 +14,12 @@ from nexus.messaging.messages import (
 from nexus.messaging.topics import Topics
 
 
-def consumed(topics: Topics) -> list[tuple[str, Route]]:
+def consumed(topics: Topics, *, ingest_concurrency: int = 1) -> list[tuple[str, Route]]:
     """(topic, route) for every agent; the Faust app creates one agent per entry."""
+    ingest = Route("ingest", IngestRequested, handle_ingest, concurrency=ingest_concurrency)
     return [
         (topics.backfill, Route("backfill", BackfillRequested, handle_backfill)),
-        (topics.ingest, Route("ingest", IngestRequested, handle_ingest)),
+        (topics.ingest, ingest),
         (
             topics.backfill_requeue,
             Route("backfill-requeue", BackfillRequeueRequested, handle_backfill_requeue),

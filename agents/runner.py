@@ -36,6 +36,10 @@ class Route:
     name: str
     model: type[Message]
     handler: Handler
+    # Messages of this route one worker handles at once (Faust agent `concurrency`): I/O
+    # bound handlers (ingest: fetch + DB) overlap their waits. Order is not preserved
+    # between them; every handler lets the guarded job row decide, so that is safe.
+    concurrency: int = 1
 
 
 def _text(raw: object) -> str:

@@ -1,0 +1,214 @@
+"""Ingest benchmark: web articles end to end through the API and ONE agents worker, against
+extraction alone with the same number of processes, in the same run.
+
+Pages: N (default 500; BENCH_INGEST_PAGES) URLs cycling the shared `article-pages` under
+distinct paths, served by a local HTTP server in this process. Pipeline: `POST
+/media/from_url` through a real API process (hypercorn) with C requests in flight
+(default 20; BENCH_INGEST_CONCURRENCY) → outbox → broker → one Faust worker (fetch,
+extract, sanitise, fragments, completion) until every media is `ready_for_reading`.
+`pipeline_pages_per_s` = N / (last `processing_completed_at` - first `created_at`), both
+read from the database clock; latency request→ready per media is `processing_completed_at
+- created_at`. Baseline: `extract_article` + `split_fragments` on the same N pages in one
+separate process (one worker process ↔ one process), timed inside that process.
+
+Everything is started here and torn down after: a fresh database (created and migrated
+on 127.0.0.1:5432), a broker, the API, the worker. Prints ONE JSON object:
+{pages, pipeline_pages_per_s, extraction_pages_per_s, ratio, latency_p50_s,
+latency_p95_s, ...details}. Run: `python bench/ingest.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import jwt  # noqa: E402
+
+from bench._common import Stack, stack  # noqa: E402
+from nexus.ingest.extract import extract_article, split_fragments  # noqa: E402
+from tests.fetch.server import LocalServer, respond  # noqa: E402
+from tests.support.processes import start_api  # noqa: E402
+
+PAGES_DIR = ROOT.parent / "shared" / "data" / "article-pages"
+
+
+def load_pages(n: int) -> list[tuple[str, bytes]]:
+    """(path, html bytes) for n distinct URLs cycling the shared pages."""
+    sources = sorted(p / "source.html" for p in PAGES_DIR.iterdir() if (p / "source.html").exists())
+    bodies = [s.read_bytes() for s in sources]
+    names = [s.parent.name for s in sources]
+    return [(f"/{i:04d}/{names[i % len(names)]}", bodies[i % len(bodies)]) for i in range(n)]
+
+
+def _extract_all(pages: list[tuple[str, str]]) -> tuple[float, int]:
+    """Runs in the baseline process: seconds for extract + split of every page."""
+    extract_article(pages[0][1], pages[0][0])  # warm-up (imports, caches), not timed
+    started = time.perf_counter()
+    fragments = 0
+    for url, html in pages:
+        try:
+            article = extract_article(html, url)
+        except Exception:
+            continue
+        fragments += len(split_fragments(article.content_html))
+    return time.perf_counter() - started, fragments
+
+
+def extraction_baseline(pages: list[tuple[str, bytes]], base: str) -> dict[str, Any]:
+    decoded = [(base + path, body.decode("utf-8", errors="replace")) for path, body in pages]
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        seconds, fragments = pool.submit(_extract_all, decoded).result()
+    return {
+        "seconds": round(seconds, 3),
+        "pages_per_s": len(pages) / seconds,
+        "fragments": fragments,
+    }
+
+
+def _token(secret: str) -> str:
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "iss": "nexus", "aud": "authenticated"}
+    return jwt.encode({**claims, "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
+
+
+async def _submit(st: Stack, urls: list[str], concurrency: int) -> list[str]:
+    settings = st.settings
+    assert settings.jwt_hs256_secret is not None and settings.internal_secret is not None
+    headers = {
+        "Authorization": f"Bearer {_token(settings.jwt_hs256_secret.get_secret_value())}",
+        "X-Nexus-Internal": settings.internal_secret.get_secret_value(),
+    }
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.api_port}", headers=headers, timeout=60, limits=limits
+    ) as http:
+        await http.get("/me")  # bootstrap the user outside the measurement
+
+        async def one(url: str) -> str:
+            async with gate:
+                resp = await http.post("/media/from_url", json={"url": url})
+            if resp.status_code != 202:
+                raise RuntimeError(f"from_url {resp.status_code}: {resp.text[:300]}")
+            media_id: str = resp.json()["data"]["media_id"]
+            return media_id
+
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+async def _wait_settled(dsn: str, n: int, deadline_s: float) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM media "
+                "WHERE processing_status NOT IN ('ready_for_reading', 'failed')"
+            )
+            total = await conn.fetchval("SELECT count(*) FROM media")
+            if total >= n and pending == 0:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError("the pipeline did not settle in time")
+    finally:
+        await conn.close()
+
+
+async def _pipeline_figures(dsn: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT processing_status, created_at, processing_completed_at, last_error_code "
+            "FROM media"
+        )
+        fragments = await conn.fetchval("SELECT count(*) FROM fragments")
+        attempts = await conn.fetchval("SELECT COALESCE(sum(attempts), 0) FROM ingest_jobs")
+    finally:
+        await conn.close()
+    ready = [r for r in rows if r["processing_status"] == "ready_for_reading"]
+    failed = [r for r in rows if r["processing_status"] == "failed"]
+    span = (
+        max(r["processing_completed_at"] for r in ready) - min(r["created_at"] for r in rows)
+    ).total_seconds()
+    latencies = sorted(
+        (r["processing_completed_at"] - r["created_at"]).total_seconds() for r in ready
+    )
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {
+        "ready": len(ready),
+        "failed": len(failed),
+        "failed_codes": sorted({str(r["last_error_code"]) for r in failed}),
+        "seconds": round(span, 3),
+        "pages_per_s": len(rows) / span,
+        "latency_p50_s": round(q[49], 3),
+        "latency_p95_s": round(q[94], 3),
+        "fragments": fragments,
+        "job_attempts": attempts,
+    }
+
+
+async def main() -> None:
+    n = int(os.environ.get("BENCH_INGEST_PAGES", "500"))
+    concurrency = int(os.environ.get("BENCH_INGEST_CONCURRENCY", "20"))
+    pages = load_pages(n)
+    server = LocalServer()
+    for path, body in pages:
+        server.routes[path] = respond(200, body, "text/html; charset=utf-8")
+    await server.start()
+    storage = Path(tempfile.mkdtemp(prefix="nexus-bench-storage-"))
+    try:
+        baseline = extraction_baseline(pages, server.base)
+        async with stack(
+            fetch_allow_hosts=["127.0.0.1"],
+            rate_limit_ingest_per_minute=1_000_000,
+            storage_dir=storage,
+            database_pool_size=10,
+        ) as st:
+            await st.start_worker()
+            api = await start_api(st.settings, st.logs)
+            try:
+                urls = [server.url(path) for path, _ in pages]
+                await _submit(st, urls, concurrency)
+                await _wait_settled(st.dsn, n, deadline_s=900)
+                pipeline = await _pipeline_figures(st.dsn)
+            finally:
+                api.stop()
+    finally:
+        await server.stop()
+    ratio = pipeline["pages_per_s"] / baseline["pages_per_s"]
+    print(
+        json.dumps(
+            {
+                "pages": n,
+                "pipeline_pages_per_s": round(pipeline["pages_per_s"], 2),
+                "extraction_pages_per_s": round(baseline["pages_per_s"], 2),
+                "ratio": round(ratio, 3),
+                "goal_ratio": 0.8,
+                "latency_p50_s": pipeline["latency_p50_s"],
+                "latency_p95_s": pipeline["latency_p95_s"],
+                "concurrency": concurrency,
+                "workers": 1,
+                "pipeline": pipeline,
+                "extraction": {k: v for k, v in baseline.items() if k != "pages_per_s"},
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
