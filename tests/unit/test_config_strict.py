@@ -31,6 +31,7 @@ def test_complete_prod_configuration_loads(monkeypatch: pytest.MonkeyPatch) -> N
         ({"NEXUS_JWKS_URL": "notaurl"}, "jwks_url"),
         ({"NEXUS_INTERNAL_SECRET": "short"}, "at least 16"),
         ({"NEXUS_INTERNAL_SECRET": "   "}, "NEXUS_INTERNAL_SECRET"),
+        ({"NEXUS_UPLOAD_SIGNING_KEY": "short"}, "at least 32"),
     ],
 )
 def test_prod_rejects_unusable_values(
