@@ -74,9 +74,16 @@ def extraction_baseline(pages: list[tuple[str, bytes]], base: str) -> dict[str, 
         seconds, fragments = pool.submit(_extract_all, decoded).result()
     return {
         "seconds": round(seconds, 3),
+        "ms_per_page": round(seconds * 1000 / len(pages), 2),
         "pages_per_s": len(pages) / seconds,
         "fragments": fragments,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _token(secret: str) -> str:
@@ -178,13 +185,21 @@ async def main() -> None:
             storage_dir=storage,
             database_pool_size=10,
         ) as st:
-            await st.start_worker()
+            worker = await st.start_worker()
             api = await start_api(st.settings, st.logs)
             try:
                 urls = [server.url(path) for path, _ in pages]
+                cpu = (cpu_seconds(worker.proc.pid), cpu_seconds(api.proc.pid))
                 await _submit(st, urls, concurrency)
                 await _wait_settled(st.dsn, n, deadline_s=900)
                 pipeline = await _pipeline_figures(st.dsn)
+                pipeline["worker_cpu_ms_per_page"] = round(
+                    (cpu_seconds(worker.proc.pid) - cpu[0]) * 1000 / n, 2
+                )
+                pipeline["api_cpu_ms_per_page"] = round(
+                    (cpu_seconds(api.proc.pid) - cpu[1]) * 1000 / n, 2
+                )
+                pipeline["ingest_concurrency"] = st.settings.ingest_concurrency
             finally:
                 api.stop()
     finally:
