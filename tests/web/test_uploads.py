@@ -493,3 +493,17 @@ async def test_file_url_is_for_readers_of_uploaded_files(
     gone = await raw(bob.api, "GET", r.data["url"])
     assert (gone.status, gone.code) == (404, "E_NOT_FOUND")
     assert (await alice.get(f"/media/{media_id}/file")).code == "E_STORAGE_MISSING"
+
+
+async def test_download_of_a_non_ascii_name_and_a_range(alice: User) -> None:
+    data = pdf_bytes("range")
+    media_id = await uploaded(alice, data, filename='IDに漢字 "book".pdf')
+    url = (await alice.get(f"/media/{media_id}/file")).data["url"]
+    got = await raw(alice.api, "GET", url)
+    assert got.status == 200
+    disposition = got.headers["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="ID')
+    assert "filename*=UTF-8''ID%E3%81%AB%E6%BC%A2%E5%AD%97%20%22book%22.pdf" in disposition
+    part = await raw(alice.api, "GET", url, headers={"Range": "bytes=0-7"})
+    assert part.status == 206
+    assert part.raw == data[:8]  # type: ignore[attr-defined]

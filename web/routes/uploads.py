@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import structlog
 from pydantic import BaseModel, Field
@@ -270,6 +271,13 @@ async def file_url(media_id: uuid.UUID) -> Data[FileUrlOut]:
     return Data(data=FileUrlOut(url=url, expires_at=_at(token.expires_at)))
 
 
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback name and the exact name as RFC 5987 `filename*`
+    (header values are Latin-1 on the wire; file names are not)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 @bp.get("/media/<uuid:media_id>/download")
 @internal_exempt
 async def download(media_id: uuid.UUID) -> Response:
@@ -287,12 +295,9 @@ async def download(media_id: uuid.UUID) -> Response:
     if found is None or not await storage.exists(found.storage_path):
         raise NotFound("the file no longer exists")
     response = await send_file(
-        storage.path(found.storage_path),
-        mimetype=found.content_type,
-        as_attachment=True,
-        attachment_filename=found.filename,
-        conditional=True,
+        storage.path(found.storage_path), mimetype=found.content_type, conditional=True
     )
+    response.headers["Content-Disposition"] = content_disposition(found.filename)
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
