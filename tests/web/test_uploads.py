@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -507,3 +508,25 @@ async def test_download_of_a_non_ascii_name_and_a_range(alice: User) -> None:
     part = await raw(alice.api, "GET", url, headers={"Range": "bytes=0-7"})
     assert part.status == 206
     assert part.raw == data[:8]  # type: ignore[attr-defined]
+
+
+async def test_concurrent_ingests_of_the_same_bytes_leave_one_media(
+    alice: User, sessionmaker: Sm
+) -> None:
+    data = pdf_bytes("race")
+    a, b = await uploaded(alice, data), await uploaded(alice, data, filename="b.pdf")
+    ra, rb = await asyncio.gather(
+        alice.post(f"/media/{a}/ingest"), alice.post(f"/media/{b}/ingest")
+    )
+    replies = sorted([ra, rb], key=lambda r: r.status)
+    assert [r.status for r in replies] == [200, 202], [r.json for r in replies]
+    winner = replies[1].data["media_id"]
+    assert replies[0].data == {
+        "media_id": winner,
+        "duplicate": True,
+        "processing_status": "pending",
+    }
+    left = await scalar(
+        sessionmaker, "SELECT count(*) FROM media WHERE created_by_user_id = :u", u=alice.id
+    )
+    assert left == 1
