@@ -63,6 +63,10 @@ class ManagedProcess:
             if self.graceful_stop is not None:
                 try:
                     self.graceful_stop(self, timeout)
+                    # Give the graceful stop its chance before escalating to SIGTERM.
+                    self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s ignored its graceful stop", self.name)
                 except Exception:
                     log.exception("graceful stop of %s failed", self.name)
             if self.alive():
