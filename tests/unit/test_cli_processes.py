@@ -74,7 +74,10 @@ def test_graceful_stop_is_used_first() -> None:
         calls.append("graceful")
         child.signal_group(signal.SIGINT)
 
-    child = spawn("g", [PY, "-c", "import time; time.sleep(60)"], graceful_stop=graceful)
+    # A shell running us in the background starts us with SIGINT ignored, and children
+    # inherit that: the child re-enables it so the graceful signal is the one that counts.
+    script = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
+    child = spawn("g", [PY, "-c", script], graceful_stop=graceful)
     assert child.stop(timeout=5) == 128 + signal.SIGINT
     assert calls == ["graceful"]
     assert child.stop(timeout=1) == 128 + signal.SIGINT  # idempotent
