@@ -67,7 +67,7 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_graceful_stop_is_used_first() -> None:
+def test_graceful_stop_is_used_first(tmp_path: Path) -> None:
     calls: list[str] = []
 
     def graceful(proc: object, timeout: float) -> None:
@@ -75,9 +75,17 @@ def test_graceful_stop_is_used_first() -> None:
         child.signal_group(signal.SIGINT)
 
     # A shell running us in the background starts us with SIGINT ignored, and children
-    # inherit that: the child re-enables it so the graceful signal is the one that counts.
-    script = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"
-    child = spawn("g", [PY, "-c", script], graceful_stop=graceful)
+    # inherit that: the child re-enables it and says so before we send the graceful signal.
+    ready = tmp_path / "ready"
+    script = (
+        "import pathlib, signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "pathlib.Path(sys.argv[1]).touch(); time.sleep(60)"
+    )
+    child = spawn("g", [PY, "-c", script, str(ready)], graceful_stop=graceful)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert time.monotonic() < deadline, "child never became ready"
+        time.sleep(0.01)  # polling interval, not synchronisation
     assert child.stop(timeout=5) == 128 + signal.SIGINT
     assert calls == ["graceful"]
     assert child.stop(timeout=1) == 128 + signal.SIGINT  # idempotent
