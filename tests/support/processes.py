@@ -6,13 +6,13 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from cli.serve import agents_argv, api_argv
 from nexus.config import Settings
 
 
@@ -96,14 +96,7 @@ async def wait_http(child: Child, url: str, *, deadline_s: float = 60.0, status:
 async def start_api(settings: Settings, log_dir: Path) -> Child:
     child = spawn(
         "api",
-        [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "web.asgi:app",
-            "--bind",
-            f"127.0.0.1:{settings.api_port}",
-        ],
+        api_argv(settings),
         settings_env(settings),
         log_dir,
     )
@@ -124,20 +117,7 @@ async def start_agents(
         env["NEXUS_AGENTS_WORKER_ID"] = worker_id
     child = spawn(
         name,
-        [
-            sys.executable,
-            "-m",
-            "faust",
-            "-A",
-            "agents.app",
-            "worker",
-            "-l",
-            "info",
-            "--web-port",
-            str(settings.agents_web_port),
-            "--web-host",
-            "127.0.0.1",
-        ],
+        agents_argv(settings),
         env,
         log_dir,
     )
