@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
+from nexus.ingest.extraction_pool import ExtractionPool
 from nexus.jobs import outbox
 from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher
@@ -32,7 +33,9 @@ class AgentContext:
     engine: AsyncEngine | None = None
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     publisher: KafkaPublisher | None = None
+    extraction: ExtractionPool | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    _warm_up: asyncio.Future[None] = field(init=False, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> AgentContext:
@@ -48,8 +51,19 @@ class AgentContext:
         self.publisher = KafkaPublisher(
             self.settings.kafka_bootstrap, timeout_seconds=self.settings.publish_timeout_seconds
         )
+        self.extraction = ExtractionPool(
+            processes=self.settings.ingest_extract_processes,
+            timeout_seconds=self.settings.ingest_extract_timeout_seconds,
+            memory_mb=self.settings.ingest_extract_memory_mb or None,
+        )
+        # Start the processes (spawn + imports, ~1 s) while Faust joins the group, so the
+        # first document does not wait for them; a failure here shows on first use.
+        self._warm_up = asyncio.ensure_future(self.extraction.warm_up())
 
     async def close(self) -> None:
+        if self.extraction is not None:
+            self._warm_up.cancel()
+            await asyncio.to_thread(self.extraction.close)
         if self.publisher is not None:
             await self.publisher.close()
         if self.engine is not None:
@@ -62,6 +76,12 @@ class AgentContext:
         return self.sessionmaker
 
     @property
+    def extractors(self) -> ExtractionPool:
+        if self.extraction is None:
+            raise RuntimeError("agent context is not open")
+        return self.extraction
+
+    @property
     def pub(self) -> KafkaPublisher:
         if self.publisher is None:
             raise RuntimeError("agent context is not open")
@@ -72,8 +92,8 @@ class AgentContext:
         """One transaction; its outbox rows are published right after commit."""
         async with transaction(self.db) as session:
             yield session
-            ids = outbox.enqueued_ids(session)
-        if ids:
+            rows = outbox.enqueued(session)
+        if rows:
             # Never fail the message for a publish problem: the relay retries.
             with contextlib.suppress(Exception):
-                await asyncio.shield(outbox.publish_rows(self.db, self.pub, ids))
+                await asyncio.shield(outbox.publish_enqueued(self.db, self.pub, rows))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from agents.context import AgentContext
-from nexus.config import Settings
 from nexus.ingest import jobs, worker
 from nexus.ingest.fetch import FetchPolicy
 from nexus.ingest.storage import LocalStorage
@@ -14,20 +13,22 @@ from nexus.messaging.topics import Topics
 _DEPS: dict[int, worker.IngestDeps] = {}
 
 
-def _deps(settings: Settings) -> worker.IngestDeps:
-    """Built once per process (settings are fixed for a worker's life)."""
-    deps = _DEPS.get(id(settings))
+def _deps(ctx: AgentContext) -> worker.IngestDeps:
+    """Built once per open context (settings are fixed for a worker's life)."""
+    deps = _DEPS.get(id(ctx.extractors))
     if deps is None:
-        deps = _DEPS[id(settings)] = worker.IngestDeps(
+        settings = ctx.settings
+        deps = _DEPS[id(ctx.extractors)] = worker.IngestDeps(
             storage=LocalStorage(settings.storage_dir),
             fetch_policy=FetchPolicy.from_settings(settings),
             topics=Topics.from_settings(settings),
+            extraction=ctx.extractors,
         )
     return deps
 
 
 async def handle_ingest(ctx: AgentContext, msg: IngestRequested) -> str:
-    deps = _deps(ctx.settings)
+    deps = _deps(ctx)
     policy = JobPolicy(
         owner=ctx.worker_id,
         lease_seconds=ctx.settings.lease_seconds,

@@ -80,10 +80,37 @@ def extraction_baseline(pages: list[tuple[str, bytes]], base: str) -> dict[str, 
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """User + system CPU seconds of a process and (tree) its live descendants (/proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if tree:
+            todo.extend(children.get(current, []))
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _token(secret: str) -> str:
@@ -139,8 +166,8 @@ async def _pipeline_figures(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT processing_status, created_at, processing_completed_at, last_error_code "
-            "FROM media"
+            "SELECT processing_status, created_at, processing_started_at, "
+            "processing_completed_at, last_error_code FROM media"
         )
         fragments = await conn.fetchval("SELECT count(*) FROM fragments")
         attempts = await conn.fetchval("SELECT COALESCE(sum(attempts), 0) FROM ingest_jobs")
@@ -155,16 +182,30 @@ async def _pipeline_figures(dsn: str) -> dict[str, Any]:
         (r["processing_completed_at"] - r["created_at"]).total_seconds() for r in ready
     )
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    # Claim to completion per media (the worker's own time, waits for the extraction
+    # process included) and how many were in that state on average.
+    working = [
+        (r["processing_completed_at"] - r["processing_started_at"]).total_seconds() for r in ready
+    ]
     return {
         "ready": len(ready),
         "failed": len(failed),
         "failed_codes": sorted({str(r["last_error_code"]) for r in failed}),
         "seconds": round(span, 3),
+        # How long the API took to accept every request (first to last created_at).
+        "submit_seconds": round(
+            (
+                max(r["created_at"] for r in rows) - min(r["created_at"] for r in rows)
+            ).total_seconds(),
+            3,
+        ),
         "pages_per_s": len(rows) / span,
         "latency_p50_s": round(q[49], 3),
         "latency_p95_s": round(q[94], 3),
         "fragments": fragments,
         "job_attempts": attempts,
+        "claim_to_ready_mean_s": round(statistics.fmean(working), 4),
+        "in_flight_mean": round(sum(working) / span, 2),
     }
 
 
@@ -189,16 +230,26 @@ async def main() -> None:
             api = await start_api(st.settings, st.logs)
             try:
                 urls = [server.url(path) for path, _ in pages]
-                cpu = (cpu_seconds(worker.proc.pid), cpu_seconds(api.proc.pid))
+                pids = {
+                    "worker": worker.proc.pid,
+                    "worker_main": worker.proc.pid,
+                    "api": api.proc.pid,
+                    "bench": os.getpid(),
+                }
+                trees = {"worker": True, "worker_main": False, "api": True, "bench": False}
+                before = {k: cpu_seconds(pid, tree=trees[k]) for k, pid in pids.items()}
+                busy = machine_busy_seconds()
                 await _submit(st, urls, concurrency)
                 await _wait_settled(st.dsn, n, deadline_s=900)
+                busy = machine_busy_seconds() - busy
+                used = {k: cpu_seconds(pid, tree=trees[k]) - before[k] for k, pid in pids.items()}
                 pipeline = await _pipeline_figures(st.dsn)
-                pipeline["worker_cpu_ms_per_page"] = round(
-                    (cpu_seconds(worker.proc.pid) - cpu[0]) * 1000 / n, 2
-                )
-                pipeline["api_cpu_ms_per_page"] = round(
-                    (cpu_seconds(api.proc.pid) - cpu[1]) * 1000 / n, 2
-                )
+                # CPU per page by process tree (the worker's includes its extraction
+                # processes; "bench" is this process alone: the page server and the HTTP
+                # client); "rest" is everything else: PostgreSQL, the broker, the kernel.
+                used["rest"] = busy - sum(v for k, v in used.items() if k != "worker_main")
+                used["machine"] = busy
+                pipeline["cpu_ms_per_page"] = {k: round(v * 1000 / n, 2) for k, v in used.items()}
                 pipeline["ingest_concurrency"] = st.settings.ingest_concurrency
             finally:
                 api.stop()

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     media_events_keepalive_seconds: float = Field(default=15.0, gt=0)
     # Ingest messages one agents worker handles at once (I/O overlaps extraction).
     ingest_concurrency: int = Field(default=4, ge=1, le=64)
+    # Extraction runs in this many worker processes per agents worker (nexus/ingest/
+    # extraction_pool.py), each document within the time and address-space limits below.
+    ingest_extract_processes: int = Field(default=1, ge=1, le=64)
+    ingest_extract_timeout_seconds: float = Field(default=120.0, gt=0)
+    ingest_extract_memory_mb: int = Field(default=2048, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     agents_web_port: int = Field(default=6066, ge=0, le=65535)

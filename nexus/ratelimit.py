@@ -8,8 +8,8 @@ more than `limit` hits through in one window. A fixed window allows up to twice 
 across a window boundary; for abuse control of ingestion that is acceptable and it keeps
 the check to one short statement.
 
-Callers run `hit` in its own short transaction (committed at once) so that the row lock
-is not held for the duration of the request.
+Callers run `hit` on its own (an autocommit statement, or a short transaction committed
+at once) so that the row lock is not held for the duration of the request.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus.errors import NexusError
 
@@ -71,7 +71,7 @@ class RateLimited(NexusError):
 
 
 async def hit(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     user_id: uuid.UUID,
     bucket: str,
     *,

@@ -15,11 +15,11 @@ from typing import Any, ParamSpec, TypeVar
 from quart import current_app, g, request
 from quart_schema import document_response, security_scheme
 
-from nexus.db.tx import transaction
+from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, authenticate
-from nexus.users.service import CurrentUser, ensure_user
+from nexus.users.service import CurrentUser, default_library_of, ensure_user
 from web.envelope import ErrorBody
 from web.state import nexus_state
 
@@ -79,8 +79,15 @@ async def authenticate_user() -> CurrentUser:
         return cached
     state = nexus_state()
     user_id = await state.verifier.verify(bearer_token())
-    async with transaction(state.sessionmaker) as session:
-        user = await ensure_user(session, user_id)
+    # The common case (already bootstrapped) is one autocommit SELECT; only a user with
+    # something missing pays for a transaction.
+    async with autocommit(state.sessionmaker) as conn:
+        library_id = await default_library_of(conn, user_id)
+    if library_id is not None:
+        user = CurrentUser(user_id=user_id, default_library_id=library_id)
+    else:
+        async with transaction(state.sessionmaker) as session:
+            user = await ensure_user(session, user_id)
     g.nexus_user = user
     return user
 

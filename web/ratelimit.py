@@ -1,7 +1,7 @@
 """`@rate_limited(bucket)`: the per-user limit of SPEC §2 on a user route.
 
-Place it under `@user_required` (it needs the user). The hit is counted in its own short
-transaction, committed before the view runs, so every authenticated attempt counts (a
+Place it under `@user_required` (it needs the user). The hit is counted by one autocommit
+statement before the view runs, so every authenticated attempt counts (a
 refused one, an idempotent replay, one that later fails validation in the service) and
 the counter row is never locked for the length of a request. Over the limit → 429
 E_RATE_LIMITED with `Retry-After` (seconds until the window ends).
@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 from quart_schema import document_response
 
 from nexus import ratelimit
-from nexus.db.tx import transaction
+from nexus.db.tx import autocommit
 from web.auth import current_user
 from web.envelope import ErrorBody
 from web.state import nexus_state
@@ -28,9 +28,9 @@ R = TypeVar("R")
 async def enforce(bucket: str) -> None:
     """Count a hit of the current user on `bucket`; raise 429 past the limit."""
     state = nexus_state()
-    async with transaction(state.sessionmaker) as session:
+    async with autocommit(state.sessionmaker) as conn:
         result = await ratelimit.hit(
-            session,
+            conn,
             current_user().user_id,
             bucket,
             limit=state.settings.rate_limit_ingest_per_minute,

@@ -17,7 +17,7 @@ from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.db.tx import transaction
-from nexus.jobs.outbox import PublishReport, enqueued_ids, publish_rows
+from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from web.state import NexusState, nexus_state
 
 log = structlog.get_logger("nexus.web.uow")
@@ -28,7 +28,7 @@ class UnitOfWork:
         self._state = state
         self._tx = transaction(state.sessionmaker)
         self._session: AsyncSession | None = None
-        self.outbox_ids: list[int] = []
+        self.outbox_rows: list[Enqueued] = []
         self.report: PublishReport | None = None
 
     @property
@@ -40,7 +40,7 @@ class UnitOfWork:
     @property
     def enqueue_dispatched(self) -> bool:
         """Whether outbox rows were written and all of them were published after commit."""
-        return bool(self.outbox_ids) and self.report is not None and self.report.all_published
+        return bool(self.outbox_rows) and self.report is not None and self.report.all_published
 
     async def __aenter__(self) -> UnitOfWork:
         self._session = await self._tx.__aenter__()
@@ -53,8 +53,8 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> bool | None:
         if exc_type is None:
-            # Read before the session closes: the ids live in session.info.
-            self.outbox_ids = enqueued_ids(self.session)
+            # Read before the session closes: the rows live in session.info.
+            self.outbox_rows = enqueued(self.session)
         suppress = await self._tx.__aexit__(exc_type, exc, tb)
         self._session = None
         if exc_type is None:
@@ -62,16 +62,16 @@ class UnitOfWork:
         return suppress
 
     async def _publish(self) -> None:
-        if not self.outbox_ids:
+        if not self.outbox_rows:
             return
         metric = self._state.metrics.outbox_publish
         try:
-            self.report = await publish_rows(
-                self._state.sessionmaker, self._state.publisher, self.outbox_ids
+            self.report = await publish_enqueued(
+                self._state.sessionmaker, self._state.publisher, self.outbox_rows
             )
         except Exception as exc:  # the relay will publish later; never fail the request
             log.warning("outbox publish after commit failed", error=type(exc).__name__)
-            self.report = PublishReport(published=0, failed=len(self.outbox_ids))
+            self.report = PublishReport(published=0, failed=len(self.outbox_rows))
         metric.labels(outcome="published").inc(self.report.published)
         metric.labels(outcome="deferred").inc(self.report.failed)
         g.enqueue_dispatched = self.enqueue_dispatched

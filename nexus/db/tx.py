@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from nexus.db.errors import translate_db_errors
 
@@ -21,3 +21,14 @@ async def transaction(
     async with translate_db_errors():
         async with sessionmaker() as session, session.begin():
             yield session
+
+
+@contextlib.asynccontextmanager
+async def autocommit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A connection on which every statement commits by itself: no BEGIN/COMMIT round
+    trips. Only for writes that are one statement (a counter, a status mark)."""
+    async with translate_db_errors():
+        async with sessionmaker.kw["bind"].connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -61,34 +61,33 @@ async def create_from_url(
     requests for one URL end with one media (the partial unique index decides)."""
     url = validate_url(raw_url, allow_hosts=allow_hosts)
     canonical = normalise_url(url)
-    existing = await _existing_article(session, canonical)
-    if existing is None:
-        created = await session.scalar(
-            text(
-                """
-                INSERT INTO media (kind, requested_url, canonical_url, canonical_source_url,
-                                   created_by_user_id)
-                VALUES ('web_article', :u, :c, :c, :v)
-                ON CONFLICT (kind, canonical_url) WHERE canonical_url IS NOT NULL DO NOTHING
-                RETURNING id
-                """
-            ),
-            {"u": url[:2048], "c": canonical[:2048], "v": viewer},
+    # Insert first: a new URL (the common case) costs no lookup; a known one conflicts.
+    created = await session.scalar(
+        text(
+            """
+            INSERT INTO media (kind, requested_url, canonical_url, canonical_source_url,
+                               created_by_user_id)
+            VALUES ('web_article', :u, :c, :c, :v)
+            ON CONFLICT (kind, canonical_url) WHERE canonical_url IS NOT NULL DO NOTHING
+            RETURNING id
+            """
+        ),
+        {"u": url[:2048], "c": canonical[:2048], "v": viewer},
+    )
+    if created is not None:
+        await closure.add_to_default(session, default_library_id, created)
+        await jobs.enqueue(
+            session,
+            created,
+            topics,
+            actor=f"user:{viewer}",
+            request_id=request_id,
+            correlation_id=correlation_id,
         )
-        if created is not None:
-            await closure.add_to_default(session, default_library_id, created)
-            await jobs.enqueue(
-                session,
-                created,
-                topics,
-                actor=f"user:{viewer}",
-                request_id=request_id,
-                correlation_id=correlation_id,
-            )
-            return FromUrlResult(created, False, ProcessingStatus.PENDING.value)
-        existing = await _existing_article(session, canonical)
-        if existing is None:  # created and deleted (merged) meanwhile: a rare retryable race
-            raise RuntimeError("media for this URL vanished during the request")
+        return FromUrlResult(created, False, ProcessingStatus.PENDING.value)
+    existing = await _existing_article(session, canonical)
+    if existing is None:  # created and deleted (merged) meanwhile: a rare retryable race
+        raise RuntimeError("media for this URL vanished during the request")
     media_id, status = existing
     await closure.add_to_default(session, default_library_id, media_id)
     return FromUrlResult(media_id, True, status)

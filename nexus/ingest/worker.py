@@ -1,15 +1,15 @@
 """One ingest attempt: fetch or read the file, extract, and store fragments atomically.
 
-`ingest_work` is the `Work` of `nexus.jobs.worker.run_job` for the ingest job type: it
-marks the media `extracting`, does the slow part with no transaction open (fetching,
-CPU-bound extraction in a thread), and returns a finaliser that writes fragments, title
-and `ready_for_reading` in the same transaction as the job's fenced completion. Failures
+`make_work` is the staged work of `nexus.jobs.worker.run_job` for the ingest job type: it
+marks the media `extracting` in the claim's transaction, does the slow part with no
+transaction open (fetching, then CPU-bound extraction in the worker's extraction
+processes), and returns a finaliser that writes fragments, title and `ready_for_reading`
+in the same transaction as the job's fenced completion. Failures
 raise `TerminalError`/`TransientError`; `on_finish` records them on the media row.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,22 +18,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.db.tx import transaction
 from nexus.errors import TerminalError
+from nexus.ingest import extraction_pool as extractors
 from nexus.ingest import service
 from nexus.ingest.documents import DocumentResult
-from nexus.ingest.epub import extract_epub
-from nexus.ingest.extract import extract_article, split_fragments
+from nexus.ingest.extraction_pool import ExtractionPool
 from nexus.ingest.fetch import FetchPolicy, fetch_url
-from nexus.ingest.jobs import JOB
-from nexus.ingest.pdf import extract_pdf
-from nexus.ingest.sanitize import sanitize_html
 from nexus.ingest.storage import LocalStorage, media_key
-from nexus.ingest.text import canonical_text
 from nexus.ingest.urls import normalise_url
-from nexus.jobs import machine, outbox
+from nexus.jobs import outbox
 from nexus.jobs.machine import Claim, LeaseLost
-from nexus.jobs.worker import Finalize, JobError, OnFinish, Work
+from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
 
@@ -45,6 +40,7 @@ class IngestDeps:
     storage: LocalStorage
     fetch_policy: FetchPolicy
     topics: Topics
+    extraction: ExtractionPool
 
 
 @dataclass(frozen=True)
@@ -56,42 +52,35 @@ class Extracted:
     fetched_pdf: bytes | None = None
 
 
-async def _start(sm: async_sessionmaker[AsyncSession], claim: Claim) -> Any:
-    """Mark the media extracting (fenced by the lease); None when it is already readable."""
-    async with transaction(sm) as session:
-        if not await machine.still_holds(session, JOB, claim):
-            raise LeaseLost("ingest lease lost before start")
-        return (
-            await session.execute(
-                text(
-                    """
-                    UPDATE media SET processing_status = 'extracting',
-                        processing_started_at = now(), processing_attempts = :a,
-                        updated_at = now()
-                    WHERE id = :m AND processing_status IN ('pending', 'extracting')
-                    RETURNING id, kind, requested_url, canonical_url,
-                        (SELECT storage_path FROM media_file f WHERE f.media_id = media.id)
-                            AS storage_path
-                    """
-                ),
-                {"m": claim.key["media_id"], "a": claim.attempt},
-            )
-        ).one_or_none()
-
-
-def _article(html: str, url: str) -> tuple[str | None, list[tuple[int, str, str]]]:
-    article = extract_article(html, url)
-    return article.title, [
-        (f.idx, f.html_sanitized, f.canonical_text) for f in split_fragments(article.content_html)
-    ]
+async def _start(session: AsyncSession, claim: Claim) -> Any:
+    """Mark the media extracting, in the claim's transaction (so fenced by it); None when
+    it is already readable (a replay after a crash)."""
+    return (
+        await session.execute(
+            text(
+                """
+                UPDATE media SET processing_status = 'extracting',
+                    processing_started_at = now(), processing_attempts = :a,
+                    updated_at = now()
+                WHERE id = :m AND processing_status IN ('pending', 'extracting')
+                RETURNING id, kind, requested_url, canonical_url,
+                    (SELECT storage_path FROM media_file f WHERE f.media_id = media.id)
+                        AS storage_path
+                """
+            ),
+            {"m": claim.key["media_id"], "a": claim.attempt},
+        )
+    ).one_or_none()
 
 
 async def _from_url(media: Any, deps: IngestDeps) -> Extracted:
     fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
     if fetched.kind == "pdf":
-        doc = await asyncio.to_thread(extract_pdf, fetched.body, canonical_text=canonical_text)
+        doc = await deps.extraction.run(extractors.pdf, fetched.body)
         return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
-    title, fragments = await asyncio.to_thread(_article, fetched.text or "", fetched.final_url)
+    title, fragments = await deps.extraction.run(
+        extractors.article, fetched.text or "", fetched.final_url
+    )
     return Extracted("web_article", title, fragments, fetched.final_url)
 
 
@@ -99,17 +88,15 @@ async def _from_file(media: Any, deps: IngestDeps) -> Extracted:
     if media.storage_path is None:
         raise TerminalError("E_STORAGE_MISSING", "no file was uploaded for this media")
     data = await deps.storage.read_bytes(media.storage_path)
-    doc: DocumentResult
-    if media.kind == "pdf":
-        doc = await asyncio.to_thread(extract_pdf, data, canonical_text=canonical_text)
-    else:
-        doc = await asyncio.to_thread(extract_epub, data, sanitize_html, canonical_text)
+    extractor = extractors.pdf if media.kind == "pdf" else extractors.epub
+    doc: DocumentResult = await deps.extraction.run(extractor, data)
     return Extracted(media.kind, doc.title, doc.fragments)
 
 
-def make_work(deps: IngestDeps) -> Work:
-    async def ingest_work(sm: async_sessionmaker[AsyncSession], claim: Claim) -> Finalize | None:
-        media = await _start(sm, claim)
+def make_work(deps: IngestDeps) -> Staged[Any]:
+    async def ingest_work(
+        sm: async_sessionmaker[AsyncSession], claim: Claim, media: Any
+    ) -> Finalize | None:
         if media is None:
             return None  # already readable (a replay after a crash): just complete the job
         if media.kind == "web_article" and media.storage_path is None:
@@ -122,7 +109,7 @@ def make_work(deps: IngestDeps) -> Work:
             await deps.storage.put_bytes(media_key(media.id), extracted.fetched_pdf)
         return _finaliser(media, extracted)
 
-    return ingest_work
+    return Staged(_start, ingest_work)
 
 
 def _finaliser(media: Any, extracted: Extracted) -> Finalize:
@@ -149,21 +136,35 @@ def _finaliser(media: Any, extracted: Extracted) -> Finalize:
     return finalize
 
 
-async def _store(session: AsyncSession, media_id: uuid.UUID, extracted: Extracted) -> None:
-    await session.execute(text("DELETE FROM fragments WHERE media_id = :m"), {"m": media_id})
-    await session.execute(
-        text(
-            "INSERT INTO fragments (media_id, idx, html_sanitized, canonical_text) "
-            "SELECT :m, idx, html, txt FROM unnest(CAST(:idx AS int[]), CAST(:html AS text[]), "
-            "CAST(:txt AS text[])) AS f(idx, html, txt)"
-        ),
-        {
-            "m": media_id,
-            "idx": [f[0] for f in extracted.fragments],
-            "html": [f[1] for f in extracted.fragments],
-            "txt": [f[2] for f in extracted.fragments],
-        },
+# Fragments (replacing any from an earlier extraction: fresh ids, and rows past the new
+# last index removed) and the media row's `ready_for_reading`, in one round trip.
+_STORE = text(
+    """
+    WITH new AS (
+        SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:html AS text[]), CAST(:txt AS text[]))
+            AS f(idx, html, txt)
+    ), written AS (
+        INSERT INTO fragments (media_id, idx, html_sanitized, canonical_text)
+        SELECT :m, idx, html, txt FROM new
+        ON CONFLICT (media_id, idx) DO UPDATE SET id = gen_random_uuid(), created_at = now(),
+            html_sanitized = EXCLUDED.html_sanitized, canonical_text = EXCLUDED.canonical_text
+    ), extra AS (
+        DELETE FROM fragments WHERE media_id = :m AND idx >= cardinality(CAST(:idx AS int[]))
+    ), ready AS (
+        UPDATE media SET processing_status = 'ready_for_reading', kind = :k,
+            title = COALESCE(:t, title),
+            canonical_source_url = COALESCE(:u, canonical_source_url),
+            processing_completed_at = now(), failure_stage = NULL, last_error_code = NULL,
+            last_error_message = NULL, failed_at = NULL, updated_at = now()
+        WHERE id = :m AND processing_status = 'extracting'
+        RETURNING 1
     )
+    SELECT count(*) FROM ready
+    """
+)
+
+
+async def _store(session: AsyncSession, media_id: uuid.UUID, extracted: Extracted) -> None:
     if extracted.fetched_pdf is not None:
         await session.execute(
             text(
@@ -172,20 +173,19 @@ async def _store(session: AsyncSession, media_id: uuid.UUID, extracted: Extracte
             ),
             {"m": media_id, "p": media_key(media_id), "n": len(extracted.fetched_pdf)},
         )
-    updated = await session.execute(
-        text(
-            """
-            UPDATE media SET processing_status = 'ready_for_reading', kind = :k,
-                title = COALESCE(:t, title),
-                canonical_source_url = COALESCE(:u, canonical_source_url),
-                processing_completed_at = now(), failure_stage = NULL, last_error_code = NULL,
-                last_error_message = NULL, failed_at = NULL, updated_at = now()
-            WHERE id = :m AND processing_status = 'extracting'
-            """
-        ),
-        {"m": media_id, "k": extracted.kind, "t": extracted.title, "u": extracted.final_url},
+    ready = await session.scalar(
+        _STORE,
+        {
+            "m": media_id,
+            "idx": [f[0] for f in extracted.fragments],
+            "html": [f[1] for f in extracted.fragments],
+            "txt": [f[2] for f in extracted.fragments],
+            "k": extracted.kind,
+            "t": extracted.title,
+            "u": extracted.final_url,
+        },
     )
-    if not updated.rowcount:  # type: ignore[attr-defined]
+    if not ready:
         raise LeaseLost("media left 'extracting' before completion")
 
 

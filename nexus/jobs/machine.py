@@ -9,30 +9,25 @@ that its lease was taken away.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    String,
     Table,
     and_,
     func,
-    insert,
-    literal,
-    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from nexus.jobs import ledger
-from nexus.jobs.models import JobEvent
 from nexus.jobs.states import JobStatus
 
 
@@ -64,41 +59,120 @@ class Claim:
     lease_seconds: float | None = None
 
 
-def _interval(seconds_param: str) -> Any:
-    return text(f"make_interval(secs => :{seconds_param})")
+def _key_sql(job: JobType) -> str:
+    return " AND ".join(f"{name} = :k_{name}" for name in job.key_columns)
 
 
-def _with_event(
-    job: JobType,
-    moved: Any,
-    key: Mapping[str, Any],
-    *,
-    from_status: str,
-    to_status: str,
-    actor: str,
-) -> Any:
-    """`WITH moved AS (UPDATE ... RETURNING) INSERT INTO job_events SELECT ... FROM moved`.
+def _key_params(job: JobType, key: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"k_{name}": key[name] for name in job.key_columns}
 
-    The transition and its ledger row in ONE statement (one round trip on the hot path);
-    when the guarded UPDATE matches nothing, nothing is inserted and no row is returned.
-    """
-    cte = moved.cte("moved")
-    columns = {
-        "job_type": literal(job.name),
-        "job_key": literal(ledger.json_key(key), JSONB),
-        "from_status": literal(from_status),
-        "to_status": literal(to_status),
-        "attempt": cte.c.attempts,
-        "actor": literal(actor[:255]),
-        "request_id": cte.c.request_id,
-        "correlation_id": cte.c.correlation_id,
-    }
-    return (
-        insert(JobEvent)
-        .from_select(list(columns), select(*columns.values()).select_from(cte))
-        .add_cte(cte)
-        .returning(JobEvent.attempt, JobEvent.request_id, JobEvent.correlation_id)
+
+# The hot transitions are fixed SQL per job type, built once: composing them with Core
+# constructs on every call cost more CPU than the database spent running them (about half
+# of the ingest worker's database time; bench/README.md). Each transition and its ledger
+# row are ONE statement: `WITH moved AS (UPDATE ... RETURNING) INSERT INTO job_events ...
+# SELECT ... FROM moved`; when the guarded UPDATE matches nothing, nothing is inserted and
+# no row is returned.
+_LEDGER_FROM_MOVED = """
+    INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
+                            request_id, correlation_id)
+    SELECT :job_type, CAST(:job_key AS jsonb), '{from_}', '{to}', attempts, :actor,
+           {ids}
+    FROM moved
+    RETURNING attempt, request_id, correlation_id
+"""
+
+
+@functools.cache
+def _claim_sql(job: JobType) -> TextClause:
+    return text(
+        f"""
+        WITH moved AS (
+            UPDATE {job.table.name} SET status = 'running', attempts = attempts + 1,
+                lease_token = :token, lease_owner = :owner,
+                lease_expires_at = now() + make_interval(secs => :lease), updated_at = now()
+            WHERE {_key_sql(job)} AND status = 'pending' AND next_attempt_at <= now()
+            RETURNING attempts, request_id, correlation_id
+        )
+        """
+        + _LEDGER_FROM_MOVED.format(from_="pending", to="running", ids="request_id, correlation_id")
     )
+
+
+@functools.cache
+def _complete_sql(job: JobType) -> TextClause:
+    return text(
+        f"""
+        WITH moved AS (
+            UPDATE {job.table.name} SET status = 'completed', lease_token = NULL,
+                lease_expires_at = NULL, last_error_code = NULL, last_error_message = NULL,
+                finished_at = now(), updated_at = now()
+            WHERE {_key_sql(job)} AND status = 'running' AND lease_token = :token
+            RETURNING attempts
+        )
+        """
+        # The claim's ids, as the ledger always records them for this attempt.
+        + _LEDGER_FROM_MOVED.format(
+            from_="running",
+            to="completed",
+            ids="CAST(:request_id AS varchar), CAST(:correlation_id AS varchar)",
+        )
+    )
+
+
+@functools.cache
+def _holds_sql(job: JobType) -> TextClause:
+    return text(
+        f"SELECT 1 FROM {job.table.name} WHERE {_key_sql(job)} "
+        "AND status = 'running' AND lease_token = :token FOR UPDATE"
+    )
+
+
+@functools.cache
+def _renew_sql(job: JobType) -> TextClause:
+    return text(
+        f"""
+        UPDATE {job.table.name} SET lease_expires_at = CASE
+            WHEN CAST(:renew AS double precision) IS NULL THEN lease_expires_at
+            ELSE greatest(lease_expires_at, now() + make_interval(secs => :renew)) END
+        WHERE {_key_sql(job)} AND status = 'running' AND lease_token = :token
+        RETURNING 1
+        """
+    )
+
+
+@functools.cache
+def _create_sql(job: JobType, extra: tuple[str, ...]) -> TextClause:
+    """Insert a pending job (if absent) and its ledger row; returns the new row."""
+    columns = [*job.key_columns, *extra]
+    values = [*(f":k_{c}" for c in job.key_columns), *(f":v_{c}" for c in extra)]
+    return text(
+        f"""
+        WITH moved AS (
+            INSERT INTO {job.table.name} ({", ".join(columns)}, request_id, correlation_id,
+                                          dispatched_at)
+            VALUES ({", ".join(values)}, CAST(:request_id AS varchar),
+                    CAST(:correlation_id AS varchar), now())
+            ON CONFLICT DO NOTHING
+            RETURNING *
+        ), ledger AS (
+            INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
+                                    request_id, correlation_id)
+            SELECT :job_type, CAST(:job_key AS jsonb), NULL, 'pending', 0, :actor,
+                   request_id, correlation_id
+            FROM moved
+        )
+        SELECT * FROM moved
+        """
+    )
+
+
+def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str, Any]:
+    return {
+        "job_type": job.name,
+        "job_key": json.dumps(ledger.json_key(key)),
+        "actor": actor[:255],
+    }
 
 
 async def claim(
@@ -110,34 +184,15 @@ async def claim(
     lease_seconds: float,
 ) -> Claim | None:
     """pending → running with a fresh lease, only if due. None: duplicate/stale/not due."""
-    t = job.table
     token = uuid.uuid4()
-    moved = (
-        update(t)
-        .where(
-            job.where_key(key),
-            t.c.status == JobStatus.PENDING.value,
-            t.c.next_attempt_at <= func.now(),
-        )
-        .values(
-            status=JobStatus.RUNNING.value,
-            attempts=t.c.attempts + 1,
-            lease_token=token,
-            lease_owner=owner[:255],
-            lease_expires_at=func.now() + _interval("lease").bindparams(lease=lease_seconds),
-            updated_at=func.now(),
-        )
-        .returning(t.c.attempts, t.c.request_id, t.c.correlation_id)
-    )
-    statement = _with_event(
-        job,
-        moved,
-        key,
-        from_status=JobStatus.PENDING.value,
-        to_status=JobStatus.RUNNING.value,
-        actor=owner,
-    )
-    row = (await session.execute(statement)).one_or_none()
+    params = {
+        **_key_params(job, key),
+        **_ledger_params(job, key, owner),
+        "token": token,
+        "owner": owner[:255],
+        "lease": float(lease_seconds),
+    }
+    row = (await session.execute(_claim_sql(job), params)).one_or_none()
     if row is None:
         return None
     return Claim(dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds)
@@ -145,18 +200,8 @@ async def claim(
 
 async def still_holds(session: AsyncSession, job: JobType, claim_: Claim) -> bool:
     """True while this attempt's lease is current (use before fenced side effects)."""
-    t = job.table
-    found = await session.scalar(
-        select(literal_column("1"))
-        .select_from(t)
-        .where(
-            job.where_key(claim_.key),
-            t.c.status == JobStatus.RUNNING.value,
-            t.c.lease_token == claim_.lease_token,
-        )
-        .with_for_update()
-    )
-    return found is not None
+    params = {**_key_params(job, claim_.key), "token": claim_.lease_token}
+    return await session.scalar(_holds_sql(job), params) is not None
 
 
 async def renew_lease(
@@ -169,63 +214,25 @@ async def renew_lease(
     row lock it takes also holds off a concurrent rescue until the step commits. The
     lease never shrinks: it becomes max(current expiry, now + lease_seconds).
     """
-    t = job.table
     seconds = lease_seconds if lease_seconds is not None else claim_.lease_seconds
-    values: dict[str, Any] = {}
-    if seconds is not None:
-        values["lease_expires_at"] = func.greatest(
-            t.c.lease_expires_at, func.now() + _interval("renew").bindparams(renew=seconds)
-        )
-    else:
-        values["lease_expires_at"] = t.c.lease_expires_at
-    found = await session.scalar(
-        update(t)
-        .where(
-            job.where_key(claim_.key),
-            t.c.status == JobStatus.RUNNING.value,
-            t.c.lease_token == claim_.lease_token,
-        )
-        .values(**values)
-        .returning(literal_column("1"))
-    )
-    return found is not None
+    params = {
+        **_key_params(job, claim_.key),
+        "token": claim_.lease_token,
+        "renew": None if seconds is None else float(seconds),
+    }
+    return await session.scalar(_renew_sql(job), params) is not None
 
 
 async def complete(session: AsyncSession, job: JobType, claim_: Claim, *, actor: str) -> None:
     """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss."""
-    t = job.table
-    moved = (
-        update(t)
-        .where(
-            job.where_key(claim_.key),
-            t.c.status == JobStatus.RUNNING.value,
-            t.c.lease_token == claim_.lease_token,
-        )
-        .values(
-            status=JobStatus.COMPLETED.value,
-            lease_token=None,
-            lease_expires_at=None,
-            last_error_code=None,
-            last_error_message=None,
-            finished_at=func.now(),
-            updated_at=func.now(),
-        )
-        # The claim's ids, as the ledger always records them for this attempt.
-        .returning(
-            t.c.attempts,
-            literal(claim_.request_id, String).label("request_id"),
-            literal(claim_.correlation_id, String).label("correlation_id"),
-        )
-    )
-    statement = _with_event(
-        job,
-        moved,
-        claim_.key,
-        from_status=JobStatus.RUNNING.value,
-        to_status=JobStatus.COMPLETED.value,
-        actor=actor,
-    )
-    if (await session.execute(statement)).one_or_none() is None:
+    params = {
+        **_key_params(job, claim_.key),
+        **_ledger_params(job, claim_.key, actor),
+        "token": claim_.lease_token,
+        "request_id": claim_.request_id,
+        "correlation_id": claim_.correlation_id,
+    }
+    if (await session.execute(_complete_sql(job), params)).one_or_none() is None:
         raise LeaseLost(f"{job.name} {claim_.key}: lease lost before completion")
 
 
@@ -389,33 +396,18 @@ async def reset_to_pending(
     }
     if insert_values is not None:
         # Lock-or-create first so the reset below sees a row either way.
-        ins = (
-            pg_insert(t)
-            .values(
-                **dict(key),
-                **dict(insert_values),
-                request_id=request_id,
-                correlation_id=correlation_id,
-                dispatched_at=func.now(),
-            )
-            .on_conflict_do_nothing()
-            .returning(t.c.status)
-        )
-        created = (await session.execute(ins)).one_or_none()
+        params = {
+            **{f"k_{name}": value for name, value in key.items()},
+            **{f"v_{name}": value for name, value in insert_values.items()},
+            **_ledger_params(job, key, actor),
+            "request_id": request_id,
+            "correlation_id": correlation_id,
+        }
+        created = (
+            await session.execute(_create_sql(job, tuple(insert_values)), params)
+        ).one_or_none()
         if created is not None:
-            await ledger.record(
-                session,
-                job_type=job.name,
-                key=key,
-                from_status=None,
-                to_status=JobStatus.PENDING.value,
-                attempt=0,
-                actor=actor,
-                request_id=request_id,
-                correlation_id=correlation_id,
-            )
-            row = (await session.execute(select(t).where(job.where_key(key)))).one()
-            return Requeued(from_status="", row=row)
+            return Requeued(from_status="", row=created)
     # Lock the row first so the ledger can name the state it left (the UPDATE stays guarded).
     old_status = await session.scalar(
         select(t.c.status).where(job.where_key(key)).with_for_update()

@@ -14,36 +14,57 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus.db.tx import autocommit
 from nexus.jobs.models import OutboxRow
 from nexus.messaging.messages import Message
 from nexus.messaging.publisher import Publisher, PublishError
 
-_PENDING_IDS = "nexus.outbox_ids"
+_PENDING = "nexus.outbox_pending"
+
+_INSERT = text(
+    "INSERT INTO outbox (topic, key, payload, headers) "
+    "VALUES (:t, :k, CAST(:p AS jsonb), CAST(:h AS jsonb)) RETURNING id"
+)
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """An outbox row as written, kept on the session so it can be published after commit
+    without reading it back."""
+
+    id: int
+    topic: str
+    key: str | None
+    value: bytes
+    headers: dict[str, str]
 
 
 async def enqueue(session: AsyncSession, topic: str, key: str | None, message: Message) -> int:
     """Write one outbox row in the current transaction; returns its id."""
+    value = message.model_dump_json()
+    headers = message.trace_headers()
     row_id = await session.scalar(
-        insert(OutboxRow)
-        .values(
-            topic=topic,
-            key=key,
-            payload=json.loads(message.model_dump_json()),
-            headers=message.trace_headers(),
-        )
-        .returning(OutboxRow.id)
+        _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
     )
     assert row_id is not None
-    session.info.setdefault(_PENDING_IDS, []).append(row_id)
-    return int(row_id)
+    entry = Enqueued(
+        int(row_id), topic, key, value.encode(), {k: str(v) for k, v in headers.items()}
+    )
+    session.info.setdefault(_PENDING, []).append(entry)
+    return entry.id
+
+
+def enqueued(session: AsyncSession) -> list[Enqueued]:
+    """The outbox rows this session wrote, in order (publish them after commit)."""
+    return list(session.info.get(_PENDING, []))
 
 
 def enqueued_ids(session: AsyncSession) -> list[int]:
-    """Ids of the outbox rows this session wrote (publish them after commit)."""
-    return list(session.info.get(_PENDING_IDS, []))
+    """Ids of the outbox rows this session wrote."""
+    return [entry.id for entry in enqueued(session)]
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,51 @@ async def publish_rows(
             )
         ).all()
         return await _publish_locked(session, publisher, rows)
+
+
+async def publish_enqueued(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    publisher: Publisher,
+    entries: Sequence[Enqueued],
+) -> PublishReport:
+    """Publish rows this process just committed, from memory, then mark them in ONE
+    autocommit statement (the request/consumer path; `publish_rows` reads rows back).
+
+    No row lock is taken: the relay only touches rows older than its threshold, and if it
+    publishes one of these too (this path took longer than that), the message goes out
+    twice, which at-least-once consumers already absorb.
+    """
+    published: list[int] = []
+    failure: tuple[int, str] | None = None
+    for entry in entries:
+        try:
+            await publisher.publish(entry.topic, entry.key, entry.value, entry.headers)
+        except PublishError as exc:
+            # Keep order per key: once one row fails, later rows wait for the relay.
+            failure = (entry.id, str(exc)[:1000])
+            break
+        published.append(entry.id)
+    if published or failure is not None:
+        async with autocommit(sessionmaker) as conn:
+            await conn.execute(
+                _MARK,
+                {
+                    "ok": published,
+                    "failed": failure[0] if failure else None,
+                    "error": failure[1] if failure else None,
+                },
+            )
+    return PublishReport(published=len(published), failed=len(entries) - len(published))
+
+
+_MARK = text(
+    """
+    UPDATE outbox SET publish_attempts = publish_attempts + 1,
+        published_at = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN now() END,
+        last_error = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN last_error ELSE :error END
+    WHERE (id = ANY(CAST(:ok AS bigint[])) OR id = :failed) AND published_at IS NULL
+    """
+)
 
 
 async def relay_once(

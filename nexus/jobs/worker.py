@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 Finalize = Callable[[AsyncSession], Awaitable[None]]
 # Work may return a Finalize; it must fence every write of its own by the claim.
 Work = Callable[[async_sessionmaker[AsyncSession], Claim], Awaitable[Finalize | None]]
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Staged(Generic[S]):
+    """Work with a first step that runs inside the claim's own transaction.
+
+    The claim's UPDATE holds the job row, so `start`'s writes are fenced without a check
+    of their own and cost no transaction of their own (the ingest worker marks its media
+    `extracting` there). If `start` raises, the claim rolls back with it: the job stays
+    pending for the scheduler to re-drive. `work` gets what `start` returned.
+    """
+
+    start: Callable[[AsyncSession, Claim], Awaitable[S]]
+    work: Callable[[async_sessionmaker[AsyncSession], Claim, S], Awaitable[Finalize | None]]
 
 
 @dataclass(frozen=True)
@@ -72,20 +87,26 @@ async def run_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     job: JobType,
     key: Mapping[str, Any],
-    work: Work,
+    work: Work | Staged[Any],
     policy: JobPolicy,
     *,
     on_finish: OnFinish | None = None,
 ) -> Outcome:
     """Run one attempt. Database outages while claiming propagate (caller backs off)."""
+    started: Any = None
     async with transaction(sessionmaker) as session:
         claim = await machine.claim(
             session, job, key, owner=policy.owner, lease_seconds=policy.lease_seconds
         )
+        if claim is not None and isinstance(work, Staged):
+            started = await work.start(session, claim)
     if claim is None:
         return Outcome.NOOP
     try:
-        finalize = await work(sessionmaker, claim)
+        if isinstance(work, Staged):
+            finalize = await work.work(sessionmaker, claim, started)
+        else:
+            finalize = await work(sessionmaker, claim)
         async with transaction(sessionmaker) as session:
             # complete() first: its fenced UPDATE locks the job row, so the finaliser's
             # writes can only commit while this attempt still holds the lease.

@@ -103,15 +103,26 @@ async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
 
 
 async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID) -> bool:
-    """library_media(d, m) + intrinsic. True when the library row was created."""
-    await session.execute(
+    """library_media(d, m) + intrinsic. True when the library row was created.
+
+    One statement: the intrinsic, then the library row upserted (and so locked until
+    commit, like `_upsert_default_row`)."""
+    created = await session.scalar(
         text(
-            "INSERT INTO default_library_intrinsics (default_library_id, media_id) "
-            "VALUES (:d, :m) ON CONFLICT DO NOTHING"
+            """
+            WITH intrinsic AS (
+                INSERT INTO default_library_intrinsics (default_library_id, media_id)
+                VALUES (:d, :m) ON CONFLICT DO NOTHING
+            )
+            INSERT INTO library_media (library_id, media_id) VALUES (:d, :m)
+            ON CONFLICT (library_id, media_id)
+            DO UPDATE SET created_at = library_media.created_at
+            RETURNING xmax = 0
+            """
         ),
         {"d": default_id, "m": media_id},
     )
-    return await _upsert_default_row(session, default_id, media_id)
+    return bool(created)
 
 
 async def remove_from_default(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus.libraries.models import Library, Membership
 from nexus.users.models import User
@@ -27,20 +27,23 @@ class CurrentUser:
     default_library_id: uuid.UUID
 
 
-async def get_default_library_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
-    """The user's default library when it exists with the owner's admin membership."""
-    return await session.scalar(
-        select(Library.id)
-        .join(
-            Membership,
-            and_(
-                Membership.library_id == Library.id,
-                Membership.user_id == Library.owner_user_id,
-                Membership.role == "admin",
-            ),
-        )
-        .where(Library.owner_user_id == user_id, Library.is_default.is_(True))
-    )
+_DEFAULT_LIBRARY = text(
+    """
+    SELECT l.id FROM libraries l
+    JOIN memberships m ON m.library_id = l.id AND m.user_id = l.owner_user_id
+        AND m.role = 'admin'
+    WHERE l.owner_user_id = :u AND l.is_default
+    """
+)
+
+
+async def default_library_of(
+    conn: AsyncSession | AsyncConnection, user_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The user's default library when it exists with the owner's admin membership (the
+    check every request makes; fixed SQL, it runs per request)."""
+    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"u": user_id})
+    return library_id
 
 
 async def ensure_user(session: AsyncSession, user_id: uuid.UUID) -> CurrentUser:
@@ -49,7 +52,7 @@ async def ensure_user(session: AsyncSession, user_id: uuid.UUID) -> CurrentUser:
     Runs in the caller's transaction. Every insert is `ON CONFLICT DO NOTHING`, so a
     concurrent transaction doing the same waits on the conflicting row and then yields.
     """
-    library_id = await get_default_library_id(session, user_id)
+    library_id = await default_library_of(session, user_id)
     if library_id is not None:
         return CurrentUser(user_id=user_id, default_library_id=library_id)
 

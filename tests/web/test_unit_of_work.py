@@ -37,7 +37,12 @@ def _blueprint() -> Blueprint:
                         correlation_id=current_correlation_id(),
                     ),
                 )
-        return Data(data={"enqueue_dispatched": uow.enqueue_dispatched, "ids": uow.outbox_ids})
+        return Data(
+            data={
+                "enqueue_dispatched": uow.enqueue_dispatched,
+                "ids": [r.id for r in uow.outbox_rows],
+            }
+        )
 
     @bp.post("/enqueue-then-fail")
     async def enqueue_then_fail() -> Data[None]:
