@@ -47,8 +47,10 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
         pool_timeout=10,
         connect_args={"timeout": 5, "server_settings": {"application_name": "nexus"}},
     )
-    event.listen(engine.sync_engine, "checkout", _ping_if_idle)
-    event.listen(engine.sync_engine, "checkin", _mark_used)
+    # On the pool itself: engine-level listeners would make every Connection build its
+    # own event dispatcher (~3 % of the ingest worker's CPU).
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    event.listen(engine.sync_engine.pool, "checkin", _mark_used)
     return engine
 
 

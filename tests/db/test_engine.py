@@ -1,0 +1,78 @@
+"""Pooled connections: pinged only after an idle gap, replaced when the server dropped them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+import pytest
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from nexus.db import engine as engine_module
+from nexus.db.engine import make_engine
+from tests.conftest import make_settings
+from tests.support.processes import poll
+from tests.support.services import asyncpg_dsn
+
+EngineFactory = Callable[[float], AbstractAsyncContextManager[AsyncEngine]]
+
+
+@pytest.fixture
+def one_conn_engine(db_url: str, monkeypatch: pytest.MonkeyPatch) -> EngineFactory:
+    @asynccontextmanager
+    async def build(idle_seconds: float) -> AsyncIterator[AsyncEngine]:
+        monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", idle_seconds)
+        eng = make_engine(make_settings(database_url=db_url), pool_size=1)
+        try:
+            yield eng
+        finally:
+            await eng.dispose()
+
+    return build
+
+
+async def _backend_pid(eng: AsyncEngine) -> int:
+    async with eng.connect() as conn:
+        pid: int = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        return pid
+
+
+async def _kill(db_name: str, pid: int) -> None:
+    """Terminate a backend and wait until it is gone (the signal is asynchronous)."""
+    admin = await asyncpg.connect(asyncpg_dsn(db_name))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+        async def gone() -> bool:
+            n = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+            return n == 0
+
+        await poll(gone, deadline_s=10, what="the backend to exit")
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_killed_while_idle_is_replaced_without_an_error(
+    one_conn_engine: EngineFactory, db_name: str
+) -> None:
+    async with one_conn_engine(0.2) as eng:
+        first = await _backend_pid(eng)
+        await _kill(db_name, first)
+        await asyncio.sleep(0.3)  # idle past the threshold: the next checkout pings
+        assert await _backend_pid(eng) != first
+
+
+async def test_a_connection_in_steady_use_is_not_pinged(
+    one_conn_engine: EngineFactory, db_name: str
+) -> None:
+    """The trade-off made for the hot path: no ping within the idle threshold, so a
+    connection killed just now fails its next statement once, then the pool recovers."""
+    async with one_conn_engine(3600) as eng:
+        first = await _backend_pid(eng)
+        await _kill(db_name, first)
+        with pytest.raises(exc.DBAPIError):
+            await _backend_pid(eng)
+        assert await _backend_pid(eng) != first
