@@ -163,6 +163,22 @@ async def _wait_settled(dsn: str, n: int, deadline_s: float) -> None:
         await conn.close()
 
 
+async def _postmaster_pid(dsn: str) -> int | None:
+    """The PostgreSQL server's main process, when it runs on this machine and we may read
+    its pid file (its backends are its children: their CPU is PostgreSQL's share)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        data_dir = await conn.fetchval("SELECT current_setting('data_directory')")
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+    try:
+        return int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def _pipeline_figures(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -231,6 +247,7 @@ async def main() -> None:
             api = await start_api(st.settings, st.logs)
             try:
                 urls = [server.url(path) for path, _ in pages]
+                postgres = await _postmaster_pid(st.dsn)
                 pids = {
                     "worker": worker.proc.pid,
                     "worker_main": worker.proc.pid,
@@ -244,7 +261,10 @@ async def main() -> None:
                     "api": True,
                     "bench": False,
                     "broker": True,
+                    "postgres": True,
                 }
+                if postgres is not None:
+                    pids["postgres"] = postgres
                 before = {k: cpu_seconds(pid, tree=trees[k]) for k, pid in pids.items()}
                 busy = machine_busy_seconds()
                 await _submit(st, urls, concurrency)
@@ -254,7 +274,8 @@ async def main() -> None:
                 pipeline = await _pipeline_figures(st.dsn)
                 # CPU per page by process tree (the worker's includes its extraction
                 # processes; "bench" is this process alone: the page server and the HTTP
-                # client); "rest" is everything else: PostgreSQL, the kernel.
+                # client; "postgres" the server's live processes); "rest" is everything
+                # else (the kernel, other processes).
                 used["rest"] = busy - sum(v for k, v in used.items() if k != "worker_main")
                 used["machine"] = busy
                 pipeline["cpu_ms_per_page"] = {k: round(v * 1000 / n, 2) for k, v in used.items()}

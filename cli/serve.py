@@ -27,6 +27,16 @@ def api_argv(settings: Settings) -> list[str]:
     ]
 
 
+# Faust's own level names (it reconfigures logging at start, so it gets ours).
+_FAUST_LEVELS = {
+    "CRITICAL": "crit",
+    "ERROR": "error",
+    "WARNING": "warn",
+    "INFO": "info",
+    "DEBUG": "debug",
+}
+
+
 def agents_argv(settings: Settings) -> list[str]:
     return [
         sys.executable,
@@ -36,7 +46,7 @@ def agents_argv(settings: Settings) -> list[str]:
         "agents.app",
         "worker",
         "-l",
-        "info",
+        _FAUST_LEVELS[settings.log_level],
         "--web-port",
         str(settings.agents_web_port),
     ]

@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     # GET /media/{id}/events: safety re-read of the row and keep-alive comment intervals.
     media_events_reread_seconds: float = Field(default=15.0, gt=0)
     media_events_keepalive_seconds: float = Field(default=15.0, gt=0)
-    # Ingest messages one agents worker handles at once (I/O overlaps extraction).
-    ingest_concurrency: int = Field(default=4, ge=1, le=64)
+    # Ingest messages one agents worker handles at once: while one document is in the
+    # extraction pool, others fetch or write, so the pool always has the next one queued.
+    ingest_concurrency: int = Field(default=8, ge=1, le=64)
     # Extraction runs in this many worker processes per agents worker (nexus/ingest/
     # extraction_pool.py), each document within the time and address-space limits below.
     ingest_extract_processes: int = Field(default=1, ge=1, le=64)

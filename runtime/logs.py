@@ -37,3 +37,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # httpx logs every request at INFO; the ingest worker logs its own outcomes, and one
+    # line per fetch is noise (and measurable CPU at hundreds of pages a second).
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

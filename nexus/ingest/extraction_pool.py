@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing
 import resource
 import signal
+import traceback
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -73,6 +74,11 @@ def _in_child(fn: Callable[..., T], *args: Any) -> tuple[str, Any]:
         return "error", (_FAILED, "the document needs more memory than extraction may use", True)
     except RecursionError:
         return "error", (_FAILED, "the document is nested too deeply to extract", True)
+    except Exception as exc:
+        # A bug of ours, not the document's fault as far as we know: retried like any
+        # unexpected error. The traceback goes to the worker's log (inherited stderr).
+        traceback.print_exc()
+        return "error", ("E_INTERNAL", f"unexpected {type(exc).__name__} in extraction", False)
 
 
 def _init_child(memory_mb: int | None) -> None:

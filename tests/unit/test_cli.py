@@ -111,6 +111,9 @@ def test_process_command_lines() -> None:
         "--web-port",
         "6123",
     ]
+    # Faust reconfigures logging at start: it is given our level, in its own spelling.
+    quiet = serve.agents_argv(make_settings(log_level="WARNING"))
+    assert quiet[quiet.index("-l") + 1] == "warn"
     assert serve.broker_argv("127.0.0.1", 9999, binary="/bin/tansu") == [
         "/bin/tansu",
         "broker",

@@ -41,6 +41,10 @@ def _transient() -> None:
     raise TransientError("E_FETCH_FAILED", "try later")
 
 
+def _bug() -> None:
+    raise KeyError("ours")
+
+
 def _pid() -> int:
     return os.getpid()
 
@@ -72,6 +76,12 @@ async def test_domain_errors_keep_their_code_and_kind(pool: ExtractionPool) -> N
     with pytest.raises(TransientError) as transient:
         await pool.run(_transient)
     assert transient.value.code == "E_FETCH_FAILED"
+    with pytest.raises(TransientError) as bug:  # unexpected: retried, like before the pool
+        await pool.run(_bug)
+    assert (bug.value.code, bug.value.message) == (
+        "E_INTERNAL",
+        "unexpected KeyError in extraction",
+    )
 
 
 async def test_a_document_over_time_is_killed_and_the_pool_carries_on(
