@@ -107,11 +107,13 @@ def cpu_seconds(pid: int, *, tree: bool = True) -> float:
     return total
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent not idle (all cores, /proc/stat)."""
+def machine_seconds() -> tuple[float, float, float]:
+    """(busy, idle, stolen) CPU seconds of the whole machine, all cores (/proc/stat)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    steal = fields[7]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle - steal) / tick, idle / tick, steal / tick
 
 
 def _token(secret: str) -> str:
@@ -266,10 +268,12 @@ async def main() -> None:
                 if postgres is not None:
                     pids["postgres"] = postgres
                 before = {k: cpu_seconds(pid, tree=trees[k]) for k, pid in pids.items()}
-                busy = machine_busy_seconds()
+                machine_before = machine_seconds()
                 await _submit(st, urls, concurrency)
                 await _wait_settled(st.dsn, n, deadline_s=900)
-                busy = machine_busy_seconds() - busy
+                busy, idle, stolen = (
+                    b - a for a, b in zip(machine_before, machine_seconds(), strict=True)
+                )
                 used = {k: cpu_seconds(pid, tree=trees[k]) - before[k] for k, pid in pids.items()}
                 pipeline = await _pipeline_figures(st.dsn)
                 # CPU per page by process tree (the worker's includes its extraction
@@ -279,6 +283,11 @@ async def main() -> None:
                 used["rest"] = busy - sum(v for k, v in used.items() if k != "worker_main")
                 used["machine"] = busy
                 pipeline["cpu_ms_per_page"] = {k: round(v * 1000 / n, 2) for k, v in used.items()}
+                # Of all cores' time while the pipeline ran: how much was idle, or taken by
+                # the hypervisor.
+                total = busy + idle + stolen
+                pipeline["machine_idle_share"] = round(idle / total, 3)
+                pipeline["machine_steal_share"] = round(stolen / total, 3)
                 pipeline["ingest_concurrency"] = st.settings.ingest_concurrency
             finally:
                 api.stop()
