@@ -199,7 +199,9 @@ async def test_a_live_job_longer_than_its_lease_is_not_rescued(
 ) -> None:
     n = 20_000
     settings = pipeline_settings.model_copy(
-        update={**FAST, "lease_seconds": 1.0, "backfill_chunk_size": 200}
+        # Small chunks: ~500 transactions, so the job outlives its lease by a wide margin
+        # even on a fast machine (200-row chunks once finished in 0.95 s).
+        update={**FAST, "lease_seconds": 1.0, "backfill_chunk_size": 40}
     )
     topics = Topics.from_settings(settings)
     owner, lib = await _source(sessionmaker, n)
