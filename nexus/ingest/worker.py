@@ -10,6 +10,7 @@ raise `TerminalError`/`TransientError`; `on_finish` records them on the media ro
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import TextClause
 
 from nexus.errors import TerminalError
 from nexus.ingest import extraction_pool as extractors
@@ -27,7 +29,7 @@ from nexus.ingest.fetch import FetchPolicy, fetch_url
 from nexus.ingest.storage import LocalStorage, media_key
 from nexus.ingest.urls import normalise_url
 from nexus.jobs import outbox
-from nexus.jobs.machine import Claim, LeaseLost
+from nexus.jobs.machine import Claim, LeaseLost, Rider
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
@@ -52,28 +54,47 @@ class Extracted:
     fetched_pdf: bytes | None = None
 
 
-async def _start(session: AsyncSession, claim: Claim) -> Any:
-    """Mark the media extracting, in the claim's transaction (so fenced by it); None when
-    it is already readable (a replay after a crash)."""
-    return (
-        await session.execute(
-            text(
-                """
-                UPDATE media SET processing_status = 'extracting',
-                    processing_started_at = now(), processing_attempts = :a,
-                    updated_at = now()
-                WHERE id = :m AND processing_status IN ('pending', 'extracting')
-                RETURNING id, kind, requested_url, canonical_url,
-                    (SELECT storage_path FROM media_file f WHERE f.media_id = media.id)
-                        AS storage_path
-                """
-            ),
-            {"m": claim.key["media_id"], "a": claim.attempt},
+@dataclass(frozen=True)
+class MediaToIngest:
+    id: uuid.UUID
+    kind: str
+    requested_url: str | None
+    canonical_url: str | None
+    storage_path: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> MediaToIngest:
+        return cls(
+            uuid.UUID(str(row["id"])),
+            row["kind"],
+            row["requested_url"],
+            row["canonical_url"],
+            row["storage_path"],
         )
-    ).one_or_none()
 
 
-async def _from_url(media: Any, deps: IngestDeps) -> Extracted:
+# Rides in the claim's statement: the media is marked extracting only when the claim took
+# the job (fenced by it). No row back when it is already readable (a replay after a crash).
+_START = Rider(
+    ctes="""
+    started AS (
+        UPDATE media SET processing_status = 'extracting',
+            processing_started_at = now(),
+            processing_attempts = (SELECT attempts FROM moved), updated_at = now()
+        WHERE id = :k_media_id AND processing_status IN ('pending', 'extracting')
+            AND EXISTS (SELECT 1 FROM moved)
+        RETURNING id, kind, requested_url, canonical_url,
+            (SELECT storage_path FROM media_file f WHERE f.media_id = media.id)
+                AS storage_path
+    )
+    """,
+    result="started",
+)
+
+
+async def _from_url(media: MediaToIngest, deps: IngestDeps) -> Extracted:
+    if media.requested_url is None:
+        raise TerminalError("E_INVALID_URL", "the media has no URL to fetch")
     fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
     if fetched.kind == "pdf":
         doc = await deps.extraction.run(extractors.pdf, fetched.body)
@@ -84,7 +105,7 @@ async def _from_url(media: Any, deps: IngestDeps) -> Extracted:
     return Extracted("web_article", title, fragments, fetched.final_url)
 
 
-async def _from_file(media: Any, deps: IngestDeps) -> Extracted:
+async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
     if media.storage_path is None:
         raise TerminalError("E_STORAGE_MISSING", "no file was uploaded for this media")
     data = await deps.storage.read_bytes(media.storage_path)
@@ -93,12 +114,13 @@ async def _from_file(media: Any, deps: IngestDeps) -> Extracted:
     return Extracted(media.kind, doc.title, doc.fragments)
 
 
-def make_work(deps: IngestDeps) -> Staged[Any]:
+def make_work(deps: IngestDeps) -> Staged:
     async def ingest_work(
-        sm: async_sessionmaker[AsyncSession], claim: Claim, media: Any
-    ) -> Finalize | None:
-        if media is None:
+        sm: async_sessionmaker[AsyncSession], claim: Claim, started: dict[str, Any] | None
+    ) -> Finalize | Rider | None:
+        if started is None:
             return None  # already readable (a replay after a crash): just complete the job
+        media = MediaToIngest.from_row(started)
         if media.kind == "web_article" and media.storage_path is None:
             extracted = await _from_url(media, deps)
         else:
@@ -107,86 +129,135 @@ def make_work(deps: IngestDeps) -> Staged[Any]:
             raise TerminalError("E_EXTRACTION_EMPTY", "no text could be extracted")
         if extracted.fetched_pdf is not None:
             await deps.storage.put_bytes(media_key(media.id), extracted.fetched_pdf)
-        return _finaliser(media, extracted)
-
-    return Staged(_start, ingest_work)
-
-
-def _finaliser(media: Any, extracted: Extracted) -> Finalize:
-    async def finalize(session: AsyncSession) -> None:
         if extracted.final_url is not None and extracted.kind == "web_article":
             canonical = normalise_url(extracted.final_url)
             if canonical != media.canonical_url:
-                winner = await session.scalar(
-                    text(
-                        "SELECT id FROM media WHERE kind = 'web_article' AND canonical_url = :c "
-                        "AND id <> :m FOR UPDATE"
-                    ),
-                    {"c": canonical, "m": media.id},
-                )
-                if winner is not None:
-                    await service.merge_into(session, media.id, winner)
-                    return
-                await session.execute(
-                    text("UPDATE media SET canonical_url = :c WHERE id = :m"),
-                    {"c": canonical[:2048], "m": media.id},
-                )
+                return _merging_finaliser(media, extracted, canonical)
+        return _store_rider(media, extracted, claim, deps.topics)
+
+    return Staged(_START, ingest_work)
+
+
+def _merging_finaliser(media: MediaToIngest, extracted: Extracted, canonical: str) -> Finalize:
+    """The page answered under another canonical URL: merge into an article already saved
+    under it (SPEC §8), or take that URL and store. Runs in the completion's transaction;
+    `on_finish` announces the outcome."""
+
+    async def finalize(session: AsyncSession) -> None:
+        winner = await session.scalar(
+            text(
+                "SELECT id FROM media WHERE kind = 'web_article' AND canonical_url = :c "
+                "AND id <> :m FOR UPDATE"
+            ),
+            {"c": canonical, "m": media.id},
+        )
+        if winner is not None:
+            await service.merge_into(session, media.id, winner)
+            return
+        await session.execute(
+            text("UPDATE media SET canonical_url = :c WHERE id = :m"),
+            {"c": canonical[:2048], "m": media.id},
+        )
         await _store(session, media.id, extracted)
 
     return finalize
 
 
 # Fragments (replacing any from an earlier extraction: fresh ids, and rows past the new
-# last index removed) and the media row's `ready_for_reading`, in one round trip.
-_STORE = text(
-    """
-    WITH new AS (
-        SELECT * FROM unnest(CAST(:idx AS int[]), CAST(:html AS text[]), CAST(:txt AS text[]))
-            AS f(idx, html, txt)
+# last index removed) and the media row's `ready_for_reading`, all guarded by `ready` (the
+# media still extracting, and the job's completion matched).
+_READY_CTES = """
+    new AS (
+        SELECT * FROM unnest(CAST(:r_idx AS int[]), CAST(:r_html AS text[]),
+                             CAST(:r_txt AS text[])) AS f(idx, html, txt)
+    ), ready AS (
+        UPDATE media SET processing_status = 'ready_for_reading', kind = :r_kind,
+            title = COALESCE(:r_title, title),
+            canonical_source_url = COALESCE(:r_url, canonical_source_url),
+            processing_completed_at = now(), failure_stage = NULL, last_error_code = NULL,
+            last_error_message = NULL, failed_at = NULL, updated_at = now()
+        WHERE id = :k_media_id AND processing_status = 'extracting'
+            AND EXISTS (SELECT 1 FROM moved)
+        RETURNING id
     ), written AS (
         INSERT INTO fragments (media_id, idx, html_sanitized, canonical_text)
-        SELECT :m, idx, html, txt FROM new
+        SELECT :k_media_id, idx, html, txt FROM new WHERE EXISTS (SELECT 1 FROM ready)
         ON CONFLICT (media_id, idx) DO UPDATE SET id = gen_random_uuid(), created_at = now(),
             html_sanitized = EXCLUDED.html_sanitized, canonical_text = EXCLUDED.canonical_text
     ), extra AS (
-        DELETE FROM fragments WHERE media_id = :m AND idx >= cardinality(CAST(:idx AS int[]))
-    ), ready AS (
-        UPDATE media SET processing_status = 'ready_for_reading', kind = :k,
-            title = COALESCE(:t, title),
-            canonical_source_url = COALESCE(:u, canonical_source_url),
-            processing_completed_at = now(), failure_stage = NULL, last_error_code = NULL,
-            last_error_message = NULL, failed_at = NULL, updated_at = now()
-        WHERE id = :m AND processing_status = 'extracting'
-        RETURNING 1
+        DELETE FROM fragments WHERE media_id = :k_media_id
+            AND idx >= cardinality(CAST(:r_idx AS int[])) AND EXISTS (SELECT 1 FROM ready)
     )
-    SELECT count(*) FROM ready
-    """
-)
+"""
+_FILE_CTE = """
+    , file AS (
+        INSERT INTO media_file (media_id, storage_path, content_type, size_bytes)
+        SELECT :k_media_id, :r_path, 'application/pdf', :r_size
+        WHERE EXISTS (SELECT 1 FROM ready)
+        ON CONFLICT (media_id) DO NOTHING
+    )
+"""
+
+
+def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "r_idx": [f[0] for f in extracted.fragments],
+        "r_html": [f[1] for f in extracted.fragments],
+        "r_txt": [f[2] for f in extracted.fragments],
+        "r_kind": extracted.kind,
+        "r_title": extracted.title,
+        "r_url": extracted.final_url,
+    }
+    if extracted.fetched_pdf is not None:
+        params.update(r_path=media_key(media_id), r_size=len(extracted.fetched_pdf))
+    return params
+
+
+def _store_rider(media: MediaToIngest, extracted: Extracted, claim: Claim, topics: Topics) -> Rider:
+    """Everything a successful attempt writes, riding in the job's completion statement:
+    fragments, the file row of a fetched PDF, `ready_for_reading` and the `media.ready`
+    outbox row."""
+    event_cte, event_params = outbox.insert_cte(
+        "event",
+        topics.events,
+        str(media.id),
+        _event(claim, "completed", None),
+        when="EXISTS (SELECT 1 FROM ready)",
+    )
+    ctes = _READY_CTES + (_FILE_CTE if extracted.fetched_pdf is not None else "")
+    return Rider(
+        ctes=f"{ctes}, {event_cte}",
+        result="ready",
+        params={**_fragment_params(media.id, extracted), **event_params},
+    )
+
+
+@functools.cache
+def _store_sql(with_file: bool) -> TextClause:
+    """The same writes as one statement of the caller's transaction (the merge path, where
+    the job's completion already ran in that transaction: `moved` is a stand-in)."""
+    return text(
+        "WITH moved AS (SELECT 1), "
+        + _READY_CTES
+        + (_FILE_CTE if with_file else "")
+        + " SELECT count(*) FROM ready"
+    )
 
 
 async def _store(session: AsyncSession, media_id: uuid.UUID, extracted: Extracted) -> None:
-    if extracted.fetched_pdf is not None:
-        await session.execute(
-            text(
-                "INSERT INTO media_file (media_id, storage_path, content_type, size_bytes) "
-                "VALUES (:m, :p, 'application/pdf', :n) ON CONFLICT (media_id) DO NOTHING"
-            ),
-            {"m": media_id, "p": media_key(media_id), "n": len(extracted.fetched_pdf)},
-        )
-    ready = await session.scalar(
-        _STORE,
-        {
-            "m": media_id,
-            "idx": [f[0] for f in extracted.fragments],
-            "html": [f[1] for f in extracted.fragments],
-            "txt": [f[2] for f in extracted.fragments],
-            "k": extracted.kind,
-            "t": extracted.title,
-            "u": extracted.final_url,
-        },
-    )
-    if not ready:
+    params = {"k_media_id": media_id, **_fragment_params(media_id, extracted)}
+    if not await session.scalar(_store_sql(extracted.fetched_pdf is not None), params):
         raise LeaseLost("media left 'extracting' before completion")
+
+
+def _event(claim: Claim, outcome: str, error: JobError | None) -> DomainEvent:
+    return DomainEvent(
+        event="media.ready" if outcome == "completed" else "media.failed",
+        entity_id=str(claim.key["media_id"]),
+        data={"error_code": error.code} if error else {},
+        request_id=claim.request_id,
+        correlation_id=claim.correlation_id,
+    )
 
 
 def on_finish(topics: Topics) -> OnFinish:
@@ -217,13 +288,7 @@ def on_finish(topics: Topics) -> OnFinish:
                 ),
                 {"m": media_id, "s": stage, "c": error.code, "msg": error.message[:1000]},
             )
-        event = DomainEvent(
-            event="media.ready" if outcome == "completed" else "media.failed",
-            entity_id=str(media_id),
-            data={"error_code": error.code} if error else {},
-            request_id=claim.request_id,
-            correlation_id=claim.correlation_id,
-        )
+        event = _event(claim, outcome, error)
         await outbox.enqueue(session, topics.events, event.key, event)
 
     return record

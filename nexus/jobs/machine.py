@@ -13,7 +13,7 @@ import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from nexus.jobs import ledger
@@ -70,22 +70,60 @@ def _key_params(job: JobType, key: Mapping[str, Any]) -> dict[str, Any]:
 # The hot transitions are fixed SQL per job type, built once: composing them with Core
 # constructs on every call cost more CPU than the database spent running them (about half
 # of the ingest worker's database time; bench/README.md). Each transition and its ledger
-# row are ONE statement: `WITH moved AS (UPDATE ... RETURNING) INSERT INTO job_events ...
-# SELECT ... FROM moved`; when the guarded UPDATE matches nothing, nothing is inserted and
-# no row is returned.
+# row are ONE statement: `WITH moved AS (UPDATE ... RETURNING), ledger AS (INSERT INTO
+# job_events ... SELECT ... FROM moved RETURNING ...) SELECT ... FROM ledger`; when the
+# guarded UPDATE matches nothing, nothing is inserted and no row is returned.
 _LEDGER_FROM_MOVED = """
-    INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
-                            request_id, correlation_id)
-    SELECT :job_type, CAST(:job_key AS jsonb), '{from_}', '{to}', attempts, :actor,
-           {ids}
-    FROM moved
-    RETURNING attempt, request_id, correlation_id
+    , ledger AS (
+        INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
+                                request_id, correlation_id)
+        SELECT :job_type, CAST(:job_key AS jsonb), '{from_}', '{to}', attempts, :actor,
+               {ids}
+        FROM moved
+        RETURNING attempt, request_id, correlation_id
+    )
 """
 
 
-@functools.cache
-def _claim_sql(job: JobType) -> TextClause:
+@dataclass(frozen=True)
+class Rider:
+    """Writes that ride in a transition's own statement: one round trip, and atomic with it.
+
+    `ctes` are extra `name AS (...)` items of the statement's WITH list (comma-separated).
+    They see the transitioned job row as `moved` and must guard every write with `EXISTS
+    (SELECT 1 FROM moved)`, so nothing is written when the transition misses (a stale
+    claim, a lost lease). They see the job key as `:k_<column>`; their own parameters are
+    `params`, named `r_...` to stay clear of the machine's. The first row of the CTE named
+    `result` comes back to the caller as a dict (None when it returned no row).
+    """
+
+    ctes: str
+    result: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clashing = [name for name in self.params if not name.startswith("r_")]
+        if clashing:
+            raise ValueError(f"rider parameters must start with r_: {clashing}")
+
+
+def _with_rider(moved_and_ledger: str, rider_ctes: str | None, result: str | None) -> TextClause:
+    if rider_ctes is None:
+        return text(moved_and_ledger + " SELECT attempt, request_id, correlation_id FROM ledger")
     return text(
+        f"""{moved_and_ledger}, {rider_ctes}
+        SELECT attempt, request_id, correlation_id,
+               (SELECT to_jsonb(r) FROM {result} r LIMIT 1) AS rider
+        FROM ledger
+        """
+    )
+
+
+@functools.cache
+def _claim_sql(
+    job: JobType, rider_ctes: str | None = None, result: str | None = None
+) -> TextClause:
+    return _with_rider(
         f"""
         WITH moved AS (
             UPDATE {job.table.name} SET status = 'running', attempts = attempts + 1,
@@ -95,13 +133,19 @@ def _claim_sql(job: JobType) -> TextClause:
             RETURNING attempts, request_id, correlation_id
         )
         """
-        + _LEDGER_FROM_MOVED.format(from_="pending", to="running", ids="request_id, correlation_id")
+        + _LEDGER_FROM_MOVED.format(
+            from_="pending", to="running", ids="request_id, correlation_id"
+        ),
+        rider_ctes,
+        result,
     )
 
 
 @functools.cache
-def _complete_sql(job: JobType) -> TextClause:
-    return text(
+def _complete_sql(
+    job: JobType, rider_ctes: str | None = None, result: str | None = None
+) -> TextClause:
+    return _with_rider(
         f"""
         WITH moved AS (
             UPDATE {job.table.name} SET status = 'completed', lease_token = NULL,
@@ -116,7 +160,9 @@ def _complete_sql(job: JobType) -> TextClause:
             from_="running",
             to="completed",
             ids="CAST(:request_id AS varchar), CAST(:correlation_id AS varchar)",
-        )
+        ),
+        rider_ctes,
+        result,
     )
 
 
@@ -176,14 +222,32 @@ def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str
 
 
 async def claim(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     job: JobType,
     key: Mapping[str, Any],
     *,
     owner: str,
     lease_seconds: float,
 ) -> Claim | None:
-    """pending → running with a fresh lease, only if due. None: duplicate/stale/not due."""
+    """pending → running with a fresh lease, only if due. None: duplicate/stale/not due.
+
+    One statement: on an autocommit connection it is its own transaction."""
+    claimed = await claim_with(
+        session, job, key, owner=owner, lease_seconds=lease_seconds, rider=None
+    )
+    return None if claimed is None else claimed[0]
+
+
+async def claim_with(
+    session: AsyncSession | AsyncConnection,
+    job: JobType,
+    key: Mapping[str, Any],
+    *,
+    owner: str,
+    lease_seconds: float,
+    rider: Rider | None,
+) -> tuple[Claim, dict[str, Any] | None] | None:
+    """`claim`, with `rider`'s writes in the same statement; also returns its result row."""
     token = uuid.uuid4()
     params = {
         **_key_params(job, key),
@@ -192,10 +256,14 @@ async def claim(
         "owner": owner[:255],
         "lease": float(lease_seconds),
     }
-    row = (await session.execute(_claim_sql(job), params)).one_or_none()
+    sql = _claim_sql(job) if rider is None else _claim_sql(job, rider.ctes, rider.result)
+    if rider is not None:
+        params.update(rider.params)
+    row = (await session.execute(sql, params)).one_or_none()
     if row is None:
         return None
-    return Claim(dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds)
+    claim_ = Claim(dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds)
+    return claim_, (row.rider if rider is not None else None)
 
 
 async def still_holds(session: AsyncSession, job: JobType, claim_: Claim) -> bool:
@@ -223,8 +291,18 @@ async def renew_lease(
     return await session.scalar(_renew_sql(job), params) is not None
 
 
-async def complete(session: AsyncSession, job: JobType, claim_: Claim, *, actor: str) -> None:
-    """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss."""
+async def complete(
+    session: AsyncSession | AsyncConnection,
+    job: JobType,
+    claim_: Claim,
+    *,
+    actor: str,
+    rider: Rider | None = None,
+) -> dict[str, Any] | None:
+    """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss.
+
+    With `rider`, its writes are part of the same statement (nothing of them is written on
+    a miss); returns its result row."""
     params = {
         **_key_params(job, claim_.key),
         **_ledger_params(job, claim_.key, actor),
@@ -232,8 +310,13 @@ async def complete(session: AsyncSession, job: JobType, claim_: Claim, *, actor:
         "request_id": claim_.request_id,
         "correlation_id": claim_.correlation_id,
     }
-    if (await session.execute(_complete_sql(job), params)).one_or_none() is None:
+    sql = _complete_sql(job) if rider is None else _complete_sql(job, rider.ctes, rider.result)
+    if rider is not None:
+        params.update(rider.params)
+    row = (await session.execute(sql, params)).one_or_none()
+    if row is None:
         raise LeaseLost(f"{job.name} {claim_.key}: lease lost before completion")
+    return row.rider if rider is not None else None
 
 
 def _after_failure(t: Table, delays: Sequence[float], terminal: bool) -> dict[str, Any]:

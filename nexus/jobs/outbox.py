@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -55,6 +56,27 @@ async def enqueue(session: AsyncSession, topic: str, key: str | None, message: M
     )
     session.info.setdefault(_PENDING, []).append(entry)
     return entry.id
+
+
+def insert_cte(
+    name: str, topic: str, key: str | None, message: Message, *, when: str
+) -> tuple[str, dict[str, Any]]:
+    """An outbox row as one `name AS (INSERT ...)` item of a bigger statement's WITH list
+    (a job machine `Rider`), written only when the SQL condition `when` holds. Returns the
+    CTE and its parameters (`r_<name>_...`). Such rows are published by the relay."""
+    p = f"r_{name}_"
+    sql = (
+        f"{name} AS (INSERT INTO outbox (topic, key, payload, headers) "
+        f"SELECT :{p}t, :{p}k, CAST(:{p}p AS jsonb), CAST(:{p}h AS jsonb) WHERE {when} "
+        "RETURNING id)"
+    )
+    params = {
+        f"{p}t": topic,
+        f"{p}k": key,
+        f"{p}p": message.model_dump_json(),
+        f"{p}h": json.dumps(message.trace_headers()),
+    }
+    return sql, params
 
 
 def enqueued(session: AsyncSession) -> list[Enqueued]:

@@ -11,37 +11,40 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.errors import is_connection_error
-from nexus.db.tx import transaction
+from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, TerminalError, TransientError
 from nexus.jobs import machine
-from nexus.jobs.machine import Claim, JobType, LeaseLost
+from nexus.jobs.machine import Claim, JobType, LeaseLost, Rider
 
 log = logging.getLogger(__name__)
 
 # Writes to make atomically with the job's completion (same transaction, lease checked).
 Finalize = Callable[[AsyncSession], Awaitable[None]]
-# Work may return a Finalize; it must fence every write of its own by the claim.
-Work = Callable[[async_sessionmaker[AsyncSession], Claim], Awaitable[Finalize | None]]
-S = TypeVar("S")
+# Work may return a Finalize (or, cheaper, a `Rider`: its writes ride in the completion's
+# own statement); it must fence every write of its own by the claim.
+Work = Callable[[async_sessionmaker[AsyncSession], Claim], Awaitable[Finalize | Rider | None]]
 
 
 @dataclass(frozen=True)
-class Staged(Generic[S]):
-    """Work with a first step that runs inside the claim's own transaction.
+class Staged:
+    """Work with a first step that rides in the claim's own statement.
 
-    The claim's UPDATE holds the job row, so `start`'s writes are fenced without a check
-    of their own and cost no transaction of their own (the ingest worker marks its media
-    `extracting` there). If `start` raises, the claim rolls back with it: the job stays
-    pending for the scheduler to re-drive. `work` gets what `start` returned.
+    `start` is a `Rider` of the claim: its writes are fenced by the claim without a check
+    of their own and cost no round trip of their own (the ingest worker marks its media
+    `extracting` there); nothing of it is written when the claim misses. `work` gets the
+    rider's result row (None when it returned no row).
     """
 
-    start: Callable[[AsyncSession, Claim], Awaitable[S]]
-    work: Callable[[async_sessionmaker[AsyncSession], Claim, S], Awaitable[Finalize | None]]
+    start: Rider
+    work: Callable[
+        [async_sessionmaker[AsyncSession], Claim, dict[str, Any] | None],
+        Awaitable[Finalize | Rider | None],
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,26 +90,38 @@ async def run_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     job: JobType,
     key: Mapping[str, Any],
-    work: Work | Staged[Any],
+    work: Work | Staged,
     policy: JobPolicy,
     *,
     on_finish: OnFinish | None = None,
 ) -> Outcome:
-    """Run one attempt. Database outages while claiming propagate (caller backs off)."""
-    started: Any = None
-    async with transaction(sessionmaker) as session:
-        claim = await machine.claim(
-            session, job, key, owner=policy.owner, lease_seconds=policy.lease_seconds
+    """Run one attempt. Database outages while claiming propagate (caller backs off).
+
+    Round trips are the worker's main cost besides the work itself, so the claim (with a
+    `Staged` start) is one autocommit statement, and so is the completion when the work
+    returns a `Rider`. A `Rider` completion does not call `on_finish` for "completed": the
+    rider carries everything the completion writes."""
+    async with autocommit(sessionmaker) as conn:
+        claimed = await machine.claim_with(
+            conn,
+            job,
+            key,
+            owner=policy.owner,
+            lease_seconds=policy.lease_seconds,
+            rider=work.start if isinstance(work, Staged) else None,
         )
-        if claim is not None and isinstance(work, Staged):
-            started = await work.start(session, claim)
-    if claim is None:
+    if claimed is None:
         return Outcome.NOOP
+    claim, started = claimed
     try:
         if isinstance(work, Staged):
             finalize = await work.work(sessionmaker, claim, started)
         else:
             finalize = await work(sessionmaker, claim)
+        if isinstance(finalize, Rider):
+            async with autocommit(sessionmaker) as conn:
+                await machine.complete(conn, job, claim, actor=policy.owner, rider=finalize)
+            return Outcome.COMPLETED
         async with transaction(sessionmaker) as session:
             # complete() first: its fenced UPDATE locks the job row, so the finaliser's
             # writes can only commit while this attempt still holds the lease.

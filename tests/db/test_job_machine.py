@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.jobs import machine
+from nexus.jobs import machine, outbox
 from nexus.jobs.machine import LeaseLost
+from nexus.messaging.messages import DomainEvent
 from nexus.sharing.backfill import JOB
 from tests.support import factories as f
 
@@ -175,3 +176,47 @@ async def test_reset_to_pending_leaves_running_jobs_alone(session: AsyncSession)
     row = await _row(session, key)
     assert (row.status, row.attempts, row.finished_at, row.request_id) == ("pending", 0, None, "r2")
     assert (await _events(session))[-1] == ("completed", "pending", 0)
+
+
+def _outbox_rider(name: str) -> machine.Rider:
+    """A rider that writes one outbox row (keyed by `name`) and returns it."""
+    msg = DomainEvent(event="test.rider", entity_id=name, data={})
+    cte, params = outbox.insert_cte(
+        "noted", "rider-topic", name, msg, when="EXISTS (SELECT 1 FROM moved)"
+    )
+    return machine.Rider(ctes=cte, result="noted", params=params)
+
+
+async def _noted(session: AsyncSession) -> list[str]:
+    rows = await session.execute(
+        text("SELECT key FROM outbox WHERE topic = 'rider-topic' ORDER BY id")
+    )
+    return [r[0] for r in rows]
+
+
+async def test_riders_write_only_when_their_transition_matches(session: AsyncSession) -> None:
+    key = await _job(session)
+    claimed = await machine.claim_with(
+        session, JOB, key, owner="w1", lease_seconds=30, rider=_outbox_rider("claim")
+    )
+    assert claimed is not None
+    claim, result = claimed
+    assert result is not None and result["id"] > 0  # the rider's RETURNING row comes back
+    # A duplicate claim misses: its rider writes nothing and no claim is returned.
+    dup = await machine.claim_with(
+        session, JOB, key, owner="w2", lease_seconds=30, rider=_outbox_rider("dup-claim")
+    )
+    assert dup is None
+    # A completion with a stale lease misses: LeaseLost, and its rider wrote nothing.
+    stale = machine.Claim(claim.key, uuid.uuid4(), claim.attempt, None, None)
+    with pytest.raises(LeaseLost):
+        await machine.complete(session, JOB, stale, actor="zombie", rider=_outbox_rider("zombie"))
+    done = await machine.complete(session, JOB, claim, actor="w1", rider=_outbox_rider("done"))
+    assert done is not None and done["id"] > result["id"]
+    assert await _noted(session) == ["claim", "done"]
+    assert await _events(session) == [("pending", "running", 1), ("running", "completed", 1)]
+
+
+def test_rider_parameters_cannot_shadow_the_machines() -> None:
+    with pytest.raises(ValueError, match="r_"):
+        machine.Rider(ctes="x AS (SELECT 1)", result="x", params={"token": 1})

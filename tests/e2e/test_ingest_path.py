@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -16,7 +17,7 @@ from nexus.config import Settings
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
 from tests.fetch.server import LocalServer, redirect, respond
 from tests.support.processes import poll, start_agents, start_api
-from tests.support.services import Broker, free_port
+from tests.support.services import Broker, asyncpg_dsn, free_port
 from tests.web.conftest import make_token
 
 pytestmark = pytest.mark.e2e
@@ -106,8 +107,9 @@ class Client:
         return result
 
 
-async def test_from_url_to_readable_fragments(client: Any, site: LocalServer) -> None:
+async def test_from_url_to_readable_fragments(client: Any, site: LocalServer, db_name: str) -> None:
     alice = client()
+    saved: list[str] = []
     for name in SAMPLE:
         resp = await alice.save(site.url(f"/{name}"))
         assert resp.status_code == 202, resp.text
@@ -122,6 +124,29 @@ async def test_from_url_to_readable_fragments(client: Any, site: LocalServer) ->
         assert frags["data"] and all(f["canonical_text"].strip() for f in frags["data"])
         assert [f["idx"] for f in frags["data"]] == list(range(len(frags["data"])))
         assert "<script" not in "".join(f["html_sanitized"] for f in frags["data"])
+        saved.append(created["media_id"])
+    # Each completion announced itself once (the outbox row rides in the completion), and
+    # each job's ledger is the plain lifecycle.
+    conn = await asyncpg.connect(asyncpg_dsn(db_name))
+    try:
+        for media_id in saved:
+            events = await conn.fetch(
+                "SELECT payload->>'event' AS event FROM outbox WHERE payload->>'entity_id' = $1",
+                media_id,
+            )
+            assert [e["event"] for e in events] == ["media.ready"], media_id
+            ledger = await conn.fetch(
+                "SELECT from_status, to_status FROM job_events "
+                "WHERE job_type = 'ingest' AND job_key->>'media_id' = $1 ORDER BY id",
+                media_id,
+            )
+            assert [(r[0], r[1]) for r in ledger] == [
+                (None, "pending"),
+                ("pending", "running"),
+                ("running", "completed"),
+            ]
+    finally:
+        await conn.close()
 
 
 async def test_duplicates_and_redirect_merges(client: Any, site: LocalServer) -> None:
