@@ -15,9 +15,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest import jobs
 from nexus.ingest.urls import normalise_url, validate_url
+from nexus.jobs import machine, outbox
 from nexus.media.states import ProcessingStatus
+from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
+
+_CREATED = "EXISTS (SELECT 1 FROM created)"
+_LINK = closure.default_link_ctes(
+    library="CAST(:d AS uuid)", media="CAST(:m AS uuid)", when=_CREATED
+)
+_CREATE = text(
+    f"""
+    WITH created AS (
+        INSERT INTO media (id, kind, requested_url, canonical_url, canonical_source_url,
+                           created_by_user_id)
+        VALUES (:m, 'web_article', :u, :c, :c, :viewer)
+        ON CONFLICT (kind, canonical_url) WHERE canonical_url IS NOT NULL DO NOTHING
+        RETURNING id
+    ),
+    {_LINK},
+    {machine.create_ctes(jobs.JOB, (), when=_CREATED)},
+    {outbox.insert_cte("msg", when=_CREATED)}
+    SELECT (SELECT id FROM created) AS created, (SELECT id FROM msg) AS outbox_id
+    """
+)
 
 
 @dataclass(frozen=True)
@@ -61,30 +83,38 @@ async def create_from_url(
     requests for one URL end with one media (the partial unique index decides)."""
     url = validate_url(raw_url, allow_hosts=allow_hosts)
     canonical = normalise_url(url)
-    # Insert first: a new URL (the common case) costs no lookup; a known one conflicts.
-    created = await session.scalar(
-        text(
-            """
-            INSERT INTO media (kind, requested_url, canonical_url, canonical_source_url,
-                               created_by_user_id)
-            VALUES ('web_article', :u, :c, :c, :v)
-            ON CONFLICT (kind, canonical_url) WHERE canonical_url IS NOT NULL DO NOTHING
-            RETURNING id
-            """
-        ),
-        {"u": url[:2048], "c": canonical[:2048], "v": viewer},
+    # The common case (a new URL) is one statement: media, the caller's intrinsic link, the
+    # pending job with its ledger row and the job's outbox message, each guarded by the
+    # media insert (a known URL conflicts and writes nothing; handled below). The id is
+    # chosen here so the message can be written in the same statement.
+    media_id = uuid.uuid4()
+    msg = IngestRequested(
+        media_id=media_id, attempt=0, request_id=request_id, correlation_id=correlation_id
     )
-    if created is not None:
-        await closure.add_to_default(session, default_library_id, created)
-        await jobs.enqueue(
-            session,
-            created,
-            topics,
-            actor=f"user:{viewer}",
-            request_id=request_id,
-            correlation_id=correlation_id,
+    row = (
+        await session.execute(
+            _CREATE,
+            {
+                "m": media_id,
+                "u": url[:2048],
+                "c": canonical[:2048],
+                "viewer": viewer,
+                "d": default_library_id,
+                **machine.create_params(
+                    jobs.JOB,
+                    {"media_id": media_id},
+                    actor=f"user:{viewer}",
+                    request_id=request_id,
+                    correlation_id=correlation_id,
+                    insert_values={},
+                ),
+                **outbox.insert_params("msg", topics.ingest, msg.key, msg),
+            },
         )
-        return FromUrlResult(created, False, ProcessingStatus.PENDING.value)
+    ).one()
+    if row.created is not None:
+        outbox.remember(session, row.outbox_id, topics.ingest, msg.key, msg)
+        return FromUrlResult(media_id, False, ProcessingStatus.PENDING.value)
     existing = await _existing_article(session, canonical)
     if existing is None:  # created and deleted (merged) meanwhile: a rare retryable race
         raise RuntimeError("media for this URL vanished during the request")

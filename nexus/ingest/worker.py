@@ -199,6 +199,9 @@ _FILE_CTE = """
 """
 
 
+_EVENT_CTE = outbox.insert_cte("event", when="EXISTS (SELECT 1 FROM ready)")
+
+
 def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> dict[str, Any]:
     params: dict[str, Any] = {
         "r_idx": [f[0] for f in extracted.fragments],
@@ -217,16 +220,11 @@ def _store_rider(media: MediaToIngest, extracted: Extracted, claim: Claim, topic
     """Everything a successful attempt writes, riding in the job's completion statement:
     fragments, the file row of a fetched PDF, `ready_for_reading` and the `media.ready`
     outbox row."""
-    event_cte, event_params = outbox.insert_cte(
-        "event",
-        topics.events,
-        str(media.id),
-        _event(claim, "completed", None),
-        when="EXISTS (SELECT 1 FROM ready)",
-    )
+    event = _event(claim, "completed", None)
+    event_params = outbox.insert_params("event", topics.events, event.key, event)
     ctes = _READY_CTES + (_FILE_CTE if extracted.fetched_pdf is not None else "")
     return Rider(
-        ctes=f"{ctes}, {event_cte}",
+        ctes=f"{ctes}, {_EVENT_CTE}",
         result="ready",
         params={**_fragment_params(media.id, extracted), **event_params},
     )

@@ -187,30 +187,54 @@ def _renew_sql(job: JobType) -> TextClause:
     )
 
 
-@functools.cache
-def _create_sql(job: JobType, extra: tuple[str, ...]) -> TextClause:
-    """Insert a pending job (if absent) and its ledger row; returns the new row."""
+def create_ctes(job: JobType, extra: tuple[str, ...], *, when: str = "true") -> str:
+    """`job_new` and `job_ledger`, items of a WITH list: insert the pending job (if absent,
+    and only when the SQL condition `when` holds) and its ledger row. Parameters: see
+    `create_params`. A caller composing a bigger statement (the API's from_url) puts them
+    after its own CTEs, so creating the job costs no round trip of its own."""
     columns = [*job.key_columns, *extra]
     values = [*(f":k_{c}" for c in job.key_columns), *(f":v_{c}" for c in extra)]
-    return text(
-        f"""
-        WITH moved AS (
+    return f"""
+        job_new AS (
             INSERT INTO {job.table.name} ({", ".join(columns)}, request_id, correlation_id,
                                           dispatched_at)
-            VALUES ({", ".join(values)}, CAST(:request_id AS varchar),
-                    CAST(:correlation_id AS varchar), now())
+            SELECT {", ".join(values)}, CAST(:request_id AS varchar),
+                   CAST(:correlation_id AS varchar), now()
+            WHERE {when}
             ON CONFLICT DO NOTHING
             RETURNING *
-        ), ledger AS (
+        ), job_ledger AS (
             INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
                                     request_id, correlation_id)
             SELECT :job_type, CAST(:job_key AS jsonb), NULL, 'pending', 0, :actor,
                    request_id, correlation_id
-            FROM moved
+            FROM job_new
         )
-        SELECT * FROM moved
-        """
-    )
+    """
+
+
+def create_params(
+    job: JobType,
+    key: Mapping[str, Any],
+    *,
+    actor: str,
+    request_id: str | None,
+    correlation_id: str | None,
+    insert_values: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        **_key_params(job, key),
+        **{f"v_{name}": value for name, value in insert_values.items()},
+        **_ledger_params(job, key, actor),
+        "request_id": request_id,
+        "correlation_id": correlation_id,
+    }
+
+
+@functools.cache
+def _create_sql(job: JobType, extra: tuple[str, ...]) -> TextClause:
+    """Insert a pending job (if absent) and its ledger row; returns the new row."""
+    return text(f"WITH {create_ctes(job, extra)} SELECT * FROM job_new")
 
 
 def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str, Any]:
@@ -479,13 +503,14 @@ async def reset_to_pending(
     }
     if insert_values is not None:
         # Lock-or-create first so the reset below sees a row either way.
-        params = {
-            **{f"k_{name}": value for name, value in key.items()},
-            **{f"v_{name}": value for name, value in insert_values.items()},
-            **_ledger_params(job, key, actor),
-            "request_id": request_id,
-            "correlation_id": correlation_id,
-        }
+        params = create_params(
+            job,
+            key,
+            actor=actor,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            insert_values=insert_values,
+        )
         created = (
             await session.execute(_create_sql(job, tuple(insert_values)), params)
         ).one_or_none()

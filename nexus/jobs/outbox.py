@@ -51,32 +51,47 @@ async def enqueue(session: AsyncSession, topic: str, key: str | None, message: M
         _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
     )
     assert row_id is not None
-    entry = Enqueued(
-        int(row_id), topic, key, value.encode(), {k: str(v) for k, v in headers.items()}
-    )
+    return remember(session, int(row_id), topic, key, message, value)
+
+
+def remember(
+    session: AsyncSession,
+    row_id: int,
+    topic: str,
+    key: str | None,
+    message: Message,
+    value: str | None = None,
+) -> int:
+    """Keep a row this transaction wrote (by `enqueue`, or by an `insert_cte` of a bigger
+    statement) on the session, to be published after commit."""
+    value = message.model_dump_json() if value is None else value
+    headers = {k: str(v) for k, v in message.trace_headers().items()}
+    entry = Enqueued(row_id, topic, key, value.encode(), headers)
     session.info.setdefault(_PENDING, []).append(entry)
     return entry.id
 
 
-def insert_cte(
-    name: str, topic: str, key: str | None, message: Message, *, when: str
-) -> tuple[str, dict[str, Any]]:
-    """An outbox row as one `name AS (INSERT ...)` item of a bigger statement's WITH list
-    (a job machine `Rider`), written only when the SQL condition `when` holds. Returns the
-    CTE and its parameters (`r_<name>_...`). Such rows are published by the relay."""
+def insert_cte(name: str, *, when: str) -> str:
+    """An outbox row as one `name AS (INSERT ... RETURNING id)` item of a bigger statement's
+    WITH list (a job machine `Rider`, the API's from_url), written only when the SQL
+    condition `when` holds; its parameters come from `insert_params(name, ...)`. The row
+    is published by the relay, or right after commit once `remember`ed on the session."""
     p = f"r_{name}_"
-    sql = (
+    return (
         f"{name} AS (INSERT INTO outbox (topic, key, payload, headers) "
         f"SELECT :{p}t, :{p}k, CAST(:{p}p AS jsonb), CAST(:{p}h AS jsonb) WHERE {when} "
         "RETURNING id)"
     )
-    params = {
+
+
+def insert_params(name: str, topic: str, key: str | None, message: Message) -> dict[str, Any]:
+    p = f"r_{name}_"
+    return {
         f"{p}t": topic,
         f"{p}k": key,
         f"{p}p": message.model_dump_json(),
         f"{p}h": json.dumps(message.trace_headers()),
     }
-    return sql, params
 
 
 def enqueued(session: AsyncSession) -> list[Enqueued]:

@@ -102,26 +102,36 @@ async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
 # --------------------------------------------------------------------- intrinsics
 
 
-async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID) -> bool:
-    """library_media(d, m) + intrinsic. True when the library row was created.
-
-    One statement: the intrinsic, then the library row upserted (and so locked until
-    commit, like `_upsert_default_row`)."""
-    created = await session.scalar(
-        text(
-            """
-            WITH intrinsic AS (
-                INSERT INTO default_library_intrinsics (default_library_id, media_id)
-                VALUES (:d, :m) ON CONFLICT DO NOTHING
-            )
-            INSERT INTO library_media (library_id, media_id) VALUES (:d, :m)
+def default_link_ctes(*, library: str, media: str, when: str = "true") -> str:
+    """`dl_intrinsic` and `dl_row`, items of a WITH list: the intrinsic of `media` in default
+    library `library` (SQL expressions), then its library row upserted (and so locked until
+    commit, like `_upsert_default_row`); only when the SQL condition `when` holds. `dl_row`
+    returns `created` (true when the library row is new)."""
+    return f"""
+        dl_intrinsic AS (
+            INSERT INTO default_library_intrinsics (default_library_id, media_id)
+            SELECT {library}, {media} WHERE {when}
+            ON CONFLICT DO NOTHING
+        ), dl_row AS (
+            INSERT INTO library_media (library_id, media_id)
+            SELECT {library}, {media} WHERE {when}
             ON CONFLICT (library_id, media_id)
             DO UPDATE SET created_at = library_media.created_at
-            RETURNING xmax = 0
-            """
-        ),
-        {"d": default_id, "m": media_id},
-    )
+            RETURNING xmax = 0 AS created
+        )
+    """
+
+
+_ADD_TO_DEFAULT = text(
+    f"WITH {default_link_ctes(library='CAST(:d AS uuid)', media='CAST(:m AS uuid)')} "
+    "SELECT created FROM dl_row"
+)
+
+
+async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID) -> bool:
+    """library_media(d, m) + intrinsic, in one statement. True when the library row was
+    created."""
+    created = await session.scalar(_ADD_TO_DEFAULT, {"d": default_id, "m": media_id})
     return bool(created)
 
 

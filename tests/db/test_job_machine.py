@@ -181,9 +181,8 @@ async def test_reset_to_pending_leaves_running_jobs_alone(session: AsyncSession)
 def _outbox_rider(name: str) -> machine.Rider:
     """A rider that writes one outbox row (keyed by `name`) and returns it."""
     msg = DomainEvent(event="test.rider", entity_id=name, data={})
-    cte, params = outbox.insert_cte(
-        "noted", "rider-topic", name, msg, when="EXISTS (SELECT 1 FROM moved)"
-    )
+    cte = outbox.insert_cte("noted", when="EXISTS (SELECT 1 FROM moved)")
+    params = outbox.insert_params("noted", "rider-topic", name, msg)
     return machine.Rider(ctes=cte, result="noted", params=params)
 
 
