@@ -248,7 +248,10 @@ async def main() -> None:
             fetch_allow_hosts=["127.0.0.1"],
             rate_limit_ingest_per_minute=1_000_000,
             storage_dir=storage,
-            database_pool_size=10,
+            # As many pooled connections as requests in flight: a smaller pool opens and
+            # closes overflow connections under this load (a PostgreSQL backend started
+            # per connection: measured 30 % fewer API requests/s with 10).
+            database_pool_size=max(10, concurrency),
         ) as st:
             worker = await st.start_worker()
             api = await start_api(st.settings, st.logs)
