@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,6 +51,19 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _pipe_sizes() -> list[int]:
+    """Sizes of the pipes the pool process holds (its task and result channels)."""
+    sizes = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                sizes.append(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+        except OSError:
+            continue
+    return sizes
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[ExtractionPool]:
     p = ExtractionPool(processes=1, timeout_seconds=2.0, memory_mb=400)
@@ -67,6 +82,13 @@ async def test_a_page_is_extracted_in_another_process(pool: ExtractionPool) -> N
     assert [idx for idx, _, _ in rows] == list(range(len(rows)))
     assert await pool.run(_pid) != os.getpid()
     assert title == extractors.article(html, "https://example.com/a")[0]
+
+
+async def test_the_channels_hold_a_whole_page(pool: ExtractionPool) -> None:
+    # Task and result pipes hold a typical page, so a process does not wait for the busy
+    # agents process to drain them between two documents.
+    sizes = await pool.run(_pipe_sizes)
+    assert len([s for s in sizes if s >= extractors._PIPE_BYTES]) >= 2, sizes
 
 
 async def test_domain_errors_keep_their_code_and_kind(pool: ExtractionPool) -> None:
