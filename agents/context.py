@@ -34,6 +34,7 @@ class AgentContext:
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     publisher: KafkaPublisher | None = None
     extraction: ExtractionPool | None = None
+    marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
     _warm_up: asyncio.Future[None] = field(init=False, repr=False)
 
@@ -48,6 +49,7 @@ class AgentContext:
     async def open(self) -> None:
         self.engine = make_engine(self.settings)
         self.sessionmaker = make_sessionmaker(self.engine)
+        self.marks = outbox.PublishedMarks(self.sessionmaker)
         self.publisher = KafkaPublisher(
             self.settings.kafka_bootstrap, timeout_seconds=self.settings.publish_timeout_seconds
         )
@@ -64,6 +66,8 @@ class AgentContext:
         if self.extraction is not None:
             self._warm_up.cancel()
             await asyncio.to_thread(self.extraction.close)
+        if self.marks is not None:
+            await self.marks.close()
         if self.publisher is not None:
             await self.publisher.close()
         if self.engine is not None:
@@ -96,4 +100,4 @@ class AgentContext:
         if rows:
             # Never fail the message for a publish problem: the relay retries.
             with contextlib.suppress(Exception):
-                await asyncio.shield(outbox.publish_enqueued(self.db, self.pub, rows))
+                await asyncio.shield(outbox.publish_enqueued(self.db, self.pub, rows, self.marks))

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nexus.config import Settings, load_settings
 from nexus.db.engine import make_engine, make_sessionmaker
+from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
@@ -89,6 +90,7 @@ def create_app(
         publisher=publisher,
         verifier=TokenVerifier(settings),
         metrics=HttpMetrics(),
+        marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
     app.extensions[EXTENSION_KEY] = state
@@ -109,6 +111,8 @@ def create_app(
 
     @app.after_serving
     async def _shutdown() -> None:
+        if state.marks is not None:
+            await state.marks.close()
         await state.verifier.aclose()
         if owns_publisher:
             close = getattr(state.publisher, "close", None)

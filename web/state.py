@@ -9,6 +9,7 @@ from quart import Quart, current_app
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
+from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ class NexusState:
     publisher: Publisher
     verifier: TokenVerifier
     metrics: HttpMetrics
+    # Published outbox rows are marked in batches (None: one statement per request).
+    marks: PublishedMarks | None = None
     # Endpoints that do not require the internal header (extend with `internal_exempt`).
     internal_exempt_endpoints: set[str] = field(default_factory=set)
 

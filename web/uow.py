@@ -67,7 +67,10 @@ class UnitOfWork:
         metric = self._state.metrics.outbox_publish
         try:
             self.report = await publish_enqueued(
-                self._state.sessionmaker, self._state.publisher, self.outbox_rows
+                self._state.sessionmaker,
+                self._state.publisher,
+                self.outbox_rows,
+                self._state.marks,
             )
         except Exception as exc:  # the relay will publish later; never fail the request
             log.warning("outbox publish after commit failed", error=type(exc).__name__)

@@ -9,7 +9,9 @@ consumers treat messages as wake-up calls and the job rows decide.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,8 @@ from nexus.db.tx import autocommit
 from nexus.jobs.models import OutboxRow
 from nexus.messaging.messages import Message
 from nexus.messaging.publisher import Publisher, PublishError
+
+log = logging.getLogger(__name__)
 
 _PENDING = "nexus.outbox_pending"
 
@@ -171,9 +175,11 @@ async def publish_enqueued(
     sessionmaker: async_sessionmaker[AsyncSession],
     publisher: Publisher,
     entries: Sequence[Enqueued],
+    marks: PublishedMarks | None = None,
 ) -> PublishReport:
-    """Publish rows this process just committed, from memory, then mark them in ONE
-    autocommit statement (the request/consumer path; `publish_rows` reads rows back).
+    """Publish rows this process just committed, from memory, then mark them: through
+    `marks` (batched with other requests' rows) when given, else in ONE autocommit
+    statement (the request/consumer path; `publish_rows` reads rows back).
 
     No row lock is taken: the relay only touches rows older than its threshold, and if it
     publishes one of these too (this path took longer than that), the message goes out
@@ -189,7 +195,9 @@ async def publish_enqueued(
             failure = (entry.id, str(exc)[:1000])
             break
         published.append(entry.id)
-    if published or failure is not None:
+    if marks is not None and failure is None:
+        marks.add(published)
+    elif published or failure is not None:
         async with autocommit(sessionmaker) as conn:
             await conn.execute(
                 _MARK,
@@ -200,6 +208,55 @@ async def publish_enqueued(
                 },
             )
     return PublishReport(published=len(published), failed=len(entries) - len(published))
+
+
+class PublishedMarks:
+    """Marks published rows in batches: one `UPDATE` for every row this process published
+    in the last `delay` seconds, instead of one per request.
+
+    A mark only stops the relay from publishing the row again, so losing one (the process
+    died before the flush, the database did not answer) costs a duplicate message after
+    `outbox_relay_after_seconds`, which at-least-once consumers absorb. `delay` must stay
+    well under that threshold. Use from one event loop; `close()` flushes what is pending.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, delay: float = 0.05
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.delay = delay
+        self._ids: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def add(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        self._ids.extend(ids)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self._flusher = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        ids, self._ids = self._ids, []
+        if not ids:
+            return
+        try:
+            async with autocommit(self._sessionmaker) as conn:
+                await conn.execute(_MARK, {"ok": ids, "failed": None, "error": None})
+        except Exception as exc:
+            log.warning("outbox marks lost (the relay will publish again): %s", exc)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await self.flush()
 
 
 _MARK = text(

@@ -12,6 +12,7 @@ from nexus.db.tx import transaction
 from nexus.jobs import outbox
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.publisher import PublishError
+from tests.support.processes import poll
 
 
 class RecordingPublisher:
@@ -123,3 +124,58 @@ async def test_stats_report_backlog(sessionmaker: async_sessionmaker[AsyncSessio
     async with sessionmaker() as s:
         st = await outbox.stats(s)
     assert st.unpublished == 1 and st.oldest_age_seconds is not None and st.oldest_age_seconds >= 0
+
+
+async def _write(
+    sm: async_sessionmaker[AsyncSession], n: int, start: int = 0
+) -> list[outbox.Enqueued]:
+    async with transaction(sm) as s:
+        for i in range(start, start + n):
+            await outbox.enqueue(s, "t.events", f"k{i}", _event(i))
+        return outbox.enqueued(s)
+
+
+async def test_batched_marks_cover_several_publishes_and_flush_on_close(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    marks = outbox.PublishedMarks(sessionmaker, delay=0.05)
+    publisher = RecordingPublisher()
+    first, second = await _write(sessionmaker, 2), await _write(sessionmaker, 3, start=2)
+    for rows in (first, second):
+        report = await outbox.publish_enqueued(sessionmaker, publisher, rows, marks)
+        assert report.all_published
+    # Published at once, marked a moment later, together.
+    assert len(publisher.sent) == 5
+    assert len(await _unpublished(sessionmaker)) == 5
+
+    async def all_marked() -> bool:
+        return not await _unpublished(sessionmaker)
+
+    await poll(all_marked, deadline_s=2, interval=0.01, what="batched marks")
+    # What is still pending at close is flushed, not lost.
+    slow = outbox.PublishedMarks(sessionmaker, delay=60)
+    third = await _write(sessionmaker, 2, start=5)
+    await outbox.publish_enqueued(sessionmaker, publisher, third, slow)
+    assert len(await _unpublished(sessionmaker)) == 2
+    await slow.close()
+    assert await _unpublished(sessionmaker) == []
+    await marks.close()
+
+
+async def test_a_publish_failure_is_recorded_at_once_even_with_batched_marks(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    marks = outbox.PublishedMarks(sessionmaker, delay=60)
+    rows = await _write(sessionmaker, 3)
+    report = await outbox.publish_enqueued(
+        sessionmaker, RecordingPublisher(fail_after=1), rows, marks
+    )
+    assert (report.published, report.failed) == (1, 2)
+    async with sessionmaker() as s:
+        attempts = (
+            await s.execute(text("SELECT publish_attempts, last_error FROM outbox ORDER BY id"))
+        ).all()
+    assert [a[0] for a in attempts] == [1, 1, 0]  # the published one and the failed one
+    assert attempts[1][1] == "broker down"
+    assert await _unpublished(sessionmaker) == [r.id for r in rows[1:]]
+    await marks.close()

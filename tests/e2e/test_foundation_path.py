@@ -112,13 +112,24 @@ async def test_request_outbox_publish_worker_transition(
     data = resp.json()["data"]
     assert data["status"] == "pending" and data["attempts"] == 0
     assert data["idempotent"] is False and data["enqueue_dispatched"] is True
-    async with sessionmaker() as s:
-        published = (
-            await s.execute(text("SELECT published_at IS NOT NULL, payload FROM outbox"))
-        ).all()
-    # The API itself published the row right after commit (not the relay).
-    assert [p[0] for p in published] == [True]
-    assert published[0][1]["correlation_id"] == "corr-e2e"
+
+    async def published() -> list[Any] | None:
+        async with sessionmaker() as s:
+            rows = (
+                await s.execute(
+                    text(
+                        "SELECT published_at IS NOT NULL, payload, publish_attempts FROM outbox "
+                        "ORDER BY id LIMIT 1"  # the API's message (the worker's come later)
+                    )
+                )
+            ).all()
+        return rows if rows and all(r[0] for r in rows) else None
+
+    # The API itself published the row right after commit and marked it a moment later
+    # (one attempt; the relay would only look after outbox_relay_after_seconds).
+    rows = await poll(published, deadline_s=2, interval=0.01, what="row marked published")
+    assert [(r[0], r[2]) for r in rows] == [(True, 1)]
+    assert rows[0][1]["correlation_id"] == "corr-e2e"
 
     await poll(lambda: _completed(sessionmaker, sc["viewer"]), deadline_s=30, what="completed")
     assert await _job_events(sessionmaker, sc["viewer"]) == [

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.db.tx import transaction
 from nexus.operators.service import create_key
 from tests.support import factories as f
+from tests.support.processes import poll
 from tests.web.conftest import Api, FakePublisher
 
 REQUEUE = "/internal/libraries/backfill-jobs/requeue"
@@ -306,6 +307,14 @@ async def test_timeline_lists_events_outbox_and_actions_in_order(
     other = await _job(sessionmaker, "failed")
     for k in (key, other):
         assert (await api.post(REQUEUE, token=tokens["operator"], json=_body(k))).status_code == 200
+
+    async def all_marked() -> bool:  # publish marks are batched, a moment after the reply
+        async with sessionmaker() as s:
+            return not await s.scalar(
+                text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            )
+
+    await poll(all_marked, deadline_s=2, interval=0.01, what="outbox rows marked")
     r = await api.get(f"{TIMELINE}?{_query(key)}", token=tokens["viewer"])
     assert r.status_code == 200
     body = await r.get_json()
