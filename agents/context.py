@@ -36,7 +36,7 @@ class AgentContext:
     extraction: ExtractionPool | None = None
     marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
-    _warm_up: asyncio.Future[None] = field(init=False, repr=False)
+    _warm_up: asyncio.Future[tuple[None, bool]] = field(init=False, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> AgentContext:
@@ -58,9 +58,15 @@ class AgentContext:
             timeout_seconds=self.settings.ingest_extract_timeout_seconds,
             memory_mb=self.settings.ingest_extract_memory_mb or None,
         )
-        # Start the processes (spawn + imports, ~1 s) while Faust joins the group, so the
-        # first document does not wait for them; a failure here shows on first use.
-        self._warm_up = asyncio.ensure_future(self.extraction.warm_up())
+        # Start the processes (spawn + imports, ~1 s) and the producer while Faust joins
+        # the group, so the first document does not wait for them; a failure here shows
+        # on first use.
+        self._warm_up = asyncio.ensure_future(
+            asyncio.gather(
+                self.extraction.warm_up(),
+                self.publisher.warm_up([spec.name for spec in self.topics.specs()]),
+            )
+        )
 
     async def close(self) -> None:
         if self.extraction is not None:

@@ -231,6 +231,13 @@ async def _pipeline_figures(dsn: str) -> dict[str, Any]:
         "latency_p95_s": round(q[94], 3),
         "fragments": fragments,
         "job_attempts": attempts,
+        # Ramp-up: from the first request to the first claim by the worker.
+        "first_claim_after_s": round(
+            (
+                min(r["processing_started_at"] for r in ready) - min(r["created_at"] for r in rows)
+            ).total_seconds(),
+            3,
+        ),
         "claim_to_ready_mean_s": round(statistics.fmean(working), 4),
         "in_flight_mean": round(sum(working) / span, 2),
     }

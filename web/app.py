@@ -6,6 +6,7 @@ fake publisher; in production `web.asgi:app` builds everything from the environm
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -17,6 +18,8 @@ from nexus.config import Settings, load_settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
+from nexus.messaging.topics import Topics
+from runtime.kafka import KafkaPublisher
 from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
 from web.converters import UUIDConverter, reject_invalid_path_params
@@ -78,8 +81,6 @@ def create_app(
         sessionmaker = make_sessionmaker(engine)
     owns_publisher = publisher is None
     if publisher is None:
-        from runtime.kafka import KafkaPublisher
-
         publisher = KafkaPublisher(
             settings.kafka_bootstrap, timeout_seconds=settings.publish_timeout_seconds
         )
@@ -109,8 +110,20 @@ def create_app(
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
 
+    warm_up: list[asyncio.Future[bool]] = []
+
+    @app.before_serving
+    async def _start() -> None:
+        # In the background: the API serves (and reports the broker in /ready) whether or
+        # not Kafka answers yet; the first request then finds the producer started.
+        if owns_publisher and isinstance(publisher, KafkaPublisher):
+            names = [spec.name for spec in Topics.from_settings(settings).specs()]
+            warm_up.append(asyncio.ensure_future(publisher.warm_up(names)))
+
     @app.after_serving
     async def _shutdown() -> None:
+        for task in warm_up:
+            task.cancel()
         if state.marks is not None:
             await state.marks.close()
         await state.verifier.aclose()

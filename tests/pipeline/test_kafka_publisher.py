@@ -83,3 +83,23 @@ async def test_publisher_recovers_when_the_broker_returns(logs_dir: Path) -> Non
     finally:
         await pub.close()
         own.stop()
+
+
+async def test_warm_up_starts_the_producer_and_never_raises(broker: Broker) -> None:
+    dead = KafkaPublisher(f"127.0.0.1:{free_port()}", timeout_seconds=1.0)
+    try:
+        assert await dead.warm_up(["t"]) is False  # nobody listens: stays lazy, no error
+    finally:
+        await dead.close()
+    topic = f"warm-{free_port()}"
+    await ensure_topics(broker.bootstrap, [TopicSpec(topic, 1)])
+    pub = KafkaPublisher(broker.bootstrap, timeout_seconds=5.0)
+    try:
+        assert await pub.warm_up([topic]) is True
+        started = pub._producer
+        assert started is not None
+        await pub.publish(topic, "k", b'{"n": 1}', {})
+        assert pub._producer is started  # the first publish used the warm producer
+        assert await read_until(broker.bootstrap, topic, lambda v: v == {"n": 1})
+    finally:
+        await pub.close()
