@@ -26,6 +26,7 @@ from agents.timers import (
     rescue_expired_leases,
     schedule_due_jobs,
 )
+from agents.transport import Transport
 from nexus.config import Settings, load_settings
 from nexus.sharing.health import Thresholds
 from runtime.backlog_metrics import BacklogGauges
@@ -42,6 +43,9 @@ class NexusApp(faust.App):
     """Faust app that opens the agent context and creates topics before consuming."""
 
     nexus: AgentContext
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # Consumer liveness; tests shorten these to fail over quickly.
     kafka_session_timeout_seconds: float = Field(default=30.0, gt=0)
     kafka_heartbeat_seconds: float = Field(default=3.0, gt=0)
+    # How long the agents' consumer lets the broker hold an empty fetch. It bounds the
+    # pickup latency of a message on an idle worker where the broker does not answer a
+    # waiting fetch when data arrives (Tansu, with several partitions: docs/ingestion.md).
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     log_level: str = "INFO"
     log_json: bool = True
 
