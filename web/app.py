@@ -18,7 +18,6 @@ from nexus.config import Settings, load_settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
-from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher
 from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
@@ -115,10 +114,11 @@ def create_app(
     @app.before_serving
     async def _start() -> None:
         # In the background: the API serves (and reports the broker in /ready) whether or
-        # not Kafka answers yet; the first request then finds the producer started.
+        # not Kafka answers yet; the first request then finds the producer started. No
+        # topic metadata: the agents create the topics (with their partition count), and
+        # asking a broker that auto-creates before they did would create them wrong.
         if owns_publisher and isinstance(publisher, KafkaPublisher):
-            names = [spec.name for spec in Topics.from_settings(settings).specs()]
-            warm_up.append(asyncio.ensure_future(publisher.warm_up(names)))
+            warm_up.append(asyncio.ensure_future(publisher.warm_up()))
 
     @app.after_serving
     async def _shutdown() -> None:

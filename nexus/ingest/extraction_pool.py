@@ -99,7 +99,8 @@ def _enlarge_pipes(size: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         try:
             fd = int(name)
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            # Not stdin/stdout/stderr: they may be a pipe of someone else's (`| tee`).
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
                 fcntl.fcntl(fd, set_size, size)
         except (OSError, ValueError):
             continue  # closed meanwhile, or over the user's pipe quota: keep the default

@@ -119,7 +119,9 @@ def make_work(deps: IngestDeps) -> Staged:
         sm: async_sessionmaker[AsyncSession], claim: Claim, started: dict[str, Any] | None
     ) -> Finalize | Rider | None:
         if started is None:
-            return None  # already readable (a replay after a crash): just complete the job
+            # Not waiting for ingestion (readable already: a replay after a crash; or
+            # failed/deleted meanwhile): complete the job, write and announce nothing.
+            return _NOTHING
         media = MediaToIngest.from_row(started)
         if media.kind == "web_article" and media.storage_path is None:
             extracted = await _from_url(media, deps)
@@ -200,6 +202,10 @@ _FILE_CTE = """
 
 
 _EVENT_CTE = outbox.insert_cte("event", when="EXISTS (SELECT 1 FROM ready)")
+_STILL_EXTRACTING = (
+    "EXISTS (SELECT 1 FROM media WHERE id = :k_media_id AND processing_status = 'extracting')"
+)
+_NOTHING = Rider(ctes="nothing AS (SELECT 1 AS done)", result="nothing")
 
 
 def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> dict[str, Any]:
@@ -227,6 +233,10 @@ def _store_rider(media: MediaToIngest, extracted: Extracted, claim: Claim, topic
         ctes=f"{ctes}, {_EVENT_CTE}",
         result="ready",
         params={**_fragment_params(media.id, extracted), **event_params},
+        # The job completes only with its media still extracting (else LeaseLost: the
+        # lease runs out and a later attempt finds nothing to do), never without the
+        # writes above.
+        guard=_STILL_EXTRACTING,
     )
 
 

@@ -95,11 +95,17 @@ class Rider:
     claim, a lost lease). They see the job key as `:k_<column>`; their own parameters are
     `params`, named `r_...` to stay clear of the machine's. The first row of the CTE named
     `result` comes back to the caller as a dict (None when it returned no row).
+
+    `guard`, a SQL condition, joins the transition's own WHERE: when it does not hold the
+    transition misses like a lost lease (`LeaseLost` on completion), so the job is not
+    finished without the rider's writes (the ingest completion requires its media to
+    still be extracting).
     """
 
     ctes: str
     result: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    guard: str = "true"
 
     def __post_init__(self) -> None:
         clashing = [name for name in self.params if not name.startswith("r_")]
@@ -121,7 +127,7 @@ def _with_rider(moved_and_ledger: str, rider_ctes: str | None, result: str | Non
 
 @functools.cache
 def _claim_sql(
-    job: JobType, rider_ctes: str | None = None, result: str | None = None
+    job: JobType, rider_ctes: str | None = None, result: str | None = None, guard: str = "true"
 ) -> TextClause:
     return _with_rider(
         f"""
@@ -130,6 +136,7 @@ def _claim_sql(
                 lease_token = :token, lease_owner = :owner,
                 lease_expires_at = now() + make_interval(secs => :lease), updated_at = now()
             WHERE {_key_sql(job)} AND status = 'pending' AND next_attempt_at <= now()
+                AND ({guard})
             RETURNING attempts, request_id, correlation_id
         )
         """
@@ -143,7 +150,7 @@ def _claim_sql(
 
 @functools.cache
 def _complete_sql(
-    job: JobType, rider_ctes: str | None = None, result: str | None = None
+    job: JobType, rider_ctes: str | None = None, result: str | None = None, guard: str = "true"
 ) -> TextClause:
     return _with_rider(
         f"""
@@ -152,6 +159,7 @@ def _complete_sql(
                 lease_expires_at = NULL, last_error_code = NULL, last_error_message = NULL,
                 finished_at = now(), updated_at = now()
             WHERE {_key_sql(job)} AND status = 'running' AND lease_token = :token
+                AND ({guard})
             RETURNING attempts
         )
         """
@@ -280,7 +288,9 @@ async def claim_with(
         "owner": owner[:255],
         "lease": float(lease_seconds),
     }
-    sql = _claim_sql(job) if rider is None else _claim_sql(job, rider.ctes, rider.result)
+    sql = (
+        _claim_sql(job) if rider is None else _claim_sql(job, rider.ctes, rider.result, rider.guard)
+    )
     if rider is not None:
         params.update(rider.params)
     row = (await session.execute(sql, params)).one_or_none()
@@ -334,7 +344,11 @@ async def complete(
         "request_id": claim_.request_id,
         "correlation_id": claim_.correlation_id,
     }
-    sql = _complete_sql(job) if rider is None else _complete_sql(job, rider.ctes, rider.result)
+    sql = (
+        _complete_sql(job)
+        if rider is None
+        else _complete_sql(job, rider.ctes, rider.result, rider.guard)
+    )
     if rider is not None:
         params.update(rider.params)
     row = (await session.execute(sql, params)).one_or_none()

@@ -226,21 +226,21 @@ class PublishedMarks:
         self._sessionmaker = sessionmaker
         self.delay = delay
         self._ids: list[int] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     def add(self, ids: Sequence[int]) -> None:
         if not ids:
             return
         self._ids.extend(ids)
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self._start_flush)
 
-    async def _flush_later(self) -> None:
-        try:
-            await asyncio.sleep(self.delay)
-        finally:
-            self._flusher = None
-        await self.flush()
+    def _start_flush(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def flush(self) -> None:
         ids, self._ids = self._ids, []
@@ -253,9 +253,12 @@ class PublishedMarks:
             log.warning("outbox marks lost (the relay will publish again): %s", exc)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
+        """Flush what is pending and wait for flushes in progress (before the engine goes)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         await self.flush()
 
 

@@ -219,3 +219,23 @@ async def test_riders_write_only_when_their_transition_matches(session: AsyncSes
 def test_rider_parameters_cannot_shadow_the_machines() -> None:
     with pytest.raises(ValueError, match="r_"):
         machine.Rider(ctes="x AS (SELECT 1)", result="x", params={"token": 1})
+
+
+async def test_a_rider_guard_that_fails_misses_the_transition(session: AsyncSession) -> None:
+    key = await _job(session)
+    claim = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert claim is not None
+    guarded = machine.Rider(
+        ctes="noted AS (SELECT 1 AS one)", result="noted", guard="CAST(:r_ok AS boolean)"
+    )
+    refused = machine.Rider(
+        ctes=guarded.ctes, result="noted", params={"r_ok": False}, guard=guarded.guard
+    )
+    with pytest.raises(LeaseLost):
+        await machine.complete(session, JOB, claim, actor="w1", rider=refused)
+    assert (await _row(session, key)).status == "running"  # not finished without the rider
+    allowed = machine.Rider(
+        ctes=guarded.ctes, result="noted", params={"r_ok": True}, guard=guarded.guard
+    )
+    assert await machine.complete(session, JOB, claim, actor="w1", rider=allowed) == {"one": 1}
+    assert (await _row(session, key)).status == "completed"
