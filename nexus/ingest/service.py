@@ -91,6 +91,7 @@ async def create_from_url(
     msg = IngestRequested(
         media_id=media_id, attempt=0, request_id=request_id, correlation_id=correlation_id
     )
+    value = msg.model_dump_json()
     row = (
         await session.execute(
             _CREATE,
@@ -108,12 +109,12 @@ async def create_from_url(
                     correlation_id=correlation_id,
                     insert_values={},
                 ),
-                **outbox.insert_params("msg", topics.ingest, msg.key, msg),
+                **outbox.insert_params("msg", topics.ingest, msg.key, msg, value),
             },
         )
     ).one()
     if row.created is not None:
-        outbox.remember(session, row.outbox_id, topics.ingest, msg.key, msg)
+        outbox.remember(session, row.outbox_id, topics.ingest, msg.key, msg, value)
         return FromUrlResult(media_id, False, ProcessingStatus.PENDING.value)
     existing = await _existing_article(session, canonical)
     if existing is None:  # created and deleted (merged) meanwhile: a rare retryable race

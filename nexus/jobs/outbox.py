@@ -88,12 +88,16 @@ def insert_cte(name: str, *, when: str) -> str:
     )
 
 
-def insert_params(name: str, topic: str, key: str | None, message: Message) -> dict[str, Any]:
+def insert_params(
+    name: str, topic: str, key: str | None, message: Message, value: str | None = None
+) -> dict[str, Any]:
+    """Parameters of `insert_cte(name)`; `value` is the message's JSON when the caller has
+    it already (to `remember` the row too)."""
     p = f"r_{name}_"
     return {
         f"{p}t": topic,
         f"{p}k": key,
-        f"{p}p": message.model_dump_json(),
+        f"{p}p": message.model_dump_json() if value is None else value,
         f"{p}h": json.dumps(message.trace_headers()),
     }
 
