@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
-from nexus.ingest.extraction_pool import ExtractionPool
+from nexus.extraction.pool import ExtractionPool
 from nexus.jobs import outbox
 from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from agents.context import AgentContext
+from nexus.fetching.fetch import FetchPolicy
 from nexus.ingest import jobs, worker
-from nexus.ingest.fetch import FetchPolicy
-from nexus.ingest.storage import LocalStorage
 from nexus.jobs.worker import JobPolicy, run_job
 from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
+from nexus.uploads.storage import LocalStorage
 
 _DEPS: dict[int, worker.IngestDeps] = {}
 

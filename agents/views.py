@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agents.context import AgentContext
-from nexus.ingest.models import IngestJob
+from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.jobs import machine, outbox
-from nexus.jobs.machine import JobType
 from nexus.sharing import backfill
 from nexus.sharing.health import Thresholds, backlog_health
-
-INGEST_JOB = JobType(name="ingest", table=IngestJob.__table__, key_columns=("media_id",))  # type: ignore[arg-type]
 
 
 def readiness(app: Any) -> tuple[bool, dict[str, Any]]:

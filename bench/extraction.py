@@ -25,7 +25,7 @@ sys.path.insert(0, str(SHARED / "tools"))
 
 import score_extraction as se  # noqa: E402
 
-from nexus.ingest.extract import ExtractionEmpty, extract_article  # noqa: E402
+from nexus.extraction.article import ExtractionEmpty, extract_article  # noqa: E402
 
 Extractor = Callable[[str, str], tuple[str, str]]
 
@@ -74,7 +74,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else SHARED / "data" / "article-pages"
-    result: dict[str, Any] = {"extractor": "nexus.ingest.extract", **measure(folder, ours)}
+    result: dict[str, Any] = {"extractor": "nexus.extraction.article", **measure(folder, ours)}
     baseline = readability_lxml()
     if baseline is None:
         result["baseline"] = {"extractor": "readability-lxml", "error": "not installed"}

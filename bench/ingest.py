@@ -44,7 +44,7 @@ import asyncpg  # noqa: E402
 import jwt  # noqa: E402
 
 from bench._common import Stack, stack  # noqa: E402
-from nexus.ingest.extraction_pool import article  # noqa: E402
+from nexus.extraction.pool import article  # noqa: E402
 from tests.fetch.server import LocalServer, respond  # noqa: E402
 from tests.support.processes import start_api  # noqa: E402
 

@@ -28,15 +28,14 @@ from web.logs import configure_logging
 from web.metrics import HttpMetrics
 from web.routes import (
     backfill_jobs,
-    ingest,
-    internal,
+    ingest_jobs,
     invites,
     libraries,
     me,
     media,
     media_events,
-    media_retry,
     ops,
+    stats,
     uploads,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
@@ -99,13 +98,12 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(me.bp)
-    app.register_blueprint(internal.bp)
+    app.register_blueprint(stats.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)
     app.register_blueprint(media.bp)
-    app.register_blueprint(ingest.bp)
-    app.register_blueprint(media_retry.bp)
+    app.register_blueprint(ingest_jobs.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
 

@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Conflict, Forbidden, NexusError
 from nexus.ingest import jobs
-from nexus.ingest.storage import LocalStorage
 from nexus.media import service as media_service
 from nexus.media.states import FailureStage, ProcessingStatus
 from nexus.messaging.topics import Topics
+from nexus.uploads.storage import LocalStorage
 
 
 @dataclass(frozen=True)

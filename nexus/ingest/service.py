@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.fetching.urls import normalise_url, validate_url
 from nexus.ingest import jobs
-from nexus.ingest.urls import normalise_url, validate_url
 from nexus.jobs import machine, outbox
 from nexus.media.states import ProcessingStatus
 from nexus.messaging.messages import IngestRequested

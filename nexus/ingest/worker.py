@@ -21,18 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from nexus.errors import TerminalError
-from nexus.ingest import extraction_pool as extractors
+from nexus.extraction import pool as extractors
+from nexus.extraction.documents import DocumentResult
+from nexus.extraction.pool import ExtractionPool
+from nexus.fetching.fetch import FetchPolicy, fetch_url
+from nexus.fetching.urls import normalise_url
 from nexus.ingest import service
-from nexus.ingest.documents import DocumentResult
-from nexus.ingest.extraction_pool import ExtractionPool
-from nexus.ingest.fetch import FetchPolicy, fetch_url
-from nexus.ingest.storage import LocalStorage, media_key
-from nexus.ingest.urls import normalise_url
 from nexus.jobs import outbox
 from nexus.jobs.machine import Claim, LeaseLost, Rider
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
+from nexus.uploads.storage import LocalStorage, media_key
 
 UPLOAD_CODES = frozenset({"E_STORAGE_MISSING", "E_INVALID_FILE_TYPE"})
 

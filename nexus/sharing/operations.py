@@ -18,14 +18,11 @@ from typing import Any
 from sqlalchemy import Table, and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.ingest.models import IngestJob
 from nexus.jobs.ledger import json_key
 from nexus.jobs.machine import JobType
 from nexus.jobs.states import JobStatus
 from nexus.sharing.backfill import JOB as BACKFILL_JOB
 from nexus.sharing.backfill import BackfillKey
-
-INGEST_JOB = JobType(name="ingest", table=IngestJob.__table__, key_columns=("media_id",))  # type: ignore[arg-type]
 
 # Fields of a job item (SPEC §7), after the key columns.
 ITEM_FIELDS = (

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
+from nexus.fetching.fetch import FetchPolicy
 from nexus.ingest import jobs, service, worker
-from nexus.ingest.fetch import FetchPolicy
-from nexus.ingest.storage import LocalStorage
 from nexus.jobs import machine
 from nexus.jobs.machine import LeaseLost
 from nexus.jobs.worker import JobPolicy, Outcome, run_job
 from nexus.messaging.topics import Topics
+from nexus.uploads.storage import LocalStorage
 from tests.support import factories as f
 
 

@@ -1,7 +1,7 @@
 """SSRF-hardened fetcher against a raw HTTP server on 127.0.0.1 (allow-listed); DNS is faked.
 
 No test touches the internet: public-looking names are answered by a monkeypatched
-`nexus.ingest.fetch.resolve_host`, and blocked hops must fail before any connect.
+`nexus.fetching.fetch.resolve_host`, and blocked hops must fail before any connect.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 from nexus.config import Settings
 from nexus.errors import TerminalError, TransientError
-from nexus.ingest import fetch
-from nexus.ingest.fetch import FetchPolicy, fetch_url
-from nexus.ingest.urls import IPAddress
+from nexus.fetching import fetch
+from nexus.fetching.fetch import FetchPolicy, fetch_url
+from nexus.fetching.urls import IPAddress
 from tests.fetch.server import (
     PAGE,
     PDF_BYTES,

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from nexus.ingest.extract import ExtractionEmpty, extract_article
+from nexus.extraction.article import ExtractionEmpty, extract_article
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PAGES = SHARED / "data" / "article-pages"

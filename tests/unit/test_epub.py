@@ -15,9 +15,9 @@ import lxml.html
 import pytest
 
 from nexus.errors import TerminalError
-from nexus.ingest import filetypes
-from nexus.ingest.documents import DocumentResult
-from nexus.ingest.epub import extract_epub
+from nexus.extraction import filetypes
+from nexus.extraction.documents import DocumentResult
+from nexus.extraction.epub import extract_epub
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EPUB_DIR = DATA / "epubs"
@@ -289,7 +289,7 @@ def test_broken_books_fail() -> None:
 
 
 def test_zip_bomb_member_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nexus.ingest import epub
+    from nexus.extraction import epub
 
     monkeypatch.setattr(epub, "MAX_MEMBER_BYTES", 1000)
     data = make_epub({"one": "<p>" + "x" * 5000 + "</p>"}, [("one", True)])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nexus.errors import TerminalError
-from nexus.ingest.extract import Article, ExtractionEmpty, extract_article
+from nexus.extraction.article import Article, ExtractionEmpty, extract_article
 
 PARA = (
     "This is a long paragraph of article text, with commas, clauses, and enough words to be "

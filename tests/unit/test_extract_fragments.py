@@ -5,14 +5,14 @@ from __future__ import annotations
 import lxml.html
 import pytest
 
-from nexus.ingest.extract import (
+from nexus.extraction.article import (
     FRAGMENT_TEXT_LIMIT,
     ExtractionEmpty,
     extract_article,
     split_fragments,
 )
-from nexus.ingest.sanitize import sanitize_html
-from nexus.ingest.text import canonical_text
+from nexus.extraction.sanitize import sanitize_html
+from nexus.extraction.text import canonical_text
 
 
 def test_blocks_are_separated_by_blank_lines_inline_joined() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nexus.errors import TerminalError, TransientError
-from nexus.ingest import extraction_pool as extractors
-from nexus.ingest.extraction_pool import ExtractionPool
+from nexus.extraction import pool as extractors
+from nexus.extraction.pool import ExtractionPool
 
 PAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "article-pages"
 

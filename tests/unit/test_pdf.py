@@ -10,8 +10,8 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from nexus.errors import TerminalError
-from nexus.ingest import filetypes
-from nexus.ingest.pdf import extract_pdf, split_paragraphs
+from nexus.extraction import filetypes
+from nexus.extraction.pdf import extract_pdf, split_paragraphs
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PDF_DIR = DATA / "pdfs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lxml.html
 import pytest
 
-from nexus.ingest.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, safe_url, sanitize_html
+from nexus.extraction.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, safe_url, sanitize_html
 
 BASE = "https://example.com/blog/post.html"
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from nexus.errors import NexusError
-from nexus.ingest import signing
+from nexus.uploads import signing
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from nexus.errors import NexusError
-from nexus.ingest.urls import (
+from nexus.fetching.urls import (
     NORMALISER_VERSION,
     is_public_address,
     normalise_url,

@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.ingest.storage import media_key
 from nexus.operators.service import create_key
 from nexus.sharing import closure
+from nexus.uploads.storage import media_key
 from tests.support.library_api import User, execute, insert_media, new_user, scalar
 from tests.web.conftest import Api, AppFactory, FakePublisher
 

@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.ingest import signing
-from nexus.ingest.storage import media_key
+from nexus.uploads import signing
+from nexus.uploads.storage import media_key
 from tests.support.library_api import Reply, User, new_user, scalar
 from tests.web.conftest import Api, AppFactory, FakePublisher
 

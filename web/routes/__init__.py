@@ -1,1 +1,3 @@
-"""Blueprints: `ops` (health, readiness, metrics), `me`, `internal` (operators)."""
+"""Blueprints grouped by resource. Public (BFF): `me`, `libraries`, `invites`, `media`
+(save by URL, read, retry), `media_events` (SSE), `uploads`. Operators (`/internal`):
+`stats`, `backfill_jobs`, `ingest_jobs`. Ops: `ops` (health, readiness, metrics)."""

@@ -1,5 +1,5 @@
-"""Operator routes for jobs (SPEC §7): backfill requeue (single and bulk), job lists,
-the timeline of one backfill tuple, and the ingest job list.
+"""Operator routes for backfill jobs (SPEC §7): requeue (single and bulk), the job list
+and the timeline of one backfill tuple.
 
 Guards: viewer reads, operator requeues one job, admin runs bulk requeues. The operator
 guard runs before query/body validation (no key, no schema hints).
@@ -104,9 +104,7 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
 
 Status = Literal["pending", "running", "completed", "failed"]
 BACKFILL_SCOPE = "backfill-jobs"
-INGEST_SCOPE = "ingest-jobs"
 BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
-INGEST_KEY_TYPES = (datetime, uuid.UUID)
 
 
 class JobFilterFields(BaseModel):
@@ -140,19 +138,6 @@ class BackfillJobsQuery(BackfillFilterFields, ListQuery):
     pass
 
 
-class IngestJobsQuery(JobFilterFields, ListQuery):
-    media_id: uuid.UUID | None = None
-
-    def filters(self) -> JobFilters:
-        return JobFilters(
-            keys={"media_id": self.media_id} if self.media_id else {},
-            status=self.status,
-            error_code=self.error_code,
-            updated_before=self.updated_before,
-            updated_after=self.updated_after,
-        )
-
-
 class JobFieldsOut(BaseModel):
     status: str
     attempts: int
@@ -170,10 +155,6 @@ class BackfillJobOut(JobFieldsOut):
     default_library_id: uuid.UUID
     source_library_id: uuid.UUID
     user_id: uuid.UUID
-
-
-class IngestJobOut(JobFieldsOut):
-    media_id: uuid.UUID
 
 
 @bp.get("/backfill-jobs")
@@ -197,29 +178,6 @@ async def list_backfill_jobs(
     )
     return Paged(
         data=[BackfillJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
-    )
-
-
-@bp.get("/ingest-jobs")
-@validate_response(Paged[IngestJobOut])
-@operator_required(Role.VIEWER)
-@validate_querystring(IngestJobsQuery)
-async def list_ingest_jobs(
-    query_args: IngestJobsQuery, operator: OperatorIdentity
-) -> Paged[IngestJobOut]:
-    """Ingest jobs (keyed by media_id), same shapes and order as the backfill list."""
-    del operator
-    job = operations.INGEST_JOB
-    after = after_key(query_args.cursor, INGEST_SCOPE, INGEST_KEY_TYPES)
-    async with unit_of_work() as uow:
-        rows = await operations.list_jobs(
-            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
-        )
-    items, page = page_of(
-        rows, query_args.limit, INGEST_SCOPE, lambda r: operations.sort_key(job, r)
-    )
-    return Paged(
-        data=[IngestJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
     )
 
 

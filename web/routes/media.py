@@ -1,20 +1,29 @@
-"""Media read routes (SPEC §4, §8). Every one applies `can_read_media`: media the caller
-may not read is answered exactly like missing media, 404 E_MEDIA_NOT_FOUND. An id merged
-into another media (`media_merges`) is answered with the winner."""
+"""Media routes (SPEC §4, §8): save by URL, read, fragments, retry.
+
+Every read applies `can_read_media`: media the caller may not read is answered exactly
+like missing media, 404 E_MEDIA_NOT_FOUND. An id merged into another media
+(`media_merges`) is answered with the winner."""
 
 from __future__ import annotations
 
 import uuid
 
 from pydantic import BaseModel
-from quart import Blueprint
-from quart_schema import validate_querystring, validate_response
+from quart import Blueprint, g
+from quart_schema import validate_querystring, validate_request, validate_response
 
+from nexus.ingest import retry
+from nexus.ingest import service as ingest
 from nexus.media import service as media
 from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
+from nexus.messaging.topics import Topics
+from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required
 from web.envelope import Data
+from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Page, after_key, page_of
+from web.ratelimit import rate_limited
+from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("media", __name__)
@@ -64,3 +73,80 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Fragment
         capabilities=result.media.capabilities,
         page=page,
     )
+
+
+class FromUrlIn(BaseModel):
+    # Length and shape are checked by the service so that every bad URL is E_INVALID_URL.
+    url: str
+
+
+class FromUrlOut(BaseModel):
+    media_id: uuid.UUID
+    duplicate: bool
+    processing_status: str
+
+
+@bp.post("/media/from_url")
+@validate_request(FromUrlIn)
+@validate_response(Data[FromUrlOut], 202)
+@validate_response(Data[FromUrlOut], 200)
+@user_required
+@rate_limited()
+async def from_url(data: FromUrlIn) -> Reply:
+    """Save a web article by URL: 202 when a new media is created and queued, 200 with
+    `duplicate: true` when an article with the same canonical URL exists (it is added to
+    the caller's default library). Order: 400 body → 401 → 429 E_RATE_LIMITED (shared with
+    upload init) → 400 Idempotency-Key → replay or 409
+    E_IDEMPOTENCY_KEY_REUSED → 400 E_INVALID_URL."""
+    state = nexus_state()
+    user = current_user()
+    async with idempotent_unit_of_work(data) as work:
+        if work.replay is not None:
+            return work.replay
+        result = await ingest.create_from_url(
+            work.session,
+            user.user_id,
+            user.default_library_id,
+            data.url,
+            Topics.from_settings(state.settings),
+            allow_hosts=state.settings.fetch_allow_hosts,
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+        body = FromUrlOut(
+            media_id=result.media_id,
+            duplicate=result.duplicate,
+            processing_status=result.processing_status,
+        )
+        return await work.respond(Data(data=body), result.status_code)
+
+
+class RetryOut(BaseModel):
+    media_id: uuid.UUID
+    processing_status: str
+
+
+@bp.post("/media/<uuid:media_id>/retry")
+@validate_response(Data[RetryOut], 202)
+@user_required
+async def retry_media(media_id: uuid.UUID) -> tuple[Data[RetryOut], int]:
+    """Reset a failed media per its failure stage and re-enqueue it → 202.
+
+    Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 403
+    E_FORBIDDEN unless creator or admin of a library containing it → 409
+    E_MEDIA_NOT_RETRYABLE unless failed → 400 E_STORAGE_MISSING (upload stage, file gone).
+    """
+    state = nexus_state()
+    user = current_user().user_id
+    async with unit_of_work() as uow:
+        result = await retry.retry_media(
+            uow.session,
+            media_id,
+            Topics.from_settings(state.settings),
+            LocalStorage(state.settings.storage_dir),
+            viewer=user,
+            actor=f"user:{user}",
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+    return Data(data=RetryOut(media_id=result.media_id, processing_status="pending")), 202

@@ -26,9 +26,10 @@ from quart_schema import validate_request, validate_response
 
 from nexus.db.tx import transaction
 from nexus.errors import InvalidRequest, NexusError, NotFound
-from nexus.ingest import signing, uploads
-from nexus.ingest.storage import LocalStorage
 from nexus.messaging.topics import Topics
+from nexus.uploads import service as uploads
+from nexus.uploads import signing
+from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, internal_exempt, user_required
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work

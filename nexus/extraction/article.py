@@ -1,9 +1,9 @@
 """Web article extraction: HTML page in, sanitised article and its reading fragments out.
 
 `extract_article(html, url)` is pure and deterministic (no I/O). It finds the main content
-with the reader-view scorer in `nexus.ingest.readability`, sanitises it
-(`nexus.ingest.sanitize`: allow-list, absolute links against the page URL or `<base href>`)
-and derives the canonical text (`nexus.ingest.text`). `split_fragments(content_html)` cuts
+with the reader-view scorer in `nexus.extraction.readability`, sanitises it
+(`nexus.extraction.sanitize`: allow-list, absolute links against the page URL or `<base href>`)
+and derives the canonical text (`nexus.extraction.text`). `split_fragments(content_html)` cuts
 the sanitised content into the fragments stored for reading, on block boundaries.
 """
 
@@ -15,10 +15,10 @@ import lxml.html
 from lxml.html import HtmlElement
 
 from nexus.errors import TerminalError
-from nexus.ingest import readability
-from nexus.ingest.readability.dom import Appender
-from nexus.ingest.sanitize import sanitize_html
-from nexus.ingest.text import BLOCK_TAGS, canonical_text, element_text
+from nexus.extraction import readability
+from nexus.extraction.readability.dom import Appender
+from nexus.extraction.sanitize import sanitize_html
+from nexus.extraction.text import BLOCK_TAGS, canonical_text, element_text
 
 __all__ = [
     "FRAGMENT_TEXT_LIMIT",

@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 from pebble import ProcessExpired, ProcessPool
 
 from nexus.errors import NexusError, TerminalError, TransientError
-from nexus.ingest.documents import DocumentResult
-from nexus.ingest.epub import extract_epub
-from nexus.ingest.extract import extract_article, split_fragments
-from nexus.ingest.pdf import extract_pdf
-from nexus.ingest.sanitize import sanitize_html
-from nexus.ingest.text import canonical_text
+from nexus.extraction.article import extract_article, split_fragments
+from nexus.extraction.documents import DocumentResult
+from nexus.extraction.epub import extract_epub
+from nexus.extraction.pdf import extract_pdf
+from nexus.extraction.sanitize import sanitize_html
+from nexus.extraction.text import canonical_text
 from nexus.jobs.worker import classify
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ Guarantees of `fetch_url`:
 
 - Every hop (the first URL and each redirect target) is normalised, its host name
   resolved once, and *every* resolved address classified with
-  `nexus.ingest.urls.is_public_address`; one non-public address blocks the hop
+  `nexus.fetching.urls.is_public_address`; one non-public address blocks the hop
   (`E_SSRF_BLOCKED`). Ports other than `FetchPolicy.allowed_ports` are blocked too.
 - The TCP connection goes to an address that was checked: httpcore's network backend is
   replaced by `_PinnedBackend`, which maps (host, port) to the checked addresses and refuses
@@ -41,9 +41,9 @@ import httpcore
 import httpx
 
 from nexus.errors import TerminalError, TransientError
-from nexus.ingest import filetypes
-from nexus.ingest.filetypes import decode_html, parse_content_type
-from nexus.ingest.urls import (
+from nexus.extraction import filetypes
+from nexus.extraction.filetypes import decode_html, parse_content_type
+from nexus.fetching.urls import (
     Host,
     InvalidUrl,
     IPAddress,

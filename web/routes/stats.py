@@ -19,7 +19,7 @@ from web.envelope import Data
 from web.state import nexus_state
 from web.uow import unit_of_work
 
-bp = Blueprint("internal", __name__, url_prefix="/internal")
+bp = Blueprint("stats", __name__, url_prefix="/internal")
 
 
 class OutboxStatsOut(BaseModel):

@@ -31,8 +31,8 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.generic import DictionaryObject, IndirectObject
 
 from nexus.errors import TerminalError
-from nexus.ingest import filetypes
-from nexus.ingest.documents import (
+from nexus.extraction import filetypes
+from nexus.extraction.documents import (
     DocumentResult,
     Fragment,
     clean_text,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from lxml import etree
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import patterns as pt
+from nexus.extraction.readability import patterns as pt
 
 _STYLE_HIDDEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\b", re.I)
 _ASCII_NON_WORD = re.compile(r"[^A-Za-z0-9_]+")

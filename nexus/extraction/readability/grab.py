@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import lxml.html
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import dom
-from nexus.ingest.readability import patterns as pt
+from nexus.extraction.readability import dom
+from nexus.extraction.readability import patterns as pt
 
 TOP_CANDIDATES = 5
 MIN_AGREEING_CANDIDATES = 3

@@ -14,8 +14,8 @@ from typing import Any
 
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import dom
-from nexus.ingest.readability import patterns as pt
+from nexus.extraction.readability import dom
+from nexus.extraction.readability import patterns as pt
 
 _SEPARATORS = r"\|\-\u2013\u2014\\/>\u00bb"
 _SEPARATOR = re.compile(rf"\s[{_SEPARATORS}]\s")

@@ -39,9 +39,9 @@ import lxml.html
 from lxml import etree
 
 from nexus.errors import TerminalError
-from nexus.ingest import filetypes
-from nexus.ingest.documents import DocumentResult, Fragment, clean_title, has_words
-from nexus.ingest.filetypes import decode_html
+from nexus.extraction import filetypes
+from nexus.extraction.documents import DocumentResult, Fragment, clean_title, has_words
+from nexus.extraction.filetypes import decode_html
 
 log = logging.getLogger(__name__)
 

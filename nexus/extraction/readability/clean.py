@@ -5,9 +5,9 @@ from __future__ import annotations
 import lxml.html
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import dom
-from nexus.ingest.readability import patterns as pt
-from nexus.ingest.readability.grab import Pass
+from nexus.extraction.readability import dom
+from nexus.extraction.readability import patterns as pt
+from nexus.extraction.readability.grab import Pass
 
 _EMBEDS = ("object", "embed", "iframe")
 _DATA_TABLE_PARTS = ("col", "colgroup", "tfoot", "thead", "th")

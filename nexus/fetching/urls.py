@@ -5,7 +5,7 @@ is not a plain public http(s) URL with `E_INVALID_URL`. `normalise_url` produces
 canonical form used for dedupe; its rules are versioned by `NORMALISER_VERSION` (bump it,
 and plan a re-normalisation of stored `canonical_url`s, whenever a rule changes).
 
-`is_public_address` and `parse_host` are shared with the fetcher (`nexus.ingest.fetch`), so
+`is_public_address` and `parse_host` are shared with the fetcher (`nexus.fetching.fetch`), so
 the request-time check and the connect-time check classify addresses identically.
 
 Everything here is pure (no I/O, no DNS).

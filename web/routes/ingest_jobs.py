@@ -1,66 +1,86 @@
-"""Retrying a failed media: `POST /media/{id}/retry` (creator or library admin) and
-`POST /internal/media/{id}/retry` (operator key, audited). SPEC §4, §8."""
+"""Operator routes for ingest jobs (SPEC §7, §8): the job list (keyed by media_id, same
+shapes and order as the backfill list) and the operator retry of a failed media.
+
+Guards: viewer reads, operator retries; the guard runs before query validation."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from quart import Blueprint, g
-from quart_schema import validate_response
+from quart_schema import validate_querystring, validate_response
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError
 from nexus.ingest import retry
-from nexus.ingest.storage import LocalStorage
+from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
-from web.auth import current_user, operator_required, user_required
+from nexus.sharing import operations
+from nexus.sharing.operations import JobFilters
+from nexus.uploads.storage import LocalStorage
+from web.auth import operator_required
 from web.envelope import Data
+from web.pagination import ListQuery, Paged, after_key, page_of
+from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields
+from web.routes.media import RetryOut
 from web.state import nexus_state
 from web.uow import unit_of_work
 
-bp = Blueprint("media_retry", __name__)
+bp = Blueprint("ingest_jobs", __name__, url_prefix="/internal")
+
+INGEST_SCOPE = "ingest-jobs"
+INGEST_KEY_TYPES = (datetime, uuid.UUID)
 
 
-class RetryOut(BaseModel):
+class IngestJobsQuery(JobFilterFields, ListQuery):
+    media_id: uuid.UUID | None = None
+
+    def filters(self) -> JobFilters:
+        return JobFilters(
+            keys={"media_id": self.media_id} if self.media_id else {},
+            status=self.status,
+            error_code=self.error_code,
+            updated_before=self.updated_before,
+            updated_after=self.updated_after,
+        )
+
+
+class IngestJobOut(JobFieldsOut):
     media_id: uuid.UUID
-    processing_status: str
 
 
 class OperatorRetryOut(RetryOut):
     enqueue_dispatched: bool
 
 
-@bp.post("/media/<uuid:media_id>/retry")
-@validate_response(Data[RetryOut], 202)
-@user_required
-async def retry_media(media_id: uuid.UUID) -> tuple[Data[RetryOut], int]:
-    """Reset a failed media per its failure stage and re-enqueue it → 202.
-
-    Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 403
-    E_FORBIDDEN unless creator or admin of a library containing it → 409
-    E_MEDIA_NOT_RETRYABLE unless failed → 400 E_STORAGE_MISSING (upload stage, file gone).
-    """
-    state = nexus_state()
-    user = current_user().user_id
+@bp.get("/ingest-jobs")
+@validate_response(Paged[IngestJobOut])
+@operator_required(Role.VIEWER)
+@validate_querystring(IngestJobsQuery)
+async def list_ingest_jobs(
+    query_args: IngestJobsQuery, operator: OperatorIdentity
+) -> Paged[IngestJobOut]:
+    """Ingest jobs (keyed by media_id), same shapes and order as the backfill list."""
+    del operator
+    job = INGEST_JOB
+    after = after_key(query_args.cursor, INGEST_SCOPE, INGEST_KEY_TYPES)
     async with unit_of_work() as uow:
-        result = await retry.retry_media(
-            uow.session,
-            media_id,
-            Topics.from_settings(state.settings),
-            LocalStorage(state.settings.storage_dir),
-            viewer=user,
-            actor=f"user:{user}",
-            request_id=g.request_id,
-            correlation_id=g.correlation_id,
+        rows = await operations.list_jobs(
+            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
         )
-    return Data(data=RetryOut(media_id=result.media_id, processing_status="pending")), 202
+    items, page = page_of(
+        rows, query_args.limit, INGEST_SCOPE, lambda r: operations.sort_key(job, r)
+    )
+    return Paged(
+        data=[IngestJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
+    )
 
 
-@bp.post("/internal/media/<uuid:media_id>/retry")
+@bp.post("/media/<uuid:media_id>/retry")
 @validate_response(Data[OperatorRetryOut], 202)
 @operator_required(Role.OPERATOR)
 async def operator_retry_media(

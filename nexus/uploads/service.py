@@ -26,13 +26,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Forbidden, InvalidRequest, NexusError
-from nexus.ingest import filetypes, jobs, signing
+from nexus.extraction import filetypes
+from nexus.ingest import jobs
 from nexus.ingest import service as ingest_service
-from nexus.ingest.storage import LocalStorage, media_key
 from nexus.media import service as media_service
 from nexus.media.states import ProcessingStatus
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
+from nexus.uploads import signing
+from nexus.uploads.storage import LocalStorage, media_key
 
 MIB = 1024 * 1024
 CONTENT_TYPES: dict[str, str] = {"pdf": "application/pdf", "epub": "application/epub+zip"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lxml.html
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import dom
+from nexus.extraction.readability import dom
 
 
 def remove_scripts_and_styles(doc: HtmlElement) -> None:

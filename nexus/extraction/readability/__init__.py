@@ -19,7 +19,7 @@ import lxml.html
 from lxml import etree
 from lxml.html import HtmlElement
 
-from nexus.ingest.readability import clean, dom, grab, metadata, prep
+from nexus.extraction.readability import clean, dom, grab, metadata, prep
 
 __all__ = ["Readable", "parse"]
 
