@@ -1,62 +1,94 @@
-"""Domain errors: one root, a stable code per failure, a small kind for routing.
+"""Domain errors: one root, one registry of codes, a small kind for routing.
 
-The web layer turns `code` into an HTTP status (`HTTP_STATUS`) and renders the single
-envelope; the agents turn `kind` into retry / fail / dead-letter.
+Every failure the system names has a stable code (`E_...`) registered in `CODES` with its
+`ErrorKind`. The domain raises `NexusError` (or a subclass) with a registered code and
+never speaks HTTP: the web layer maps code → status (`web/statuses.py`) and renders the
+one envelope; the agents map a job failure to retry / fail / dead-letter. Job work raises
+`TransientError` (worth retrying) or `TerminalError` (no retry can fix it); both are
+`NexusError`s with registered codes, so the codes stored on media and jobs are the same
+vocabulary as the ones answered over HTTP.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ErrorKind(StrEnum):
     INVALID = "invalid"
-    NOT_FOUND = "not_found"
+    UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    LIMITED = "limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
 
-# Every HTTP-facing code of SPEC §2 with its status; the table is the contract.
-HTTP_STATUS: dict[str, int] = {
-    "E_INVALID_REQUEST": 400,
-    "E_NAME_INVALID": 400,
-    "E_INVALID_CURSOR": 400,
-    "E_INVALID_URL": 400,
-    "E_INVALID_CONTENT_TYPE": 400,
-    "E_INVALID_FILE_TYPE": 400,
-    "E_STORAGE_MISSING": 400,
-    "E_FILE_TOO_LARGE": 413,
-    "E_UNAUTHENTICATED": 401,
-    "E_INTERNAL_ONLY": 403,
-    "E_FORBIDDEN": 403,
-    "E_DEFAULT_LIBRARY_FORBIDDEN": 403,
-    "E_LAST_ADMIN_FORBIDDEN": 403,
-    "E_OWNER_REQUIRED": 403,
-    "E_OWNER_EXIT_FORBIDDEN": 403,
-    "E_SSRF_BLOCKED": 403,
-    "E_NOT_FOUND": 404,
-    "E_LIBRARY_NOT_FOUND": 404,
-    "E_MEDIA_NOT_FOUND": 404,
-    "E_USER_NOT_FOUND": 404,
-    "E_INVITE_NOT_FOUND": 404,
-    "E_METHOD_NOT_ALLOWED": 405,
-    "E_INVITE_ALREADY_EXISTS": 409,
-    "E_INVITE_MEMBER_EXISTS": 409,
-    "E_INVITE_NOT_PENDING": 409,
-    "E_OWNERSHIP_TRANSFER_INVALID": 409,
-    "E_MEDIA_NOT_RETRYABLE": 409,
-    "E_IDEMPOTENCY_KEY_REUSED": 409,
-    "E_RATE_LIMITED": 429,
-    "E_INTERNAL": 500,
-    "E_STORAGE_ERROR": 500,
-    "E_AUTH_UNAVAILABLE": 503,
-    "E_DEPENDENCY_UNAVAILABLE": 503,
+_K = ErrorKind
+
+# Every code of SPEC §2 (answered over HTTP, stored on media/jobs, or both) and its kind.
+CODES: dict[str, ErrorKind] = {
+    # request and input
+    "E_INVALID_REQUEST": _K.INVALID,
+    "E_NAME_INVALID": _K.INVALID,
+    "E_INVALID_CURSOR": _K.INVALID,
+    "E_INVALID_URL": _K.INVALID,
+    "E_INVALID_CONTENT_TYPE": _K.INVALID,
+    "E_INVALID_FILE_TYPE": _K.INVALID,
+    "E_SEARCH_QUERY_INVALID": _K.INVALID,
+    "E_FILE_TOO_LARGE": _K.INVALID,
+    "E_PAYLOAD_TOO_LARGE": _K.INVALID,
+    "E_STORAGE_MISSING": _K.INVALID,
+    "E_METHOD_NOT_ALLOWED": _K.INVALID,
+    # identity and access
+    "E_UNAUTHENTICATED": _K.UNAUTHENTICATED,
+    "E_INTERNAL_ONLY": _K.FORBIDDEN,
+    "E_FORBIDDEN": _K.FORBIDDEN,
+    "E_DEFAULT_LIBRARY_FORBIDDEN": _K.FORBIDDEN,
+    "E_LAST_ADMIN_FORBIDDEN": _K.FORBIDDEN,
+    "E_OWNER_REQUIRED": _K.FORBIDDEN,
+    "E_OWNER_EXIT_FORBIDDEN": _K.FORBIDDEN,
+    "E_SSRF_BLOCKED": _K.FORBIDDEN,
+    # missing (or masked)
+    "E_NOT_FOUND": _K.NOT_FOUND,
+    "E_LIBRARY_NOT_FOUND": _K.NOT_FOUND,
+    "E_MEDIA_NOT_FOUND": _K.NOT_FOUND,
+    "E_USER_NOT_FOUND": _K.NOT_FOUND,
+    "E_INVITE_NOT_FOUND": _K.NOT_FOUND,
+    # state conflicts
+    "E_INVITE_ALREADY_EXISTS": _K.CONFLICT,
+    "E_INVITE_MEMBER_EXISTS": _K.CONFLICT,
+    "E_INVITE_NOT_PENDING": _K.CONFLICT,
+    "E_OWNERSHIP_TRANSFER_INVALID": _K.CONFLICT,
+    "E_MEDIA_NOT_RETRYABLE": _K.CONFLICT,
+    "E_IDEMPOTENCY_KEY_REUSED": _K.CONFLICT,
+    "E_QUOTA_EXCEEDED": _K.CONFLICT,
+    # limits
+    "E_RATE_LIMITED": _K.LIMITED,
+    "E_TOO_MANY_STREAMS": _K.LIMITED,
+    # dependencies and bugs
+    "E_AUTH_UNAVAILABLE": _K.UNAVAILABLE,
+    "E_DEPENDENCY_UNAVAILABLE": _K.UNAVAILABLE,
+    "E_STORAGE_ERROR": _K.INTERNAL,
+    "E_INTERNAL": _K.INTERNAL,
+    # stored on media and jobs by the workers
+    "E_FETCH_FAILED": _K.UNAVAILABLE,
+    "E_FETCH_TIMEOUT": _K.UNAVAILABLE,
+    "E_FETCH_TOO_LARGE": _K.INVALID,
+    "E_UNSUPPORTED_CONTENT": _K.INVALID,
+    "E_EXTRACTION_FAILED": _K.INVALID,
+    "E_EXTRACTION_EMPTY": _K.INVALID,
+    "E_PDF_ENCRYPTED": _K.INVALID,
+    "E_SANITIZATION_FAILED": _K.INTERNAL,
+    "E_BACKFILL_TUPLE_INVALID": _K.INVALID,
+    "E_LEASE_EXPIRED": _K.UNAVAILABLE,
+    "E_CANCELLED": _K.CONFLICT,
 }
 
-# Codes recorded on media rows and jobs (never an HTTP response by themselves).
+# Codes that may be recorded on media rows and jobs (SPEC §2, "Codes stored on media or
+# jobs"); E_INVALID_URL too: a media whose URL cannot be fetched fails with it.
 STORED_CODES: frozenset[str] = frozenset(
     {
         "E_FETCH_FAILED",
@@ -70,32 +102,26 @@ STORED_CODES: frozenset[str] = frozenset(
         "E_SANITIZATION_FAILED",
         "E_STORAGE_MISSING",
         "E_INVALID_FILE_TYPE",
+        "E_INVALID_URL",
         "E_BACKFILL_TUPLE_INVALID",
         "E_LEASE_EXPIRED",
+        "E_CANCELLED",
         "E_INTERNAL",
     }
 )
 
-_KIND_BY_STATUS: dict[int, ErrorKind] = {
-    400: ErrorKind.INVALID,
-    401: ErrorKind.FORBIDDEN,
-    403: ErrorKind.FORBIDDEN,
-    404: ErrorKind.NOT_FOUND,
-    405: ErrorKind.INVALID,
-    409: ErrorKind.CONFLICT,
-    413: ErrorKind.INVALID,
-    429: ErrorKind.UNAVAILABLE,
-    500: ErrorKind.INTERNAL,
-    503: ErrorKind.UNAVAILABLE,
-}
 
-
-def status_for(code: str) -> int:
-    return HTTP_STATUS.get(code, 500)
+def kind_of(code: str) -> ErrorKind:
+    """The kind of a registered code; an unknown code is a bug, so it is INTERNAL."""
+    return CODES.get(code, ErrorKind.INTERNAL)
 
 
 class NexusError(Exception):
-    """A failure with a stable code. `message` is safe to show to clients."""
+    """A failure with a registered code. `message` is safe to show to clients.
+
+    `retry_after` (seconds) tells the caller when trying again may succeed (rate limits,
+    transient database conflicts); the web layer turns it into `Retry-After`.
+    """
 
     def __init__(
         self,
@@ -103,23 +129,19 @@ class NexusError(Exception):
         message: str,
         *,
         details: Any = None,
-        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        if code not in HTTP_STATUS and code not in STORED_CODES:
+        if code not in CODES:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
-        self.headers = headers or {}
-
-    @property
-    def status(self) -> int:
-        return status_for(self.code)
+        self.retry_after = retry_after
 
     @property
     def kind(self) -> ErrorKind:
-        return _KIND_BY_STATUS.get(self.status, ErrorKind.INTERNAL)
+        return CODES[self.code]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.message!r})"
@@ -150,23 +172,28 @@ class Unauthenticated(NexusError):
 
 
 class DependencyUnavailable(NexusError):
-    def __init__(self, message: str = "a dependency is unavailable") -> None:
-        super().__init__("E_DEPENDENCY_UNAVAILABLE", message)
+    def __init__(
+        self, message: str = "a dependency is unavailable", *, retry_after: int | None = None
+    ) -> None:
+        super().__init__("E_DEPENDENCY_UNAVAILABLE", message, retry_after=retry_after)
 
 
-class TransientError(Exception):
-    """Raised by job handlers for failures worth retrying (network, timeouts, DB hiccups)."""
+class JobFailure(NexusError):
+    """A failure of job work; `terminal` says whether a retry could fix it."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class TerminalError(Exception):
-    """Raised by job handlers for failures that no retry can fix."""
+    terminal: ClassVar[bool]
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
+
+
+class TransientError(JobFailure):
+    """Worth retrying (network, timeouts, database hiccups)."""
+
+    terminal = False
+
+
+class TerminalError(JobFailure):
+    """No retry can fix it (404, unsupported content, encrypted PDF, invalid tuple)."""
+
+    terminal = True

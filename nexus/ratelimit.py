@@ -66,7 +66,7 @@ class RateLimited(NexusError):
             "E_RATE_LIMITED",
             "too many requests; try again later",
             details={"retry_after_seconds": retry_after},
-            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
         )
 
 

@@ -11,8 +11,9 @@ from quart_schema import RequestSchemaValidationError, ResponseSchemaValidationE
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from nexus.db.errors import translate
-from nexus.errors import NexusError, status_for
+from nexus.errors import NexusError
 from web.envelope import error_response
+from web.statuses import status_for
 
 log = structlog.get_logger("nexus.web")
 
@@ -37,8 +38,9 @@ _MESSAGES: dict[str, str] = {
 
 
 def nexus_error_response(exc: NexusError) -> Response:
+    headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return error_response(
-        exc.code, exc.message, status_for(exc.code), details=exc.details, headers=exc.headers
+        exc.code, exc.message, status_for(exc.code), details=exc.details, headers=headers
     )
 
 
@@ -53,7 +55,7 @@ def validation_details(exc: BaseException | None) -> list[dict[str, Any]] | None
 
 
 async def _on_nexus_error(exc: NexusError) -> Response:
-    if exc.status >= 500:
+    if status_for(exc.code) >= 500:
         log.warning("request failed", code=exc.code, error=exc.message)
     return nexus_error_response(exc)
 

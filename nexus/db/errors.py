@@ -77,7 +77,7 @@ def translate(exc: BaseException) -> NexusError | None:
         return NexusError(
             "E_DEPENDENCY_UNAVAILABLE",
             "a transient database conflict occurred; retry the request",
-            headers={"Retry-After": "1"},
+            retry_after=1,
         )
     if isinstance(exc, IntegrityError):
         name = constraint_name(exc)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.errors import is_connection_error
 from nexus.db.tx import autocommit, transaction
-from nexus.errors import NexusError, TerminalError, TransientError
+from nexus.errors import ErrorKind, JobFailure, NexusError
 from nexus.jobs import machine
 from nexus.jobs.machine import Claim, JobType, LeaseLost, Rider
 
@@ -73,14 +73,18 @@ class JobPolicy:
     delays: Sequence[float]
 
 
+# Domain errors of these kinds raised by job work cannot be fixed by trying again.
+_TERMINAL_KINDS = frozenset(
+    {ErrorKind.INVALID, ErrorKind.NOT_FOUND, ErrorKind.FORBIDDEN, ErrorKind.UNAUTHENTICATED}
+)
+
+
 def classify(exc: BaseException) -> tuple[bool, str, str]:
     """(terminal, code, message) for an exception raised by job work."""
-    if isinstance(exc, TerminalError):
-        return True, exc.code, exc.message
-    if isinstance(exc, TransientError):
-        return False, exc.code, exc.message
+    if isinstance(exc, JobFailure):
+        return exc.terminal, exc.code, exc.message
     if isinstance(exc, NexusError):
-        return exc.kind.value in ("invalid", "not_found", "forbidden"), exc.code, exc.message
+        return exc.kind in _TERMINAL_KINDS, exc.code, exc.message
     if is_connection_error(exc):
         return False, "E_INTERNAL", "database unavailable during work"
     return False, "E_INTERNAL", f"unexpected {type(exc).__name__}"
@@ -136,7 +140,7 @@ async def run_job(
         return Outcome.LEASE_LOST
     except Exception as exc:
         terminal, code, message = classify(exc)
-        if not isinstance(exc, TerminalError | TransientError | NexusError):
+        if not isinstance(exc, NexusError):
             log.exception("job work raised", extra={"job_type": job.name})
         return await _record_failure(
             sessionmaker, job, claim, policy, code, message, terminal, on_finish

@@ -89,4 +89,4 @@ def test_deadlocks_translate_to_a_retryable_503() -> None:
 
     err = translate(DBAPIError("UPDATE ...", {}, Deadlock()))
     assert err is not None and err.code == "E_DEPENDENCY_UNAVAILABLE"
-    assert err.headers == {"Retry-After": "1"}
+    assert err.retry_after == 1

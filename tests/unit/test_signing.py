@@ -52,7 +52,7 @@ def test_every_change_is_forbidden(mutate: object) -> None:
     t, m, action, key, now = mutate(token, media)  # type: ignore[operator]
     with pytest.raises(NexusError) as info:
         signing.verify(key, t, action, m, now=now)
-    assert (info.value.code, info.value.status) == ("E_FORBIDDEN", 403)
+    assert info.value.code == "E_FORBIDDEN"
 
 
 def test_tokens_are_url_safe() -> None:

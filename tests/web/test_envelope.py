@@ -64,7 +64,7 @@ def _test_blueprint() -> Blueprint:
 
     @bp.get("/rate-limited")
     async def rate_limited() -> object:
-        raise NexusError("E_RATE_LIMITED", "slow down", headers={"Retry-After": "7"})
+        raise NexusError("E_RATE_LIMITED", "slow down", retry_after=7)
 
     return bp
 
