@@ -17,7 +17,7 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agents import routes, views
+from agents import faults, lifecycle, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -27,6 +27,7 @@ from agents.timers import (
     schedule_due_jobs,
 )
 from agents.transport import Transport
+from agents.watchdog import Watchdog
 from nexus.config import Settings, load_settings
 from nexus.sharing.health import Thresholds
 from runtime.db_gauges import DatabaseGauges
@@ -51,13 +52,21 @@ class NexusApp(faust.App):
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
+    watchdog: Watchdog | None = None
+
     async def on_start(self) -> None:
         await _create_topics(self.nexus)
         await self.nexus.open()
+        await lifecycle.heartbeat(self.nexus, self)
+        self.watchdog = Watchdog(self, self.nexus, stall_seconds=self.nexus.settings.stall_seconds)
+        self.watchdog.start()
         await super().on_start()
 
     async def on_stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         await super().on_stop()
+        await lifecycle.heartbeat(self.nexus, self, status="stopped")
         await self.nexus.close()
 
 
@@ -95,8 +104,13 @@ def build_app(settings: Settings) -> NexusApp:
         consumer_auto_offset_reset="earliest",
         web_in_thread=False,
         autodiscover=False,
+        # SIGTERM drains before stopping (agents/worker.py).
+        Worker="agents.worker:NexusWorker",
     )
     app.nexus = ctx
+    fault = faults.armed(settings)
+    if fault is not None:
+        faults.connect(fault, app, settings)
     topics = ctx.topics
 
     def work_topic(name: str) -> Any:
@@ -143,13 +157,17 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def prune() -> None:
         await prune_expired_state(ctx)
 
+    @app.timer(settings.worker_heartbeat_seconds)
+    async def worker_heartbeat() -> None:
+        await lifecycle.heartbeat(ctx, app)
+
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
     """Monitoring views on the Faust web port."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
-        ok, body = views.readiness(app)
+        ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
     @app.page("/nexus/stats")

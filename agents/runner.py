@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +83,37 @@ def decode(route: Route, raw: object) -> Message:
     return route.model.model_validate(raw)
 
 
+async def redispatch(ctx: AgentContext, event: Any) -> str:
+    """Send a message this draining worker will not handle back to its topic (same key, so
+    the same partition), for whichever worker owns the partition after this one leaves."""
+    message = event.message
+    raw = message.headers or []
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    headers = {str(k): _text(v) for k, v in pairs}
+    value = message.value if isinstance(message.value, bytes) else _text(message.value).encode()
+    await ctx.pub.publish(message.topic, _text(message.key) or None, value, headers)
+    ctx.counters["redispatched"] += 1
+    return "redispatched"
+
+
 async def process(ctx: AgentContext, route: Route, event: Any) -> str:
-    """Handle one event; returns the outcome label (also counted)."""
+    """Handle one event; returns the outcome label (also counted).
+
+    While the worker drains, a new message is not started: it is sent back to its topic."""
+    if ctx.draining:
+        try:
+            return await redispatch(ctx, event)
+        except PublishError:
+            log.warning("could not redispatch while draining; the scheduler will re-drive it")
+            return "dropped_draining"
+    ctx.work_started()
+    try:
+        return await _process(ctx, route, event)
+    finally:
+        ctx.work_finished()
+
+
+async def _process(ctx: AgentContext, route: Route, event: Any) -> str:
     try:
         msg = decode(route, event.value)
     except (ValidationError, ValueError) as exc:

@@ -11,15 +11,19 @@ from nexus.sharing import backfill
 from nexus.sharing.health import Thresholds, backlog_health
 
 
-def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
-    """Ready once an assignment has completed and no rebalance is running."""
+def readiness(app: Any, ctx: AgentContext) -> tuple[bool, dict[str, Any]]:
+    """Ready once an assignment has completed and no rebalance is running; never while
+    draining or once the watchdog judged the worker wedged."""
     assignment = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
-    ready = app.rebalancing_count > 0 and not app.rebalancing and bool(assignment)
+    assigned = app.rebalancing_count > 0 and not app.rebalancing and bool(assignment)
+    ready = assigned and not ctx.draining and ctx.stall_reason is None
     return ready, {
         "ready": ready,
         "rebalancing": bool(app.rebalancing),
         "rebalances": int(app.rebalancing_count),
         "assigned_partitions": assignment,
+        "draining": ctx.draining,
+        "stalled": ctx.stall_reason,
     }
 
 
@@ -45,4 +49,7 @@ async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
         "jobs": jobs,
         "backfill_backlog": health.as_dict(),
         "counters": dict(ctx.counters),
+        "lag": [p.as_dict() for p in ctx.lags],
+        "inflight": ctx.inflight,
+        "draining": ctx.draining,
     }

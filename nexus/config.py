@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     agents_web_port: int = Field(default=6066, ge=0, le=65535)
     agents_worker_id: str | None = None
+    # Worker liveness and self-healing (SPEC §10 "Workers"; docs/operations.md §8).
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    drain_seconds: float = Field(default=30.0, ge=0)
+    stall_seconds: float = Field(default=60.0, gt=0)
+    # Test-only fault injection into an agents worker (refused outside NEXUS_ENV=test):
+    # `block-loop:<seconds>`, `stall-consumer` or `stall-rebalance`; with `test_fault_once_file`
+    # the fault fires only in the first worker that creates that file.
+    test_fault: str | None = None
+    test_fault_once_file: str | None = None
     # Outbox relay: rows older than this many seconds are re-published by the agents' leader.
     outbox_relay_after_seconds: float = Field(default=5.0, ge=0)
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
@@ -188,6 +197,12 @@ class Settings(BaseSettings):
                 raise ValueError("NEXUS_UPLOAD_SIGNING_KEY must be at least 32 characters")
         if self.internal_secret is not None and not self.internal_secret.get_secret_value().strip():
             raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
+        return self
+
+    @model_validator(mode="after")
+    def _faults_only_in_tests(self) -> Self:
+        if self.test_fault is not None and self.env is not Env.TEST:
+            raise ValueError("NEXUS_TEST_FAULT is refused outside NEXUS_ENV=test")
         return self
 
     @property

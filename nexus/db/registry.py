@@ -16,6 +16,8 @@ def load_all_models() -> MetaData:
     from nexus.operators import models as _operators
     from nexus.sharing import models as _sharing
     from nexus.users import models as _users
+    from nexus.workers import models as _workers
 
     del _idempotency, _ingest, _jobs, _libraries, _media, _operators, _sharing, _users
+    del _workers
     return Base.metadata
