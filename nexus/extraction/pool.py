@@ -36,6 +36,7 @@ from nexus.errors import NexusError, TerminalError, TransientError
 from nexus.extraction.article import extract_article, split_fragments
 from nexus.extraction.documents import DocumentResult
 from nexus.extraction.epub import extract_epub
+from nexus.extraction.filetypes import decode_html
 from nexus.extraction.pdf import extract_pdf
 from nexus.extraction.sanitize import sanitize_html
 from nexus.extraction.text import canonical_text
@@ -55,6 +56,16 @@ def article(html: str, url: str) -> tuple[str | None, FragmentRows]:
         (f.idx, f.html_sanitized, f.canonical_text) for f in split_fragments(found.content_html)
     ]
     return found.title, rows
+
+
+def web_page(
+    body: bytes, declared_charset: str | None, url: str
+) -> tuple[str | None, FragmentRows]:
+    """`article` of a fetched page's bytes, decoded here (WHATWG labels only, see
+    `filetypes.decode_html`): decoding is work the page controls, so it runs under the
+    pool's time limit and off the agents' event loop."""
+    html, _encoding = decode_html(body, declared_charset)
+    return article(html, url)
 
 
 def pdf(data: bytes) -> DocumentResult:
