@@ -127,7 +127,7 @@ def _replace_body(html: str, inside: str) -> str:
 
 
 def _huge_attribute(draw: st.DrawFn, html: str) -> str:
-    spans = [s for s in _tag_spans(html) if not html[s[0] + 1 : s[0] + 2] in "/!?"]
+    spans = [s for s in _tag_spans(html) if html[s[0] + 1 : s[0] + 2] not in "/!?"]
     if not spans:
         return html
     _start, end = draw(st.sampled_from(spans))
