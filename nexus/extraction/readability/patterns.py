@@ -30,54 +30,69 @@ def words(value: str) -> str:
 
 
 class Vocabulary:
-    """Exact words and word stems; `search(value)` tells whether any word of `value` (a
-    class/id string, split by `words`) is one of them."""
+    """Words and stems; `search(value)` tells whether any word of `value` (a class/id
+    string, split by `words`) is one of the words, begins with one of the stems, or — for
+    stems written `*stem` — contains it (compound names: `fbcommentsmodule`, `megamenu`)."""
 
     def __init__(self, exact: Iterable[str] = (), stems: Iterable[str] = ()) -> None:
-        exact_part = "|".join(sorted(map(re.escape, exact), key=len, reverse=True))
-        stem_part = "|".join(sorted(map(re.escape, stems), key=len, reverse=True))
+        stems = list(stems)
+        inside = [s[1:] for s in stems if s.startswith("*")]
+        starts = [s for s in stems if not s.startswith("*")]
         alternatives = []
-        if exact_part:
-            alternatives.append(rf"(?:{exact_part})(?= |$)")
-        if stem_part:
-            alternatives.append(rf"(?:{stem_part})[a-z0-9]*(?= |$)")
+        if exact:
+            alternatives.append(rf"(?:{_alternation(exact)})(?= |$)")
+        if starts:
+            alternatives.append(rf"(?:{_alternation(starts)})[a-z0-9]*(?= |$)")
+        if inside:
+            alternatives.append(rf"[a-z0-9]*(?:{_alternation(inside)})[a-z0-9]*(?= |$)")
         self._pattern = re.compile(rf"(?:^| )(?:{'|'.join(alternatives)})")
 
     def search(self, value: str) -> bool:
-        return bool(value) and self._pattern.search(words(value)) is not None
+        if not value:
+            return False
+        found = " ".join(w for w in words(value).split() if w not in _NEVER)
+        return self._pattern.search(found) is not None
+
+
+def _alternation(items: Iterable[str]) -> str:
+    return "|".join(sorted(map(re.escape, items), key=len, reverse=True))
+
+
+# Words that contain a stem but mean something else.
+_NEVER = frozenset({"commentary", "commentaries", "commentator", "history", "histories"})
 
 
 # --- what is not the article ------------------------------------------------------------
 
 _NAVIGATION = (
     ["nav", "menu", "menus", "crumbs", "pager", "paging", "skip", "jump"],
-    ["navbar", "navigation", "breadcrumb", "pagination", "sitemap", "menubar", "topbar"],
+    ["navbar", "navigation", "*breadcrumb", "pagination", "sitemap", "*menu", "topbar"],
 )
 _COMMENTS = (
     ["replies", "reply", "respond", "talkback", "reactions", "discuss"],
-    ["comment", "disqus", "discussion", "guestbook", "shoutbox", "forum"],
+    ["*comment", "*disqus", "discussion", "guestbook", "shoutbox", "forum"],
 )
 _SHARING = (
     ["like", "likes", "follow", "tweet", "print", "email"],
-    ["share", "sharing", "social", "sociable", "addthis", "addtoany", "bookmark"],
+    ["share", "sharing", "*social", "sociable", "addthis", "addtoany", "bookmark"],
 )
 _ADVERTISING = (
     ["ad", "ads", "adv", "dfp", "gpt", "mpu"],
-    ["advert", "adsense", "adslot", "adunit", "adwrap", "doubleclick", "sponsor", "banner",
-     "skyscraper", "leaderboard", "billboard", "commercial", "affiliate", "outbrain",
-     "taboola", "promo"],
+    ["*advert", "adsense", "adslot", "adunit", "adwrap", "doubleclick", "*sponsor", "banner",
+     "skyscraper", "leaderboard", "billboard", "commercial", "affiliate", "*outbrain",
+     "*taboola", "promo"],
 )  # fmt: skip
 _OTHER_PAGES = (
     ["popular", "trending", "archive", "archives", "tags", "tag", "categories", "rss",
      "feed", "feeds", "login"],
-    ["related", "recommend", "recirc", "readnext", "newsletter", "subscri", "signup",
+    ["*related", "recommend", "recirc", "readnext", "*newsletter", "subscri", "signup",
      "register", "paywall", "campaign", "shopping"],
 )  # fmt: skip
 # Page furniture: the page's own header, footer and side columns...
 _FURNITURE = (
     ["header", "footer", "colophon", "copyright", "legal", "sidebar", "supplemental",
-     "extra", "extras", "toolbar", "utility", "widget", "widgets"],
-    ["sidebar", "footer", "widget"],
+     "extra", "extras", "toolbar", "utility"],
+    ["*sidebar", "*footer"],
 )  # fmt: skip
 # ...and names that often, not always, mean furniture: they weigh against, never remove
 # (broken markup can leave the article inside a masthead; "meta" and "media" blocks sit
@@ -89,14 +104,16 @@ _FURNITURE_MAYBE = (
 )  # fmt: skip
 _OVERLAYS = (
     ["modal", "overlay", "popup", "popover", "dialog", "lightbox", "interstitial"],
-    ["cookie", "consent", "gdpr", "agegate", "notification", "popup"],
+    ["cookie", "consent", "gdpr", "agegate", "notification", "*popup"],
 )
 
 
+# Media players: their text is controls, settings and captions menus.
+_PLAYERS = (["controls", "captions", "subtitles"], ["player", "videoplayer", "audioplayer"])
 # Rotating strips of teasers or pictures.
-_CAROUSELS: tuple[list[str], list[str]] = (
-    [],
-    ["carousel", "slider", "slideshow", "scroll", "ticker", "marquee"],
+_CAROUSELS = (
+    ["gallery", "galleries"],
+    ["carousel", "slider", "slideshow", "scroller", "ticker", "marquee"],
 )
 
 
@@ -106,20 +123,29 @@ def _merge(*groups: tuple[list[str], list[str]]) -> tuple[list[str], list[str]]:
 
 # Removed before scoring: regions that are almost never the article...
 UNLIKELY = Vocabulary(
-    *_merge(_NAVIGATION, _COMMENTS, _ADVERTISING, _OVERLAYS, _OTHER_PAGES, _FURNITURE)
+    *_merge(
+        _NAVIGATION,
+        _COMMENTS,
+        _ADVERTISING,
+        _OVERLAYS,
+        _OTHER_PAGES,
+        _FURNITURE,
+        _PLAYERS,
+        _CAROUSELS,
+    )
 )
 # ...unless the same names also say article (`article-footer` is kept for scoring).
 MAYBE_CANDIDATE = Vocabulary(
     ["article", "articles", "content", "contents", "main", "body", "story", "column",
      "columns", "mathjax"],
-    ["article", "content", "story", "mathjax"],
+    ["*article", "*content", "story", "mathjax"],
 )  # fmt: skip
 # Words that mark the article (+25 class weight).
 _ARTICLE = (
     ["article", "articles", "content", "contents", "main", "body", "story", "stories",
      "entry", "post", "posts", "text", "prose", "blog", "copy", "hentry", "column",
      "columns", "reader", "markdown", "richtext", "page", "math", "mathjax"],
-    ["article", "content", "story", "entry", "mathjax"],
+    ["*article", "*content", "story", "entry", "mathjax"],
 )  # fmt: skip
 POSITIVE = Vocabulary(*_ARTICLE)
 # Words that weigh against (-25).
