@@ -72,6 +72,8 @@ _COMMENTS = (
     ["replies", "reply", "respond", "talkback", "reactions", "discuss"],
     ["*comment", "*disqus", "discussion", "guestbook", "shoutbox", "forum"],
 )
+# Share and follow widgets weigh against but never remove: share plugins tag the element
+# that holds the buttons, which is often the article's own container.
 _SHARING = (
     ["like", "likes", "follow", "tweet", "print", "email"],
     ["share", "sharing", "*social", "sociable", "addthis", "addtoany", "bookmark"],
