@@ -17,6 +17,7 @@ the article itself. The tag sets come from the HTML standard's content categorie
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -24,6 +25,7 @@ _HUMPS = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^A-Za-z0-9]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def words(value: str) -> str:
     """`value` as space-separated lower-case words (camelCase split)."""
     return " ".join(_NON_WORD.sub(" ", _HUMPS.sub(r"\1 \2", value)).lower().split())
@@ -50,6 +52,10 @@ class Vocabulary:
     def search(self, value: str) -> bool:
         if not value:
             return False
+        return self._search(value)
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 (a few module-level instances)
+    def _search(self, value: str) -> bool:
         found = " ".join(w for w in words(value).split() if w not in _NEVER)
         return self._pattern.search(found) is not None
 
