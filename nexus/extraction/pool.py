@@ -1,6 +1,6 @@
 """Document extraction in worker processes, with a hard time and memory limit per document.
 
-Parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our scorer). Run on the
+Decoding and parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our scorer). Run on the
 agents' event loop, or in threads of it, it holds the GIL: the loop stalls (consumer
 heartbeats, lease renewals and fetches wait), and threads fighting over the GIL double
 the CPU cost per page (measured: 25 ms alone, 55 ms with four threads). A separate process
