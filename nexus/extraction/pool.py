@@ -1,9 +1,10 @@
 """Document extraction in worker processes, with a hard time and memory limit per document.
 
-Decoding and parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our scorer). Run on the
-agents' event loop, or in threads of it, it holds the GIL: the loop stalls (consumer
-heartbeats, lease renewals and fetches wait), and threads fighting over the GIL double
-the CPU cost per page (measured: 25 ms alone, 55 ms with four threads). A separate process
+Decoding and parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our
+scorer). Run on the agents' event loop, or in threads of it, it holds the GIL: the loop
+stalls (consumer heartbeats, lease renewals and fetches wait), and threads fighting over
+the GIL double the CPU cost per page (measured: 25 ms alone, 55 ms with four threads); and
+how long decoding takes is up to the page (its declared charset). A separate process
 avoids both, and it is also a fence around hostile files: a document that loops is killed
 when its time is up (`NEXUS_INGEST_EXTRACT_TIMEOUT_SECONDS`, terminal
 `E_EXTRACTION_FAILED`), one that needs more than `NEXUS_INGEST_EXTRACT_MEMORY_MB` fails
