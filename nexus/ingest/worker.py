@@ -100,7 +100,7 @@ async def _from_url(media: MediaToIngest, deps: IngestDeps) -> Extracted:
         doc = await deps.extraction.run(extractors.pdf, fetched.body)
         return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
     title, fragments = await deps.extraction.run(
-        extractors.article, fetched.text or "", fetched.final_url
+        extractors.web_page, fetched.body, fetched.charset, fetched.final_url
     )
     return Extracted("web_article", title, fragments, fetched.final_url)
 
