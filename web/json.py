@@ -1,4 +1,6 @@
-"""Strict JSON for request bodies: malformed input is a 400, never a 500."""
+"""Strict, bounded JSON for request bodies: malformed input is a 400, never a 500, and a
+body over `MAX_BODY_BYTES` is a 413 `E_PAYLOAD_TOO_LARGE` (the pre-signed upload PUT has
+its own, larger limit: web/routes/uploads.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,11 @@ import json
 from typing import Any
 
 from quart import Quart
+
+# Every request body except the upload PUT's. Quart stops buffering past it and raises
+# 413 when the view reads the body (views authenticate first, so an anonymous client
+# cannot make the API parse anything).
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def _reject_constant(name: str) -> Any:
@@ -27,3 +34,4 @@ def install_strict_json(app: Quart) -> None:
                 raise ValueError("JSON nested too deeply") from None
 
     app.json = StrictJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
