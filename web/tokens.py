@@ -183,6 +183,8 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("malformed token") from None
         alg = header.get("alg")
+        if not isinstance(alg, str):  # any JSON value can arrive here (a list: unhashable)
+            raise Unauthenticated("token algorithm not accepted")
         key: Any
         if alg == "HS256" and self.hs256_key is not None:
             key = self.hs256_key
