@@ -26,12 +26,16 @@ PRESIGNED = {"uploads.put_upload", "uploads.download"}
 
 
 def _routes(app: Quart) -> list[tuple[str, str, str]]:
-    """(method, concrete path, endpoint) of every guarded route, ids filled with UUIDs."""
+    """(method, concrete path, endpoint) of every guarded route, with valid ids filled in."""
     found = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC or rule.endpoint == "static":
             continue
-        path = re.sub(r"<[^>]+>", lambda _: str(uuid.uuid4()), rule.rule)
+        path = re.sub(
+            r"<(\w+):[^>]+>",
+            lambda m: str(uuid.uuid4()) if m.group(1) == "uuid" else "1",
+            rule.rule,
+        )
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((method, path, rule.endpoint))
     return found
