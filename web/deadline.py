@@ -9,7 +9,10 @@ view is cancelled (its transaction rolls back) and the client gets 503
   afterwards, bounded by `NEXUS_SSE_MAX_SECONDS` (web/routes/media_events.py);
 - the pre-signed upload PUT, which streams a file of up to 100 MiB for as long as the
   client needs: it is bounded instead by `idle_bounded`, the same number of seconds
-  without receiving a byte.
+  without receiving a byte;
+- the admin bulk requeue (`POST /internal/libraries/backfill-jobs/requeue-bulk`), paced
+  on purpose (`limit / rate_per_second`, up to 10,000 jobs): cutting it would leave a
+  half-done run without its summary audit row. Admin keys only.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from nexus.errors import NexusError
 log = structlog.get_logger("nexus.web")
 
 # Endpoints that bound themselves (see the module docstring).
-SELF_BOUNDED_ENDPOINTS = frozenset({"uploads.put_upload"})
+SELF_BOUNDED_ENDPOINTS = frozenset({"uploads.put_upload", "backfill_jobs.requeue_bulk"})
 
 
 class DeadlineExceededError(NexusError):

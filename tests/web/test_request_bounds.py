@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nexus.config import Settings
 from tests.support.library_api import User, new_user
 from tests.web.conftest import Api, AppFactory, make_token
+from web.deadline import SELF_BOUNDED_ENDPOINTS
 from web.json import MAX_BODY_BYTES
 
 # No authentication at all, or authorised by the pre-signed token in the URL.
@@ -153,3 +154,8 @@ async def test_a_stalled_upload_ends_after_the_idle_bound(
                     body += chunk
         assert conn.status_code == 503
         assert json.loads(body)["error"]["code"] == "E_DEPENDENCY_UNAVAILABLE"
+
+
+def test_the_deadline_exemptions_name_real_endpoints(app: Quart) -> None:
+    """A renamed view would silently fall under (or out of) the deadline."""
+    assert set(SELF_BOUNDED_ENDPOINTS) <= set(app.view_functions)
