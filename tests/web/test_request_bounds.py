@@ -159,3 +159,16 @@ async def test_a_stalled_upload_ends_after_the_idle_bound(
 def test_the_deadline_exemptions_name_real_endpoints(app: Quart) -> None:
     """A renamed view would silently fall under (or out of) the deadline."""
     assert set(SELF_BOUNDED_ENDPOINTS) <= set(app.view_functions)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": "a\u0000b"}, {"name": "ok", "a\u0000": 1}, {"name": ["x", {"y": "\u0000"}]}],
+)
+async def test_nul_characters_in_a_body_are_400_not_500(api: Api, body: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold NUL: such a name used to fail at the database (500)."""
+    user = await new_user(api)
+    r = await user.post("/libraries", json=body)
+    assert (r.status, r.code) == (400, "E_INVALID_REQUEST")
+    ok = await user.post("/libraries", json={"name": "a\\u0000b"})  # a backslash, no NUL
+    assert ok.status == 201
