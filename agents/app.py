@@ -94,7 +94,8 @@ def build_app(settings: Settings) -> NexusApp:
         # Faust keeps only scratch files here (no tables); keep them out of the work tree.
         datadir=f"var/faust/{settings.faust_app_id}",
         web_port=settings.agents_web_port,
-        web_host="127.0.0.1" if settings.env.value in ("local", "test") else "0.0.0.0",
+        # Stats, dashboard and metrics: loopback unless NEXUS_AGENTS_WEB_HOST opens them.
+        web_host=settings.agents_web_host,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,

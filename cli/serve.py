@@ -48,6 +48,8 @@ def agents_argv(settings: Settings) -> list[str]:
         "worker",
         "-l",
         _FAUST_LEVELS[settings.log_level],
+        "--web-host",
+        settings.agents_web_host,
         "--web-port",
         str(settings.agents_web_port),
     ]

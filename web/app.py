@@ -22,6 +22,7 @@ from runtime.kafka import KafkaPublisher
 from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
+from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
@@ -59,7 +60,8 @@ def create_app(
     settings = settings or load_settings()
     configure_logging(settings)
 
-    app = Quart("nexus", static_folder=None)
+    app = DeadlineQuart("nexus", static_folder=None)
+    app.request_timeout_seconds = settings.request_timeout_seconds
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False

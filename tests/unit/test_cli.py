@@ -108,6 +108,8 @@ def test_process_command_lines() -> None:
         "worker",
         "-l",
         "info",
+        "--web-host",
+        "127.0.0.1",
         "--web-port",
         "6123",
     ]
