@@ -63,8 +63,13 @@ class BulkRequeueParams(BaseModel):
 
 
 def audit_target(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The filters as strings: the target of the operation's summary audit rows."""
-    return operations.filters_summary(BulkRequeueParams.model_validate(params).filters())
+    """The filters as strings: the target of the operation's summary audit rows (none
+    when the params are invalid: the failure being audited is that)."""
+    try:
+        filters = BulkRequeueParams.model_validate(params).filters()
+    except ValidationError:
+        return {}
+    return operations.filters_summary(filters)
 
 
 def _after(checkpoint: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -155,9 +160,8 @@ async def run(context: RunContext) -> dict[str, Any]:
         if n == 0 or progress["processed"] >= params.limit:
             return progress
         done += n
-        delay = started + done / params.rate_per_second - time.monotonic()
-        if delay > 0:
-            await context.sleep(delay)
+        # Always awaited (0 when behind the rate): other work of the worker runs between steps.
+        await context.sleep(max(0.0, started + done / params.rate_per_second - time.monotonic()))
 
 
 KIND = Kind(name=NAME, run=run, audit_target=audit_target)

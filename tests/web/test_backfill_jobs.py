@@ -508,8 +508,9 @@ async def test_operation_shows_progress_result_and_error(
             {"p": json.dumps(counters), "i": uuid.UUID(operation_id)},
         )
     shown = (
-        await (await api.get(f"/internal/operations/{operation_id}", token=tokens["viewer"]))
-        .get_json()
+        await (
+            await api.get(f"/internal/operations/{operation_id}", token=tokens["viewer"])
+        ).get_json()
     )["data"]
     assert shown["status"] == "completed" and shown["finished_at"] is not None
     assert shown["progress"] == counters and shown["result"] == counters
