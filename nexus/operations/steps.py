@@ -57,6 +57,30 @@ class OperationRow:
         m = row._mapping
         return cls(**{name: m[name] for name in cls.__dataclass_fields__})
 
+    def public(self) -> dict[str, Any]:
+        """What operators see (API and CLI): no lease, no checkpoint; `error` is the last
+        attempt's failure (a pending operation with one is waiting for its retry)."""
+        error = (
+            {"code": self.last_error_code, "message": self.last_error_message}
+            if self.last_error_code is not None
+            else None
+        )
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "params": self.params,
+            "progress": self.progress,
+            "result": self.result,
+            "error": error,
+            "attempts": self.attempts,
+            "requested_by": self.requested_by,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+        }
+
 
 @dataclass(frozen=True)
 class Step:

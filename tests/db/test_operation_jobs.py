@@ -9,6 +9,7 @@ without requeuing any job twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cli.main import main
 from nexus.db.tx import transaction
 from nexus.jobs import machine
 from nexus.jobs.worker import JobPolicy, Outcome, run_job
@@ -326,3 +328,28 @@ async def test_invalid_params_fail_the_operation_for_good(sm: SM) -> None:
 @pytest.fixture
 def sm(sessionmaker: SM) -> SM:
     return sessionmaker
+
+
+async def test_cli_shows_an_operation(
+    sm: SM, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _fixture(sm, n_failed=1)
+    operation_id = await _create(sm, error_code="E_X", rate_per_second=1000)
+    assert await _run(sm, operation_id, _deps(sm)) == Outcome.COMPLETED
+    monkeypatch.setenv("NEXUS_DATABASE_URL", db_url)
+    show = ["ops", "operations", "show", str(operation_id)]
+
+    assert await asyncio.to_thread(main, [*show, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == str(operation_id) and shown["status"] == "completed"
+    assert shown["result"] == _result(total=1, processed=1, requeued=1, skipped_running=2)
+    assert "checkpoint" not in shown and shown["error"] is None
+
+    assert await asyncio.to_thread(main, show) == 0
+    text_out = capsys.readouterr().out
+    assert f"id:           {operation_id}" in text_out
+    assert '"requeued": 1' in text_out and "status:       completed" in text_out
+
+    missing = ["ops", "operations", "show", str(uuid.uuid4())]
+    assert await asyncio.to_thread(main, missing) == 1
+    assert "E_NOT_FOUND" in capsys.readouterr().err

@@ -16,7 +16,6 @@ from quart_schema import validate_response
 
 from nexus.errors import NotFound
 from nexus.operations import service
-from nexus.operations.steps import OperationRow
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from web.auth import operator_required
@@ -50,29 +49,6 @@ class OperationOut(BaseModel):
     updated_at: datetime
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, op: OperationRow) -> OperationOut:
-        error = (
-            OperationErrorOut(code=op.last_error_code, message=op.last_error_message)
-            if op.last_error_code is not None
-            else None
-        )
-        return cls(
-            id=op.id,
-            kind=op.kind,
-            status=op.status,
-            params=op.params,
-            progress=op.progress,
-            result=op.result,
-            error=error,
-            attempts=op.attempts,
-            requested_by=op.requested_by,
-            request_id=op.request_id,
-            created_at=op.created_at,
-            updated_at=op.updated_at,
-            finished_at=op.finished_at,
-        )
-
 
 @bp.get("/operations/<uuid:operation_id>")
 @validate_response(Data[OperationOut])
@@ -83,4 +59,4 @@ async def get_operation(operation_id: uuid.UUID, operator: OperatorIdentity) -> 
         operation = await service.get(uow.session, operation_id)
     if operation is None:
         raise NotFound("no operation with this id")
-    return Data(data=OperationOut.of(operation))
+    return Data(data=OperationOut.model_validate(operation.public()))
