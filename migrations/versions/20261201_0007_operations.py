@@ -1,7 +1,7 @@
 """operations: background operator operations (bulk requeue), each one a job row
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0010
 Create Date: 2026-12-01 13:30:00+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"  # main already holds 0010 (outbox parking)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
