@@ -109,6 +109,21 @@ class RunContext:
         row = (await session.execute(select(TABLE).where(TABLE.c.id == self.operation.id))).one()
         return OperationRow.of(row)
 
+    async def wait(self, seconds: float) -> None:
+        """Wait between steps (rate limits) without losing the lease: a wait longer than a
+        third of the lease is cut into slices, the lease renewed after each."""
+        remaining = max(0.0, seconds)
+        lease = self.claim.lease_seconds or float("inf")
+        while True:
+            pause = min(remaining, lease / 3)
+            await self.sleep(pause)
+            remaining -= pause
+            if remaining <= 0:
+                return
+            async with self.unit_of_work() as session:
+                if not await machine.renew_lease(session, JOB, self.claim):
+                    raise LeaseLost(f"operation {self.operation.id}: lease lost while waiting")
+
     async def save_step(self, session: AsyncSession, step: Step) -> None:
         """Save progress and checkpoint in the step's transaction, fenced by the lease."""
         saved = await session.scalar(

@@ -161,7 +161,7 @@ async def run(context: RunContext) -> dict[str, Any]:
             return progress
         done += n
         # Always awaited (0 when behind the rate): other work of the worker runs between steps.
-        await context.sleep(max(0.0, started + done / params.rate_per_second - time.monotonic()))
+        await context.wait(started + done / params.rate_per_second - time.monotonic())
 
 
 KIND = Kind(name=NAME, run=run, audit_target=audit_target)

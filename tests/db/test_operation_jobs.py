@@ -353,3 +353,24 @@ async def test_cli_shows_an_operation(
     missing = ["ops", "operations", "show", str(uuid.uuid4())]
     assert await asyncio.to_thread(main, missing) == 1
     assert "E_NOT_FOUND" in capsys.readouterr().err
+
+
+async def test_a_long_wait_between_steps_keeps_the_lease(sm: SM) -> None:
+    """At 0.01 jobs/s the wait between steps (100 s) outlasts the 30 s lease: it is cut into
+    slices and the lease renewed after each, so a slow operation is never rescued."""
+    await _fixture(sm, n_failed=2)
+    operation_id = await _create(sm, error_code="E_X", rate_per_second=0.01)
+    slices: list[float] = []
+    expiries: list[datetime] = []
+
+    async def record(seconds: float) -> None:
+        slices.append(seconds)
+        expiries.append((await _operation(sm, operation_id)).lease_expires_at)
+
+    assert await _run(sm, operation_id, _deps(sm, sleep=record)) == Outcome.COMPLETED
+    # A wait after each one-job step, due at 100 s and 200 s after the start (this test's
+    # sleep does not pass time): 300 s in all, in slices of at most a third of the lease.
+    assert all(0 <= s <= 10.0 for s in slices) and len(slices) >= 30
+    assert 290 < sum(slices) <= 300
+    # The lease was extended while waiting: later slices see a later expiry.
+    assert expiries[-1] > expiries[0]
