@@ -491,30 +491,40 @@ async def test_bulk_real_run_answers_202_and_records_the_operation(
     assert shown["progress"] == {} and shown["result"] is None and shown["error"] is None
 
 
-async def test_operation_shows_progress_result_and_error(
+async def test_operation_shows_progress_error_and_result(
     api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     r = await api.post(BULK, token=tokens["admin"], json={"dry_run": False})
     operation_id = (await r.get_json())["data"]["operation_id"]
-    counters = {"total": 3, "processed": 3, "requeued": 2, "skipped_running": 1, "not_found": 0}
-    async with transaction(sessionmaker) as s:
-        await s.execute(
-            text(
-                "UPDATE operations SET status = 'completed', finished_at = now(), "
-                "progress = CAST(:p AS jsonb), result = CAST(:p AS jsonb), "
-                "last_error_code = 'E_INTERNAL', last_error_message = 'first attempt' "
-                "WHERE id = :i"
-            ),
-            {"p": json.dumps(counters), "i": uuid.UUID(operation_id)},
-        )
-    shown = (
-        await (
-            await api.get(f"/internal/operations/{operation_id}", token=tokens["viewer"])
-        ).get_json()
-    )["data"]
-    assert shown["status"] == "completed" and shown["finished_at"] is not None
-    assert shown["progress"] == counters and shown["result"] == counters
-    assert shown["error"] == {"code": "E_INTERNAL", "message": "first attempt"}
+    path = f"/internal/operations/{operation_id}"
+    partial = {"total": 3, "processed": 2, "requeued": 1, "skipped_running": 1, "not_found": 0}
+    done = {**partial, "processed": 3, "requeued": 2}
+
+    async def update(sql: str, **params: Any) -> dict[str, Any]:
+        async with transaction(sessionmaker) as s:
+            await s.execute(
+                text(f"UPDATE operations SET {sql} WHERE id = :i"),
+                {"i": uuid.UUID(operation_id), **params},
+            )
+        return (await (await api.get(path, token=tokens["viewer"])).get_json())["data"]
+
+    # A failed attempt that will be retried: its progress so far and its error.
+    shown = await update(
+        "attempts = 1, progress = CAST(:p AS jsonb), checkpoint = '{\"after\": [1]}', "
+        "last_error_code = 'E_INTERNAL', last_error_message = 'database unavailable'",
+        p=json.dumps(partial),
+    )
+    assert (shown["status"], shown["attempts"], shown["progress"]) == ("pending", 1, partial)
+    assert shown["error"] == {"code": "E_INTERNAL", "message": "database unavailable"}
+    assert shown["result"] is None and "checkpoint" not in shown
+    # Completed by the next attempt.
+    shown = await update(
+        "status = 'completed', attempts = 2, finished_at = now(), last_error_code = NULL, "
+        "last_error_message = NULL, progress = CAST(:p AS jsonb), result = CAST(:p AS jsonb)",
+        p=json.dumps(done),
+    )
+    assert (shown["status"], shown["result"], shown["error"]) == ("completed", done, None)
+    assert shown["finished_at"] is not None
 
 
 async def test_operation_route_checks_key_id_and_existence(
