@@ -7,6 +7,7 @@ from typing import Any
 from agents.context import AgentContext
 from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.jobs import machine, relay
+from nexus.operations.jobs import JOB as OPERATION_JOB
 from nexus.sharing import backfill
 from nexus.sharing.health import Thresholds, backlog_health
 
@@ -33,6 +34,7 @@ async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
         jobs = {
             "backfill": await machine.counts_by_status(session, backfill.JOB),
             "ingest": await machine.counts_by_status(session, INGEST_JOB),
+            "operation": await machine.counts_by_status(session, OPERATION_JOB),
         }
         health = await backlog_health(session, Thresholds.from_settings(ctx.settings))
     return {

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=300, gt=0)
     # Media per backfill chunk (one transaction each; revocation wins between chunks).
     backfill_chunk_size: int = Field(default=5000, ge=1, le=100_000)
+    # Background operations (bulk requeue): retry schedule of a failed attempt, and the
+    # most jobs one step handles (one transaction, one progress update; docs/operations.md).
+    operation_retry_delays: Annotated[tuple[float, ...], NoDecode] = (5, 30, 120)
+    operation_chunk_size: int = Field(default=200, ge=1, le=10_000)
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
     fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
@@ -143,12 +147,14 @@ class Settings(BaseSettings):
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("backfill_retry_delays", "ingest_retry_delays", mode="before")
+    @field_validator(
+        "backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays", mode="before"
+    )
     @classmethod
     def _csv_delays(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("backfill_retry_delays", "ingest_retry_delays")
+    @field_validator("backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays")
     @classmethod
     def _delays_non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(d < 0 for d in value):

@@ -35,6 +35,7 @@ from web.routes import (
     me,
     media,
     media_events,
+    operations,
     ops,
     outbox,
     stats,
@@ -109,6 +110,7 @@ def create_app(
     app.register_blueprint(libraries.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(ingest_jobs.bp)
+    app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
 

@@ -47,6 +47,8 @@ SPEC_TABLES = {
     "media_uploads",
     # SPEC §10 "Workers".
     "workers",
+    # Background operator operations (bulk requeue), each one a job: docs/operations.md.
+    "operations",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.
