@@ -32,11 +32,28 @@ from nexus.sharing.health import Thresholds
 from runtime.backlog_metrics import BacklogGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
+from runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 _METRICS_CONTENT_TYPE = "; ".join(
     p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
 )
+
+
+class NexusWorker(faust.Worker):
+    """Faust's worker, logging through the process's one set-up (`runtime.logs`).
+
+    mode replaces the root logger's handlers with its own (text on stdout) when the
+    worker starts; this hook runs right after and puts ours back, so Faust's, mode's and
+    aiokafka's lines are JSON lines on stderr like ours, printed once. No spinner."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        _configure_logging(self.app.nexus)  # type: ignore[attr-defined]
+
+
+def _configure_logging(ctx: AgentContext) -> None:
+    configure_logging(ctx.settings, fields={"worker_id": ctx.worker_id})
 
 
 class NexusApp(faust.App):
@@ -95,6 +112,7 @@ def build_app(settings: Settings) -> NexusApp:
         consumer_auto_offset_reset="earliest",
         web_in_thread=False,
         autodiscover=False,
+        Worker=NexusWorker,
     )
     app.nexus = ctx
     topics = ctx.topics
@@ -176,5 +194,6 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
 
 
 settings = load_settings()
-configure_logging(settings)
 app = build_app(settings)
+_configure_logging(app.nexus)
+configure_tracing(settings, "nexus-agents")

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from agents.context import AgentContext
+from nexus import tracing
 from nexus.db.errors import is_connection_error
 from nexus.errors import DependencyUnavailable
 from nexus.messaging.messages import DeadLetter, Message
@@ -84,7 +86,21 @@ def decode(route: Route, raw: object) -> Message:
 
 
 async def process(ctx: AgentContext, route: Route, event: Any) -> str:
-    """Handle one event; returns the outcome label (also counted)."""
+    """Handle one event in a consumer span that continues the producer's trace (the
+    message's `traceparent` header); returns the outcome label (also counted)."""
+    topic = event.message.topic
+    with tracing.tracer.start_as_current_span(
+        f"consume {topic}",
+        context=tracing.from_kafka_headers(getattr(event, "headers", None)),
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "kafka", "messaging.source.name": topic},
+    ) as span:
+        outcome = await _process(ctx, route, event)
+        span.set_attribute("nexus.outcome", outcome)
+        return outcome
+
+
+async def _process(ctx: AgentContext, route: Route, event: Any) -> str:
     try:
         msg = decode(route, event.value)
     except (ValidationError, ValueError) as exc:

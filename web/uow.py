@@ -13,9 +13,11 @@ from __future__ import annotations
 from types import TracebackType
 
 import structlog
+from opentelemetry import context, trace
 from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus import tracing
 from nexus.db.tx import transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from web.state import NexusState, nexus_state
@@ -43,8 +45,20 @@ class UnitOfWork:
         return bool(self.outbox_rows) and self.report is not None and self.report.all_published
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = await self._tx.__aenter__()
+        # The transaction's span is current while it is open: the trace context stored
+        # with its outbox rows is this span's.
+        self._span = tracing.tracer.start_span("transaction")
+        self._span_token = context.attach(trace.set_span_in_context(self._span))
+        try:
+            self._session = await self._tx.__aenter__()
+        except BaseException:
+            self._end_span()
+            raise
         return self
+
+    def _end_span(self) -> None:
+        context.detach(self._span_token)
+        self._span.end()
 
     async def __aexit__(
         self,
@@ -55,8 +69,11 @@ class UnitOfWork:
         if exc_type is None:
             # Read before the session closes: the rows live in session.info.
             self.outbox_rows = enqueued(self.session)
-        suppress = await self._tx.__aexit__(exc_type, exc, tb)
-        self._session = None
+        try:
+            suppress = await self._tx.__aexit__(exc_type, exc, tb)
+        finally:
+            self._session = None
+            self._end_span()
         if exc_type is None:
             await self._publish()
         return suppress

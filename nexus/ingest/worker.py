@@ -32,6 +32,7 @@ from nexus.jobs.machine import Claim, LeaseLost, Rider
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
+from nexus.tracing import tracer
 from nexus.uploads.storage import LocalStorage, media_key
 
 UPLOAD_CODES = frozenset({"E_STORAGE_MISSING", "E_INVALID_FILE_TYPE"})
@@ -95,13 +96,15 @@ _START = Rider(
 async def _from_url(media: MediaToIngest, deps: IngestDeps) -> Extracted:
     if media.requested_url is None:
         raise TerminalError("E_INVALID_URL", "the media has no URL to fetch")
-    fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
-    if fetched.kind == "pdf":
-        doc = await deps.extraction.run(extractors.pdf, fetched.body)
-        return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
-    title, fragments = await deps.extraction.run(
-        extractors.article, fetched.text or "", fetched.final_url
-    )
+    with tracer.start_as_current_span("fetch"):
+        fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
+    with tracer.start_as_current_span("extract", attributes={"nexus.media.kind": fetched.kind}):
+        if fetched.kind == "pdf":
+            doc = await deps.extraction.run(extractors.pdf, fetched.body)
+            return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
+        title, fragments = await deps.extraction.run(
+            extractors.article, fetched.text or "", fetched.final_url
+        )
     return Extracted("web_article", title, fragments, fetched.final_url)
 
 
@@ -110,7 +113,8 @@ async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
         raise TerminalError("E_STORAGE_MISSING", "no file was uploaded for this media")
     data = await deps.storage.read_bytes(media.storage_path)
     extractor = extractors.pdf if media.kind == "pdf" else extractors.epub
-    doc: DocumentResult = await deps.extraction.run(extractor, data)
+    with tracer.start_as_current_span("extract", attributes={"nexus.media.kind": media.kind}):
+        doc: DocumentResult = await deps.extraction.run(extractor, data)
     return Extracted(media.kind, doc.title, doc.fragments)
 
 

@@ -13,13 +13,17 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus import tracing
 from nexus.db.tx import autocommit
 from nexus.jobs.models import OutboxRow
 from nexus.messaging.messages import Message
@@ -50,12 +54,18 @@ class Enqueued:
 async def enqueue(session: AsyncSession, topic: str, key: str | None, message: Message) -> int:
     """Write one outbox row in the current transaction; returns its id."""
     value = message.model_dump_json()
-    headers = message.trace_headers()
+    headers = row_headers(message)
     row_id = await session.scalar(
         _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
     )
     assert row_id is not None
     return remember(session, int(row_id), topic, key, message, value)
+
+
+def row_headers(message: Message) -> dict[str, str]:
+    """The headers stored with a row (sent as Kafka headers): the message's ids and the
+    trace context current where the row is written (`traceparent`, when tracing)."""
+    return tracing.inject(message.trace_headers())
 
 
 def remember(
@@ -69,7 +79,7 @@ def remember(
     """Keep a row this transaction wrote (by `enqueue`, or by an `insert_cte` of a bigger
     statement) on the session, to be published after commit."""
     value = message.model_dump_json() if value is None else value
-    headers = {k: str(v) for k, v in message.trace_headers().items()}
+    headers = row_headers(message)
     entry = Enqueued(row_id, topic, key, value.encode(), headers)
     session.info.setdefault(_PENDING, []).append(entry)
     return entry.id
@@ -98,7 +108,7 @@ def insert_params(
         f"{p}t": topic,
         f"{p}k": key,
         f"{p}p": message.model_dump_json() if value is None else value,
-        f"{p}h": json.dumps(message.trace_headers()),
+        f"{p}h": json.dumps(row_headers(message)),
     }
 
 
@@ -128,13 +138,17 @@ async def _publish_locked(
     published: list[int] = []
     failed = 0
     for row in rows:
+        headers = {k: str(v) for k, v in (row.headers or {}).items()}
         try:
-            await publisher.publish(
-                row.topic,
-                row.key,
-                json.dumps(row.payload, separators=(",", ":")).encode(),
-                {k: str(v) for k, v in (row.headers or {}).items()},
-            )
+            # The publish continues the trace stored with the row (the relay runs later,
+            # in a process of its own).
+            with _publish_span(row.topic, tracing.extract(headers)):
+                await publisher.publish(
+                    row.topic,
+                    row.key,
+                    json.dumps(row.payload, separators=(",", ":")).encode(),
+                    tracing.inject(headers),
+                )
         except PublishError as exc:
             await session.execute(
                 update(OutboxRow)
@@ -193,7 +207,9 @@ async def publish_enqueued(
     failure: tuple[int, str] | None = None
     for entry in entries:
         try:
-            await publisher.publish(entry.topic, entry.key, entry.value, entry.headers)
+            with _publish_span(entry.topic, None):
+                headers = tracing.inject(dict(entry.headers))
+                await publisher.publish(entry.topic, entry.key, entry.value, headers)
         except PublishError as exc:
             # Keep order per key: once one row fails, later rows wait for the relay.
             failure = (entry.id, str(exc)[:1000])
@@ -212,6 +228,16 @@ async def publish_enqueued(
                 },
             )
     return PublishReport(published=len(published), failed=len(entries) - len(published))
+
+
+def _publish_span(topic: str, parent: Context | None) -> AbstractContextManager[Span]:
+    """A producer span for one message; its context is what the consumer continues."""
+    return tracing.tracer.start_as_current_span(
+        f"publish {topic}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+    )
 
 
 class PublishedMarks:
