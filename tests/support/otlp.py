@@ -57,11 +57,16 @@ def decode(body: bytes) -> list[ReceivedSpan]:
 
 
 class OtlpReceiver:
-    """`with OtlpReceiver() as receiver:` → `receiver.endpoint` for OTEL_EXPORTER_OTLP_ENDPOINT."""
+    """`with OtlpReceiver() as receiver:` → `receiver.endpoint` for OTEL_EXPORTER_OTLP_ENDPOINT.
 
-    def __init__(self) -> None:
+    With `decode=False` requests are only counted (`requests`, `bytes`): a benchmark's
+    receiver, whose CPU would otherwise be charged to the system under test."""
+
+    def __init__(self, *, decode: bool = True) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
+        self.bytes = 0
+        self._decode = decode
         self._lock = threading.Lock()
         receiver = self
 
@@ -72,7 +77,7 @@ class OtlpReceiver:
                     body = gzip.decompress(body)
                 ok = self.path == "/v1/traces"
                 if ok:
-                    receiver._add(decode(body))
+                    receiver._add(body)
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200 if ok else 404)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -91,10 +96,12 @@ class OtlpReceiver:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def _add(self, spans: list[ReceivedSpan]) -> None:
+    def _add(self, body: bytes) -> None:
+        spans = decode(body) if self._decode else []
         with self._lock:
             self.spans.extend(spans)
             self.requests += 1
+            self.bytes += len(body)
 
     def snapshot(self) -> list[ReceivedSpan]:
         with self._lock:
