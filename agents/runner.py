@@ -89,7 +89,7 @@ async def process(ctx: AgentContext, route: Route, event: Any) -> str:
     """Handle one event in a consumer span that continues the producer's trace (the
     message's `traceparent` header); returns the outcome label (also counted)."""
     topic = event.message.topic
-    with tracing.tracer.start_as_current_span(
+    with tracing.span(
         f"consume {topic}",
         context=tracing.from_kafka_headers(getattr(event, "headers", None)),
         kind=SpanKind.CONSUMER,

@@ -12,12 +12,36 @@ span that continues that context, and the consumer continues the publish span.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, ProxyTracerProvider, Span, SpanKind
 
 tracer = trace.get_tracer("nexus")
+_OFF = contextlib.nullcontext(INVALID_SPAN)
+
+
+def enabled() -> bool:
+    """True once a process installed an SDK provider (`runtime.tracing`)."""
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+
+
+def span(
+    name: str,
+    *,
+    context: Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+) -> contextlib.AbstractContextManager[Span]:
+    """`tracer.start_as_current_span`, or a shared do-nothing context when tracing is off
+    (no context switch, no allocation: the hot paths pay one check)."""
+    if not enabled():
+        return _OFF
+    return tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
+
 
 # The header names the W3C propagator writes; anything else in a row's headers is ours.
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -25,7 +49,8 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 def inject(headers: dict[str, str], context: Context | None = None) -> dict[str, str]:
     """Write the current (or given) trace context into `headers`; returns `headers`."""
-    propagate.inject(headers, context=context)
+    if enabled():
+        propagate.inject(headers, context=context)
     return headers
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from types import TracebackType
 
 import structlog
-from opentelemetry import context, trace
 from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +31,7 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self.outbox_rows: list[Enqueued] = []
         self.report: PublishReport | None = None
+        self._span = tracing.span("transaction")
 
     @property
     def session(self) -> AsyncSession:
@@ -47,18 +47,13 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         # The transaction's span is current while it is open: the trace context stored
         # with its outbox rows is this span's.
-        self._span = tracing.tracer.start_span("transaction")
-        self._span_token = context.attach(trace.set_span_in_context(self._span))
+        self._span.__enter__()
         try:
             self._session = await self._tx.__aenter__()
-        except BaseException:
-            self._end_span()
+        except BaseException as exc:
+            self._span.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return self
-
-    def _end_span(self) -> None:
-        context.detach(self._span_token)
-        self._span.end()
 
     async def __aexit__(
         self,
@@ -73,7 +68,7 @@ class UnitOfWork:
             suppress = await self._tx.__aexit__(exc_type, exc, tb)
         finally:
             self._session = None
-            self._end_span()
+            self._span.__exit__(exc_type, exc, tb)
         if exc_type is None:
             await self._publish()
         return suppress

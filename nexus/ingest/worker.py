@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
+from nexus import tracing
 from nexus.errors import TerminalError
 from nexus.extraction import pool as extractors
 from nexus.extraction.documents import DocumentResult
@@ -32,7 +33,6 @@ from nexus.jobs.machine import Claim, LeaseLost, Rider
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
-from nexus.tracing import tracer
 from nexus.uploads.storage import LocalStorage, media_key
 
 UPLOAD_CODES = frozenset({"E_STORAGE_MISSING", "E_INVALID_FILE_TYPE"})
@@ -96,9 +96,9 @@ _START = Rider(
 async def _from_url(media: MediaToIngest, deps: IngestDeps) -> Extracted:
     if media.requested_url is None:
         raise TerminalError("E_INVALID_URL", "the media has no URL to fetch")
-    with tracer.start_as_current_span("fetch"):
+    with tracing.span("fetch"):
         fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
-    with tracer.start_as_current_span("extract", attributes={"nexus.media.kind": fetched.kind}):
+    with tracing.span("extract", attributes={"nexus.media.kind": fetched.kind}):
         if fetched.kind == "pdf":
             doc = await deps.extraction.run(extractors.pdf, fetched.body)
             return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
@@ -113,7 +113,7 @@ async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
         raise TerminalError("E_STORAGE_MISSING", "no file was uploaded for this media")
     data = await deps.storage.read_bytes(media.storage_path)
     extractor = extractors.pdf if media.kind == "pdf" else extractors.epub
-    with tracer.start_as_current_span("extract", attributes={"nexus.media.kind": media.kind}):
+    with tracing.span("extract", attributes={"nexus.media.kind": media.kind}):
         doc: DocumentResult = await deps.extraction.run(extractor, data)
     return Extracted(media.kind, doc.title, doc.fragments)
 

@@ -232,7 +232,7 @@ async def publish_enqueued(
 
 def _publish_span(topic: str, parent: Context | None) -> AbstractContextManager[Span]:
     """A producer span for one message; its context is what the consumer continues."""
-    return tracing.tracer.start_as_current_span(
+    return tracing.span(
         f"publish {topic}",
         context=parent,
         kind=SpanKind.PRODUCER,

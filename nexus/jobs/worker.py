@@ -108,7 +108,7 @@ async def run_job(
     `Staged` start) is one autocommit statement, and so is the completion when the work
     returns a `Rider`. A `Rider` completion does not call `on_finish` for "completed": the
     rider carries everything the completion writes."""
-    with tracing.tracer.start_as_current_span(f"job {job.name}") as span:
+    with tracing.span(f"job {job.name}") as span:
         async with autocommit(sessionmaker) as conn:
             claimed = await machine.claim_with(
                 conn,
@@ -180,11 +180,11 @@ async def _attempt(
         else:
             finalize = await work(sessionmaker, claim)
         if isinstance(finalize, Rider):
-            with tracing.tracer.start_as_current_span(f"complete {job.name}"):
+            with tracing.span(f"complete {job.name}"):
                 async with autocommit(sessionmaker) as conn:
                     await machine.complete(conn, job, claim, actor=policy.owner, rider=finalize)
             return Outcome.COMPLETED, None
-        with tracing.tracer.start_as_current_span(f"complete {job.name}"):
+        with tracing.span(f"complete {job.name}"):
             await _complete(sessionmaker, job, claim, finalize, policy, on_finish)
         return Outcome.COMPLETED, None
     except LeaseLost:
