@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections import Counter
@@ -19,6 +20,7 @@ from nexus.extraction.pool import ExtractionPool
 from nexus.jobs import outbox
 from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher
+from runtime.logs import configure_logging
 
 
 def default_worker_id(settings: Settings) -> str:
@@ -57,6 +59,9 @@ class AgentContext:
             processes=self.settings.ingest_extract_processes,
             timeout_seconds=self.settings.ingest_extract_timeout_seconds,
             memory_mb=self.settings.ingest_extract_memory_mb or None,
+            child_setup=functools.partial(
+                configure_logging, self.settings, fields={"worker_id": self.worker_id}
+            ),
         )
         # Start the processes (spawn + imports, ~1 s) and the producer while Faust joins
         # the group, so the first document does not wait for them; a failure here shows

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections import Counter
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pypdf import PdfWriter
 
 from nexus.config import Settings
 from nexus.messaging.topics import Topics
@@ -51,9 +53,11 @@ def stack_settings(db_url: str, broker: Broker, tmp_path: Path, **overrides: Any
 
 
 async def save_and_settle(
-    settings: Settings, url: str, headers: dict[str, str] | None = None
+    settings: Settings, url: str, headers: dict[str, str] | None = None, *, ready: bool = True
 ) -> dict[str, Any]:
-    """POST /media/from_url as a new user; waits until the media is readable."""
+    """POST /media/from_url as a new user; waits until the media is readable (or, with
+    `ready=False`, has failed)."""
+    wanted = "ready_for_reading" if ready else "failed"
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{settings.api_port}",
         headers={
@@ -67,12 +71,26 @@ async def save_and_settle(
         assert resp.status_code == 202, resp.text
         media_id = resp.json()["data"]["media_id"]
 
-        async def ready() -> dict[str, Any] | None:
+        async def settled() -> dict[str, Any] | None:
             media = (await http.get(f"/media/{media_id}")).json()["data"]
-            return media if media["processing_status"] == "ready_for_reading" else None
+            if media["processing_status"] in ("ready_for_reading", "failed"):
+                assert media["processing_status"] == wanted, media
+                return media
+            return None
 
-        media: dict[str, Any] = await poll(ready, deadline_s=60, what=f"media {media_id}")
+        media: dict[str, Any] = await poll(settled, deadline_s=60, what=f"media {media_id}")
         return media
+
+
+def damaged_pdf() -> bytes:
+    """A PDF whose startxref points nowhere: pypdf recovers, and logs warnings about it
+    (from the agents' extraction process)."""
+    writer = PdfWriter()
+    writer.add_blank_page(100, 100)
+    out = io.BytesIO()
+    writer.write(out)
+    data = out.getvalue()
+    return data[: data.rfind(b"startxref")] + b"startxref\n99\n%%EOF\n"
 
 
 def json_lines(child: Child) -> list[dict[str, Any]]:
@@ -99,6 +117,7 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
 ) -> None:
     site = LocalServer()
     site.routes["/article"] = respond(200, PAGE_HTML, "text/html; charset=utf-8")
+    site.routes["/damaged.pdf"] = respond(200, damaged_pdf(), "application/pdf")
     await site.start()
     settings = stack_settings(db_url, broker, tmp_path)
     agents = await start_agents(settings, logs_dir, separate_stderr=True)
@@ -110,6 +129,8 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
             site.url("/article"),
             {"X-Request-ID": request_id, "X-Correlation-ID": correlation_id},
         )
+        # A blank page: no text, a failed job; pypdf warns while reading it.
+        blank = await save_and_settle(settings, site.url("/damaged.pdf"), ready=False)
     finally:
         api.stop()
         agents.stop()
@@ -117,8 +138,12 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
     api_lines, agent_lines = json_lines(api), json_lines(agents)
 
     # The API's access line of the request, with its ids.
-    [access] = [r for r in api_lines if r["event"] == "http request" and r["method"] == "POST"]
-    assert (access["request_id"], access["correlation_id"]) == (request_id, correlation_id)
+    [access] = [
+        r
+        for r in api_lines
+        if r["event"] == "http request" and r["method"] == "POST" and r["request_id"] == request_id
+    ]
+    assert access["correlation_id"] == correlation_id
     assert access["route"] == "/media/from_url" and access["status"] == 202
     # Hypercorn's own line is there, once, as JSON.
     assert (
@@ -132,9 +157,13 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
     assert done["level"] == "info" and done["outcome"] == "completed"
     assert done["job_type"] == "ingest" and done["job_key"] == f"media_id={media['id']}"
     assert done["attempt"] == 1 and done["duration_ms"] > 0 and done["worker_id"]
-    # Faust's, mode's and aiokafka's lines went through the same set-up.
+    [failed] = [r for r in outcomes if r["event"] == "job failed"]
+    assert failed["job_key"] == f"media_id={blank['id']}" and failed["level"] == "info"
+    assert failed["error_code"] == blank["last_error_code"] == "E_EXTRACTION_EMPTY"
+    # Faust's, mode's and aiokafka's lines went through the same set-up, and so did the
+    # extraction process's (pypdf's warnings).
     loggers = {r["logger"].split(".")[0] for r in agent_lines}
-    assert {"faust", "mode", "aiokafka"} <= loggers, loggers
+    assert {"faust", "mode", "aiokafka", "pypdf"} <= loggers, loggers
     assert all(r.get("worker_id") == done["worker_id"] for r in agent_lines)
 
 
