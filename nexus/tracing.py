@@ -55,7 +55,10 @@ def inject(headers: dict[str, str], context: Context | None = None) -> dict[str,
 
 
 def extract(headers: Mapping[str, str]) -> Context:
-    """The trace context carried by `headers` (an empty context when there is none)."""
+    """The trace context carried by `headers` (an empty context when there is none, or
+    when tracing is off)."""
+    if not enabled():
+        return Context()
     return propagate.extract(headers)
 
 
@@ -72,3 +75,16 @@ def from_kafka_headers(
         if name in TRACE_HEADERS
     }
     return extract(carrier) if carrier else Context()
+
+
+def publish_span(
+    topic: str, parent: Context | None = None
+) -> contextlib.AbstractContextManager[Span]:
+    """A producer span for one message (child of `parent`, else of the current span); the
+    headers injected inside it are what the consumer continues."""
+    return span(
+        f"publish {topic}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+    )

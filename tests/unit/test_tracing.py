@@ -19,6 +19,8 @@ def test_off_without_an_endpoint_and_then_free() -> None:
     # Nothing is written into headers, and spans are one shared null context.
     assert tracing.inject({"message_id": "m"}) == {"message_id": "m"}
     assert tracing.span("a") is tracing.span("b")
+    carried = {"traceparent": PARENT}
+    assert not trace.get_current_span(tracing.extract(carried)).get_span_context().is_valid
     with tracing.span("work") as span:
         assert not span.is_recording()
 
@@ -40,14 +42,19 @@ def test_the_endpoint_is_the_standard_variable(monkeypatch: pytest.MonkeyPatch) 
         [("message_id", b"m"), ("traceparent", PARENT.encode())],
     ],
 )
-def test_a_consumed_messages_traceparent_is_continued(headers: object) -> None:
+def test_a_consumed_messages_traceparent_is_continued(
+    headers: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a process that installed the SDK (this one must not: the provider is global).
+    monkeypatch.setattr(tracing, "enabled", lambda: True)
     context = tracing.from_kafka_headers(headers)  # type: ignore[arg-type]
     parent = trace.get_current_span(context).get_span_context()
     assert format(parent.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert format(parent.span_id, "016x") == "b7ad6b7169203331" and parent.is_remote
 
 
-def test_a_message_without_trace_context_starts_none() -> None:
+def test_a_message_without_trace_context_starts_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "enabled", lambda: True)
     for headers in (None, {}, {"message_id": b"m"}):
         context = tracing.from_kafka_headers(headers)
         assert not trace.get_current_span(context).get_span_context().is_valid
