@@ -18,7 +18,8 @@ is listed under `rounds`.
 
 Tracing (`BENCH_INGEST_TRACING=compare`): each round runs the pipeline twice on fresh
 stacks, with tracing off and with every span exported over OTLP/HTTP (API and worker,
-sampling everything) to a receiver in this process that only counts what it gets;
+sampling everything, exporting at least every second) to a receiver in this process that only
+counts what it gets;
 `tracing` reports both ratios and the throughput lost with tracing on (goal: < 5 %).
 
 Everything is started here and torn down after: a fresh database (created and migrated
@@ -326,6 +327,9 @@ async def tracing_rounds(
     rounds: int,
 ) -> dict[str, Any]:
     """Pipeline with tracing off and exporting, alternating which goes first per round."""
+    # Export at least every second (default 5 s, or every 512 spans): a short run's
+    # processes are killed at its end, and spans never sent would not be paid for.
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
     baselines = [extraction_baseline(pages, server.base)]
     results = []
     with OtlpReceiver(decode=False) as receiver:
