@@ -36,6 +36,8 @@ pytestmark = pytest.mark.e2e
 
 PAGE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "article-pages"
 PAGE_HTML = (PAGE / "bbc-1" / "source.html").read_bytes()
+CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+CALLER = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 
 
 def stack_settings(db_url: str, broker: Broker, tmp_path: Path, **overrides: Any) -> Settings:
@@ -214,7 +216,8 @@ async def test_one_trace_from_request_to_ready_across_processes(
         lonely = await start_api(cut_off, logs_dir, name="api-no-broker", env=otel)
         try:
             await save_and_settle(settings, site.url("/direct"))
-            await save_and_settle(cut_off, site.url("/relayed"))
+            # This request continues a trace started by its caller.
+            await save_and_settle(cut_off, site.url("/relayed"), {"traceparent": CALLER})
 
             async def both_complete() -> list[ReceivedSpan] | None:
                 spans = receiver.snapshot()
@@ -230,15 +233,22 @@ async def test_one_trace_from_request_to_ready_across_processes(
 
     roots = [s for s in spans if s.name == "POST /media/from_url"]
     assert len(roots) == 2 and all(r.service == "nexus-api" for r in roots)
-    assert all(r.parent_span_id is None for r in roots), "the HTTP span starts the trace"
+    # The HTTP span starts the trace, or continues the caller's.
+    assert sorted((r.trace_id, r.parent_span_id) for r in roots if r.parent_span_id) == [
+        (CALLER_TRACE, CALLER_SPAN)
+    ]
     topic = Topics.from_settings(settings).ingest
     publishers = []
     for root in roots:
         trace = [s for s in spans if s.trace_id == root.trace_id]
-        [transaction] = [s for s in trace if s.name == "transaction"]
-        assert _parent(trace, transaction) == root
+        # (The client's later GETs, sent with the same traceparent, join the caller's
+        # trace too: their spans are the request's siblings.)
+        [transaction] = [
+            s for s in trace if s.name == "transaction" and s.parent_span_id == root.span_id
+        ]
         publish = _check_trace(trace, topic)
         publishers.append(publish.service)
+        assert (publish.service == "nexus-agents") == (root.trace_id == CALLER_TRACE)
         if publish.service == "nexus-api":
             # Published right after commit, within the request.
             assert _parent(trace, publish) == root
