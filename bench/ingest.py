@@ -344,11 +344,15 @@ async def tracing_rounds(
             baselines.append(extraction_baseline(pages, server.base))
             reference = (baselines[i]["pages_per_s"] + baselines[i + 1]["pages_per_s"]) / 2
             off, on = runs["off"]["pages_per_s"], runs["on"]["pages_per_s"]
+            # CPU of the traced processes (API + worker tree) per page: steadier than
+            # throughput on a shared machine.
+            ours = {m: sum(runs[m]["cpu_ms_per_page"][k] for k in ("api", "worker")) for m in runs}
             results.append(
                 {
                     "ratio_off": round(off / reference, 3),
                     "ratio_on": round(on / reference, 3),
                     "overhead": round(1 - on / off, 3),
+                    "cpu_overhead": round(ours["on"] / ours["off"] - 1, 3),
                     "pages_per_s_off": round(off, 2),
                     "pages_per_s_on": round(on, 2),
                     "extraction_pages_per_s": round(reference, 2),
@@ -362,6 +366,7 @@ async def tracing_rounds(
         "ratio_off": median["ratio_off"],
         "ratio_on": median["ratio_on"],
         "overhead": median["overhead"],
+        "cpu_overhead": median["cpu_overhead"],
         "goal_overhead": 0.05,
         "rounds": results,
     }
