@@ -28,16 +28,22 @@ from agents.timers import (
 )
 from agents.transport import Transport
 from agents.watchdog import Watchdog
+from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
 from nexus.sharing.health import Thresholds
 from runtime.db_gauges import DatabaseGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
+from runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 _METRICS_CONTENT_TYPE = "; ".join(
     p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
 )
+
+
+def _configure_logging(ctx: AgentContext) -> None:
+    configure_logging(ctx.settings, fields={"worker_id": ctx.worker_id})
 
 
 class NexusApp(faust.App):
@@ -105,8 +111,8 @@ def build_app(settings: Settings) -> NexusApp:
         consumer_auto_offset_reset="earliest",
         web_in_thread=False,
         autodiscover=False,
-        # SIGTERM drains before stopping (agents/worker.py).
-        Worker="agents.worker:NexusWorker",
+        # SIGTERM drains before stopping; Faust logs through our set-up (agents/worker.py).
+        Worker=NexusWorker,
     )
     app.nexus = ctx
     fault = faults.armed(settings)
@@ -195,5 +201,6 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
 
 
 settings = load_settings()
-configure_logging(settings)
 app = build_app(settings)
+_configure_logging(app.nexus)
+configure_tracing(settings, "nexus-agents")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from nexus.jobs import outbox
 from nexus.messaging.topics import Topics
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
+from runtime.logs import configure_logging
 
 
 def default_worker_id(settings: Settings) -> str:
@@ -83,6 +85,9 @@ class AgentContext:
             processes=self.settings.ingest_extract_processes,
             timeout_seconds=self.settings.ingest_extract_timeout_seconds,
             memory_mb=self.settings.ingest_extract_memory_mb or None,
+            child_setup=functools.partial(
+                configure_logging, self.settings, fields={"worker_id": self.worker_id}
+            ),
         )
         # Start the processes (spawn + imports, ~1 s) and the producer while Faust joins
         # the group, so the first document does not wait for them; a failure here shows

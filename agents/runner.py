@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from agents.context import AgentContext
+from nexus import tracing
 from nexus.db.errors import is_connection_error
 from nexus.errors import DependencyUnavailable
 from nexus.messaging.messages import DeadLetter, Message
@@ -97,7 +99,8 @@ async def redispatch(ctx: AgentContext, event: Any) -> str:
 
 
 async def process(ctx: AgentContext, route: Route, event: Any) -> str:
-    """Handle one event; returns the outcome label (also counted).
+    """Handle one event in a consumer span that continues the producer's trace (the
+    message's `traceparent` header); returns the outcome label (also counted).
 
     While the worker drains, a new message is not started: it is sent back to its topic."""
     if ctx.draining:
@@ -106,9 +109,18 @@ async def process(ctx: AgentContext, route: Route, event: Any) -> str:
         except PublishError:
             log.warning("could not redispatch while draining; the scheduler will re-drive it")
             return "dropped_draining"
+    topic = event.message.topic
     ctx.work_started()
     try:
-        return await _process(ctx, route, event)
+        with tracing.span(
+            f"consume {topic}",
+            context=tracing.from_kafka_headers(getattr(event, "headers", None)),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.source.name": topic},
+        ) as span:
+            outcome = await _process(ctx, route, event)
+            span.set_attribute("nexus.outcome", outcome)
+            return outcome
     finally:
         ctx.work_finished()
 

@@ -23,6 +23,8 @@ def api_argv(settings: Settings) -> list[str]:
         "-m",
         "hypercorn",
         "web.asgi:app",
+        "--config",
+        "python:web.serving.hypercorn",
         "--bind",
         f"{settings.api_host}:{settings.api_port}",
     ]
@@ -43,6 +45,8 @@ def agents_argv(settings: Settings) -> list[str]:
         sys.executable,
         "-m",
         "faust",
+        # No banner or spinner on stdout: every line the worker prints is a log line.
+        "--quiet",
         "-A",
         "agents.app",
         "worker",

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nexus import secret_rules
@@ -141,6 +148,12 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     log_level: str = "INFO"
     log_json: bool = True
+    # OpenTelemetry's standard variable (no NEXUS_ prefix): the OTLP/HTTP base URL
+    # (spans go to <url>/v1/traces). Unset: no tracing, no exporter.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
 
     @field_validator("jwt_audiences", "fetch_allow_hosts", "fetch_allowed_ports", mode="before")
     @classmethod
@@ -183,7 +196,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("jwks_url")
+    @field_validator("jwks_url", "otel_exporter_otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

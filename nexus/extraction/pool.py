@@ -118,10 +118,12 @@ def _enlarge_pipes(size: int) -> None:
             continue  # closed meanwhile, or over the user's pipe quota: keep the default
 
 
-def _init_child(memory_mb: int | None) -> None:
+def _init_child(memory_mb: int | None, setup: Callable[[], None] | None = None) -> None:
     # The agents process decides when to stop; a Ctrl-C in its terminal must not
     # interrupt a document half-way in the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if setup is not None:
+        setup()
     _enlarge_pipes(_PIPE_BYTES)
     if memory_mb:
         limit = memory_mb * 1024 * 1024
@@ -142,15 +144,23 @@ class ExtractionPool:
     """
 
     def __init__(
-        self, *, processes: int, timeout_seconds: float, memory_mb: int | None = None
+        self,
+        *,
+        processes: int,
+        timeout_seconds: float,
+        memory_mb: int | None = None,
+        child_setup: Callable[[], None] | None = None,
     ) -> None:
+        """`child_setup` (picklable) runs first in each new process: the owner's logging
+        set-up, so what extractors log (pypdf warns about damaged files) is formatted like
+        the rest of its output instead of Python's bare last-resort text."""
         self.processes = processes
         self.timeout_seconds = timeout_seconds
         self._pool = ProcessPool(
             max_workers=processes,
             max_tasks=_TASKS_PER_PROCESS,
             initializer=_init_child,
-            initargs=(memory_mb,),
+            initargs=(memory_mb, child_setup),
             context=multiprocessing.get_context("spawn"),
         )
 
