@@ -17,7 +17,7 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agents import faults, lifecycle, routes, views
+from agents import faults, lifecycle, monitor, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -131,10 +131,13 @@ def build_app(settings: Settings) -> NexusApp:
         )
 
     def consume(topic: str, route: Route) -> None:
+        ctx.rates.declare(route.name)
+
         @app.agent(work_topic(topic), name=f"{topic}-agent", concurrency=route.concurrency)
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await process(ctx, route, event)
+                ctx.rates.add(route.name)  # every message, whatever its outcome
 
     for topic, route in routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency):
         consume(topic, route)
@@ -170,23 +173,15 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
 
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
-    """Monitoring views on the Faust web port."""
+    """Monitoring views on the Faust web port: readiness and metrics here; stats, the
+    dashboard and its JSON in agents/monitor.py."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
-    @app.page("/nexus/stats")
-    async def stats_view(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await views.stats(ctx, app))
-        except Exception as exc:
-            log.warning("stats unavailable: %s", type(exc).__name__)
-            return web.json(
-                {"error": {"code": "E_DEPENDENCY_UNAVAILABLE", "message": "stats unavailable"}},
-                status=503,
-            )
+    monitor.register(app, ctx)
 
     backlog_registry = CollectorRegistry()
     backlog = DatabaseGauges(backlog_registry, max_age_seconds=settings.metrics_db_cache_seconds)

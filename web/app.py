@@ -21,7 +21,7 @@ from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
 from runtime.tracing import configure_tracing
-from web import http_spans, request_ids
+from web import docs_ui, http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.deadline import DeadlineQuart
@@ -47,8 +47,9 @@ from web.tokens import TokenVerifier
 
 log = structlog.get_logger("nexus.web.access")
 
-# quart-schema's endpoints: the OpenAPI document and the docs page are public.
-_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui"}
+# quart-schema's endpoints: the OpenAPI document and the docs page (with its assets) are
+# public.
+_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui", docs_ui.ASSET_ENDPOINT}
 
 
 def create_app(
@@ -68,6 +69,7 @@ def create_app(
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
+    docs_ui.configure(app)  # before QuartSchema: /docs loads Swagger UI from our assets
     QuartSchema(
         app,
         info={"title": "Nexus API", "version": "0.1.0"},

@@ -1,0 +1,78 @@
+"""The agents' stats snapshot (agents/stats.py): every job type, cached, one refresh at a
+time, on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.context import AgentContext
+from agents.stats import StatsCache
+from nexus.config import Settings
+from nexus.db.tx import transaction
+from nexus.workers.service import Beat, beat
+from tests.support import factories as f
+
+
+def _ctx(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AgentContext:
+    ctx = AgentContext.create(settings)
+    ctx.sessionmaker = sessionmaker
+    return ctx
+
+
+async def _failed_job(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with transaction(sessionmaker) as s:
+        sc = await f.sharing_scenario(s, n_media=1)
+        await f.backfill_job(
+            s,
+            sc["d"],
+            sc["s"],
+            sc["viewer"],
+            status="failed",
+            last_error_code="E_BACKFILL_TUPLE_INVALID",
+            finished_at=datetime.now(UTC),
+        )
+
+
+async def test_snapshot_covers_every_job_type_and_the_live_workers(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ctx = _ctx(settings, sessionmaker)
+    await _failed_job(sessionmaker)
+    async with transaction(sessionmaker) as s:
+        await beat(s, Beat(ctx.worker_id, "running", ["t.backfill:0"], "test"))
+        await beat(s, Beat("gone-worker", "stopped", [], "test"))
+
+    snap = await StatsCache(ctx, max_age_seconds=60).get()
+
+    assert snap.jobs == {"backfill": {"failed": 1}, "ingest": {}, "operation": {}}
+    assert set(snap.backlog) == set(snap.activity) == {"backfill", "ingest", "operation"}
+    assert snap.backlog["backfill"] == {
+        "pending_count": 0,
+        "pending_age_p95_seconds": None,
+        "oldest_pending_age_seconds": None,
+    }
+    assert snap.activity["ingest"]["completed_per_second"] == 0.0
+    assert [(w["id"], w["this_worker"], w["assigned"]) for w in snap.workers] == [
+        (ctx.worker_id, True, ["t.backfill:0"])
+    ]
+    assert [(j["job_type"], j["last_error_code"]) for j in snap.failed_jobs] == [
+        ("backfill", "E_BACKFILL_TUPLE_INVALID")
+    ]
+
+
+async def test_the_database_is_read_once_per_cache_period_whoever_asks(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ctx = _ctx(settings, sessionmaker)
+    cache = StatsCache(ctx, max_age_seconds=60)
+    together = await asyncio.gather(*(cache.get() for _ in range(5)))
+    assert all(snap is together[0] for snap in together)  # one refresh for all five
+    await _failed_job(sessionmaker)
+    cached = await cache.get()
+    assert cached is together[0] and cached.jobs["backfill"] == {}
+    cache.max_age_seconds = 0  # the period is over: the next request reads again
+    fresh = await cache.get()
+    assert fresh is not cached and fresh.jobs["backfill"] == {"failed": 1}
