@@ -21,6 +21,7 @@ def dashboard_html() -> str:
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2733}
+h1{font-size:1.2rem;overflow-wrap:anywhere}h2{font-size:1.05rem}
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #dde3ea;
 padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f3f6f9}
 code,pre{font:12px ui-monospace,monospace}pre{margin:0;white-space:pre-wrap}
