@@ -237,8 +237,7 @@ async def replay(
     lock = "" if dry_run else " FOR UPDATE SKIP LOCKED"
     rows = await session.execute(
         text(
-            f"SELECT {_COLUMNS}, value FROM dead_letters WHERE {where} "
-            f"ORDER BY id LIMIT :lim{lock}"
+            f"SELECT {_COLUMNS}, value FROM dead_letters WHERE {where} ORDER BY id LIMIT :lim{lock}"
         ),
         {**params, "lim": limit},
     )

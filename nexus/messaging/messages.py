@@ -146,7 +146,7 @@ class DeadLetter(BaseModel):
         return cls(value=base64.b64encode(raw).decode(), **fields)
 
     def raw_value(self) -> bytes:
-        return base64.b64decode(self.value)
+        return base64.b64decode(self.value, validate=True)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -81,8 +81,7 @@ class WorkerInfo:
 
 
 _ALIVE = (
-    "status <> 'stopped' "
-    "AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)"
+    "status <> 'stopped' AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)"
 )
 
 

@@ -37,15 +37,6 @@ SAMPLE_SIZE = 20
 MAX_REPLAY = 1000
 
 
-def full_topic(name: str | None, topics: Topics) -> str | None:
-    """`name` as a full topic name: a short name of one of our topics gets the prefix."""
-    if name is None:
-        return None
-    known = {spec.name for spec in topics.specs()}
-    prefixed = f"{topics.events.removesuffix('events')}{name}"
-    return prefixed if name not in known and prefixed in known else name
-
-
 class FilterFields(BaseModel):
     topic: str | None = Field(default=None, min_length=1, max_length=255)
     error_code: ErrorCode | None = None
@@ -54,7 +45,7 @@ class FilterFields(BaseModel):
     def filters(self, ids: list[int] | None = None) -> deadletters.Filters:
         topics = Topics.from_settings(nexus_state().settings)
         return deadletters.Filters(
-            topic=full_topic(self.topic, topics),
+            topic=topics.full_name(self.topic) if self.topic else None,
             error_code=self.error_code,
             replayed=self.replayed,
             ids=ids,
@@ -115,9 +106,7 @@ async def list_dead_letters(
 @bp.get("/dead-letters/<id:letter_id>")
 @validate_response(Data[DeadLetterDetailOut])
 @operator_required(Role.VIEWER)
-async def show_dead_letter(
-    letter_id: int, operator: OperatorIdentity
-) -> Data[DeadLetterDetailOut]:
+async def show_dead_letter(letter_id: int, operator: OperatorIdentity) -> Data[DeadLetterDetailOut]:
     """One letter with its value (base64). 404 E_NOT_FOUND when there is none."""
     del operator
     async with unit_of_work() as uow:

@@ -58,6 +58,4 @@ async def list_workers(query_args: WorkersQuery, operator: OperatorIdentity) -> 
             after=(after[0], after[1]) if after else None,
         )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.started_at, r.id))
-    return Paged(
-        data=[WorkerOut.model_validate(r, from_attributes=True) for r in items], page=page
-    )
+    return Paged(data=[WorkerOut.model_validate(r, from_attributes=True) for r in items], page=page)
