@@ -136,8 +136,11 @@ class DeadLetter(BaseModel):
         old["original_topic"] = old.pop("topic", None)
         old["error_message"] = old.pop("reason", None) or "unknown (legacy letter)"
         old.setdefault("error_code", "E_MESSAGE_INVALID")
-        if isinstance(old.get("value"), str):
-            old["value"] = base64.b64encode(old["value"].encode()).decode()
+        value = old.get("value")
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, bytes | bytearray):
+            old["value"] = base64.b64encode(value).decode()
         return old
 
     @classmethod

@@ -80,7 +80,7 @@ class WorkerInfo:
     alive: bool
 
 
-_ALIVE = (
+_IS_ALIVE = (
     "status <> 'stopped' AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)"
 )
 
@@ -96,7 +96,7 @@ async def list_workers(
     """Live workers (or every known one with `include_gone`), newest `started_at` first
     (then id, descending); `after` is the (started_at, id) of the last row of the previous
     page (keyset pagination)."""
-    where = ["true" if include_gone else _ALIVE]
+    where = ["true" if include_gone else _IS_ALIVE]
     params: dict[str, object] = {
         "dead_after_seconds": MISSED_BEATS * heartbeat_seconds,
         "lim": limit,
@@ -107,7 +107,7 @@ async def list_workers(
     rows = await session.execute(
         text(
             "SELECT id, host, pid, started_at, last_heartbeat_at, status, assigned, version, "
-            f"{_ALIVE} AS alive FROM workers WHERE {' AND '.join(where)} "
+            f"{_IS_ALIVE} AS alive FROM workers WHERE {' AND '.join(where)} "
             "ORDER BY started_at DESC, id DESC LIMIT :lim"
         ),
         params,

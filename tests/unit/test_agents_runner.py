@@ -159,6 +159,13 @@ def test_legacy_letters_are_still_read() -> None:
     assert letter.error_code == "E_MESSAGE_INVALID"
     again = DeadLetter.model_validate_json(letter.model_dump_json())
     assert again == letter
+    # built with the old keyword names (bytes or text values)
+    built = DeadLetter(topic="t.events", key="e1", value=b"\x00raw", reason="dead")
+    assert (built.original_topic, built.raw_value(), built.error_message) == (
+        "t.events",
+        b"\x00raw",
+        "dead",
+    )
 
 
 async def test_database_outage_is_retried_with_backoff(_no_real_sleep: list[float]) -> None:
