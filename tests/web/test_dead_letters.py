@@ -224,6 +224,8 @@ async def test_replay_body_is_validated(
         {"limit": 100000},
         {"ids": []},
         {"ids": ["x"]},
+        {"ids": [2**70]},
+        {"ids": [0]},
         {"dry_run": "maybe"},
         {"error_code": "E_MADE_UP"},
     ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
@@ -33,6 +33,7 @@ bp = Blueprint("dead_letters", __name__, url_prefix="/internal")
 ErrorCode = Literal[
     "E_MESSAGE_INVALID", "E_MESSAGE_UNKNOWN", "E_HANDLER_FAILED", "E_DEPENDENCY_UNAVAILABLE"
 ]
+LetterId = Annotated[int, Field(ge=1, lt=2**63)]
 SAMPLE_SIZE = 20
 MAX_REPLAY = 1000
 
@@ -121,7 +122,7 @@ class ReplayIn(FilterFields):
     # A misspelt filter must not widen the selection.
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_REPLAY)
+    ids: list[LetterId] | None = Field(default=None, min_length=1, max_length=MAX_REPLAY)
     # Letters already replayed are left alone unless asked for (`replayed: true` or null).
     replayed: bool | None = False
     limit: int = Field(default=100, ge=1, le=MAX_REPLAY)
