@@ -3,9 +3,9 @@
 The views are refreshed every few seconds by every open dashboard, so the database is
 read at most once per `max_age_seconds` (NEXUS_METRICS_DB_CACHE_SECONDS) whatever the
 number of viewers: concurrent requests share one refresh, and a refresh is a fixed set of
-short, index-backed queries (nexus/jobs/monitoring.py, scheduler.backlog, the outbox and
-workers listings) bounded by a timeout. A failed refresh raises; the previous snapshot
-is not served as if it were current.
+short queries (nexus/jobs/monitoring.py, scheduler.backlog, the outbox, dead-letter and
+workers listings) bounded by a timeout. A failed refresh raises; the previous snapshot is
+not served as if it were current.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.context import AgentContext
 from agents.jobs import registry
+from nexus.deadletters import service as deadletters
 from nexus.jobs import machine, monitoring, relay, scheduler
 from nexus.sharing.health import Thresholds, backlog_health
 from nexus.workers.service import list_workers
@@ -38,6 +39,7 @@ class Snapshot:
     activity: dict[str, dict[str, Any]]
     backfill_backlog: dict[str, Any]
     workers: list[dict[str, Any]]
+    dead_letters: dict[str, int]
     failed_jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def age_seconds(self) -> float:
@@ -95,6 +97,7 @@ async def take_snapshot(session: AsyncSession, ctx: AgentContext) -> Snapshot:
         backlog[job.name] = await scheduler.backlog(session, job)
     health = await backlog_health(session, Thresholds.from_settings(ctx.settings))
     failed = await monitoring.recent_failures(session, jobs, limit=FAILED_JOBS_SHOWN)
+    letters = await deadletters.totals(session)
     return Snapshot(
         taken_at=time.monotonic(),
         outbox=await _outbox(session),
@@ -106,6 +109,11 @@ async def take_snapshot(session: AsyncSession, ctx: AgentContext) -> Snapshot:
         },
         backfill_backlog=health.as_dict(),
         workers=await _workers(session, ctx),
+        dead_letters={
+            "total": letters.total,
+            "unreplayed": letters.unreplayed,
+            "last_hour": letters.last_hour,
+        },
         failed_jobs=[f.as_dict() for f in failed],
     )
 

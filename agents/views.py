@@ -34,10 +34,16 @@ def readiness(app: Any, ctx: AgentContext) -> tuple[bool, dict[str, Any]]:
     }
 
 
-def _dead_letters(ctx: AgentContext) -> dict[str, Any]:
+def _dead_letters(ctx: AgentContext, recorded: Mapping[str, int]) -> dict[str, Any]:
+    """The `dead_letters` table's totals (every worker) and this worker's own letters
+    since it started, by original topic."""
     prefix = "dead_letter:"
     by_topic = {k[len(prefix) :]: v for k, v in ctx.counters.items() if k.startswith(prefix)}
-    return {"total": sum(by_topic.values()), "by_topic": by_topic}
+    return {
+        **recorded,
+        "this_worker": sum(by_topic.values()),
+        "this_worker_by_topic": by_topic,
+    }
 
 
 def _totals(activity: Mapping[str, Mapping[str, Any]], name: str) -> int:
@@ -56,7 +62,7 @@ async def stats(ctx: AgentContext, app: Any, cache: StatsCache) -> dict[str, Any
         "inflight": ctx.inflight,
         "lag": [p.as_dict() for p in ctx.lags],
         "rates": ctx.rates.snapshot(),
-        "dead_letters": _dead_letters(ctx),
+        "dead_letters": _dead_letters(ctx, snap.dead_letters),
         "counters": dict(ctx.counters),
         "jobs": snap.jobs,
         "backlog": snap.backlog,

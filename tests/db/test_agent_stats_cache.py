@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.context import AgentContext
@@ -44,6 +45,16 @@ async def test_snapshot_covers_every_job_type_and_the_live_workers(
     async with transaction(sessionmaker) as s:
         await beat(s, Beat(ctx.worker_id, "running", ["t.backfill:0"], "test"))
         await beat(s, Beat("gone-worker", "stopped", [], "test"))
+        # One letter waiting for a replay; one replayed long ago.
+        await s.execute(
+            text(
+                'INSERT INTO dead_letters (original_topic, partition, "offset", value, '
+                "error_code, error_message, at, replayed_at) VALUES "
+                "('t.backfill', 0, 1, 'x', 'E_MESSAGE_INVALID', 'not json', now(), NULL), "
+                "('t.backfill', 0, 2, 'y', 'E_MESSAGE_INVALID', 'not json', "
+                "now() - interval '2 hours', now() - interval '1 hour')"
+            )
+        )
 
     snap = await StatsCache(ctx, max_age_seconds=60).get()
 
@@ -61,6 +72,7 @@ async def test_snapshot_covers_every_job_type_and_the_live_workers(
     assert [(j["job_type"], j["last_error_code"]) for j in snap.failed_jobs] == [
         ("backfill", "E_BACKFILL_TUPLE_INVALID")
     ]
+    assert snap.dead_letters == {"total": 2, "unreplayed": 1, "last_hour": 1}
 
 
 async def test_the_database_is_read_once_per_cache_period_whoever_asks(

@@ -155,7 +155,13 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
     assert set(stats["backlog"]) == {"backfill", "ingest", "operation"}
     assert stats["backlog"]["backfill"]["pending_count"] == 0
     assert stats["degraded"] is False and stats["alerting"] is False
-    assert stats["dead_letters"] == {"total": 1, "by_topic": {topics.backfill: 1}}
+    assert stats["dead_letters"] == {
+        "total": 1,
+        "unreplayed": 1,
+        "last_hour": 1,
+        "this_worker": 1,
+        "this_worker_by_topic": {topics.backfill: 1},
+    }
 
     # completed, invalid, the retried job twice, the rescued one, the undecodable message
     # (a scheduler re-delivery may add a duplicate, which counts too).
