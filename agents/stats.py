@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +26,16 @@ from nexus.sharing.health import Thresholds, backlog_health
 from nexus.workers.service import list_workers
 
 REFRESH_TIMEOUT_SECONDS = 5.0
+# The last hour's retries, rescues and failures scan an hour of the ledger: re-counted once
+# per this many cache periods (60 s by default); the last minute's completions are
+# re-counted with everything else.
+HOUR_COUNTS_PERIODS = 12
 FAILED_JOBS_SHOWN = 20
 
 
 @dataclass
 class Snapshot:
-    """What the database said at `taken_at` (monotonic), in JSON-ready form."""
+    """What the database said at `taken_at` (the cache's clock), in JSON-ready form."""
 
     taken_at: float
     outbox: dict[str, Any]
@@ -42,17 +47,17 @@ class Snapshot:
     dead_letters: dict[str, int]
     failed_jobs: list[dict[str, Any]] = field(default_factory=list)
 
-    def age_seconds(self) -> float:
-        return time.monotonic() - self.taken_at
 
-
-def _activity_dict(a: monitoring.JobActivity) -> dict[str, Any]:
+def _activity(
+    hour: monitoring.HourActivity, completed_last_minute: int, hour_age_seconds: float
+) -> dict[str, Any]:
     return {
-        "retries_last_hour": a.retries_last_hour,
-        "rescues_last_hour": a.rescues_last_hour,
-        "failed_last_hour": a.failed_last_hour,
-        "completed_last_minute": a.completed_last_minute,
-        "completed_per_second": a.completed_per_second,
+        "retries_last_hour": hour.retries_last_hour,
+        "rescues_last_hour": hour.rescues_last_hour,
+        "failed_last_hour": hour.failed_last_hour,
+        "last_hour_age_seconds": round(hour_age_seconds, 3),
+        "completed_last_minute": completed_last_minute,
+        "completed_per_second": completed_last_minute / 60.0,
     }
 
 
@@ -87,9 +92,17 @@ async def _workers(session: AsyncSession, ctx: AgentContext) -> list[dict[str, A
     ]
 
 
-async def take_snapshot(session: AsyncSession, ctx: AgentContext) -> Snapshot:
+@dataclass(frozen=True)
+class HourCounts:
+    taken_at: float
+    by_type: dict[str, monitoring.HourActivity]
+
+
+async def take_snapshot(
+    session: AsyncSession, ctx: AgentContext, hour: HourCounts, *, now: float
+) -> Snapshot:
     jobs = [spec.job for spec in registry(ctx.topics)]
-    activity = await monitoring.activity(session)
+    completed = await monitoring.completed_last_minute(session)
     counts: dict[str, dict[str, int]] = {}
     backlog: dict[str, dict[str, Any]] = {}
     for job in jobs:
@@ -99,12 +112,16 @@ async def take_snapshot(session: AsyncSession, ctx: AgentContext) -> Snapshot:
     failed = await monitoring.recent_failures(session, jobs, limit=FAILED_JOBS_SHOWN)
     letters = await deadletters.totals(session)
     return Snapshot(
-        taken_at=time.monotonic(),
+        taken_at=now,
         outbox=await _outbox(session),
         jobs=counts,
         backlog=backlog,
         activity={
-            job.name: _activity_dict(activity.get(job.name, monitoring.JobActivity()))
+            job.name: _activity(
+                hour.by_type.get(job.name, monitoring.HourActivity()),
+                completed.get(job.name, 0),
+                now - hour.taken_at,
+            )
             for job in jobs
         },
         backfill_backlog=health.as_dict(),
@@ -119,15 +136,34 @@ async def take_snapshot(session: AsyncSession, ctx: AgentContext) -> Snapshot:
 
 
 class StatsCache:
-    def __init__(self, ctx: AgentContext, *, max_age_seconds: float) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        *,
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ctx = ctx
         self.max_age_seconds = max_age_seconds
+        self._clock = clock
         self._snapshot: Snapshot | None = None
+        self._hour: HourCounts | None = None
         self._lock = asyncio.Lock()
+
+    def age_seconds(self, snap: Snapshot) -> float:
+        return self._clock() - snap.taken_at
+
+    async def _hour_counts(self, session: AsyncSession) -> HourCounts:
+        hour = self._hour
+        max_age = HOUR_COUNTS_PERIODS * self.max_age_seconds
+        if hour is None or self._clock() - hour.taken_at >= max_age:
+            hour = HourCounts(self._clock(), await monitoring.hour_activity(session))
+            self._hour = hour
+        return hour
 
     def _fresh(self) -> Snapshot | None:
         snap = self._snapshot
-        if snap is not None and snap.age_seconds() < self.max_age_seconds:
+        if snap is not None and self.age_seconds(snap) < self.max_age_seconds:
             return snap
         return None
 
@@ -141,5 +177,6 @@ class StatsCache:
             if snap is not None:
                 return snap
             async with asyncio.timeout(REFRESH_TIMEOUT_SECONDS), self.ctx.db() as session:
-                self._snapshot = await take_snapshot(session, self.ctx)
+                hour = await self._hour_counts(session)
+                self._snapshot = await take_snapshot(session, self.ctx, hour, now=self._clock())
             return self._snapshot

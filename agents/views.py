@@ -74,7 +74,7 @@ async def stats(ctx: AgentContext, app: Any, cache: StatsCache) -> dict[str, Any
         "backfill_backlog": health,
         "outbox": snap.outbox,
         "workers": snap.workers,
-        "database_age_seconds": round(snap.age_seconds(), 3),
+        "database_age_seconds": round(cache.age_seconds(snap), 3),
     }
 
 

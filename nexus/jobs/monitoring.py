@@ -2,10 +2,10 @@
 
 Every query here is bounded and index-backed, because monitoring pages are refreshed
 every few seconds by whoever has them open:
-- `activity`: one aggregate over the last hour of `job_events` (range scan of
-  `ix_job_events_at`);
-- `recent_failures`: per job type, the newest failed rows (backward scan of
-  `ix_<table>_updated_at`, stopping after `limit` failed rows);
+- `hour_activity`, `completed_last_minute`: one aggregate each over the last hour / minute
+  of `job_events` (range scans of `ix_job_events_at`);
+- `recent_failures`: per job type, the newest failed rows (backward range scan of
+  `ix_<table>_status_next_attempt_at` within `failed`, `limit` rows);
 - `timeline`: one job's ledger rows (`ix_job_events_job_type_job_key`) and its outbox
   messages (`ix_outbox_key`), each capped at `TIMELINE_CAP`.
 Nothing here writes.
@@ -31,8 +31,8 @@ RESCUE_CODE = "E_LEASE_EXPIRED"
 
 
 @dataclass(frozen=True)
-class JobActivity:
-    """What happened to one job type's jobs lately, from the ledger.
+class HourActivity:
+    """What went wrong with one job type's jobs in the last hour, from the ledger.
 
     A retry is a failed attempt sent back to `pending` (running → pending with an error
     other than the rescue's); a rescue is the leader's return of an expired lease
@@ -42,41 +42,45 @@ class JobActivity:
     retries_last_hour: int = 0
     rescues_last_hour: int = 0
     failed_last_hour: int = 0
-    completed_last_minute: int = 0
-
-    @property
-    def completed_per_second(self) -> float:
-        return self.completed_last_minute / 60.0
 
 
-_ACTIVITY = text(
+# Both windows are range scans of ix_job_events_at; the hour's is the big one, so callers
+# refresh it less often than the minute's.
+_HOUR = text(
     """
     SELECT job_type,
         count(*) FILTER (WHERE from_status = 'running' AND to_status = 'pending'
                          AND error_code IS NOT NULL AND error_code <> :rescue) AS retries,
         count(*) FILTER (WHERE from_status = 'running' AND error_code = :rescue) AS rescues,
-        count(*) FILTER (WHERE to_status = 'failed') AS failed,
-        count(*) FILTER (WHERE to_status = 'completed'
-                         AND at > now() - interval '1 minute') AS completed_last_minute
+        count(*) FILTER (WHERE to_status = 'failed') AS failed
     FROM job_events
-    WHERE at > now() - interval '1 hour'
+    WHERE at > now() - interval '1 hour' AND error_code IS NOT NULL
     GROUP BY job_type
     """
 )
+_MINUTE = text(
+    "SELECT job_type, count(*) AS completed FROM job_events "
+    "WHERE at > now() - interval '1 minute' AND to_status = 'completed' GROUP BY job_type"
+)
 
 
-async def activity(session: AsyncSession) -> dict[str, JobActivity]:
-    """Per job type (only those with events in the last hour): see `JobActivity`."""
-    rows = await session.execute(_ACTIVITY, {"rescue": RESCUE_CODE})
+async def hour_activity(session: AsyncSession) -> dict[str, HourActivity]:
+    """Per job type with such events in the last hour: see `HourActivity`."""
+    rows = await session.execute(_HOUR, {"rescue": RESCUE_CODE})
     return {
-        r.job_type: JobActivity(
+        r.job_type: HourActivity(
             retries_last_hour=int(r.retries),
             rescues_last_hour=int(r.rescues),
             failed_last_hour=int(r.failed),
-            completed_last_minute=int(r.completed_last_minute),
         )
         for r in rows
     }
+
+
+async def completed_last_minute(session: AsyncSession) -> dict[str, int]:
+    """Per job type with completions in the last minute: how many (any worker)."""
+    rows = await session.execute(_MINUTE)
+    return {r.job_type: int(r.completed) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,8 @@ async def recent_failures(
     session: AsyncSession, jobs: Sequence[JobType], *, limit: int = 20
 ) -> list[FailedJob]:
     """The `limit` most recently failed jobs (status `failed` now) over `jobs`, newest
-    first; each with its key (as strings) and the error of its last attempt."""
+    first (by `finished_at`); each with its key (as strings) and the error of its last
+    attempt."""
     found: list[FailedJob] = []
     for job in jobs:
         t = job.table
@@ -119,7 +124,10 @@ async def recent_failures(
                 t.c.correlation_id,
             )
             .where(t.c.status == JobStatus.FAILED.value)
-            .order_by(t.c.updated_at.desc())
+            # The (status, next_attempt_at) index: a failed job's last attempt was due at
+            # next_attempt_at, so the newest failures come first without a scan of the
+            # table (ordering by finished_at would read every failed row).
+            .order_by(t.c.next_attempt_at.desc())
             .limit(limit)
         )
         for r in rows:

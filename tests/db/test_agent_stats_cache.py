@@ -10,11 +10,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.context import AgentContext
-from agents.stats import StatsCache
+from agents.stats import HOUR_COUNTS_PERIODS, StatsCache
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.workers.service import Beat, beat
 from tests.support import factories as f
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _ctx(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> AgentContext:
@@ -65,7 +73,14 @@ async def test_snapshot_covers_every_job_type_and_the_live_workers(
         "pending_age_p95_seconds": None,
         "oldest_pending_age_seconds": None,
     }
-    assert snap.activity["ingest"]["completed_per_second"] == 0.0
+    assert snap.activity["ingest"] == {
+        "retries_last_hour": 0,
+        "rescues_last_hour": 0,
+        "failed_last_hour": 0,
+        "last_hour_age_seconds": snap.activity["ingest"]["last_hour_age_seconds"],
+        "completed_last_minute": 0,
+        "completed_per_second": 0.0,
+    }
     assert [(w["id"], w["this_worker"], w["assigned"]) for w in snap.workers] == [
         (ctx.worker_id, True, ["t.backfill:0"])
     ]
@@ -78,13 +93,39 @@ async def test_snapshot_covers_every_job_type_and_the_live_workers(
 async def test_the_database_is_read_once_per_cache_period_whoever_asks(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    ctx = _ctx(settings, sessionmaker)
-    cache = StatsCache(ctx, max_age_seconds=60)
+    clock = Clock()
+    cache = StatsCache(_ctx(settings, sessionmaker), max_age_seconds=5, clock=clock)
     together = await asyncio.gather(*(cache.get() for _ in range(5)))
     assert all(snap is together[0] for snap in together)  # one refresh for all five
     await _failed_job(sessionmaker)
+    clock.now += 4.9
     cached = await cache.get()
     assert cached is together[0] and cached.jobs["backfill"] == {}
-    cache.max_age_seconds = 0  # the period is over: the next request reads again
+    clock.now += 0.1  # the period is over: the next request reads again
     fresh = await cache.get()
     assert fresh is not cached and fresh.jobs["backfill"] == {"failed": 1}
+
+
+async def test_the_last_hour_is_recounted_less_often_than_the_last_minute(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = Clock()
+    cache = StatsCache(_ctx(settings, sessionmaker), max_age_seconds=5, clock=clock)
+    assert (await cache.get()).activity["backfill"]["failed_last_hour"] == 0
+    async with transaction(sessionmaker) as s:
+        await s.execute(
+            text(
+                "INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, "
+                "actor, error_code) VALUES ('backfill', '{}', 'running', 'failed', 1, 'w', 'E'), "
+                "('backfill', '{}', 'running', 'completed', 1, 'w', NULL)"
+            )
+        )
+    clock.now += 5  # the next cache period: the minute is re-counted, the hour is not
+    snap = await cache.get()
+    assert snap.activity["backfill"]["completed_last_minute"] == 1
+    assert snap.activity["backfill"]["failed_last_hour"] == 0
+    assert snap.activity["backfill"]["last_hour_age_seconds"] == 5
+    clock.now += 5 * (HOUR_COUNTS_PERIODS - 1)  # the hour's counts are that many periods old
+    snap = await cache.get()
+    assert snap.activity["backfill"]["failed_last_hour"] == 1
+    assert snap.activity["backfill"]["last_hour_age_seconds"] == 0

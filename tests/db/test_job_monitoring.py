@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.jobs import machine, monitoring, outbox
-from nexus.jobs.monitoring import JobActivity
+from nexus.jobs.monitoring import HourActivity
 from nexus.messaging.messages import DomainEvent, IngestRequested
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
@@ -58,17 +58,19 @@ async def test_activity_tells_retries_rescues_failures_and_completions_apart(
     )
     assert len(await machine.rescue_expired(session, JOB, delays=DELAYS, actor="leader")) == 1
 
-    assert (await monitoring.activity(session))["backfill"] == JobActivity(
-        retries_last_hour=1, rescues_last_hour=1, failed_last_hour=1, completed_last_minute=1
+    assert (await monitoring.hour_activity(session))["backfill"] == HourActivity(
+        retries_last_hour=1, rescues_last_hour=1, failed_last_hour=1
     )
+    assert await monitoring.completed_last_minute(session) == {"backfill": 1}
     # Age the ledger: a completion of two minutes ago is no longer "last minute"; nothing
     # of two hours ago counts at all.
     await session.execute(text("UPDATE job_events SET at = now() - interval '2 minutes'"))
-    assert (await monitoring.activity(session))["backfill"] == JobActivity(
-        retries_last_hour=1, rescues_last_hour=1, failed_last_hour=1, completed_last_minute=0
+    assert await monitoring.completed_last_minute(session) == {}
+    assert (await monitoring.hour_activity(session))["backfill"] == HourActivity(
+        retries_last_hour=1, rescues_last_hour=1, failed_last_hour=1
     )
     await session.execute(text("UPDATE job_events SET at = now() - interval '2 hours'"))
-    assert await monitoring.activity(session) == {}
+    assert await monitoring.hour_activity(session) == {}
 
 
 async def test_recent_failures_are_the_newest_failed_jobs_of_every_type(
@@ -88,8 +90,8 @@ async def test_recent_failures_are_the_newest_failed_jobs_of_every_type(
                 attempts=3,
                 last_error_code="E_BACKFILL_TUPLE_INVALID",
                 last_error_message="source library missing",
+                next_attempt_at=now - timedelta(minutes=age_minutes, seconds=1),
                 finished_at=now - timedelta(minutes=age_minutes),
-                updated_at=now - timedelta(minutes=age_minutes),
             )
         )
     sc = await f.sharing_scenario(session, n_media=1)
@@ -97,7 +99,7 @@ async def test_recent_failures_are_the_newest_failed_jobs_of_every_type(
     (media_id,) = await f.media(session)
     await session.execute(
         text(
-            "INSERT INTO ingest_jobs (media_id, status, finished_at, updated_at, "
+            "INSERT INTO ingest_jobs (media_id, status, next_attempt_at, finished_at, "
             "last_error_code, last_error_message) VALUES (:m, 'failed', :at, :at, "
             "'E_FETCH_FAILED', 'HTTP 404')"
         ),
