@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from lxml import html
@@ -34,5 +35,6 @@ def test_the_timeline_escapes_every_value() -> None:
     doc = html.document_fromstring(page)
     assert not doc.xpath("//script")
     assert doc.xpath('string(//table[@id="job-events"]//td[7])') == evil
-    assert evil in doc.xpath('string(//table[@id="outbox"]//pre)')
+    payload = doc.xpath('string(//table[@id="outbox"]//pre)')
+    assert json.loads(payload) == {"title": evil}  # shown as JSON text, not markup
     assert doc.xpath('string(//table[@id="job"]//tr[2]/td)') == evil
