@@ -61,6 +61,7 @@ async def dead_letter(ctx: AgentContext, event: Any, reason: str) -> None:
         reason=reason[:2000],
     )
     ctx.counters[f"dead_letter:{message.topic}"] += 1
+    ctx.metrics.dead_lettered(message.topic)
     for delay in (0, 0.5, 1, 2):
         await asyncio.sleep(delay)
         try:

@@ -20,6 +20,7 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
 from web import http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
@@ -95,7 +96,11 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
+        metrics=HttpMetrics(
+            db_cache_seconds=settings.metrics_db_cache_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            engine=lambda: engine_of(sessionmaker),
+        ),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
