@@ -14,7 +14,16 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue
+from cli.ops import (
+    dead_letter,
+    dead_letters,
+    jobs,
+    keys,
+    operations,
+    outbox,
+    requeue,
+    workers,
+)
 from nexus.config import Settings
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -22,15 +31,20 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     requeue,
     jobs,
     dead_letter,
+    dead_letters,
     outbox,
     operations,
+    workers,
 )
 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
-        help="operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations)",
+        help=(
+            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
+            "operations, workers)"
+        ),
     )
     parser.set_defaults(handler=_usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")
