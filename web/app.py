@@ -41,6 +41,7 @@ from web.routes import (
     outbox,
     stats,
     uploads,
+    webhooks,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
@@ -117,6 +118,7 @@ def create_app(
     app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(webhooks.bp)
 
     warm_up: list[asyncio.Future[bool]] = []
 

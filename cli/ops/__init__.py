@@ -14,7 +14,7 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue
+from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue, webhooks
 from nexus.config import Settings
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -24,13 +24,14 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     dead_letter,
     outbox,
     operations,
+    webhooks,
 )
 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
-        help="operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations)",
+        help="operator commands (keys, requeue, jobs, dead letters, outbox, operations, webhooks)",
     )
     parser.set_defaults(handler=_usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")
