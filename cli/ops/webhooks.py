@@ -1,7 +1,8 @@
-"""`nexus ops webhooks create|list|deactivate|deliveries` (SPEC §10 "Signed webhooks").
+"""`nexus ops webhooks create|list|deactivate|deliveries|retry` (SPEC §10 "Signed webhooks").
 
-The CLI twin of `/internal/webhooks` (admins' routes): `create` prints the secret once;
-`create` and `deactivate` are `operator_actions` rows (actor `cli:<user>`).
+The CLI twin of `/internal/webhooks` and `/internal/webhook-deliveries`: `create` prints
+the secret once; `create`, `deactivate` and `retry` are `operator_actions` rows (actor
+`cli:<user>`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import uuid
 from typing import Any
 
-from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
 from cli.ops.keys import format_table
 from nexus.config import Settings
@@ -50,6 +51,9 @@ def register(subparsers: SubParsers) -> None:
     deliveries.add_argument("--limit", type=int, default=50)
     deliveries.add_argument("--json", action="store_true")
     deliveries.set_defaults(handler=guarded(run_deliveries))
+    retry = sub.add_parser("retry", help="send a dead delivery again (audited)")
+    retry.add_argument("delivery_id", type=int, metavar="ID")
+    retry.set_defaults(handler=guarded(run_retry))
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -145,4 +149,26 @@ def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 
     rows = [_plain(d) for d in run_service(listing)[: args.limit]]
     _print(rows, DELIVERY_COLUMNS, args.json)
+    return EXIT_OK
+
+
+def run_retry(args: argparse.Namespace, settings: Settings) -> int:
+    async def retry() -> bool | None:
+        async with session_scope(settings) as session:
+            retried = await service.retry_delivery(session, args.delivery_id)
+            await record_action(
+                session,
+                actor=f"cli:{getpass.getuser()}",
+                action="webhook.retry",
+                target={"delivery_id": args.delivery_id},
+                outcome={True: "retried", False: "not_retried", None: "not_found"}[retried],
+            )
+            return retried
+
+    retried = run_service(retry)
+    if retried is None:
+        err(f"error: no webhook delivery {args.delivery_id}")
+        return EXIT_FAILURE
+    state = "due now" if retried else "not dead, or its subscription is inactive"
+    out(f"webhook delivery {args.delivery_id}: {state}")
     return EXIT_OK

@@ -226,3 +226,25 @@ async def list_deliveries(
         },
     )
     return [Delivery(**r._mapping) for r in rows]
+
+
+async def retry_delivery(session: AsyncSession, delivery_id: int) -> bool | None:
+    """Give a `dead` delivery of an active subscription a fresh start (attempts 0, due
+    now). True when it was retried; False when it was not dead or its subscription is
+    inactive; None when there is no such delivery."""
+    retried = await session.scalar(
+        text(
+            "UPDATE webhook_deliveries d SET status = 'pending', attempts = 0,"
+            " next_attempt_at = now(), updated_at = now()"
+            " FROM webhook_subscriptions s"
+            " WHERE d.id = :id AND d.status = 'dead' AND s.id = d.subscription_id AND s.active"
+            " RETURNING d.id"
+        ),
+        {"id": delivery_id},
+    )
+    if retried is not None:
+        return True
+    exists = await session.scalar(
+        text("SELECT 1 FROM webhook_deliveries WHERE id = :id"), {"id": delivery_id}
+    )
+    return False if exists else None

@@ -8,8 +8,11 @@
   deliveries become `dead`. Idempotent.
 - `GET /internal/webhook-deliveries` (viewer): newest first; filters `status`,
   `subscription_id`, `event_id`.
+- `POST /internal/webhook-deliveries/{id}/retry` (operator): a `dead` delivery of an active
+  subscription starts again (attempts 0, due now); `retried: false` otherwise; 404 unknown.
 
-Creation and deactivation are `operator_actions` rows (`webhook.create`, `webhook.deactivate`).
+Creation, deactivation and retries are `operator_actions` rows (`webhook.create`,
+`webhook.deactivate`, `webhook.retry`).
 Order everywhere: 401/403 key → 400 body/query → 404.
 """
 
@@ -23,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from nexus.errors import NotFound
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
 from nexus.webhooks import service
@@ -185,3 +189,30 @@ async def list_webhook_deliveries(
     return Paged(
         data=[DeliveryOut.model_validate(r, from_attributes=True) for r in items], page=page
     )
+
+
+class DeliveryRetryOut(BaseModel):
+    id: int
+    retried: bool
+
+
+@bp.post("/webhook-deliveries/<id:delivery_id>/retry")
+@validate_response(Data[DeliveryRetryOut])
+@operator_required(Role.OPERATOR)
+async def retry_webhook_delivery(
+    delivery_id: int, operator: OperatorIdentity
+) -> Data[DeliveryRetryOut]:
+    async with unit_of_work() as uow:
+        retried = await service.retry_delivery(uow.session, delivery_id)
+        await record_action(
+            uow.session,
+            actor=operator.name,
+            action="webhook.retry",
+            target={"delivery_id": delivery_id},
+            outcome={True: "retried", False: "not_retried", None: "not_found"}[retried],
+            operator_key_id=operator.key_id,
+            request_id=g.request_id,
+        )
+    if retried is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
+    return Data(data=DeliveryRetryOut(id=delivery_id, retried=retried))
