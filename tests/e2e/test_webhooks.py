@@ -83,7 +83,8 @@ async def test_deliveries_are_signed_retried_across_a_restart_and_dead_lettered(
     with Receiver("x") as gone:
         down_url = gone.url
     # `gone` is closed now: its URL refuses connections for the rest of the test.
-    with Receiver("set-below", fail_first=2) as flaky:
+    # Its two failures ask for 3 s (Retry-After): the retries come from the new worker.
+    with Receiver("set-below", fail_first=2, retry_after="3") as flaky:
         base = f"http://127.0.0.1:{settings.api_port}"
         async with httpx.AsyncClient(base_url=base, headers=_headers(admin)) as client:
             created = await client.post(
@@ -110,6 +111,7 @@ async def test_deliveries_are_signed_retried_across_a_restart_and_dead_lettered(
             # The first two deliveries fail; restart the worker while retries are pending.
             await poll(_at_least(flaky, 2), deadline_s=60, what="first failed deliveries")
             agents.kill()
+            before_restart = len(set(flaky.received))
             agents = await start_agents(settings, logs_dir, name="agents-2")
             await poll(_all_received(flaky), deadline_s=90, what="every event id received")
             dead = await poll(
@@ -118,6 +120,7 @@ async def test_deliveries_are_signed_retried_across_a_restart_and_dead_lettered(
         finally:
             agents.stop()
     assert flaky.rejected == 0
+    assert before_restart < EVENTS  # the rest arrived through the restarted worker
     assert len(set(flaky.received)) == EVENTS
     assert {e["data"]["message_id"] for e in flaky.events.values()} == requeues
     assert all(e["event"] == "backfill.requeue.result" for e in flaky.events.values())
