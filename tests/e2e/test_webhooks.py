@@ -9,6 +9,7 @@ the leader's timer sends them.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -117,10 +118,15 @@ async def test_deliveries_are_signed_retried_across_a_restart_and_dead_lettered(
             dead = await poll(
                 _dead(base, viewer, down_id), deadline_s=90, what="dead deliveries visible"
             )
+            async with httpx.AsyncClient() as client:
+                scrape = await client.get(f"http://127.0.0.1:{settings.agents_web_port}/metrics")
+            metrics = scrape.text
         finally:
             agents.stop()
     assert flaky.rejected == 0
     assert before_restart < EVENTS  # the rest arrived through the restarted worker
+    delivered = re.search(r'nexus_webhook_deliveries_total\{outcome="delivered"\} (\S+)', metrics)
+    assert delivered and float(delivered[1]) >= EVENTS - before_restart
     assert len(set(flaky.received)) == EVENTS
     assert {e["data"]["message_id"] for e in flaky.events.values()} == requeues
     assert all(e["event"] == "backfill.requeue.result" for e in flaky.events.values())
