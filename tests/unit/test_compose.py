@@ -6,69 +6,16 @@ by strong random values, and must be refused while they are not (fail closed).""
 from __future__ import annotations
 
 import re
-import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from nexus.config import SettingsError, load_settings
 from nexus.secret_rules import is_placeholder
+from tests.support.compose import COMPOSE, compose, example, filled
 
-COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 NEXUS_SERVICES = ("migrate", "api", "agents")
 STORAGE = "/var/lib/nexus/storage"
-_VAR = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:\?|:-)(?P<arg>[^}]*))?\}")
-
-
-def _example() -> dict[str, str]:
-    values = {}
-    for line in (COMPOSE / ".env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
-
-
-def _filled() -> dict[str, str]:
-    """The example with every placeholder replaced, as an operator would."""
-    filled = {}
-    for name, value in _example().items():
-        if is_placeholder(value):
-            if name.endswith("_URL"):
-                value = "https://auth.acme-corp.net/.well-known/jwks.json"
-            elif name == "NEXUS_JWT_ISSUER":
-                value = "https://auth.acme-corp.net/"
-            elif name == "NEXUS_IMAGE_TAG":
-                value = "2026.12.1"
-            else:
-                value = secrets.token_urlsafe(32)
-        filled[name] = value
-    return filled
-
-
-def _interpolate(value: Any, env: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if env.get(name):
-            return env[name]
-        if op == ":-":
-            return arg
-        raise KeyError(f"{name} is required: {arg}")
-
-    return _VAR.sub(one, value)
-
-
-def _compose(env: dict[str, str]) -> dict[str, Any]:
-    return _interpolate(yaml.safe_load((COMPOSE / "docker-compose.yml").read_text()), env)
 
 
 def _service_settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -81,7 +28,7 @@ def _service_settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) 
 def test_each_nexus_service_loads_prod_settings_once_the_secrets_are_filled(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services = _compose(_filled())["services"]
+    services = compose(filled())["services"]
     settings = _service_settings(services[name], monkeypatch)
     assert settings.env.value == "prod"
     assert settings.kafka_bootstrap == "kafka:9092"
@@ -91,27 +38,27 @@ def test_each_nexus_service_loads_prod_settings_once_the_secrets_are_filled(
 
 @pytest.mark.parametrize("name", NEXUS_SERVICES)
 def test_the_example_env_file_fails_closed(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    services = _compose(_example())["services"]
+    services = compose(example())["services"]
     with pytest.raises(SettingsError, match="placeholder"):
         _service_settings(services[name], monkeypatch)
 
 
 def test_every_value_of_the_example_is_a_placeholder_or_harmless() -> None:
     harmless = {"NEXUS_IMAGE", "NEXUS_JWT_AUDIENCES", "NEXUS_API_WORKERS"}
-    for name, value in _example().items():
+    for name, value in example().items():
         assert name in harmless or is_placeholder(value), name
 
 
 def test_a_missing_secret_stops_compose_before_anything_starts() -> None:
-    env = _filled()
+    env = filled()
     del env["NEXUS_INTERNAL_SECRET"]
     with pytest.raises(KeyError, match="NEXUS_INTERNAL_SECRET"):
-        _compose(env)
+        compose(env)
 
 
 def test_api_and_agents_share_the_storage_volume_and_data_is_persisted() -> None:
-    compose = _compose(_filled())
-    services = compose["services"]
+    stack = compose(filled())
+    services = stack["services"]
 
     def mounts(name: str) -> dict[str, str]:
         return dict(v.split(":", 1)[::-1] for v in services[name].get("volumes", []))
@@ -119,12 +66,12 @@ def test_api_and_agents_share_the_storage_volume_and_data_is_persisted() -> None
     assert mounts("api")[STORAGE] == mounts("agents")[STORAGE] == "storage"
     assert mounts("postgres")["/var/lib/postgresql/data"] == "pgdata"
     assert mounts("kafka")["/var/lib/kafka/data"] == "kafka-data"
-    assert set(compose["volumes"]) >= {"storage", "pgdata", "kafka-data"}
+    assert set(stack["volumes"]) >= {"storage", "pgdata", "kafka-data"}
     assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
 
 
 def test_healthchecks_restart_policies_and_start_order() -> None:
-    services = _compose(_filled())["services"]
+    services = compose(filled())["services"]
     for name in ("postgres", "kafka", "api", "agents"):
         assert services[name]["healthcheck"]["test"], name
         assert services[name]["restart"] == "unless-stopped", name
@@ -138,12 +85,14 @@ def test_healthchecks_restart_policies_and_start_order() -> None:
         assert needs["kafka"] == {"condition": "service_healthy"}
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert services["api"]["environment"]["NEXUS_API_WORKERS"] == "2"
+    # The agents' views (stats, dashboard, metrics) are published on the host's loopback only.
+    assert all(p.startswith("127.0.0.1:") for p in services["agents"]["ports"])
     assert services["api"]["command"] == ["nexus", "api"]
     assert services["agents"]["command"] == ["nexus", "agents"]
 
 
 def test_one_image_for_every_nexus_process_and_every_tag_pinned() -> None:
-    services = _compose(_filled())["services"]
+    services = compose(filled())["services"]
     images = {services[name]["image"] for name in NEXUS_SERVICES}
     assert images == {"nexus:2026.12.1"}
     assert services["kafka"]["image"].startswith("apache/kafka:")
