@@ -89,6 +89,7 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
                 description=args.description,
                 created_by=actor,
                 allow_hosts=settings.fetch_allow_hosts,
+                allowed_ports=settings.fetch_allowed_ports,
             )
             await record_action(
                 session,

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus import secret_rules
 from nexus.errors import InvalidRequest, NotFound
-from nexus.fetching.urls import validate_url
+from nexus.fetching.urls import InvalidUrl, is_allowed_host, parse_url, validate_url
 from nexus.messaging.messages import DomainEvent
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -103,10 +103,16 @@ async def create_subscription(
     description: str | None = None,
     created_by: str | None = None,
     allow_hosts: Sequence[str] = (),
+    allowed_ports: Sequence[int] = (80, 443),
 ) -> tuple[Subscription, str]:
     """Insert an active subscription; returns it and its secret (the only time the secret
-    leaves the database). Raises `E_INVALID_URL` or `E_INVALID_REQUEST`."""
+    leaves the database). Raises `E_INVALID_URL` (the fetcher's URL rules, and a port the
+    fetcher would refuse at delivery time) or `E_INVALID_REQUEST`."""
     checked_url = validate_url(url, allow_hosts=allow_hosts)
+    parsed = parse_url(checked_url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if port not in allowed_ports and not is_allowed_host(parsed.host, allow_hosts):
+        raise InvalidUrl(f"port {port} is not allowed")
     types = _check_event_types(event_types)
     key = _check_secret(secret) if secret is not None else generate_secret()
     row = (

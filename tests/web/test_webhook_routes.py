@@ -53,6 +53,7 @@ async def test_bad_subscriptions_are_refused_with_the_envelope(
     cases = [
         ({"url": "http://169.254.169.254/latest", "event_types": ["*"]}, "E_INVALID_URL"),
         ({"url": "http://localhost:8080/", "event_types": ["*"]}, "E_INVALID_URL"),
+        ({"url": "https://hooks.example.org:8443/", "event_types": ["*"]}, "E_INVALID_URL"),
         ({"url": URL, "event_types": []}, "E_INVALID_REQUEST"),
         ({"url": URL, "event_types": ["Bad Name!"]}, "E_INVALID_REQUEST"),
         ({"url": URL, "event_types": ["*"], "secret": "hunter2"}, "E_INVALID_REQUEST"),

@@ -105,6 +105,7 @@ async def create_webhook(
             description=data.description,
             created_by=operator.name,
             allow_hosts=settings.fetch_allow_hosts,
+            allowed_ports=settings.fetch_allowed_ports,
         )
         await record_action(
             uow.session,
