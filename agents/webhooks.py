@@ -20,6 +20,9 @@ from nexus.webhooks import delivery, policy
 from nexus.webhooks.service import record_event
 
 log = logging.getLogger(__name__)
+# The dead-letter topic's error code of a delivery that used its last attempt (or was
+# refused for good): not one of the consumed-message codes of nexus.deadletters.
+WEBHOOK_DEAD = "E_WEBHOOK_DEAD"
 
 DELIVERIES = Counter(
     "nexus_webhook_deliveries",
@@ -69,10 +72,19 @@ async def deliver_webhooks(ctx: AgentContext) -> int:
 
 
 async def _announce_dead(ctx: AgentContext, item: delivery.Sent) -> None:
+    """Log the dead delivery and put a letter on the dead-letter topic. No `dead_letters`
+    row: the delivery row is the record (listed, and retried with `webhook.retry`), and a
+    letter's replay targets work topics only, so `id` stays None."""
     due = item.due
-    reason = f"webhook delivery {due.id} dead: {item.outcome.error}"
-    letter = DeadLetter(
-        topic=ctx.topics.events, key=str(due.event_id), value=due.body, reason=reason[:2000]
+    error = f"webhook delivery {due.id} to subscription {due.subscription_id}: {item.outcome.error}"
+    letter = DeadLetter.of(
+        due.body.encode(),
+        original_topic=ctx.topics.events,
+        key=str(due.event_id),
+        headers={"message_type": DomainEvent.type, "message_id": str(due.event_id)},
+        error_code=WEBHOOK_DEAD,
+        error_message=error[:2000],
+        worker_id=ctx.worker_id,
     )
     log.warning(
         "webhook delivery dead",
@@ -83,7 +95,7 @@ async def _announce_dead(ctx: AgentContext, item: delivery.Sent) -> None:
             ctx.topics.dead_letter,
             letter.key,
             letter.model_dump_json().encode(),
-            {"reason": reason[:200], "original_topic": ctx.topics.events},
+            {"reason": error[:200], "original_topic": ctx.topics.events},
         )
     except Exception:
         log.warning("could not announce a dead webhook delivery on the dead-letter topic")

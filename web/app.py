@@ -30,6 +30,7 @@ from web.json import install_strict_json
 from web.metrics import HttpMetrics
 from web.routes import (
     backfill_jobs,
+    dead_letters,
     ingest_jobs,
     invites,
     libraries,
@@ -42,6 +43,7 @@ from web.routes import (
     stats,
     uploads,
     webhooks,
+    workers,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
@@ -110,6 +112,8 @@ def create_app(
     app.register_blueprint(me.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(workers.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)

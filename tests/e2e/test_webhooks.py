@@ -135,10 +135,11 @@ async def test_deliveries_are_signed_retried_across_a_restart_and_dead_lettered(
     letter = await read_until(
         settings.kafka_bootstrap,
         Topics.from_settings(settings).dead_letter,
-        lambda v: v.get("topic") == Topics.from_settings(settings).events,
+        lambda v: v.get("original_topic") == Topics.from_settings(settings).events,
         deadline_s=30,
     )
-    assert "dead" in letter["reason"] and letter["key"] in {d["event_id"] for d in dead}
+    assert letter["error_code"] == "E_WEBHOOK_DEAD" and letter["id"] is None
+    assert letter["key"] in {d["event_id"] for d in dead}
 
 
 def _at_least(receiver: Receiver, requests: int) -> Any:
