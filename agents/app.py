@@ -27,6 +27,7 @@ from agents.timers import (
 )
 from agents.transport import Transport
 from agents.watchdog import Watchdog
+from agents.webhooks import deliver_webhooks
 from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
 from runtime.kafka import ensure_topics
@@ -159,6 +160,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     @app.timer(settings.prune_interval_seconds, on_leader=True)
     async def prune() -> None:
         await prune_expired_state(ctx)
+
+    @app.timer(settings.webhook_interval_seconds, on_leader=True)
+    async def webhooks() -> None:
+        await deliver_webhooks(ctx)
 
     @app.timer(settings.worker_heartbeat_seconds)
     async def worker_heartbeat() -> None:

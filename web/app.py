@@ -43,6 +43,7 @@ from web.routes import (
     outbox,
     stats,
     uploads,
+    webhooks,
     workers,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
@@ -126,6 +127,7 @@ def create_app(
     app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(webhooks.bp)
 
     warm_up: list[asyncio.Future[bool]] = []
 
