@@ -20,6 +20,7 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
 from web import docs_ui, http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
@@ -42,6 +43,7 @@ from web.routes import (
     outbox,
     stats,
     uploads,
+    webhooks,
     workers,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
@@ -99,7 +101,11 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
+        metrics=HttpMetrics(
+            db_cache_seconds=settings.metrics_db_cache_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            engine=lambda: engine_of(sessionmaker),
+        ),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
@@ -123,6 +129,7 @@ def create_app(
     app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(webhooks.bp)
 
     warm_up: list[asyncio.Future[bool]] = []
 
