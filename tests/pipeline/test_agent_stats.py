@@ -21,6 +21,7 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents import routes
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
@@ -170,7 +171,7 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
 
     # completed, invalid, the retried job twice, the rescued one, the undecodable message
     # (a scheduler re-delivery may add a duplicate, which counts too).
-    assert set(stats["rates"]) == {"backfill", "ingest", "backfill-requeue", "operations"}
+    assert set(stats["rates"]) == {route.name for _, route in routes.consumed(topics)}
     assert stats["rates"]["backfill"]["messages_last_minute"] >= 6
     assert stats["rates"]["backfill"]["messages_per_second"] > 0
     assert stats["rates"]["ingest"] == {"messages_last_minute": 0, "messages_per_second": 0}
