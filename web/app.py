@@ -11,7 +11,7 @@ import time
 
 import structlog
 from quart import Quart, Response, g, request
-from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, QuartSchema
+from quart_schema import QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nexus.config import Settings, load_settings
@@ -20,12 +20,13 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from web import request_ids
-from web.auth import INTERNAL_HEADER, check_internal_header
+from web.auth import check_internal_header
 from web.converters import UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
+from web.openapi import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
     ingest_jobs,
@@ -63,13 +64,14 @@ def create_app(
     app.url_map.strict_slashes = False
     QuartSchema(
         app,
-        info={"title": "Nexus API", "version": "0.1.0"},
+        info={
+            "title": "Nexus API",
+            "version": "0.1.0",
+            "description": "Generate a client from this document: docs/web.md.",
+        },
         redoc_ui_path=None,
         scalar_ui_path=None,
-        security_schemes={
-            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
-            "internal": APIKeySecurityScheme(in_="header", name=INTERNAL_HEADER),
-        },
+        openapi_provider_class=NexusOpenAPIProvider,
     )
     install_strict_json(app)  # after QuartSchema, which installs its own provider
 

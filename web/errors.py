@@ -37,6 +37,11 @@ _MESSAGES: dict[str, str] = {
 }
 
 
+def framework_code(status: int) -> str:
+    """The code answered when the framework itself fails a request with `status`."""
+    return _CODE_BY_STATUS.get(status, "E_INVALID_REQUEST" if status < 500 else "E_INTERNAL")
+
+
 def nexus_error_response(exc: NexusError) -> Response:
     headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return error_response(
@@ -68,7 +73,7 @@ async def _on_schema_error(exc: RequestSchemaValidationError) -> Response:
 
 async def _on_http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    code = _CODE_BY_STATUS.get(status, "E_INVALID_REQUEST" if status < 500 else "E_INTERNAL")
+    code = framework_code(status)
     headers: dict[str, str] = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))

@@ -26,6 +26,7 @@ from nexus.sharing import backfill, operations
 from nexus.sharing.operations import JobFilters
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -54,6 +55,7 @@ class RequeueOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue")
+@raises("E_NOT_FOUND")
 @validate_response(Data[RequeueOut])
 @operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
 @validate_request(RequeueIn)
@@ -158,6 +160,7 @@ class BackfillJobOut(JobFieldsOut):
 
 
 @bp.get("/backfill-jobs")
+@raises()
 @validate_response(Paged[BackfillJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(BackfillJobsQuery)
@@ -198,6 +201,7 @@ class TimelineOut(BaseModel):
 
 
 @bp.get("/backfill-jobs/timeline")
+@raises("E_NOT_FOUND")
 @validate_response(TimelineOut)
 @operator_required(Role.VIEWER)
 @validate_querystring(TimelineQuery)
@@ -250,6 +254,7 @@ class BulkRunOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue-bulk")
+@raises()
 @validate_response(Data[BulkDryRunOut | BulkRunOut])
 @operator_required(Role.ADMIN)
 @validate_request(BulkRequeueIn)

@@ -10,6 +10,7 @@ from quart_schema import validate_response
 
 from web.auth import current_user, user_required
 from web.envelope import Data
+from web.openapi import raises
 
 bp = Blueprint("me", __name__)
 
@@ -20,6 +21,7 @@ class MeOut(BaseModel):
 
 
 @bp.get("/me")
+@raises()
 @validate_response(Data[MeOut])
 @user_required
 async def me() -> Data[MeOut]:

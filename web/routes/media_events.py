@@ -24,11 +24,37 @@ from nexus.db.tx import transaction
 from nexus.media import events
 from nexus.media import service as media
 from web.auth import current_user, user_required
+from web.openapi import raises, responds
 from web.state import nexus_state
 
 bp = Blueprint("media_events", __name__)
 
 _HUB_KEY = "nexus_media_events"
+
+# OpenAPI 3.1 (as schemathesis reads it): the schema of each event of the stream.
+SSE_CONTENT = {
+    "text/event-stream": {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": "status"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "type": "object",
+                    "required": ["media_id", "processing_status"],
+                    "properties": {
+                        "media_id": {"type": "string", "format": "uuid"},
+                        "processing_status": {"type": "string"},
+                        "failure_stage": {"type": ["string", "null"]},
+                        "last_error_code": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    }
+}
 
 
 def media_event_hub(app: Quart | None = None) -> events.MediaEventHub:
@@ -56,6 +82,8 @@ def _frame(status: events.MediaStatus | None) -> bytes:
 
 
 @bp.get("/media/<uuid:media_id>/events")
+@raises("E_MEDIA_NOT_FOUND")
+@responds(200, "Server-sent `status` events until the media is terminal.", SSE_CONTENT)
 @user_required
 async def media_events(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 200
