@@ -25,6 +25,7 @@ unique); tags are per resource (the blueprint's tag); every operation documents 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -281,6 +282,21 @@ def _id_parameters(idempotent_route: bool) -> list[dict[str, Any]]:
     return params
 
 
+def _hoist_schemas(operation: dict[str, Any], components: dict[str, Any]) -> None:
+    """Request and success bodies become named components (`Data[MediaOut]` →
+    `DataMediaOut`), so a generated client has one type per shape rather than one per
+    operation and status."""
+    bodies = [*operation["responses"].values(), operation.get("requestBody", {})]
+    for response in bodies:
+        media = response.get("content", {}).get("application/json")
+        schema = media.get("schema") if media else None
+        if not schema or "$ref" in schema or "title" not in schema:
+            continue
+        name = re.sub(r"[^A-Za-z0-9]", "", schema["title"])
+        components.setdefault(name, schema)
+        media["schema"] = {"$ref": f"#/components/schemas/{name}"}
+
+
 def undeclared_routes(app: Quart) -> list[str]:
     """Documented routes whose view lacks `@raises` (a test keeps this empty)."""
     provider: OpenAPIProvider = app.extensions["QUART_SCHEMA"].openapi_provider
@@ -319,7 +335,9 @@ class NexusOpenAPIProvider(OpenAPIProvider):
         exempt = is_exempt(func, rule.endpoint, state.internal_exempt_endpoints)
         for path_item in paths.values():
             for method, operation in list(path_item.items()):
-                path_item[method] = self._complete(rule, func, operation, exempt=exempt)
+                operation = self._complete(rule, func, operation, exempt=exempt)
+                _hoist_schemas(operation, components)
+                path_item[method] = operation
         return paths, components
 
     def _complete(
@@ -332,6 +350,8 @@ class NexusOpenAPIProvider(OpenAPIProvider):
             op["security"] = [] if exempt else [{"internal": []}]
         if (body := getattr(func, _BODY_ATTR, None)) is not None:
             op["requestBody"] = copy.deepcopy(body)
+        if "requestBody" in op:
+            op["requestBody"]["required"] = True
         op["parameters"] = op.get("parameters", []) + _id_parameters(
             bool(getattr(func, IDEMPOTENT_ATTR, False))
         )

@@ -129,5 +129,4 @@ async def test_the_document_holds_for_every_operation(api: Settings, tmp_path: P
         subprocess.run, argv, env=env, capture_output=True, text=True, timeout=840, cwd=tmp_path
     )
     report = proc.stdout[-20000:] + proc.stderr[-4000:]
-    print(report)
     assert proc.returncode == 0, report
