@@ -25,8 +25,11 @@ unique); tags are per resource (the blueprint's tag); every operation documents 
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from quart import Quart
@@ -282,6 +285,35 @@ def _id_parameters(idempotent_route: bool) -> list[dict[str, Any]]:
     return params
 
 
+EXAMPLES_FILE = Path(__file__).with_name("openapi_examples.json")
+
+
+@functools.cache
+def recorded_examples() -> dict[str, Any]:
+    """Real payloads of the main BFF flow, by operation id: `{"request": body, "responses":
+    {status: body}}`, recorded by tests/e2e/test_generated_client.py (which also fails when
+    they no longer match what the API answers)."""
+    if not EXAMPLES_FILE.exists():
+        return {}
+    loaded: dict[str, Any] = json.loads(EXAMPLES_FILE.read_text())
+    return loaded
+
+
+def _attach_examples(op: dict[str, Any]) -> None:
+    recorded = recorded_examples().get(op.get("operationId", ""))
+    if not recorded:
+        return
+    targets = [("request", op.get("requestBody"), recorded.get("request"))] + [
+        (f"response {status}", op["responses"].get(int(status)), body)
+        for status, body in recorded.get("responses", {}).items()
+    ]
+    for what, target, body in targets:
+        media = (target or {}).get("content", {}).get("application/json")
+        if media is not None and body is not None:
+            summary = f"The {what} of the main BFF flow, as recorded by the tests"
+            media["examples"] = {"recorded": {"summary": summary, "value": body}}
+
+
 def _hoist_schemas(operation: dict[str, Any], components: dict[str, Any]) -> None:
     """Request and success bodies become named components (`Data[MediaOut]` →
     `DataMediaOut`), so a generated client has one type per shape rather than one per
@@ -374,4 +406,5 @@ class NexusOpenAPIProvider(OpenAPIProvider):
                 )
             response.setdefault("description", "")
         op["responses"] = dict(sorted(responses.items()))
+        _attach_examples(op)
         return op

@@ -1,19 +1,24 @@
 """A BFF's view: a Python client generated from `/openapi.json` with openapi-python-client
 drives the main flow against the real API and agents (create a library, save a URL, list
 media, invite, accept). Every call goes through the generated client: its typed models
-are the proof that the document describes what the API answers."""
+are the proof that the document describes what the API answers.
+
+The flow's real payloads are the document's examples (`web/openapi_examples.json`): the
+test fails when they no longer have the shape the API answers; re-record them with
+NEXUS_TEST_RECORD_OPENAPI_EXAMPLES=1.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +29,7 @@ from tests.e2e.test_ingest_path import site, stack  # noqa: F401  (shared fixtur
 from tests.fetch.server import LocalServer
 from tests.support.processes import poll
 from tests.web.conftest import make_token
+from web.openapi import EXAMPLES_FILE
 
 pytestmark = pytest.mark.e2e
 
@@ -67,8 +73,42 @@ def generated(stack: Settings, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
             del sys.modules[name]
 
 
-def _op(tag: str, name: str) -> ModuleType:
-    return importlib.import_module(f"{PACKAGE}.api.{tag}.{name}")
+class Recorder:
+    """Calls operations of the generated client and keeps their real payloads."""
+
+    def __init__(self) -> None:
+        self.examples: dict[str, Any] = {}
+
+    async def __call__(self, tag: str, operation: str, *args: Any, **kwargs: Any) -> Any:
+        module = importlib.import_module(f"{PACKAGE}.api.{tag}.{operation}")
+        response = await module.asyncio_detailed(*args, **kwargs)
+        entry = self.examples.setdefault(operation, {"responses": {}})
+        if "body" in kwargs:
+            entry["request"] = kwargs["body"].to_dict()
+        status = str(int(response.status_code))
+        entry["responses"].setdefault(status, json.loads(response.content))
+        return response
+
+
+def _shape(value: Any) -> Any:
+    """The structure of a JSON value: keys and types, not the values (ids, times)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def _check_examples(recorded: dict[str, Any]) -> None:
+    if os.environ.get("NEXUS_TEST_RECORD_OPENAPI_EXAMPLES") == "1":
+        EXAMPLES_FILE.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    documented = json.loads(EXAMPLES_FILE.read_text())
+    assert sorted(documented) == sorted(recorded)
+    for operation, example in documented.items():
+        assert _shape(example) == _shape(recorded[operation]), (
+            f"{operation}: the documented example no longer matches the API's payloads; "
+            "re-record with NEXUS_TEST_RECORD_OPENAPI_EXAMPLES=1"
+        )
 
 
 @pytest.mark.timeout(300)
@@ -78,6 +118,7 @@ async def test_main_bff_flow_through_the_generated_client(
     site: LocalServer,  # noqa: F811
 ) -> None:
     models = importlib.import_module(f"{PACKAGE}.models")
+    call = Recorder()
 
     def client_for(user: uuid.UUID) -> Any:
         return generated.AuthenticatedClient(
@@ -89,58 +130,73 @@ async def test_main_bff_flow_through_the_generated_client(
 
     alice_id, bob_id = uuid.uuid4(), uuid.uuid4()
     alice, bob = client_for(alice_id), client_for(bob_id)
-    me = await _op("me", "me").asyncio(client=bob)  # bob exists once he has called once
+    me = (await call("me", "me", client=bob)).parsed  # bob exists once he has called once
     assert isinstance(me, models.DataMeOut) and me.data.user_id == bob_id
 
-    created = await _op("libraries", "create_library").asyncio_detailed(
-        client=alice, body=models.LibraryCreateIn(name="Reading group"), idempotency_key="lib-1"
+    created = await call(
+        "libraries",
+        "create_library",
+        client=alice,
+        body=models.LibraryCreateIn(name="Reading group"),
+        idempotency_key="lib-1",
     )
     assert created.status_code == 201 and isinstance(created.parsed, models.DataLibraryOut)
     library = created.parsed.data
     assert library.name == "Reading group" and library.role == models.LibraryRole.ADMIN
 
-    saved = await _op("media", "from_url").asyncio_detailed(
-        client=alice, body=models.FromUrlIn(url=site.url("/aclu"))
+    saved = await call(
+        "media", "from_url", client=alice, body=models.FromUrlIn(url=site.url("/aclu"))
     )
     assert saved.status_code == 202 and isinstance(saved.parsed, models.DataFromUrlOut)
     media_id = saved.parsed.data.media_id
 
     async def ready() -> Any:
-        got = await _op("media", "get_media").asyncio(media_id, client=alice)
+        got = (await call("media", "get_media", media_id, client=alice)).parsed
         assert isinstance(got, models.DataMediaOut)
         return got.data if got.data.processing_status.value == "ready_for_reading" else None
 
     media = await poll(ready, deadline_s=90, interval=0.3, what="the saved article")
     assert media.capabilities.can_read
+    call.examples["get_media"]["responses"]["200"] = {"data": media.to_dict()}
 
-    added = await _op("libraries", "add_library_media").asyncio_detailed(
-        library.id, client=alice, body=models.LibraryMediaIn(media_id=media_id)
+    added = await call(
+        "libraries",
+        "add_library_media",
+        library.id,
+        client=alice,
+        body=models.LibraryMediaIn(media_id=media_id),
     )
     assert added.status_code == 201 and added.parsed.data.id == media_id
-    listed = await _op("libraries", "list_library_media").asyncio(library.id, client=alice)
+    listed = (await call("libraries", "list_library_media", library.id, client=alice)).parsed
     assert isinstance(listed, models.PagedMediaOut)
     assert [m.id for m in listed.data] == [media_id] and listed.page.has_more is False
 
-    invited = await _op("invites", "create_invite").asyncio(
-        library.id,
-        client=alice,
-        body=models.InviteCreateIn(invitee_user_id=bob_id, role=models.LibraryRole.MEMBER),
-    )
+    invited = (
+        await call(
+            "invites",
+            "create_invite",
+            library.id,
+            client=alice,
+            body=models.InviteCreateIn(invitee_user_id=bob_id, role=models.LibraryRole.MEMBER),
+        )
+    ).parsed
     assert isinstance(invited, models.DataLibraryInvitationOut)
     assert invited.data.status == models.InviteStatus.PENDING
-    pending = await _op("invites", "list_my_invites").asyncio(client=bob)
+    pending = (await call("invites", "list_my_invites", client=bob)).parsed
     assert [i.id for i in pending.data] == [invited.data.id]
 
-    accepted = await _op("invites", "accept_invite").asyncio(invited.data.id, client=bob)
+    accepted = (await call("invites", "accept_invite", invited.data.id, client=bob)).parsed
     assert isinstance(accepted, models.DataInviteAcceptOut)
     assert accepted.data.invite.status == models.InviteStatus.ACCEPTED
     assert accepted.data.idempotent is False
-    shared = await _op("libraries", "list_library_media").asyncio(library.id, client=bob)
+    call.examples.pop("list_library_media")  # recorded again below, as bob sees it
+    shared = (await call("libraries", "list_library_media", library.id, client=bob)).parsed
     assert [m.id for m in shared.data] == [media_id]
 
     # Errors are typed too: the one envelope, with a code the document lists for 404.
-    missing = await _op("libraries", "get_library").asyncio_detailed(uuid.uuid4(), client=bob)
+    missing = await call("libraries", "get_library", uuid.uuid4(), client=bob)
     assert missing.status_code == 404 and isinstance(missing.parsed, models.ErrorBody)
     assert missing.parsed.error.code == "E_LIBRARY_NOT_FOUND"
     for c in (alice, bob):
         await c.get_async_httpx_client().aclose()
+    _check_examples(call.examples)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from quart import Blueprint
 
@@ -13,7 +14,7 @@ from tests.web.conftest import Api, AppFactory, make_token
 from web.auth import INTERNAL_HEADER, user_required
 from web.envelope import Data
 from web.idempotency import idempotent_unit_of_work
-from web.openapi import SECURITY_SCHEMES, raises, undeclared_routes
+from web.openapi import SECURITY_SCHEMES, raises, recorded_examples, undeclared_routes
 from web.statuses import status_for
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -133,3 +134,24 @@ async def test_an_idempotent_view_must_be_declared(build_app: AppFactory) -> Non
     async with app.test_app():
         response = await Api(app.test_client()).post("/undeclared", token=make_token())
     assert response.status_code == 500
+
+
+async def test_recorded_examples_are_documented_and_valid(api: Api) -> None:
+    doc = await _document(api)
+    by_id = {op["operationId"]: op for _, _, op in _operations(doc)}
+    recorded = recorded_examples()
+    assert {"create_library", "from_url", "create_invite", "accept_invite"} <= set(recorded)
+    for operation, example in recorded.items():
+        op = by_id[operation]
+        targets = [(op.get("requestBody"), example.get("request"))] + [
+            (op["responses"][status], body) for status, body in example["responses"].items()
+        ]
+        for target, body in targets:
+            if body is None:
+                continue
+            media = target["content"]["application/json"]
+            assert media["examples"]["recorded"]["value"] == body, operation
+            # $refs resolve against the document's components.
+            schema = {**media["schema"], "components": doc["components"]}
+            errors = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(body)]
+            assert errors == [], (operation, errors)
