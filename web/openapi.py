@@ -41,7 +41,7 @@ from quart_schema.validation import (
 )
 from werkzeug.routing.rules import Rule
 
-from web.converters import UUIDConverter
+from web.converters import IdConverter, UUIDConverter
 from web.envelope import ErrorBody
 from web.errors import framework_code
 from web.state import nexus_state
@@ -98,6 +98,11 @@ _TOKEN_PARAMETER = {
     "required": True,
     "description": "The token of the pre-signed URL (part of `upload_url` / `url`).",
     "schema": {"type": "string"},
+}
+# Our path converters: a segment they cannot parse is 400 E_INVALID_REQUEST (not a 404).
+_PATH_SCHEMAS: dict[type, dict[str, Any]] = {
+    UUIDConverter: {"type": "string", "format": "uuid"},
+    IdConverter: {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 _ALWAYS = ("E_INTERNAL", "E_DEPENDENCY_UNAVAILABLE")
 _ID_HEADER_SCHEMA = {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._-]+$"}
@@ -221,7 +226,7 @@ def error_codes(rule: Rule, func: Any, *, exempt: bool) -> frozenset[str]:
     codes = set(_ALWAYS) | _codes_of(func, RAISES_ATTR) | _codes_of(func, GUARD_CODES_ATTR)
     if not exempt:
         codes.add("E_INTERNAL_ONLY")
-    if any(isinstance(c, UUIDConverter) for c in rule._converters.values()):
+    if any(type(c) in _PATH_SCHEMAS for c in rule._converters.values()):
         codes.add("E_INVALID_REQUEST")
     query = getattr(func, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None)
     if query is not None:
@@ -356,8 +361,8 @@ class NexusOpenAPIProvider(OpenAPIProvider):
 
     def build_path_parameter(self, name: str, converter: Any) -> dict[str, Any]:
         parameter = super().build_path_parameter(name, converter)
-        if isinstance(converter, UUIDConverter):
-            parameter["schema"] = {"type": "string", "format": "uuid"}
+        if type(converter) in _PATH_SCHEMAS:
+            parameter["schema"] = dict(_PATH_SCHEMAS[type(converter)])
         return parameter
 
     def build_paths(self, rule: Rule) -> tuple[dict, dict]:
