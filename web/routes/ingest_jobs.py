@@ -24,7 +24,7 @@ from nexus.sharing.operations import JobFilters
 from nexus.uploads.storage import LocalStorage
 from web.auth import operator_required
 from web.envelope import Data
-from web.openapi import raises
+from web.openapi import links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields
 from web.routes.media import RetryOut
@@ -60,6 +60,7 @@ class OperatorRetryOut(RetryOut):
 
 @bp.get("/ingest-jobs")
 @raises()
+@links(200, operator_retry_media={"media_id": "$response.body#/data/0/media_id"})
 @validate_response(Paged[IngestJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(IngestJobsQuery)

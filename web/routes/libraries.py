@@ -56,6 +56,11 @@ LIBRARY_LINKS = {
         "list_library_invites",
     )
 }
+_ADDED = {"library_id": "$request.path.library_id", "media_id": "$response.body#/data/id"}
+_FIRST_MEMBER = {
+    "library_id": "$request.path.library_id",
+    "user_id": "$response.body#/data/0/user_id",
+}
 MEMBER_CODES = (
     "E_LIBRARY_NOT_FOUND",
     "E_DEFAULT_LIBRARY_FORBIDDEN",
@@ -168,6 +173,8 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Pa
 
 @bp.post("/libraries/<uuid:library_id>/media")
 @raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_FOUND")
+@links(201, remove_library_media=_ADDED)
+@links(200, remove_library_media=_ADDED)
 @validate_request(LibraryMediaIn)
 @validate_response(Data[MediaOut], 201)
 @validate_response(Data[MediaOut], 200)
@@ -204,6 +211,7 @@ async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Re
 
 @bp.get("/libraries/<uuid:library_id>/members")
 @raises("E_LIBRARY_NOT_FOUND")
+@links(200, set_member_role=_FIRST_MEMBER, remove_member=_FIRST_MEMBER)
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryMemberOut])
 @user_required
