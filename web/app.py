@@ -31,7 +31,7 @@ from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
 from web.metrics import HttpMetrics
-from web.openapi import NexusOpenAPIProvider
+from web.openapi_doc import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
     ingest_jobs,

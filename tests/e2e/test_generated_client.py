@@ -29,7 +29,7 @@ from tests.e2e.test_ingest_path import site, stack  # noqa: F401  (shared fixtur
 from tests.fetch.server import LocalServer
 from tests.support.processes import poll
 from tests.web.conftest import make_token
-from web.openapi import EXAMPLES_FILE
+from web.openapi_doc import EXAMPLES_FILE
 
 pytestmark = pytest.mark.e2e
 

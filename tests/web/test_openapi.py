@@ -14,7 +14,8 @@ from tests.web.conftest import Api, AppFactory, make_token
 from web.auth import INTERNAL_HEADER, user_required
 from web.envelope import Data
 from web.idempotency import idempotent_unit_of_work
-from web.openapi import SECURITY_SCHEMES, raises, recorded_examples, undeclared_routes
+from web.openapi import SECURITY_SCHEMES, raises
+from web.openapi_doc import recorded_examples, undeclared_routes
 from web.statuses import status_for
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
