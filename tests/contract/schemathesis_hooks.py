@@ -7,6 +7,8 @@ through SCHEMATHESIS_HOOKS).
 - Pre-signed routes get a valid token for the generated media id (their only credential),
   so they are exercised past the signature check, like every other route with valid
   credentials. The key comes from NEXUS_TEST_SIGNING_KEY_HEX.
+- Every answer's operation id and status is appended to NEXUS_TEST_ST_STATUS_LOG, so the
+  test can tell that each operation got past its credential checks.
 """
 
 from __future__ import annotations
@@ -62,3 +64,10 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     except Forbidden:
         query["token"] = signing.sign(key, action, media_id, ttl_seconds=600).token  # type: ignore[arg-type]
         case.query = query
+
+
+@schemathesis.hook
+def after_call(context: Any, case: Any, response: Any) -> None:
+    operation = case.operation.definition.raw.get("operationId", "?")
+    with open(os.environ["NEXUS_TEST_ST_STATUS_LOG"], "a") as log:
+        log.write(f"{operation} {response.status_code}\n")

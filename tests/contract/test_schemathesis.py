@@ -112,6 +112,7 @@ async def test_the_document_holds_for_every_operation(api: Settings, tmp_path: P
         "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
         "NEXUS_TEST_SIGNING_KEY_HEX": api.upload_signing_key_bytes.hex(),
         "PYTHONPATH": str(ROOT),
+        "NEXUS_TEST_ST_STATUS_LOG": str(tmp_path / "statuses.log"),
     }
     argv = [
         str(Path(sys.executable).parent / "st"),
@@ -130,3 +131,13 @@ async def test_the_document_holds_for_every_operation(api: Settings, tmp_path: P
     )
     report = proc.stdout[-20000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, report
+    # Valid credentials: every operation was answered past its credential checks at least
+    # once (the internal header, the user JWT or operator key, the pre-signed token) and
+    # past input validation (a 400 may come before the credentials are looked at).
+    seen: dict[str, set[int]] = {}
+    for line in (tmp_path / "statuses.log").read_text().splitlines():
+        operation, status = line.split()
+        seen.setdefault(operation, set()).add(int(status))
+    blocked = {op: s for op, s in seen.items() if s <= {400, 401, 403}}
+    assert blocked == {}, blocked
+    assert len(seen) >= 40, sorted(seen)
