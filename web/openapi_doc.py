@@ -14,6 +14,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, cast
 
@@ -56,6 +57,18 @@ def _error_response(status: int, codes: list[str]) -> dict[str, Any]:
         "headers": headers,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     }
+
+
+def _complete_response(status: int, response: dict[str, Any], *, idempotent: bool) -> None:
+    headers = response.setdefault("headers", {})
+    for name, text in ID_HEADERS.items():
+        headers[name] = {**_header(text), "required": True}
+    if idempotent and status < 300:
+        headers["Idempotent-Replayed"] = _header(
+            "`true` when this answer is the replay of an earlier request."
+        )
+    if not response.get("description"):
+        response["description"] = HTTPStatus(status).phrase
 
 
 def _id_parameters(idempotent_route: bool) -> list[dict[str, Any]]:
@@ -196,15 +209,9 @@ class NexusOpenAPIProvider(OpenAPIProvider):
         for status, table in getattr(func, LINKS_ATTR, {}).items():
             if status in responses:
                 responses[status]["links"] = copy.deepcopy(table)
+        idempotent = bool(getattr(func, IDEMPOTENT_ATTR, False))
         for status, response in responses.items():
-            headers = response.setdefault("headers", {})
-            for name in ID_HEADERS:
-                headers[name] = {**_header(ID_HEADERS[name]), "required": True}
-            if getattr(func, IDEMPOTENT_ATTR, False) and status < 300:
-                headers["Idempotent-Replayed"] = _header(
-                    "`true` when this answer is the replay of an earlier request."
-                )
-            response.setdefault("description", "")
+            _complete_response(status, response, idempotent=idempotent)
         op["responses"] = dict(sorted(responses.items()))
         _attach_examples(op)
         return op
