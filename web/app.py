@@ -21,12 +21,7 @@ from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from web import request_ids
 from web.auth import check_internal_header
-from web.converters import (
-    IdConverter,
-    UUIDConverter,
-    reject_invalid_path_params,
-    reject_unstorable_query,
-)
+from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
@@ -151,7 +146,6 @@ def _install_hooks(app: Quart) -> None:
     app.before_request(_begin_request)
     app.before_request(check_internal_header)
     app.before_request(reject_invalid_path_params)
-    app.before_request(reject_unstorable_query)
     app.after_request(_end_request)
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from quart import current_app, request
-from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE
+from quart import request
 from werkzeug.routing import BaseConverter
 
 from nexus.errors import InvalidRequest
@@ -63,20 +62,3 @@ async def reject_invalid_path_params() -> None:
     ]
     if bad:
         raise InvalidRequest("invalid path parameter", details=bad)
-
-
-async def reject_unstorable_query() -> None:
-    """`before_request`: on a view that validates its query string (the only ones whose
-    query values reach SQL), NUL (`%00`) is 400 E_INVALID_REQUEST; PostgreSQL cannot
-    compare or store it, so a filter holding it would fail as a 500. (Werkzeug decodes
-    invalid UTF-8 with replacement characters, so no surrogate gets through.)"""
-    view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None) is None:
-        return
-    bad = [
-        {"loc": ["query", name], "msg": "must not contain NUL"}
-        for name, values in request.args.lists()
-        if "\x00" in name or any("\x00" in v for v in values)
-    ]
-    if bad:
-        raise InvalidRequest("invalid query parameter", details=bad)

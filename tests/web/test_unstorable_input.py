@@ -1,5 +1,6 @@
 """Strings PostgreSQL cannot store (NUL, unpaired surrogates) are a 400, never a 500
-(found by schemathesis: a library name with NUL failed in the INSERT)."""
+(found by schemathesis: a library name with NUL failed in the INSERT; a NUL in the
+`error_code` filter failed in the SELECT)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,10 @@ async def test_unstorable_query_strings_are_400(
 ) -> None:
     async with sessionmaker() as s, s.begin():
         key = (await create_key(s, name=f"v-{uuid.uuid4().hex[:6]}", role="viewer")).token
-    for query in ("error_code=a%00b", "status=failed&x%00=1"):
-        r = await api.get(f"/internal/backfill-jobs?{query}", token=key)
-        assert r.status_code == 400, (query, await r.get_data())
-        assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"
-    # Invalid UTF-8 is decoded with replacement characters: a filter that matches nothing.
-    r = await api.get("/internal/backfill-jobs?error_code=%ED%A0%80", token=key)
-    assert r.status_code == 200
+    for path in ("/internal/backfill-jobs", "/internal/ingest-jobs"):
+        for value in ("E_X%00", "%ED%A0%80", "e_lowercase"):
+            r = await api.get(f"{path}?error_code={value}", token=key)
+            assert r.status_code == 400, (path, value, await r.get_data())
+            assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"
+        r = await api.get(f"{path}?error_code=E_FETCH_FAILED", token=key)
+        assert r.status_code == 200

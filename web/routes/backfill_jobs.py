@@ -111,7 +111,9 @@ BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
 
 class JobFilterFields(BaseModel):
     status: Status | None = None
-    error_code: str | None = Field(default=None, max_length=64)
+    # A registered code's shape: anything else (NUL included, which PostgreSQL cannot
+    # compare) is 400 E_INVALID_REQUEST rather than a failed statement.
+    error_code: str | None = Field(default=None, max_length=64, pattern=r"^E_[A-Z0-9_]+$")
     updated_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None
 
