@@ -1,4 +1,6 @@
-"""Strict JSON for request bodies: malformed input is a 400, never a 500."""
+"""Strict, bounded JSON for request bodies: malformed input is a 400, never a 500, and a
+body over `MAX_BODY_BYTES` is a 413 `E_PAYLOAD_TOO_LARGE` (the pre-signed upload PUT has
+its own, larger limit: web/routes/uploads.py)."""
 
 from __future__ import annotations
 
@@ -8,44 +10,56 @@ from typing import Any
 
 from quart import Quart
 
-# PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate (which a
-# JSON `\ud800` escape produces): either would fail deep in a statement as a 500.
+# PostgreSQL text cannot hold NUL, and UTF-8 cannot encode an unpaired surrogate: either
+# would fail at the database as a 500. Only JSON escapes can produce them (`\u0000`,
+# `\ud800`...), so documents without such an escape are not walked.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+# Every request body except the upload PUT's. Quart stops buffering past it and raises
+# 413 when the view reads the body (views authenticate first, so an anonymous client
+# cannot make the API parse anything).
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _reject_unstorable(value: Any) -> None:
-    pending = [value]
-    while pending:
-        item = pending.pop()
+def _holds_unstorable(value: Any) -> bool:
+    """Whether NUL or an unpaired surrogate is in any key or string of a parsed document."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
         if isinstance(item, str):
             if _UNSTORABLE.search(item):
-                raise ValueError("JSON strings may not contain NUL or unpaired surrogates")
+                return True
         elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
+            stack.extend(item.keys())
+            stack.extend(item.values())
         elif isinstance(item, list):
-            pending.extend(item)
+            stack.extend(item)
+    return False
 
 
 def install_strict_json(app: Quart) -> None:
     """Wrap the app's JSON provider (quart-schema's, for pydantic output) so that parsing
-    rejects NaN/Infinity and strings PostgreSQL cannot store, and turns pathological
-    nesting into a ValueError, which Quart reports as a bad request (rendered as 400
-    E_INVALID_REQUEST)."""
+    rejects NaN/Infinity, NUL characters and unpaired surrogates (PostgreSQL cannot store
+    them: they would fail at the database as a 500) and turns pathological nesting into a
+    ValueError, which Quart reports as a bad request (rendered as 400 E_INVALID_REQUEST)."""
     base: type[Any] = type(app.json)
 
     class StrictJSONProvider(base):
         def loads(self, s: str | bytes, **kwargs: Any) -> Any:
             kwargs.setdefault("parse_constant", _reject_constant)
             try:
-                parsed = json.loads(s, **kwargs)
+                document = json.loads(s, **kwargs)
             except RecursionError:
                 raise ValueError("JSON nested too deeply") from None
-            _reject_unstorable(parsed)
-            return parsed
+            raw = s.encode("utf-8", "surrogatepass") if isinstance(s, str) else s
+            if _UNSTORABLE_ESCAPE.search(raw) and _holds_unstorable(document):
+                raise ValueError("NUL characters and unpaired surrogates are not accepted")
+            return document
 
     app.json = StrictJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
 from nexus.jobs import relay
+from nexus.operations.models import Operation
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from nexus.sharing.health import Thresholds, backlog_health
@@ -32,6 +33,7 @@ class OutboxStatsOut(BaseModel):
 class JobsStatsOut(BaseModel):
     backfill: dict[str, int]
     ingest: dict[str, int]
+    operation: dict[str, int]
 
 
 class BacklogOut(BaseModel):
@@ -50,7 +52,7 @@ class StatsOut(BaseModel):
 
 
 async def _count_by_status(
-    session: AsyncSession, model: type[BackfillJob] | type[IngestJob]
+    session: AsyncSession, model: type[BackfillJob] | type[IngestJob] | type[Operation]
 ) -> dict[str, int]:
     rows = await session.execute(select(model.status, func.count()).group_by(model.status))
     return {str(status): int(count) for status, count in rows}
@@ -69,6 +71,7 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
         health = await backlog_health(uow.session, thresholds)
         backfill = await _count_by_status(uow.session, BackfillJob)
         ingest = await _count_by_status(uow.session, IngestJob)
+        operation = await _count_by_status(uow.session, Operation)
     return Data(
         data=StatsOut(
             outbox=OutboxStatsOut(
@@ -76,7 +79,7 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
                 parked=ob.parked,
                 oldest_age_seconds=ob.oldest_age_seconds,
             ),
-            jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
+            jobs=JobsStatsOut(backfill=backfill, ingest=ingest, operation=operation),
             backfill_backlog=BacklogOut(**health.as_dict()),
         )
     )
