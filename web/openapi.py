@@ -46,6 +46,7 @@ GUARD_CODES_ATTR = "_nexus_guard_codes"
 IDEMPOTENT_ATTR = "_nexus_idempotent"
 INTERNAL_EXEMPT_ATTR = "_nexus_internal_exempt"
 RESPONSES_ATTR = "_nexus_responses"
+HEADERS_ATTR = "_nexus_header_params"
 BODY_ATTR = "_nexus_request_body"
 LINKS_ATTR = "_nexus_links"
 TOKEN_ATTR = "_nexus_presigned"
@@ -168,6 +169,23 @@ def responds(
         extra = dict(getattr(func, RESPONSES_ATTR, {}))
         extra[status] = response
         setattr(func, RESPONSES_ATTR, extra)
+        return func
+
+    return decorate
+
+
+def header_param(name: str, description: str) -> Callable[[F], F]:
+    """Document an optional request header the view reads (a string)."""
+    parameter = {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+    def decorate(func: F) -> F:
+        setattr(func, HEADERS_ATTR, [*getattr(func, HEADERS_ATTR, []), parameter])
         return func
 
     return decorate

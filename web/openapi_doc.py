@@ -26,6 +26,7 @@ from werkzeug.routing.rules import Rule
 from web.envelope import ErrorBody
 from web.openapi import (
     BODY_ATTR,
+    HEADERS_ATTR,
     ID_HEADER_SCHEMA,
     ID_HEADERS,
     IDEMPOTENT_ATTR,
@@ -202,6 +203,7 @@ class NexusOpenAPIProvider(OpenAPIProvider):
         )
         if getattr(func, TOKEN_ATTR, False):
             op["parameters"].append(TOKEN_PARAMETER)
+        op["parameters"].extend(copy.deepcopy(getattr(func, HEADERS_ATTR, [])))
         responses: dict[int, Any] = dict(op.get("responses", {}))
         responses.update(copy.deepcopy(getattr(func, RESPONSES_ATTR, {})))
         for status, codes in by_status(error_codes(rule, func, exempt=exempt)).items():
