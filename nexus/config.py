@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -97,6 +98,8 @@ class Settings(BaseSettings):
     ingest_extract_memory_mb: int = Field(default=2048, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # Hypercorn worker processes; unset: one per core in staging/prod, 1 in local/test.
+    api_workers: int | None = Field(default=None, ge=1, le=256)
     # Server-side deadline of one request's handler (docs/security.md: SSE and the
     # pre-signed upload PUT have their own bounds) → 503.
     request_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -129,6 +132,15 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Signed webhooks (SPEC §10; docs/webhooks.md): a failed delivery (network error, 5xx,
+    # 429) waits base x 2^(attempt-1) seconds, capped (60 s ... 8 h: 12 attempts span ~24 h),
+    # or what `Retry-After` asks (up to the cap); after the last attempt it is `dead`.
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_backoff_base_seconds: float = Field(default=60.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=28800.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_batch: int = Field(default=50, ge=1, le=1000)
     # Scheduler and lease rescue (leader-only timers in the agents).
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
     scheduler_redeliver_after_seconds: float = Field(default=300.0, gt=0)
@@ -288,6 +300,14 @@ class Settings(BaseSettings):
             return self.upload_signing_key.get_secret_value().encode()
         seed = self.internal_secret.get_secret_value() if self.internal_secret else "nexus-dev"
         return hmac.new(seed.encode(), b"nexus-upload-signing-v1", hashlib.sha256).digest()
+
+    @property
+    def api_worker_count(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        if self.env in (Env.STAGING, Env.PROD):
+            return os.cpu_count() or 1
+        return 1
 
     @property
     def backfill_max_attempts(self) -> int:
