@@ -38,9 +38,9 @@ async def test_openapi_document(api: Api) -> None:
     me = doc["paths"]["/me"]["get"]["responses"]["200"]
     schema = str(me)
     assert "content" in me and "Data" in schema
-    assert "bearer" in doc["components"]["securitySchemes"]
+    assert {"userJwt", "operatorKey"} <= set(doc["components"]["securitySchemes"])
     assert {"401", "403", "503"} <= set(doc["paths"]["/me"]["get"]["responses"])
-    assert doc["paths"]["/me"]["get"]["security"] == [{"internal": [], "bearer": []}]
+    assert doc["paths"]["/me"]["get"]["security"] == [{"internal": [], "userJwt": []}]
     assert "401" in doc["paths"]["/internal/stats"]["get"]["responses"]
 
 
