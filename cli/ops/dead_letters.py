@@ -20,7 +20,7 @@ from typing import Any
 
 from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
-from cli.ops.keys import format_table
+from cli.ops.output import limit_ok, print_rows
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -104,8 +104,7 @@ def _plain(item: deadletters.DeadLetterItem) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= MAX_LIMIT:
-        err(f"error: --limit must be 1..{MAX_LIMIT}")
+    if not limit_ok(args.limit, MAX_LIMIT):
         return EXIT_USAGE
     filters = _filters_of(args, settings, replayed=args.replayed)
 
@@ -114,14 +113,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
             return await deadletters.list_letters(session, filters, limit=args.limit)
 
     rows = [_plain(i) for i in run_service(listing)[: args.limit]]
-    if args.json:
-        out(json.dumps(rows))
-    elif not rows:
-        out("no dead letters")
-    else:
-        table = [{c: None if r[c] is None else str(r[c]) for c in COLUMNS} for r in rows]
-        for line in format_table(table, COLUMNS):
-            out(line)
+    print_rows(rows, COLUMNS, as_json=args.json, empty="no dead letters")
     return EXIT_OK
 
 
@@ -170,8 +162,7 @@ async def replay(settings: Settings, args: argparse.Namespace) -> deadletters.Re
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= MAX_LIMIT:
-        err(f"error: --limit must be 1..{MAX_LIMIT}")
+    if not limit_ok(args.limit, MAX_LIMIT):
         return EXIT_USAGE
     result = run_service(lambda: replay(settings, args))
     for item, outbox_id in result.replayed:

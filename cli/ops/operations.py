@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
 from cli.ops.db import session_scope
+from cli.ops.output import plain
 from nexus.config import Settings
 from nexus.errors import NotFound
 from nexus.operations import service
@@ -30,14 +30,6 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
 def lines(operation: dict[str, Any]) -> list[str]:
     """The human form: one `name: value` line per field, JSON for the structured ones."""
     out_lines = []
@@ -54,7 +46,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             operation = await service.get(session, args.operation_id)
         if operation is None:
             raise NotFound(f"no operation {args.operation_id}")
-        return {k: _plain(v) for k, v in operation.public().items()}
+        return {k: plain(v) for k, v in operation.public().items()}
 
     operation = run_service(show)
     if args.json:

@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import getpass
-import json
 
 from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
-from cli.ops.keys import format_table
+from cli.ops.output import limit_ok, plain_row, print_rows
 from nexus.config import Settings
 from nexus.jobs import relay
 from nexus.operators.service import record_action
@@ -42,30 +40,15 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= 10_000:
-        err("error: --limit must be 1..10000")
+    if not limit_ok(args.limit):
         return EXIT_USAGE
 
     async def listing() -> list[relay.OutboxItem]:
         async with session_scope(settings) as session:
             return await relay.list_rows(session, status=args.status, limit=args.limit)
 
-    items = run_service(listing)[: args.limit]
-    rows = [
-        {
-            k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in dataclasses.asdict(i).items()
-        }
-        for i in items
-    ]
-    if args.json:
-        out(json.dumps(rows))
-    elif not rows:
-        out(f"no {args.status} outbox rows")
-    else:
-        table = [{c: None if r[c] is None else str(r[c]) for c in COLUMNS} for r in rows]
-        for line in format_table(table, COLUMNS):
-            out(line)
+    rows = [plain_row(i) for i in run_service(listing)[: args.limit]]
+    print_rows(rows, COLUMNS, as_json=args.json, empty=f"no {args.status} outbox rows")
     return EXIT_OK
 
 

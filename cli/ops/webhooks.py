@@ -8,15 +8,13 @@ the secret once; `create`, `deactivate` and `retry` are `operator_actions` rows 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import getpass
 import json
 import uuid
-from typing import Any
 
 from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
-from cli.ops.keys import format_table
+from cli.ops.output import limit_ok, plain_row, print_rows
 from nexus.config import Settings
 from nexus.operators.service import record_action
 from nexus.webhooks import service
@@ -61,22 +59,6 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _plain(item: Any) -> dict[str, Any]:
-    return {
-        k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if isinstance(v, uuid.UUID) else v)
-        for k, v in dataclasses.asdict(item).items()
-    }
-
-
-def _print(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        out(json.dumps(rows))
-        return
-    table = [{c: None if r[c] is None else str(r[c]) for c in columns} for r in rows]
-    for line in format_table(table, columns):
-        out(line)
-
-
 def run_create(args: argparse.Namespace, settings: Settings) -> int:
     actor = f"cli:{getpass.getuser()}"
 
@@ -102,7 +84,7 @@ def run_create(args: argparse.Namespace, settings: Settings) -> int:
             return sub, secret
 
     sub, secret = run_service(create)
-    out(json.dumps({**_plain(sub), "secret": secret}))
+    out(json.dumps({**plain_row(sub), "secret": secret}))
     err("the secret is shown only now: store it with the receiver")
     return EXIT_OK
 
@@ -112,7 +94,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         async with session_scope(settings) as session:
             return await service.list_subscriptions(session, limit=10_000)
 
-    _print([_plain(s) for s in run_service(listing)], SUB_COLUMNS, args.json)
+    print_rows([plain_row(s) for s in run_service(listing)], SUB_COLUMNS, as_json=args.json)
     return EXIT_OK
 
 
@@ -138,8 +120,7 @@ def run_deactivate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= 10_000:
-        err("error: --limit must be 1..10000")
+    if not limit_ok(args.limit):
         return EXIT_USAGE
 
     async def listing() -> list[service.Delivery]:
@@ -148,8 +129,8 @@ def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
                 session, limit=args.limit, status=args.status, subscription_id=args.subscription
             )
 
-    rows = [_plain(d) for d in run_service(listing)[: args.limit]]
-    _print(rows, DELIVERY_COLUMNS, args.json)
+    rows = [plain_row(d) for d in run_service(listing)[: args.limit]]
+    print_rows(rows, DELIVERY_COLUMNS, as_json=args.json)
     return EXIT_OK
 
 

@@ -7,12 +7,11 @@ Live workers (running or draining, heard from within three heartbeats) by defaul
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+from typing import Any
 
-from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
+from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, run_service
 from cli.ops.db import session_scope
-from cli.ops.keys import format_table
+from cli.ops.output import limit_ok, plain_row, print_rows
 from nexus.config import Settings
 from nexus.workers import service as workers
 
@@ -28,8 +27,7 @@ def register(subparsers: SubParsers) -> None:
 
 
 def run_workers(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.limit <= 10_000:
-        err("error: --limit must be 1..10000")
+    if not limit_ok(args.limit):
         return EXIT_USAGE
 
     async def listing() -> list[workers.WorkerInfo]:
@@ -41,25 +39,13 @@ def run_workers(args: argparse.Namespace, settings: Settings) -> int:
                 limit=args.limit,
             )
 
-    rows = [
-        {
-            k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in dataclasses.asdict(w).items()
-        }
-        for w in run_service(listing)
-    ]
-    if args.json:
-        out(json.dumps(rows))
-    elif not rows:
-        out("no live workers" if not args.all else "no workers")
-    else:
-        table = [
-            {
-                c: ",".join(r[c]) if c == "assigned" else None if r[c] is None else str(r[c])
-                for c in COLUMNS
-            }
-            for r in rows
-        ]
-        for line in format_table(table, COLUMNS):
-            out(line)
+    rows = [plain_row(w) for w in run_service(listing)]
+    empty = "no live workers" if not args.all else "no workers"
+    print_rows(rows, COLUMNS, as_json=args.json, empty=empty, cell=_cell)
     return EXIT_OK
+
+
+def _cell(column: str, value: Any) -> str | None:
+    if column == "assigned":
+        return ",".join(value)
+    return None if value is None else str(value)

@@ -1,0 +1,63 @@
+"""How `nexus ops` list commands print rows: a JSON array with `--json`, else a table.
+
+One home for the parts every list command shares: the `--limit` range check, turning a
+service dataclass into JSON-safe values, and the JSON-or-table choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cli.common import err, out
+from cli.ops.keys import format_table
+
+MAX_LIMIT = 10_000
+
+
+def limit_ok(limit: int, maximum: int = MAX_LIMIT) -> bool:
+    """False (after saying why on stderr) when `--limit` is outside 1..maximum."""
+    if 1 <= limit <= maximum:
+        return True
+    err(f"error: --limit must be 1..{maximum}")
+    return False
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe value: timestamps as ISO 8601, UUIDs as text, the rest unchanged."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def plain_row(item: Any) -> dict[str, Any]:
+    """A service dataclass as a dict of JSON-safe values."""
+    return {k: plain(v) for k, v in dataclasses.asdict(item).items()}
+
+
+def _text(column: str, value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def print_rows(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    as_json: bool,
+    empty: str | None = None,
+    cell: Callable[[str, Any], str | None] = _text,
+) -> None:
+    """Rows as one JSON array, or `empty` when there are none, or a table of `columns`."""
+    if as_json:
+        out(json.dumps(list(rows)))
+    elif not rows and empty is not None:
+        out(empty)
+    else:
+        table = [{c: cell(c, r[c]) for c in columns} for r in rows]
+        for line in format_table(table, columns):
+            out(line)
