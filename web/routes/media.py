@@ -11,6 +11,7 @@ import uuid
 from pydantic import BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.fetching.urls import MAX_URL_LENGTH
 from nexus.ingest import jobs as ingest_jobs
@@ -149,6 +150,24 @@ class RetryOut(BaseModel):
     processing_status: str
 
 
+async def reset_media(
+    session: AsyncSession, media_id: uuid.UUID, *, viewer: uuid.UUID | None, actor: str
+) -> retry.RetryResult:
+    """`retry.retry_media` with this request's topics, storage and ids; `viewer=None` is
+    the operator retry (no ownership check)."""
+    settings = nexus_state().settings
+    return await retry.retry_media(
+        session,
+        media_id,
+        Topics.from_settings(settings),
+        LocalStorage(settings.storage_dir),
+        viewer=viewer,
+        actor=actor,
+        request_id=g.request_id,
+        correlation_id=g.correlation_id,
+    )
+
+
 @bp.post("/media/<uuid:media_id>/retry")
 @raises("E_MEDIA_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_RETRYABLE", "E_STORAGE_MISSING")
 @validate_response(Data[RetryOut], 202)
@@ -162,17 +181,7 @@ async def retry_media(media_id: uuid.UUID) -> tuple[Data[RetryOut], int]:
     E_FORBIDDEN unless creator or admin of a library containing it → 409
     E_MEDIA_NOT_RETRYABLE unless failed → 400 E_STORAGE_MISSING (upload stage, file gone).
     """
-    state = nexus_state()
     user = current_user().user_id
     async with unit_of_work() as uow:
-        result = await retry.retry_media(
-            uow.session,
-            media_id,
-            Topics.from_settings(state.settings),
-            LocalStorage(state.settings.storage_dir),
-            viewer=user,
-            actor=f"user:{user}",
-            request_id=g.request_id,
-            correlation_id=g.correlation_id,
-        )
+        result = await reset_media(uow.session, media_id, viewer=user, actor=f"user:{user}")
     return Data(data=RetryOut(media_id=result.media_id, processing_status="pending")), 202

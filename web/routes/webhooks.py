@@ -23,13 +23,13 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, g
+from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from nexus.errors import NotFound
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
+from nexus.operators.service import OperatorIdentity
 from nexus.webhooks import service
+from web.audit import Audit, audited_retry
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
@@ -112,15 +112,9 @@ async def create_webhook(
             allow_hosts=settings.fetch_allow_hosts,
             allowed_ports=settings.fetch_allowed_ports,
         )
-        await record_action(
-            uow.session,
-            actor=operator.name,
-            action="webhook.create",
-            target={"subscription_id": str(sub.id)},
-            outcome="created",
-            operator_key_id=operator.key_id,
-            details={"url": sub.url, "event_types": sub.event_types},
-            request_id=g.request_id,
+        audit = Audit(operator, "webhook.create", {"subscription_id": str(sub.id)})
+        await audit.record(
+            uow.session, "created", details={"url": sub.url, "event_types": sub.event_types}
         )
     out = WebhookCreatedOut(**_out(sub).model_dump(), secret=secret)
     return Data(data=out), 201
@@ -162,15 +156,9 @@ async def deactivate_webhook(
 ) -> Data[WebhookOut]:
     async with unit_of_work() as uow:
         sub, stopped = await service.deactivate_subscription(uow.session, subscription_id)
-        await record_action(
-            uow.session,
-            actor=operator.name,
-            action="webhook.deactivate",
-            target={"subscription_id": str(subscription_id)},
-            outcome="deactivated",
-            operator_key_id=operator.key_id,
-            details={"pending_deliveries_stopped": stopped},
-            request_id=g.request_id,
+        audit = Audit(operator, "webhook.deactivate", {"subscription_id": str(subscription_id)})
+        await audit.record(
+            uow.session, "deactivated", details={"pending_deliveries_stopped": stopped}
         )
     return Data(data=_out(sub))
 
@@ -213,17 +201,10 @@ class DeliveryRetryOut(BaseModel):
 async def retry_webhook_delivery(
     delivery_id: int, operator: OperatorIdentity
 ) -> Data[DeliveryRetryOut]:
-    async with unit_of_work() as uow:
-        retried = await service.retry_delivery(uow.session, delivery_id)
-        await record_action(
-            uow.session,
-            actor=operator.name,
-            action="webhook.retry",
-            target={"delivery_id": delivery_id},
-            outcome={True: "retried", False: "not_retried", None: "not_found"}[retried],
-            operator_key_id=operator.key_id,
-            request_id=g.request_id,
-        )
-    if retried is None:
-        raise NotFound(f"no webhook delivery {delivery_id}")
+    retried = await audited_retry(
+        Audit(operator, "webhook.retry", {"delivery_id": delivery_id}),
+        lambda session: service.retry_delivery(session, delivery_id),
+        not_retried="not_retried",
+        missing=f"no webhook delivery {delivery_id}",
+    )
     return Data(data=DeliveryRetryOut(id=delivery_id, retried=retried))
