@@ -167,16 +167,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     )
 
-    @field_validator("jwt_audiences", "fetch_allow_hosts", "fetch_allowed_ports", mode="before")
-    @classmethod
-    def _csv_list(cls, value: object) -> object:
-        return _split_csv(value)
-
     @field_validator(
-        "backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays", mode="before"
+        "jwt_audiences",
+        "fetch_allow_hosts",
+        "fetch_allowed_ports",
+        "backfill_retry_delays",
+        "ingest_retry_delays",
+        "operation_retry_delays",
+        mode="before",
     )
     @classmethod
-    def _csv_delays(cls, value: object) -> object:
+    def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays")
