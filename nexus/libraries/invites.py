@@ -19,10 +19,9 @@ from nexus.errors import Conflict, Forbidden, NexusError, NotFound
 from nexus.jobs import machine, outbox
 from nexus.libraries.service import (
     MemberView,
-    _default_forbidden,
     _require_admin,
-    access,
     default_library_id,
+    governed,
 )
 from nexus.libraries.states import InviteStatus, LibraryRole
 from nexus.messaging.topics import Topics
@@ -81,9 +80,7 @@ async def create_invite(
 ) -> InviteView:
     """Order: 404 library → 403 default → 403 not admin → 404 E_USER_NOT_FOUND →
     409 E_INVITE_MEMBER_EXISTS → 409 E_INVITE_ALREADY_EXISTS."""
-    lib = await access(session, viewer, library_id, lock="SHARE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id, lock="SHARE")
     _require_admin(lib)
     if await session.scalar(text("SELECT 1 FROM users WHERE id = :u"), {"u": invitee}) is None:
         raise NotFound("no such user", code="E_USER_NOT_FOUND")
