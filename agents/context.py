@@ -7,7 +7,7 @@ import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,8 @@ from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
 from nexus.extraction.pool import ExtractionPool
 from nexus.jobs import outbox
+from nexus.jobs.machine import JobType
+from nexus.jobs.worker import JobPolicy, OnFinish, Staged, Work, run_job
 from nexus.messaging.topics import Topics
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
@@ -126,6 +128,25 @@ class AgentContext:
         if self.sessionmaker is None:
             raise RuntimeError("agent context is not open")
         return self.sessionmaker
+
+    async def run_attempt(
+        self,
+        job: JobType,
+        key: Mapping[str, Any],
+        work: Work | Staged,
+        *,
+        delays: Sequence[float],
+        on_finish: OnFinish,
+    ) -> str:
+        """One attempt of `job` for `key`, leased by this worker and reported to its
+        metrics; the outcome's value (what the agent counts)."""
+        policy = JobPolicy(
+            owner=self.worker_id, lease_seconds=self.settings.lease_seconds, delays=delays
+        )
+        outcome = await run_job(
+            self.db, job, key, work, policy, on_finish=on_finish, metrics=self.metrics
+        )
+        return outcome.value
 
     @property
     def extractors(self) -> ExtractionPool:
