@@ -157,6 +157,14 @@ def _terminal(row: Any, wanted: InviteStatus) -> bool:
     return False
 
 
+async def _respond(session: AsyncSession, row: Any, status: InviteStatus) -> RespondResult:
+    """Move a pending invite (`row`, locked) to `status`; an idempotent repeat when it is
+    already there; 409 E_INVITE_NOT_PENDING from any other status."""
+    if _terminal(row, status):
+        return RespondResult(_invite(row), True)
+    return RespondResult(_invite(await _set_status(session, row.id, status)), False)
+
+
 async def accept_invite(
     session: AsyncSession,
     viewer: uuid.UUID,
@@ -220,11 +228,7 @@ async def decline_invite(
     session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID
 ) -> RespondResult:
     row = await _as_invitee(session, viewer, invite_id)
-    if _terminal(row, InviteStatus.DECLINED):
-        return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.DECLINED)), False
-    )
+    return await _respond(session, row, InviteStatus.DECLINED)
 
 
 async def revoke_invite(
@@ -246,11 +250,7 @@ async def revoke_invite(
         if row.invitee_user_id == viewer:
             raise Forbidden("only a library admin may revoke an invitation")
         raise invite_not_found()
-    if _terminal(row, InviteStatus.REVOKED):
-        return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.REVOKED)), False
-    )
+    return await _respond(session, row, InviteStatus.REVOKED)
 
 
 async def get_visible_invite(
