@@ -8,7 +8,7 @@ shape shared by the outbox and webhook-delivery routes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError, NotFound
+from nexus.operators import retries
 from nexus.operators.service import OperatorIdentity, record_action
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -61,18 +62,20 @@ class Audit:
 
 
 async def audited_retry(
-    audit: Audit,
-    retry: Callable[[AsyncSession], Awaitable[bool | None]],
-    *,
-    not_retried: str,
-    missing: str,
+    audit: Audit, retry: retries.Retry, *, not_retried: str, missing: str
 ) -> bool:
-    """Run `retry` (True: retried, False: not retryable now, None: no such row) and its
-    audit row in one unit of work; 404 `missing` when there was no such row."""
+    """`retries.audited_retry` in one unit of work; 404 `missing` when there is no such row."""
     async with unit_of_work() as uow:
-        retried = await retry(uow.session)
-        outcome = {True: "retried", False: not_retried, None: "not_found"}[retried]
-        await audit.record(uow.session, outcome)
+        retried = await retries.audited_retry(
+            uow.session,
+            retry,
+            actor=audit.operator.name,
+            action=audit.action,
+            target=audit.target,
+            not_retried=not_retried,
+            operator_key_id=audit.operator.key_id,
+            request_id=g.request_id,
+        )
     if retried is None:
         raise NotFound(missing)
     return retried

@@ -14,7 +14,7 @@ from cli.ops.db import session_scope
 from cli.ops.output import limit_ok, plain_row, print_rows
 from nexus.config import Settings
 from nexus.jobs import relay
-from nexus.operators.service import record_action
+from nexus.operators.retries import audited_retry
 
 STATUSES = ("parked", "unpublished", "published")
 COLUMNS = ("id", "topic", "key", "publish_attempts", "last_error", "parked_at", "created_at")
@@ -55,15 +55,14 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
     async def retry() -> bool | None:
         async with session_scope(settings) as session:
-            retried = await relay.retry_parked(session, args.row_id)
-            await record_action(
+            return await audited_retry(
                 session,
+                lambda session: relay.retry_parked(session, args.row_id),
                 actor=f"cli:{getpass.getuser()}",
                 action="outbox.retry",
                 target={"outbox_id": args.row_id},
-                outcome={True: "retried", False: "not_parked", None: "not_found"}[retried],
+                not_retried="not_parked",
             )
-            return retried
 
     retried = run_service(retry)
     if retried is None:

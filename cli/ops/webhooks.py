@@ -16,6 +16,7 @@ from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guard
 from cli.ops.db import session_scope
 from cli.ops.output import limit_ok, plain_row, print_rows
 from nexus.config import Settings
+from nexus.operators.retries import audited_retry
 from nexus.operators.service import record_action
 from nexus.webhooks import service
 
@@ -137,15 +138,14 @@ def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
     async def retry() -> bool | None:
         async with session_scope(settings) as session:
-            retried = await service.retry_delivery(session, args.delivery_id)
-            await record_action(
+            return await audited_retry(
                 session,
+                lambda session: service.retry_delivery(session, args.delivery_id),
                 actor=f"cli:{getpass.getuser()}",
                 action="webhook.retry",
                 target={"delivery_id": args.delivery_id},
-                outcome={True: "retried", False: "not_retried", None: "not_found"}[retried],
+                not_retried="not_retried",
             )
-            return retried
 
     retried = run_service(retry)
     if retried is None:
