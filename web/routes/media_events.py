@@ -42,6 +42,7 @@ from nexus.errors import NexusError
 from nexus.media import events
 from nexus.media import service as media
 from web.auth import current_user, user_required
+from web.deadline import WaitExpired, next_within
 from web.openapi import header_param, raises, responds
 from web.state import nexus_state
 
@@ -229,16 +230,11 @@ async def media_events(media_id: uuid.UUID) -> Response:
         first = True
         try:
             while True:
-                # The deadline wraps only the wait for the next item, never a `yield`.
-                bound = asyncio.timeout_at(deadline)
                 try:
-                    async with bound:
-                        item = await anext(updates)
+                    item = await next_within(updates, asyncio.timeout_at(deadline))
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    if not bound.expired():
-                        raise
+                except WaitExpired:
                     yield _END_FRAME
                     return
                 skip = (
