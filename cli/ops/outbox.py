@@ -7,14 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
-from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, plain_row, print_rows
+from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
 from nexus.jobs import relay
-from nexus.operators.retries import audited_retry
 
 STATUSES = ("parked", "unpublished", "published")
 COLUMNS = ("id", "topic", "key", "publish_attempts", "last_error", "parked_at", "created_at")
@@ -53,20 +51,15 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    async def retry() -> bool | None:
-        async with session_scope(settings) as session:
-            return await audited_retry(
-                session,
-                lambda session: relay.retry_parked(session, args.row_id),
-                actor=f"cli:{getpass.getuser()}",
-                action="outbox.retry",
-                target={"outbox_id": args.row_id},
-                not_retried="not_parked",
-            )
-
-    retried = run_service(retry)
+    retried = run_audited_retry(
+        settings,
+        lambda session: relay.retry_parked(session, args.row_id),
+        action="outbox.retry",
+        target={"outbox_id": args.row_id},
+        not_retried="not_parked",
+        missing=f"no outbox row {args.row_id}",
+    )
     if retried is None:
-        err(f"error: no outbox row {args.row_id}")
         return EXIT_FAILURE
     out(f"outbox row {args.row_id}: " + ("due now" if retried else "not parked; nothing to do"))
     return EXIT_OK

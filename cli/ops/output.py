@@ -1,19 +1,24 @@
 """How `nexus ops` list commands print rows: a JSON array with `--json`, else a table.
 
 One home for the parts every list command shares: the `--limit` range check, turning a
-service dataclass into JSON-safe values, and the JSON-or-table choice.
+service dataclass into JSON-safe values, and the JSON-or-table choice; and for the audited
+"retry one row" commands.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cli.common import err, out
+from cli.common import err, out, run_service
+from cli.ops.db import session_scope
 from cli.ops.keys import format_table
+from nexus.config import Settings
+from nexus.operators.retries import Retry, audited_retry
 
 MAX_LIMIT = 10_000
 
@@ -61,3 +66,32 @@ def print_rows(
         table = [{c: cell(c, r[c]) for c in columns} for r in rows]
         for line in format_table(table, columns):
             out(line)
+
+
+def run_audited_retry(
+    settings: Settings,
+    retry: Retry,
+    *,
+    action: str,
+    target: Mapping[str, Any],
+    not_retried: str,
+    missing: str,
+) -> bool | None:
+    """`nexus ops ... retry`: the retry and its audit row (actor `cli:<user>`) in one
+    transaction; says `error: <missing>` on stderr when there is no such row (None)."""
+
+    async def retry_and_audit() -> bool | None:
+        async with session_scope(settings) as session:
+            return await audited_retry(
+                session,
+                retry,
+                actor=f"cli:{getpass.getuser()}",
+                action=action,
+                target=target,
+                not_retried=not_retried,
+            )
+
+    retried = run_service(retry_and_audit)
+    if retried is None:
+        err(f"error: {missing}")
+    return retried

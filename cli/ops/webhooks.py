@@ -14,9 +14,8 @@ import uuid
 
 from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, plain_row, print_rows
+from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
-from nexus.operators.retries import audited_retry
 from nexus.operators.service import record_action
 from nexus.webhooks import service
 
@@ -136,20 +135,15 @@ def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    async def retry() -> bool | None:
-        async with session_scope(settings) as session:
-            return await audited_retry(
-                session,
-                lambda session: service.retry_delivery(session, args.delivery_id),
-                actor=f"cli:{getpass.getuser()}",
-                action="webhook.retry",
-                target={"delivery_id": args.delivery_id},
-                not_retried="not_retried",
-            )
-
-    retried = run_service(retry)
+    retried = run_audited_retry(
+        settings,
+        lambda session: service.retry_delivery(session, args.delivery_id),
+        action="webhook.retry",
+        target={"delivery_id": args.delivery_id},
+        not_retried="not_retried",
+        missing=f"no webhook delivery {args.delivery_id}",
+    )
     if retried is None:
-        err(f"error: no webhook delivery {args.delivery_id}")
         return EXIT_FAILURE
     state = "due now" if retried else "not dead, or its subscription is inactive"
     out(f"webhook delivery {args.delivery_id}: {state}")
