@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
@@ -107,19 +107,11 @@ class JobFilterFields(BaseModel):
     error_code: str | None = Field(default=None, max_length=64, pattern=r"^E_[A-Z0-9_]+$")
     updated_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None
-
-
-class BackfillFilterFields(JobFilterFields):
-    default_library_id: uuid.UUID | None = None
-    source_library_id: uuid.UUID | None = None
-    user_id: uuid.UUID | None = None
+    # The job type's key columns a subclass declares as optional filter fields.
+    KEY_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def filters(self) -> JobFilters:
-        keys = {
-            name: value
-            for name in ("default_library_id", "source_library_id", "user_id")
-            if (value := getattr(self, name)) is not None
-        }
+        keys = {n: value for n in self.KEY_FIELDS if (value := getattr(self, n)) is not None}
         return JobFilters(
             keys=keys,
             status=self.status,
@@ -127,6 +119,14 @@ class BackfillFilterFields(JobFilterFields):
             updated_before=self.updated_before,
             updated_after=self.updated_after,
         )
+
+
+class BackfillFilterFields(JobFilterFields):
+    KEY_FIELDS = operations.BACKFILL_JOB.key_columns
+
+    default_library_id: uuid.UUID | None = None
+    source_library_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
 
 
 class BackfillJobsQuery(BackfillFilterFields, ListQuery):

@@ -15,7 +15,6 @@ from nexus.errors import NexusError
 from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
-from nexus.sharing.operations import JobFilters
 from web.audit import Audit
 from web.auth import operator_required
 from web.envelope import Data
@@ -32,16 +31,9 @@ INGEST_KEY_TYPES = (datetime, uuid.UUID)
 
 
 class IngestJobsQuery(JobFilterFields, ListQuery):
-    media_id: uuid.UUID | None = None
+    KEY_FIELDS = INGEST_JOB.key_columns
 
-    def filters(self) -> JobFilters:
-        return JobFilters(
-            keys={"media_id": self.media_id} if self.media_id else {},
-            status=self.status,
-            error_code=self.error_code,
-            updated_before=self.updated_before,
-            updated_after=self.updated_after,
-        )
+    media_id: uuid.UUID | None = None
 
 
 class IngestJobOut(JobFieldsOut):
