@@ -10,10 +10,9 @@ status; wrap them in `cli.common.guarded` so domain errors become exit status 1.
 
 from __future__ import annotations
 
-import argparse
 from types import ModuleType
 
-from cli.common import EXIT_USAGE, SubParsers
+from cli.common import SubParsers, usage
 from cli.ops import (
     dead_letter,
     dead_letters,
@@ -25,7 +24,6 @@ from cli.ops import (
     webhooks,
     workers,
 )
-from nexus.config import Settings
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     keys,
@@ -48,15 +46,7 @@ def register(subparsers: SubParsers) -> None:
             "operations, workers, webhooks)"
         ),
     )
-    parser.set_defaults(handler=_usage(parser))
+    parser.set_defaults(handler=usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(ops_subparsers)
-
-
-def _usage(parser: argparse.ArgumentParser) -> object:
-    def handler(args: argparse.Namespace, settings: Settings) -> int:
-        parser.print_help()
-        return EXIT_USAGE
-
-    return handler

@@ -18,7 +18,17 @@ import getpass
 import json
 from typing import Any
 
-from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
+from cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SubParsers,
+    err,
+    guarded,
+    out,
+    run_service,
+    usage,
+)
 from cli.ops.db import session_scope
 from cli.ops.output import limit_ok, print_rows
 from nexus.config import Settings
@@ -44,7 +54,7 @@ MAX_LIMIT = 10_000
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("dead-letter", help="list, show and replay dead letters")
-    parser.set_defaults(handler=lambda args, settings: _help(parser))
+    parser.set_defaults(handler=usage(parser))
     sub = parser.add_subparsers(title="dead-letter commands", metavar="COMMAND")
 
     listing = sub.add_parser("list", help="dead letters, newest first")
@@ -74,11 +84,6 @@ def register(subparsers: SubParsers) -> None:
 def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", help="original topic (full name or e.g. 'backfill')")
     parser.add_argument("--error-code", choices=deadletters.ERROR_CODES)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 def _filters_of(args: argparse.Namespace, settings: Settings, **extra: Any) -> deadletters.Filters:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
+from cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SubParsers,
+    guarded,
+    out,
+    run_service,
+    usage,
+)
 from cli.ops.db import session_scope
 from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
@@ -20,7 +29,7 @@ COLUMNS = ("id", "topic", "key", "publish_attempts", "last_error", "parked_at", 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("outbox", help="list parked outbox rows and retry them")
-    parser.set_defaults(handler=lambda args, settings: _help(parser))
+    parser.set_defaults(handler=usage(parser))
     sub = parser.add_subparsers(title="outbox commands", metavar="COMMAND")
     listing = sub.add_parser("list", help="outbox rows of one status, oldest first")
     listing.add_argument("--status", choices=STATUSES, default="parked")
@@ -30,11 +39,6 @@ def register(subparsers: SubParsers) -> None:
     retry = sub.add_parser("retry", help="give a parked row a fresh start (audited)")
     retry.add_argument("row_id", type=int, metavar="ID")
     retry.set_defaults(handler=guarded(run_retry))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,17 @@ import getpass
 import json
 import uuid
 
-from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
+from cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    SubParsers,
+    err,
+    guarded,
+    out,
+    run_service,
+    usage,
+)
 from cli.ops.db import session_scope
 from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
@@ -28,7 +38,7 @@ DELIVERY_COLUMNS = (
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("webhooks", help="signed webhook subscriptions, deliveries")
-    parser.set_defaults(handler=lambda args, settings: _help(parser))
+    parser.set_defaults(handler=usage(parser))
     sub = parser.add_subparsers(title="webhooks commands", metavar="COMMAND")
     create = sub.add_parser("create", help="subscribe a URL to events (prints the secret once)")
     create.add_argument("--url", required=True)
@@ -52,11 +62,6 @@ def register(subparsers: SubParsers) -> None:
     retry = sub.add_parser("retry", help="send a dead delivery again (audited)")
     retry.add_argument("delivery_id", type=int, metavar="ID")
     retry.set_defaults(handler=guarded(run_retry))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 def run_create(args: argparse.Namespace, settings: Settings) -> int:
