@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError, NotFound
-from nexus.operators import retries
+from nexus.operators.retries import Retry, retry_outcome
 from nexus.operators.service import OperatorIdentity, record_action
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -61,21 +61,12 @@ class Audit:
             raise
 
 
-async def audited_retry(
-    audit: Audit, retry: retries.Retry, *, not_retried: str, missing: str
-) -> bool:
-    """`retries.audited_retry` in one unit of work; 404 `missing` when there is no such row."""
+async def audited_retry(audit: Audit, retry: Retry, *, not_retried: str, missing: str) -> bool:
+    """Run `retry` and its audit row in one unit of work; 404 `missing` when there is no
+    such row."""
     async with unit_of_work() as uow:
-        retried = await retries.audited_retry(
-            uow.session,
-            retry,
-            actor=audit.operator.name,
-            action=audit.action,
-            target=audit.target,
-            not_retried=not_retried,
-            operator_key_id=audit.operator.key_id,
-            request_id=g.request_id,
-        )
+        retried = await retry(uow.session)
+        await audit.record(uow.session, retry_outcome(retried, not_retried))
     if retried is None:
         raise NotFound(missing)
     return retried

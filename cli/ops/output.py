@@ -18,7 +18,8 @@ from cli.common import err, out, run_service
 from cli.ops.db import session_scope
 from cli.ops.keys import format_table
 from nexus.config import Settings
-from nexus.operators.retries import Retry, audited_retry
+from nexus.operators.retries import Retry, retry_outcome
+from nexus.operators.service import record_action
 
 MAX_LIMIT = 10_000
 
@@ -82,14 +83,15 @@ def run_audited_retry(
 
     async def retry_and_audit() -> bool | None:
         async with session_scope(settings) as session:
-            return await audited_retry(
+            retried = await retry(session)
+            await record_action(
                 session,
-                retry,
                 actor=f"cli:{getpass.getuser()}",
                 action=action,
                 target=target,
-                not_retried=not_retried,
+                outcome=retry_outcome(retried, not_retried),
             )
+            return retried
 
     retried = run_service(retry_and_audit)
     if retried is None:
