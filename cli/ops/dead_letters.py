@@ -30,7 +30,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, print_rows
+from cli.ops.output import add_list_options, limit_ok, print_rows
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -62,8 +62,7 @@ def register(subparsers: SubParsers) -> None:
     replayed = listing.add_mutually_exclusive_group()
     replayed.add_argument("--replayed", dest="replayed", action="store_true", default=None)
     replayed.add_argument("--not-replayed", dest="replayed", action="store_false")
-    listing.add_argument("--limit", type=int, default=50, help="rows (default 50)")
-    listing.add_argument("--json", action="store_true", help="one JSON array")
+    add_list_options(listing)
     listing.set_defaults(handler=guarded(run_list))
 
     show = sub.add_parser("show", help="one dead letter with its value and headers")

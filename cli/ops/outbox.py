@@ -19,7 +19,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
+from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
 from nexus.jobs import relay
 
@@ -33,8 +33,7 @@ def register(subparsers: SubParsers) -> None:
     sub = parser.add_subparsers(title="outbox commands", metavar="COMMAND")
     listing = sub.add_parser("list", help="outbox rows of one status, oldest first")
     listing.add_argument("--status", choices=STATUSES, default="parked")
-    listing.add_argument("--limit", type=int, default=50, help="rows (default 50)")
-    listing.add_argument("--json", action="store_true", help="one JSON array")
+    add_list_options(listing)
     listing.set_defaults(handler=guarded(run_list))
     retry = sub.add_parser("retry", help="give a parked row a fresh start (audited)")
     retry.add_argument("row_id", type=int, metavar="ID")

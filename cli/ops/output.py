@@ -7,6 +7,7 @@ service dataclass into JSON-safe values, and the JSON-or-table choice; and for t
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import getpass
 import json
@@ -22,6 +23,14 @@ from nexus.operators.retries import Retry, retry_outcome
 from nexus.operators.service import record_action
 
 MAX_LIMIT = 10_000
+
+
+def add_list_options(parser: argparse.ArgumentParser, *, default_limit: int = 50) -> None:
+    """`--limit N` (checked by `limit_ok` when the command runs) and `--json`."""
+    parser.add_argument(
+        "--limit", type=int, default=default_limit, help=f"rows (default {default_limit})"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON array")
 
 
 def limit_ok(limit: int, maximum: int = MAX_LIMIT) -> bool:

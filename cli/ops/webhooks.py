@@ -24,7 +24,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, plain_row, print_rows, run_audited_retry
+from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows, run_audited_retry
 from nexus.config import Settings
 from nexus.operators.service import record_action
 from nexus.webhooks import service
@@ -56,8 +56,7 @@ def register(subparsers: SubParsers) -> None:
     deliveries = sub.add_parser("deliveries", help="deliveries, newest first")
     deliveries.add_argument("--status", choices=("pending", "delivered", "dead"))
     deliveries.add_argument("--subscription", type=uuid.UUID)
-    deliveries.add_argument("--limit", type=int, default=50)
-    deliveries.add_argument("--json", action="store_true")
+    add_list_options(deliveries)
     deliveries.set_defaults(handler=guarded(run_deliveries))
     retry = sub.add_parser("retry", help="send a dead delivery again (audited)")
     retry.add_argument("delivery_id", type=int, metavar="ID")

@@ -11,7 +11,7 @@ from typing import Any
 
 from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, run_service
 from cli.ops.db import session_scope
-from cli.ops.output import limit_ok, plain_row, print_rows
+from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows
 from nexus.config import Settings
 from nexus.workers import service as workers
 
@@ -21,8 +21,7 @@ COLUMNS = ("id", "status", "alive", "started_at", "last_heartbeat_at", "assigned
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser("workers", help="list agents workers and their heartbeats")
     parser.add_argument("--all", action="store_true", help="stopped and dead workers too")
-    parser.add_argument("--limit", type=int, default=200, help="rows (default 200)")
-    parser.add_argument("--json", action="store_true", help="one JSON array")
+    add_list_options(parser, default_limit=200)
     parser.set_defaults(handler=guarded(run_workers))
 
 
