@@ -37,9 +37,13 @@ class Topics:
             replication_factor=settings.topic_replication_factor,
         )
 
+    def work(self) -> tuple[str, ...]:
+        """The topics the agents consume work from (the only targets of a replay)."""
+        return (self.ingest, self.backfill, self.backfill_requeue)
+
     def specs(self) -> list[TopicSpec]:
         """Every topic Nexus uses, with the partition count it must be created with."""
-        work = [self.ingest, self.backfill, self.backfill_requeue]
+        work = list(self.work())
         rf = self.replication_factor
         return [TopicSpec(name, self.partitions, rf) for name in work] + [
             TopicSpec(self.events, self.partitions, rf),
