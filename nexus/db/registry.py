@@ -15,7 +15,9 @@ def load_all_models() -> MetaData:
     from nexus.media import models as _media
     from nexus.operators import models as _operators
     from nexus.sharing import models as _sharing
+    from nexus.uploads import models as _uploads
     from nexus.users import models as _users
 
-    del _idempotency, _ingest, _jobs, _libraries, _media, _operators, _sharing, _users
+    del _idempotency, _ingest, _jobs, _libraries, _media, _operators, _sharing, _uploads
+    del _users
     return Base.metadata

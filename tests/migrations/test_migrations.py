@@ -45,6 +45,11 @@ SPEC_TABLES = {
     "rate_limit_windows",
     # Pre-signed upload state (token nonce, filename): docs/uploads.md.
     "media_uploads",
+    # Per-user storage usage (SPEC §3) and files to delete from storage (migration 0008).
+    "storage_usage",
+    "storage_deletions",
+    # Per operator key request counters (migration 0008).
+    "operator_rate_limit_windows",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.
