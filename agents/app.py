@@ -21,6 +21,7 @@ from agents import routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
+    clean_storage,
     prune_expired_state,
     relay_outbox,
     rescue_expired_leases,
@@ -165,6 +166,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     @app.timer(settings.prune_interval_seconds, on_leader=True)
     async def prune() -> None:
         await prune_expired_state(ctx)
+
+    @app.timer(settings.upload_cleanup_interval_seconds, on_leader=True)
+    async def storage_cleanup() -> None:
+        await clean_storage(ctx)
 
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
