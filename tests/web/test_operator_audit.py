@@ -54,7 +54,9 @@ async def _refusals(sm: Sm) -> list[Any]:
         )
 
 
-async def test_missing_and_unknown_keys_are_recorded(oapi: Api, sessionmaker: Sm) -> None:
+async def test_missing_and_unknown_keys_are_recorded(
+    oapi: Api, sessionmaker: Sm, caplog: pytest.LogCaptureFixture
+) -> None:
     r = await oapi.get("/internal/stats", headers={"X-Request-ID": "req-no-key"})
     assert r.status_code == 401
     token = "nxop_" + "x" * 40
@@ -76,6 +78,8 @@ async def test_missing_and_unknown_keys_are_recorded(oapi: Api, sessionmaker: Sm
     assert unknown.actor == f"key:{prefix}" and unknown.operator_key_id is None
     assert unknown.details["key_hash_prefix"] == prefix
     assert unknown.details["route"] == "GET /internal/ingest-jobs"
+    logged = [str(rec.msg) for rec in caplog.records if "operator request refused" in str(rec.msg)]
+    assert len(logged) == 2 and prefix in logged[1] and "E_UNAUTHENTICATED" in logged[1]
 
 
 async def test_a_denial_names_the_key_its_role_and_the_required_role(
