@@ -24,7 +24,7 @@ from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from nexus.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from nexus.operators.models import OperatorAction, OperatorKey
 from nexus.operators.roles import Role
 
@@ -135,16 +135,6 @@ async def find_key(session: AsyncSession, token: str) -> OperatorIdentity | None
 
 def role_too_low(identity: OperatorIdentity) -> Forbidden:
     return Forbidden(f"operator role {identity.role.value!r} may not do this")
-
-
-async def authenticate(session: AsyncSession, token: str, required: Role) -> OperatorIdentity:
-    """Resolve a bearer token to an operator; 401 unknown/disabled, 403 role too low."""
-    identity = await find_key(session, token)
-    if identity is None:
-        raise Unauthenticated("unknown or disabled operator key")
-    if not identity.role.allows(required):
-        raise role_too_low(identity)
-    return identity
 
 
 @dataclass(frozen=True)
