@@ -142,14 +142,27 @@ asyncio.run(main())
 """
 
 
-def test_the_agents_faust_consumer_and_producer_use_the_settings() -> None:
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (SASL_SSL, EXPECTED),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": certifi.where()},
+            # aiokafka's default mechanism; not used without SASL.
+            ("SSL", "PLAIN", None, None, True),
+        ),
+    ],
+)
+def test_the_agents_faust_consumer_and_producer_use_the_settings(
+    values: dict[str, Any], expected: tuple[Any, ...]
+) -> None:
     # Built in a child process, as `faust -A agents.app worker` builds it (from the
     # environment, with its own loop).
     env = {
         **os.environ,
         "NEXUS_KAFKA_BOOTSTRAP": "127.0.0.1:1",
         "NEXUS_LOG_LEVEL": "ERROR",
-        **{f"NEXUS_{name.upper()}": str(value) for name, value in SASL_SSL.items()},
+        **{f"NEXUS_{name.upper()}": str(value) for name, value in values.items()},
     }
     done = subprocess.run(
         [sys.executable, "-c", FAUST_PROBE],
@@ -160,5 +173,5 @@ def test_the_agents_faust_consumer_and_producer_use_the_settings() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    line = " ".join(str(part) for part in EXPECTED)
+    line = " ".join(str(part) for part in expected)
     assert done.stdout.splitlines() == [line, line]
