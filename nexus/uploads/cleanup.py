@@ -14,6 +14,7 @@ Each function is one transaction of the caller's and locks what it takes with
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.uploads.service import STALE_CLAIM
 from nexus.uploads.storage import LocalStorage
+
+log = logging.getLogger(__name__)
 
 # Rows one call handles (one transaction each).
 BATCH = 500
@@ -55,7 +58,8 @@ async def delete_stored_files(
     session: AsyncSession, storage: LocalStorage, *, limit: int = BATCH
 ) -> int:
     """Remove up to `limit` queued files from storage and their queue rows; returns how
-    many. A file that cannot be removed (an I/O error) keeps its row for the next run."""
+    many. A file that cannot be removed (an I/O error) keeps its row for the next run; a
+    path outside the storage root (never written by us) is dropped with an error log."""
     rows = (
         await session.execute(
             text(
@@ -69,7 +73,10 @@ async def delete_stored_files(
     for row in rows:
         try:
             await storage.delete(row.storage_path)
-        except (OSError, ValueError):
+        except ValueError:
+            log.error("refusing to delete a path outside storage: %r", row.storage_path)
+        except OSError as exc:
+            log.warning("could not delete %s (%s); will retry", row.storage_path, exc)
             continue
         done.append(row.id)
     if done:
