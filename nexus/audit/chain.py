@@ -12,7 +12,8 @@ independently of those functions.
 row whose `prev_hash` is not the hash of the row before it (rows deleted, or the row
 before it edited together with its hash), and a chain whose first row has a `prev_hash`
 (rows deleted at its start). Deleting the newest rows of a chain leaves no trace in the
-chain itself: keep the reported heads somewhere else to detect that.
+chain itself: keep the reported head of `operator_actions` somewhere else and pass it back
+as `anchor` (the row must still exist with the same hash) to detect that.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Problem:
     table: str
     chain: str  # "" for operator_actions, "<job_type> <job_key>" for job_events
     row_id: int
-    kind: str  # edited | missing_before | chain_start_missing
+    kind: str  # edited | missing_before | chain_start_missing | anchor_missing | anchor_changed
     detail: str
 
     def __str__(self) -> str:
@@ -123,14 +124,38 @@ class _Chain:
         return found
 
 
-async def verify(conn: AsyncConnection) -> Report:
-    """Check both ledgers, streaming them (constant memory); see the module docstring."""
+async def verify(conn: AsyncConnection, *, anchor: tuple[int, str] | None = None) -> Report:
+    """Check both ledgers, streaming them (constant memory); see the module docstring.
+    `anchor` is an `operator_actions` head recorded earlier: (id, hash)."""
     report = Report()
     chain = _Chain("operator_actions", "")
     count = 0
+    anchor_seen = False
     async for row in _stream(conn, _OPERATOR_ACTIONS):
         count += 1
         report.problems += chain.check(row[0], row[1:10], row[10], row[11])
+        if anchor is not None and row[0] == anchor[0]:
+            anchor_seen = True
+            if row[11] != anchor[1]:
+                report.problems.append(
+                    Problem(
+                        "operator_actions",
+                        "",
+                        row[0],
+                        "anchor_changed",
+                        "its hash is not the recorded one: the chain was rewritten",
+                    )
+                )
+    if anchor is not None and not anchor_seen:
+        report.problems.append(
+            Problem(
+                "operator_actions",
+                "",
+                anchor[0],
+                "anchor_missing",
+                "the recorded head is gone: rows were deleted",
+            )
+        )
     report.rows["operator_actions"] = count
     report.chains["operator_actions"] = 1 if count else 0
     if chain.last_id is not None and chain.last_hash is not None:

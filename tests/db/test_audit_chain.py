@@ -56,7 +56,7 @@ async def _verify(sm: Sm) -> Any:
         return await verify(conn)
 
 
-async def _cli(settings: Settings) -> tuple[int, list[str]]:
+async def _cli(settings: Settings, *args: str) -> tuple[int, list[str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -64,6 +64,7 @@ async def _cli(settings: Settings) -> tuple[int, list[str]]:
         "ops",
         "audit",
         "verify",
+        *args,
         env=settings_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -193,3 +194,28 @@ async def test_concurrent_inserts_make_one_chain_in_id_order(sessionmaker: Sm) -
     assert actors[:3] == ["t1", "t1", "op2"]
     report = await _verify(sessionmaker)
     assert report.problems == [] and report.rows["operator_actions"] == 13
+
+
+async def test_a_recorded_head_reveals_a_deleted_tail(sessionmaker: Sm, settings: Settings) -> None:
+    """Deleting the newest rows leaves a clean-looking chain; the head kept from an earlier
+    run does not."""
+    for n in range(3):
+        await _action(sessionmaker, n)
+    code, lines = await _cli(settings)
+    head = json.loads(lines[-1])["heads"]["operator_actions"]
+    anchor = f"{head['id']}:{head['hash']}"
+    await _action(sessionmaker, 3)
+    code, lines = await _cli(settings, "--expect-head", anchor)
+    assert code == 0, lines  # the chain grew past the head: fine
+    async with transaction(sessionmaker) as s:
+        await s.execute(text("DELETE FROM operator_actions WHERE id >= :i"), {"i": head["id"]})
+    code, lines = await _cli(settings)
+    assert code == 0  # without the anchor the shorter chain looks intact
+    code, lines = await _cli(settings, "--expect-head", anchor)
+    assert code == 1
+    assert lines[0] == (
+        f"operator_actions id {head['id']}: anchor_missing: the recorded head is gone: "
+        "rows were deleted"
+    )
+    code, _ = await _cli(settings, "--expect-head", "12:nothex")
+    assert code == 2
