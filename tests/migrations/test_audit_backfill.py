@@ -19,7 +19,7 @@ from tests.support.services import (
     unique_name,
 )
 
-BEFORE_0008 = "0006"
+BEFORE_0008 = "0012"
 
 
 @pytest_asyncio.fixture

@@ -50,6 +50,10 @@ SPEC_TABLES = {
     "storage_deletions",
     # Per operator key request counters (migration 0008).
     "operator_rate_limit_windows",
+    # SPEC §10 "Workers".
+    "workers",
+    # Background operator operations (bulk requeue), each one a job: docs/operations.md.
+    "operations",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.

@@ -98,16 +98,27 @@ def test_invalid_settings_exit_2(
 def test_process_command_lines() -> None:
     settings = make_settings(api_port=8123, agents_web_port=6123)
     api = serve.api_argv(settings)
-    assert api[1:] == ["-m", "hypercorn", "web.asgi:app", "--bind", "127.0.0.1:8123"]
+    assert api[1:] == [
+        "-m",
+        "hypercorn",
+        "web.asgi:app",
+        "--config",
+        "python:web.serving.hypercorn",
+        "--bind",
+        "127.0.0.1:8123",
+    ]
     agents = serve.agents_argv(settings)
     assert agents[1:] == [
         "-m",
         "faust",
+        "--quiet",
         "-A",
         "agents.app",
         "worker",
         "-l",
         "info",
+        "--web-host",
+        "127.0.0.1",
         "--web-port",
         "6123",
     ]
