@@ -4,7 +4,7 @@ Reads the dead-letter topic (one partition) without a consumer group from `--fro
 up to the end offset taken at start (letters produced while replaying are not re-read),
 and produces each letter's original key and value to its original topic with a
 `replayed_from` header. Only this deployment's work topics (ingest, backfill,
-backfill-requeue) are ever produced to: a letter naming any other topic is refused (the
+backfill-requeue, operations) are ever produced to: a letter naming any other topic is refused (the
 dead-letter topic's content is not trusted to choose where we write), and so is a
 `--topic` that is not one of them (exit status 2). Prints one JSON line per letter and a
 summary line with the next offset to continue from. Replaying is safe: work messages only
