@@ -74,14 +74,15 @@ $$
 # with a fresh snapshot (a VOLATILE function's statements see what committed before the
 # lock was granted), so concurrent inserts into one chain are serialised and each links
 # to the last committed row. The row's id is re-drawn when it was drawn before the head's
-# (an insert that waited for the lock), so id order is chain order. REPEATABLE READ would
-# read a stale head: refused.
+# (an insert that waited for the lock), so id order is chain order. Only READ COMMITTED
+# (every transaction of ours) takes a fresh snapshot per statement; under REPEATABLE READ
+# or SERIALIZABLE the head read would be stale and fork the chain: refused.
 _TRIGGERS = """
 CREATE FUNCTION nexus_job_events_chain() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     head_id bigint;
 BEGIN
-    IF current_setting('transaction_isolation') = 'repeatable read' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'job_events is hash-chained: insert under READ COMMITTED';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(
@@ -105,7 +106,7 @@ CREATE FUNCTION nexus_operator_actions_chain() RETURNS trigger LANGUAGE plpgsql 
 DECLARE
     head_id bigint;
 BEGIN
-    IF current_setting('transaction_isolation') = 'repeatable read' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'operator_actions is hash-chained: insert under READ COMMITTED';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('nexus.operator_actions', 0));

@@ -10,7 +10,9 @@ import sys
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.audit.chain import row_hash, verify
@@ -219,3 +221,12 @@ async def test_a_recorded_head_reveals_a_deleted_tail(sessionmaker: Sm, settings
     )
     code, _ = await _cli(settings, "--expect-head", "12:nothex")
     assert code == 2
+
+
+async def test_inserts_under_a_snapshot_isolation_are_refused(sessionmaker: Sm) -> None:
+    """Their head read would be stale (a fork): only READ COMMITTED may append."""
+    async with sessionmaker() as s:
+        await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        with pytest.raises(DBAPIError, match="hash-chained"):
+            await record_action(s, actor="x", action="a", target={}, outcome="ok")
+        await s.rollback()
