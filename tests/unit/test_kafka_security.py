@@ -175,3 +175,25 @@ def test_the_agents_faust_consumer_and_producer_use_the_settings(
     assert done.returncode == 0, done.stderr
     line = " ".join(str(part) for part in expected)
     assert done.stdout.splitlines() == [line, line]
+
+
+CLIENT_CLASSES = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
+
+
+def test_no_kafka_client_is_built_outside_runtime_kafka() -> None:
+    """Every client must carry the security options: the only constructors of aiokafka
+    clients are the factories of runtime/kafka.py (which take `client_options`)."""
+    import ast
+
+    offenders = []
+    for package in ("nexus", "web", "agents", "runtime", "cli"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path == ROOT / "runtime" / "kafka.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                    if name in CLIENT_CLASSES:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert offenders == []
