@@ -27,6 +27,8 @@ def api_argv(settings: Settings) -> list[str]:
         "python:web.serving.hypercorn",
         "--bind",
         f"{settings.api_host}:{settings.api_port}",
+        "--workers",
+        str(settings.api_worker_count),
     ]
 
 

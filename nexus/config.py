@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -97,6 +98,8 @@ class Settings(BaseSettings):
     ingest_extract_memory_mb: int = Field(default=2048, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # Hypercorn worker processes; unset: one per core in staging/prod, 1 in local/test.
+    api_workers: int | None = Field(default=None, ge=1, le=256)
     # Server-side deadline of one request's handler (docs/security.md: SSE and the
     # pre-signed upload PUT have their own bounds) → 503.
     request_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -356,6 +359,14 @@ class Settings(BaseSettings):
             return self.upload_signing_key.get_secret_value().encode()
         seed = self.internal_secret.get_secret_value() if self.internal_secret else "nexus-dev"
         return hmac.new(seed.encode(), b"nexus-upload-signing-v1", hashlib.sha256).digest()
+
+    @property
+    def api_worker_count(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        if self.env in (Env.STAGING, Env.PROD):
+            return os.cpu_count() or 1
+        return 1
 
     @property
     def backfill_max_attempts(self) -> int:

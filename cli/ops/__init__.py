@@ -14,7 +14,17 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import audit, dead_letter, jobs, keys, operations, outbox, requeue
+from cli.ops import (
+    audit,
+    dead_letter,
+    dead_letters,
+    jobs,
+    keys,
+    operations,
+    outbox,
+    requeue,
+    workers,
+)
 from nexus.config import Settings
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -22,8 +32,10 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     requeue,
     jobs,
     dead_letter,
+    dead_letters,
     outbox,
     operations,
+    workers,
     audit,
 )
 
@@ -32,7 +44,8 @@ def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
         help=(
-            "operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations, audit)"
+            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
+            "operations, workers, audit)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))

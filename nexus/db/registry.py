@@ -8,6 +8,7 @@ from nexus.db.base import Base
 
 
 def load_all_models() -> MetaData:
+    from nexus.deadletters import models as _deadletters
     from nexus.idempotency import models as _idempotency
     from nexus.ingest import models as _ingest
     from nexus.jobs import models as _jobs
@@ -21,5 +22,5 @@ def load_all_models() -> MetaData:
     from nexus.workers import models as _workers
 
     del _idempotency, _ingest, _jobs, _libraries, _media, _operations, _operators, _sharing
-    del _uploads, _users, _workers
+    del _deadletters, _uploads, _users, _workers
     return Base.metadata

@@ -80,7 +80,7 @@ async def requeue_from_message(
     applied: nothing written). Every outcome but `duplicate` writes one `operator_actions`
     row (actor = requested_by, details {reason, message_id, via: topic, requested_by:
     "claimed"}: the topic is a trust boundary, whoever may produce to it names the
-    requester and nothing here can verify it; docs/operations.md §10) and one
+    requester and nothing here can verify it; docs/operations.md "Locking Kafka down") and one
     `backfill.requeue.result` event on the events topic through the outbox.
     """
     key = backfill.BackfillKey(msg.default_library_id, msg.source_library_id, msg.user_id)

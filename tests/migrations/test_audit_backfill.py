@@ -19,7 +19,7 @@ from tests.support.services import (
     unique_name,
 )
 
-BEFORE_0008 = "0012"
+BEFORE_0008 = "0014"
 
 
 @pytest_asyncio.fixture

@@ -54,6 +54,8 @@ SPEC_TABLES = {
     "workers",
     # Background operator operations (bulk requeue), each one a job: docs/operations.md.
     "operations",
+    # SPEC §10 "Dead letters": the record operators list and replay from.
+    "dead_letters",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.
