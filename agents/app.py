@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from agents import faults, jobs, lifecycle, metrics, routes, views
+from agents import faults, jobs, lifecycle, metrics, monitor, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -28,6 +28,7 @@ from agents.timers import (
 )
 from agents.transport import Transport
 from agents.watchdog import Watchdog
+from agents.webhooks import deliver_webhooks
 from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
 from runtime.kafka import client_options, ensure_topics
@@ -149,10 +150,13 @@ def build_app(settings: Settings) -> NexusApp:
         )
 
     def consume(topic: str, route: Route) -> None:
+        ctx.rates.declare(route.name)
+
         @app.agent(work_topic(topic), name=f"{topic}-agent", concurrency=route.concurrency)
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await process(ctx, route, event)
+                ctx.rates.add(route.name)  # every message, whatever its outcome
 
     consumed = routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency)
     for topic, route in consumed:
@@ -184,6 +188,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def prune() -> None:
         await prune_expired_state(ctx)
 
+    @app.timer(settings.webhook_interval_seconds, on_leader=True)
+    async def webhooks() -> None:
+        await deliver_webhooks(ctx)
+
     @app.timer(settings.worker_heartbeat_seconds)
     async def worker_heartbeat() -> None:
         await lifecycle.heartbeat(ctx, app)
@@ -194,23 +202,15 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
 
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
-    """Monitoring views on the Faust web port."""
+    """Monitoring views on the Faust web port: readiness and metrics here; stats, the
+    dashboard and its JSON in agents/monitor.py."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
-    @app.page("/nexus/stats")
-    async def stats_view(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await views.stats(ctx, app))
-        except Exception as exc:
-            log.warning("stats unavailable: %s", type(exc).__name__)
-            return web.json(
-                {"error": {"code": "E_DEPENDENCY_UNAVAILABLE", "message": "stats unavailable"}},
-                status=503,
-            )
+    monitor.register(app, ctx)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -15,7 +15,6 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import structlog
 from quart import current_app, g, request
-from quart_schema import document_response, security_scheme
 
 from nexus import ratelimit
 from nexus.db.tx import autocommit, transaction
@@ -29,13 +28,12 @@ from nexus.operators.service import (
     role_too_low,
 )
 from nexus.users.service import CurrentUser, default_library_of, ensure_user
-from web.envelope import ErrorBody
+from web.openapi import INTERNAL_EXEMPT_ATTR, OPERATOR, USER, guard
 from web.state import nexus_state
 
 log = structlog.get_logger("nexus.web.auth")
 
 INTERNAL_HEADER = "X-Nexus-Internal"
-_EXEMPT_ATTR = "_nexus_internal_exempt"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,7 +47,7 @@ class InternalOnlyError(NexusError):
 
 def internal_exempt(func: F) -> F:
     """Mark a view as callable without the internal header (ops routes, pre-signed URLs)."""
-    setattr(func, _EXEMPT_ATTR, True)
+    setattr(func, INTERNAL_EXEMPT_ATTR, True)
     return func
 
 
@@ -60,7 +58,7 @@ def _is_exempt() -> bool:
     if endpoint in nexus_state().internal_exempt_endpoints:
         return True
     view = current_app.view_functions.get(endpoint)
-    return bool(getattr(view, _EXEMPT_ATTR, False))
+    return bool(getattr(view, INTERNAL_EXEMPT_ATTR, False))
 
 
 async def check_internal_header() -> None:
@@ -111,14 +109,6 @@ def current_user() -> CurrentUser:
     return user
 
 
-def _document_guard(view: F, statuses: tuple[int, ...]) -> F:
-    """OpenAPI: the route needs the internal header + a bearer and may answer these errors."""
-    security_scheme([{"internal": [], "bearer": []}])(view)
-    for status in statuses:
-        document_response(ErrorBody, status)(view)
-    return view
-
-
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require a valid user JWT; the view reads the user with `current_user()`."""
 
@@ -127,7 +117,7 @@ def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await authenticate_user()
         return await func(*args, **kwargs)
 
-    return _document_guard(wrapper, (401, 403, 503))
+    return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
 
 
 def operator_required(
@@ -147,7 +137,7 @@ def operator_required(
             g.nexus_operator = identity
             return await func(*args, operator=identity, **kwargs)
 
-        return _document_guard(wrapper, (401, 403, 429))
+        return guard(wrapper, ("E_UNAUTHENTICATED", "E_FORBIDDEN", "E_RATE_LIMITED"), OPERATOR)
 
     return decorator
 

@@ -23,6 +23,7 @@ from cli.ops import (
     operations,
     outbox,
     requeue,
+    webhooks,
     workers,
 )
 from nexus.config import Settings
@@ -36,6 +37,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     outbox,
     operations,
     workers,
+    webhooks,
     audit,
 )
 
@@ -45,7 +47,7 @@ def register(subparsers: SubParsers) -> None:
         "ops",
         help=(
             "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers, audit)"
+            "operations, workers, webhooks, audit)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))

@@ -17,7 +17,7 @@ rendered as `<characters>:<text>` (`-` for NULL), timestamps as epoch microsecon
 `nexus.audit` recomputes it in Python, independently of these functions.
 
 Revision ID: 0008
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-01 13:00:00+00:00
 """
 
@@ -28,7 +28,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -19,7 +19,7 @@ from tests.support.services import (
     unique_name,
 )
 
-BEFORE_0008 = "0014"
+BEFORE_0008 = "0015"
 
 
 @pytest_asyncio.fixture
