@@ -1,4 +1,4 @@
-"""Migration 0008 chains the ledgers' existing rows: `audit verify` passes after upgrade,
+"""Migration 0013 chains the ledgers' existing rows: `audit verify` passes after upgrade,
 and storage usage is charged for existing uploads."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.support.services import (
     unique_name,
 )
 
-BEFORE_0008 = "0015"
+BEFORE_0013 = "0015"
 
 
 @pytest_asyncio.fixture
@@ -27,7 +27,7 @@ async def old_db() -> AsyncIterator[str]:
     name = unique_name("nexus_mig")
     await create_database(name)
     try:
-        await migrate_async(sqlalchemy_url(name), "upgrade", BEFORE_0008)
+        await migrate_async(sqlalchemy_url(name), "upgrade", BEFORE_0013)
         yield name
     finally:
         await drop_database(name)

@@ -16,7 +16,7 @@ The hash of a row is hex SHA-256 of `<table>.v1|<prev_hash or ''>|<fields>`, eac
 rendered as `<characters>:<text>` (`-` for NULL), timestamps as epoch microseconds.
 `nexus.audit` recomputes it in Python, independently of these functions.
 
-Revision ID: 0008
+Revision ID: 0013
 Revises: 0015
 Create Date: 2026-12-01 13:00:00+00:00
 """
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0008"
+revision: str = "0013"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
