@@ -5,7 +5,7 @@ Each row carries `prev_hash` (the `hash` of the chain's previous row, NULL for t
 and `hash` = hex SHA-256 of `<table>.v1|<prev_hash or ''>|<fields>`, every field written
 as `<number of characters>:<text>` (`-` for NULL), JSON as PostgreSQL renders jsonb,
 timestamps as epoch microseconds. The database computes them when a row is inserted
-(triggers of migration 0008, under a per-chain advisory lock); this module recomputes them
+(triggers of migration 0013, under a per-chain advisory lock); this module recomputes them
 independently of those functions.
 
 `verify` reports, per chain: a row whose content no longer matches its hash (edited), a

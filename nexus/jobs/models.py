@@ -70,7 +70,7 @@ class JobColumns:
 
 class JobEvent(Base):
     """Append-only ledger of every job transition, hash-chained per job key (`prev_hash`,
-    `hash`: set by the `job_events_chain` trigger, migration 0008; `nexus.audit`)."""
+    `hash`: set by the `job_events_chain` trigger, migration 0013; `nexus.audit`)."""
 
     __tablename__ = "job_events"
     __table_args__ = (

@@ -42,7 +42,7 @@ class OperatorKey(Base):
 class OperatorAction(Base):
     """Audit row for every operator action (HTTP, CLI or requeue topic) and every refused
     operator request; one hash chain over the table (`prev_hash`, `hash`: set by the
-    `operator_actions_chain` trigger, migration 0008; `nexus.audit`)."""
+    `operator_actions_chain` trigger, migration 0013; `nexus.audit`)."""
 
     __tablename__ = "operator_actions"
     __table_args__ = (
