@@ -89,7 +89,7 @@ class Media(Base):
 class MediaFile(Base):
     """The stored file of a media. Deleting the row queues the file's deletion from storage
     and gives the charged bytes back to `charged_user_id`'s quota (trigger
-    `media_file_deleted`, migration 0008; docs/uploads.md)."""
+    `media_file_deleted`, migration 0013; docs/uploads.md)."""
 
     __tablename__ = "media_file"
     __table_args__ = (CheckConstraint("size_bytes >= 0", name="size_non_negative"),)

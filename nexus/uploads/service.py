@@ -12,7 +12,7 @@
    whose type check passed (or a fetched one).
 
 Deleting a `media_file` row (a refused file, a merged or deleted media) queues the file's
-deletion from storage and gives its bytes back to the quota (trigger of migration 0008);
+deletion from storage and gives its bytes back to the quota (trigger of migration 0013);
 `nexus.uploads.cleanup` deletes the files after commit and removes abandoned uploads.
 
 Every function runs in the caller's transaction and never commits.
