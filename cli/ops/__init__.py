@@ -14,6 +14,7 @@ from types import ModuleType
 
 from cli.common import SubParsers, usage
 from cli.ops import (
+    audit,
     dead_letter,
     dead_letters,
     jobs,
@@ -35,6 +36,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     operations,
     workers,
     webhooks,
+    audit,
 )
 
 
@@ -43,7 +45,7 @@ def register(subparsers: SubParsers) -> None:
         "ops",
         help=(
             "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers, webhooks)"
+            "operations, workers, webhooks, audit)"
         ),
     )
     parser.set_defaults(handler=usage(parser))
