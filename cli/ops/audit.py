@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, SubParsers, guarded, out, run_service, usage
 from nexus.audit.chain import Report, verify
 from nexus.config import Settings
 from nexus.db.engine import make_engine
@@ -21,7 +21,7 @@ from nexus.db.engine import make_engine
 
 def register(subparsers: SubParsers) -> None:
     audit = subparsers.add_parser("audit", help="audit ledgers (verify their hash chains)")
-    audit.set_defaults(handler=lambda args, settings: _help(audit))
+    audit.set_defaults(handler=usage(audit))
     sub = audit.add_subparsers(title="audit commands", metavar="COMMAND")
     check = sub.add_parser(
         "verify", help="report edited or deleted rows of operator_actions and job_events"
@@ -41,11 +41,6 @@ def _head(raw: str) -> tuple[int, str]:
     if not sep or not row_id.isascii() or not row_id.isdigit() or len(digest) != 64:
         raise argparse.ArgumentTypeError("expected ID:HASH (a row id and a 64-hex hash)")
     return int(row_id), digest.lower()
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 async def _verify(settings: Settings, anchor: tuple[int, str] | None) -> Report:
