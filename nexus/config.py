@@ -44,6 +44,11 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def _missing(*checks: tuple[str, bool]) -> list[str]:
+    """The variable names whose check failed, in order (for one refusal naming them all)."""
+    return [name for name, present in checks if not present]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEXUS_", extra="ignore", frozen=True)
 
@@ -239,19 +244,15 @@ class Settings(BaseSettings):
         sasl = self.kafka_security_protocol.startswith("SASL_")
         tls = self.kafka_security_protocol.endswith("SSL")
         if sasl:
-            missing = [
-                name
-                for name, present in (
-                    ("NEXUS_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism is not None),
-                    ("NEXUS_KAFKA_SASL_USERNAME", bool(self.kafka_sasl_username)),
-                    (
-                        "NEXUS_KAFKA_SASL_PASSWORD",
-                        self.kafka_sasl_password is not None
-                        and bool(self.kafka_sasl_password.get_secret_value()),
-                    ),
-                )
-                if not present
-            ]
+            missing = _missing(
+                ("NEXUS_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism is not None),
+                ("NEXUS_KAFKA_SASL_USERNAME", bool(self.kafka_sasl_username)),
+                (
+                    "NEXUS_KAFKA_SASL_PASSWORD",
+                    self.kafka_sasl_password is not None
+                    and bool(self.kafka_sasl_password.get_secret_value()),
+                ),
+            )
             if missing:
                 raise ValueError(
                     f"NEXUS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
@@ -301,17 +302,13 @@ class Settings(BaseSettings):
 
     def _production_requirements(self) -> None:
         """staging/prod fail closed (docs/security.md): every refusal names its variable."""
-        missing = [
-            name
-            for name, present in (
-                ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
-                ("NEXUS_JWKS_URL", bool(self.jwks_url)),
-                ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
-                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
-                ("NEXUS_JWT_ISSUER", "jwt_issuer" in self.model_fields_set),
-            )
-            if not present
-        ]
+        missing = _missing(
+            ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+            ("NEXUS_JWKS_URL", bool(self.jwks_url)),
+            ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
+            ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
+            ("NEXUS_JWT_ISSUER", "jwt_issuer" in self.model_fields_set),
+        )
         if missing:
             raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
         if self.jwt_hs256_secret is not None:
@@ -346,14 +343,10 @@ class Settings(BaseSettings):
         its own URL-signing key (the derived development key would be forgeable)."""
         if secret_rules.is_loopback(self.api_host):
             return
-        missing = [
-            name
-            for name, value in (
-                ("NEXUS_INTERNAL_SECRET", self.internal_secret),
-                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key),
-            )
-            if value is None
-        ]
+        missing = _missing(
+            ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+            ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
+        )
         if missing:
             raise ValueError(
                 f"NEXUS_API_HOST={self.api_host} is not a loopback address: "
