@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 
 from cli.common import (
-    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     SubParsers,
     guarded,
-    out,
     run_service,
     usage,
 )
@@ -54,15 +52,12 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    retried = run_audited_retry(
+    return run_audited_retry(
         settings,
         lambda session: relay.retry_parked(session, args.row_id),
         action="outbox.retry",
         target={"outbox_id": args.row_id},
         not_retried="not_parked",
-        missing=f"no outbox row {args.row_id}",
+        what=f"outbox row {args.row_id}",
+        not_retried_note="not parked; nothing to do",
     )
-    if retried is None:
-        return EXIT_FAILURE
-    out(f"outbox row {args.row_id}: " + ("due now" if retried else "not parked; nothing to do"))
-    return EXIT_OK

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cli.common import err, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, err, out, run_service
 from cli.ops.db import session_scope
 from cli.ops.keys import format_table
 from nexus.config import Settings
@@ -85,10 +85,12 @@ def run_audited_retry(
     action: str,
     target: Mapping[str, Any],
     not_retried: str,
-    missing: str,
-) -> bool | None:
+    what: str,
+    not_retried_note: str,
+) -> int:
     """`nexus ops ... retry`: the retry and its audit row (actor `cli:<user>`) in one
-    transaction; says `error: <missing>` on stderr when there is no such row (None)."""
+    transaction, then `<what>: due now` (or `<what>: <not_retried_note>`); exit status 1
+    with `error: no <what>` when there is no such row."""
 
     async def retry_and_audit() -> bool | None:
         async with session_scope(settings) as session:
@@ -104,5 +106,7 @@ def run_audited_retry(
 
     retried = run_service(retry_and_audit)
     if retried is None:
-        err(f"error: {missing}")
-    return retried
+        err(f"error: no {what}")
+        return EXIT_FAILURE
+    out(f"{what}: " + ("due now" if retried else not_retried_note))
+    return EXIT_OK

@@ -13,7 +13,6 @@ import json
 import uuid
 
 from cli.common import (
-    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     SubParsers,
@@ -139,16 +138,12 @@ def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:
-    retried = run_audited_retry(
+    return run_audited_retry(
         settings,
         lambda session: service.retry_delivery(session, args.delivery_id),
         action="webhook.retry",
         target={"delivery_id": args.delivery_id},
         not_retried="not_retried",
-        missing=f"no webhook delivery {args.delivery_id}",
+        what=f"webhook delivery {args.delivery_id}",
+        not_retried_note="not dead, or its subscription is inactive",
     )
-    if retried is None:
-        return EXIT_FAILURE
-    state = "due now" if retried else "not dead, or its subscription is inactive"
-    out(f"webhook delivery {args.delivery_id}: {state}")
-    return EXIT_OK
