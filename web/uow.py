@@ -10,14 +10,15 @@ published stays in the outbox and the agents' relay publishes it later.
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 
 import structlog
 from quart import g
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus import tracing
-from nexus.db.tx import transaction
+from nexus.db.tx import autocommit, transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from web.state import NexusState, nexus_state
 
@@ -90,6 +91,13 @@ class UnitOfWork:
         metric.labels(outcome="published").inc(self.report.published)
         metric.labels(outcome="deferred").inc(self.report.failed)
         g.enqueue_dispatched = self.enqueue_dispatched
+
+
+def reading() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    """A pooled connection for a read-only request: no ORM session and no BEGIN/COMMIT
+    round trips (each statement sees its own snapshot, as it would in the READ COMMITTED
+    transaction of a unit of work). Only for views that write nothing."""
+    return autocommit(nexus_state().sessionmaker)
 
 
 def unit_of_work() -> UnitOfWork:

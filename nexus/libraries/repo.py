@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 TimeKey = tuple[datetime, uuid.UUID]
 
@@ -28,7 +28,11 @@ def _after(condition: str, after: Sequence[Any] | None) -> tuple[str, dict[str, 
 
 
 async def list_libraries(
-    session: AsyncSession, viewer: uuid.UUID, *, limit: int, after: Sequence[Any] | None
+    session: AsyncSession | AsyncConnection,
+    viewer: uuid.UUID,
+    *,
+    limit: int,
+    after: Sequence[Any] | None,
 ) -> Sequence[Any]:
     """Libraries the viewer is a member of, with their role; by (created_at, id)."""
     cond, params = _after("(l.created_at, l.id)", after)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nexus.errors import NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
+from nexus.media.repo import Executor
 from nexus.media.schemas import Capabilities, MediaOut
 from nexus.media.states import READABLE, MediaKind, ProcessingStatus
 from nexus.sharing import closure
@@ -92,11 +93,10 @@ async def readable_media_id(
     return resolved
 
 
-async def get_media(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
-    """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable."""
-    resolved = await readable_media_id(session, viewer, media_id)
-    row = await repo.get_media(session, resolved)
-    if row is None:  # deleted between the two statements
+async def get_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+    """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable (one statement)."""
+    row = await repo.readable_media(session, viewer, media_id)
+    if row is None:
         raise media_not_found()
     return media_out(row)
 
@@ -108,7 +108,7 @@ class FragmentPage:
 
 
 async def list_fragments(
-    session: AsyncSession,
+    session: Executor,
     viewer: uuid.UUID,
     media_id: uuid.UUID,
     *,
@@ -124,7 +124,7 @@ async def list_fragments(
 
 
 async def list_library_media(
-    session: AsyncSession,
+    session: Executor,
     viewer: uuid.UUID,
     library_id: uuid.UUID,
     *,
@@ -137,11 +137,7 @@ async def list_library_media(
     viewer may read are listed (a bare `library_media` row grants nothing, SPEC §5); in a
     shared library membership already makes every row readable.
     """
-    lib = await libraries.access(session, viewer, library_id)
-    return await repo.list_library_media(
-        session,
-        library_id,
-        readable_by=viewer if lib.is_default else None,
-        limit=limit,
-        after=after,
-    )
+    rows = await repo.member_library_media(session, viewer, library_id, limit=limit, after=after)
+    if rows is None:
+        raise libraries.library_not_found()
+    return rows

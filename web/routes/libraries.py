@@ -33,7 +33,7 @@ from web.auth import current_user, user_required
 from web.envelope import Data, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Paged, after_key, page_of
-from web.uow import unit_of_work
+from web.uow import reading, unit_of_work
 
 bp = Blueprint("libraries", __name__)
 
@@ -51,9 +51,9 @@ async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
     """Libraries the caller is a member of (the default library included), with the
     caller's role; oldest first. Order: 400 limit/cursor."""
     after = after_key(query_args.cursor, "libraries", TIME_KEY)
-    async with unit_of_work() as uow:
+    async with reading() as conn:
         rows = await repo.list_libraries(
-            uow.session, current_user().user_id, limit=query_args.limit, after=after
+            conn, current_user().user_id, limit=query_args.limit, after=after
         )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
     return Paged(data=[LibraryOut.model_validate(r) for r in items], page=page)
@@ -124,9 +124,9 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Pa
     E_LIBRARY_NOT_FOUND."""
     scope = f"library-media:{library_id}"
     after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
+    async with reading() as conn:
         rows = await media.list_library_media(
-            uow.session, current_user().user_id, library_id, limit=query_args.limit, after=after
+            conn, current_user().user_id, library_id, limit=query_args.limit, after=after
         )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
     return Paged(data=[media.media_out(r) for r in items], page=page)

@@ -24,7 +24,7 @@ from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
 from web.state import nexus_state
-from web.uow import unit_of_work
+from web.uow import reading, unit_of_work
 
 bp = Blueprint("media", __name__)
 
@@ -44,8 +44,8 @@ class FragmentsPage(BaseModel):
 @user_required
 async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    async with unit_of_work() as uow:
-        out = await media.get_media(uow.session, current_user().user_id, media_id)
+    async with reading() as conn:
+        out = await media.get_media(conn, current_user().user_id, media_id)
     return Data(data=out)
 
 
@@ -58,9 +58,9 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Fragment
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
     scope = f"fragments:{media_id}"
     after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
+    async with reading() as conn:
         result = await media.list_fragments(
-            uow.session,
+            conn,
             current_user().user_id,
             media_id,
             limit=query_args.limit,
