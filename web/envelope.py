@@ -61,5 +61,12 @@ def error_response(
     return response
 
 
+def model_response(body: BaseModel, status: int = 200) -> Response:
+    """`body` serialised once, by pydantic (no dict, no second encoder). For views that build
+    their answer from our own rows: the route declares the schema with `document_response`
+    (OpenAPI) instead of re-validating what we just built."""
+    return Response(body.model_dump_json(), status=status, content_type="application/json")
+
+
 def no_content() -> Response:
     return Response("", status=204)

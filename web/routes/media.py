@@ -9,8 +9,13 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel
-from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart import Blueprint, Response, g
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from nexus.ingest import retry
 from nexus.ingest import service as ingest
@@ -19,7 +24,7 @@ from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required
-from web.envelope import Data
+from web.envelope import Data, model_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
@@ -40,20 +45,20 @@ class FragmentsPage(BaseModel):
 
 
 @bp.get("/media/<uuid:media_id>")
-@validate_response(Data[MediaOut])
+@document_response(Data[MediaOut])
 @user_required
-async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
+async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
     async with reading() as conn:
         out = await media.get_media(conn, current_user().user_id, media_id)
-    return Data(data=out)
+    return model_response(Data[MediaOut](data=out))
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
 @user_required
 @validate_querystring(ListQuery)
-@validate_response(FragmentsPage)
-async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> FragmentsPage:
+@document_response(FragmentsPage)
+async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response:
     """Fragments in reading order (by `idx`) with the media's capabilities. Order: 400
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
     scope = f"fragments:{media_id}"
@@ -67,11 +72,13 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Fragment
             after_idx=int(after[0]) if after else None,
         )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
-    return FragmentsPage(
-        data=[FragmentOut.model_validate(r) for r in items],
-        media_id=result.media.id,
-        capabilities=result.media.capabilities,
-        page=page,
+    return model_response(
+        FragmentsPage(
+            data=[FragmentOut.model_validate(r) for r in items],
+            media_id=result.media.id,
+            capabilities=result.media.capabilities,
+            page=page,
+        )
     )
 
 
