@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -54,6 +55,9 @@ from tests.support.services import free_port  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
 WARMUP = 1.0
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
+# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the API worker during each
+# API phase and writes <dir>/<read>.txt (collapsed stacks).
+PROFILE_DIR = os.environ.get("BENCH_API_PROFILE")
 MEDIA = 60
 FRAGMENTS = 60
 
@@ -155,6 +159,22 @@ async def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, A
     }
 
 
+def profile(api: Child, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the API's (one) worker process for the phase's steady state."""
+    if not PROFILE_DIR:
+        return None
+    workers = subprocess.run(
+        ["pgrep", "-P", str(api.proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    target = workers[-1] if workers else str(api.proc.pid)
+    out = Path(PROFILE_DIR) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "--pid", target, "--format", "raw", "--output", str(out)]
+    argv += ["--duration", str(int(SECONDS)), "--rate", "200", "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def start_bare(settings: Settings, fixtures: Path, logs: Path, workers: int) -> Child:
     port = free_port()
     argv = [
@@ -218,7 +238,10 @@ async def run(s: Stack) -> dict[str, Any]:
         for name, path in paths.items():
             before = await backends(s.dsn, db)
             since = datetime.now(UTC) + timedelta(seconds=WARMUP)
+            spy = profile(api, name)
             api_stats = await load(base + path, headers, SECONDS)
+            if spy is not None:
+                spy.wait()
             opened = await backends(s.dsn, db, since)
             after = await backends(s.dsn, db)
             bare_stats = await load(bare_base + path, {}, SECONDS)

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus.sharing import closure
+from nexus.users.service import checked_rows, checking_viewer
 
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
 MAX_MERGE_HOPS = 8
@@ -57,15 +58,20 @@ async def resolve_merges(session: Executor, media_id: uuid.UUID) -> uuid.UUID:
 
 
 _READABLE_MEDIA = text(
-    f"WITH {_WINNER} SELECT {_COLUMNS} FROM winner w JOIN media m ON m.id = w.id "
-    f"WHERE {READABLE_BY_VIEWER}"
+    checking_viewer(
+        f"WITH {_WINNER} SELECT {_COLUMNS} FROM winner w JOIN media m ON m.id = w.id "
+        f"WHERE {READABLE_BY_VIEWER}"
+    )
 )
 
 
 async def readable_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> Any | None:
     """The media row `media_id` is served as (merges followed), or None when it is missing
-    or the viewer may not read it: one statement."""
-    return (await session.execute(_READABLE_MEDIA, {"m": media_id, "v": viewer})).one_or_none()
+    or the viewer may not read it: one statement, which also checks the viewer's bootstrap
+    (`NotBootstrapped`)."""
+    rows = (await session.execute(_READABLE_MEDIA, {"m": media_id, "v": viewer})).all()
+    found = checked_rows(rows, "id")
+    return found[0] if found else None
 
 
 async def get_media(session: Executor, media_id: uuid.UUID) -> Any | None:
@@ -115,9 +121,10 @@ async def member_library_media(
     limit: int,
     after: Sequence[Any] | None,
 ) -> Sequence[Any] | None:
-    """`list_library_media` for a viewer, with the membership check in the same statement:
-    None when the viewer is not a member of the library; in a default library only rows
-    the viewer may read (SPEC §5). Each row carries `linked_at`."""
+    """`list_library_media` for a viewer, with the membership and bootstrap checks in the
+    same statement: None when the viewer is not a member of the library, `NotBootstrapped`
+    when the viewer is not bootstrapped; in a default library only rows the viewer may
+    read (SPEC §5). Each row carries `linked_at`."""
     params: dict[str, Any] = {"l": library_id, "v": viewer, "n": limit + 1}
     cond = ""
     if after is not None:
@@ -125,18 +132,20 @@ async def member_library_media(
         params.update(after_at=after[0], after_id=after[1])
     result = await session.execute(
         text(
-            "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
-            "ON mb.library_id = l.id AND mb.user_id = :v WHERE l.id = :l) "
-            "SELECT p.* FROM lib LEFT JOIN LATERAL ("
-            f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
-            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :l{cond} "
-            f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
-            "ORDER BY lm.created_at, lm.media_id LIMIT :n) p ON true"
+            checking_viewer(
+                "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
+                "ON mb.library_id = l.id AND mb.user_id = :v WHERE l.id = :l) "
+                "SELECT lib.is_default AS lib_is_default, p.* FROM lib LEFT JOIN LATERAL ("
+                f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
+                f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :l{cond} "
+                f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
+                "ORDER BY lm.created_at, lm.media_id LIMIT :n) p ON true"
+            )
         ),
         params,
     )
     rows = result.all()
-    if not rows:
+    if not checked_rows(rows, "lib_is_default"):
         return None
     return [r for r in rows if r.id is not None]
 

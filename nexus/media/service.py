@@ -19,7 +19,7 @@ from nexus.libraries import service as libraries
 from nexus.media import repo
 from nexus.media.repo import Executor
 from nexus.media.schemas import Capabilities, MediaOut
-from nexus.media.states import READABLE, MediaKind, ProcessingStatus
+from nexus.media.states import READABLE, FailureStage, MediaKind, ProcessingStatus
 from nexus.sharing import closure
 
 PLAYABLE_KINDS = frozenset({MediaKind.VIDEO, MediaKind.PODCAST_EPISODE})
@@ -45,25 +45,32 @@ def capabilities(
     ready = ProcessingStatus(status) in READABLE
     media_kind = MediaKind(kind)
     can_read = has_file if media_kind == MediaKind.PDF else ready
-    return Capabilities(
+    # Built from typed values just computed: nothing for pydantic to check.
+    return Capabilities.model_construct(
         can_read=can_read,
         can_highlight=can_read,
-        can_quote=has_text,
-        can_search=has_text,
+        can_quote=bool(has_text),
+        can_search=bool(has_text),
         can_play=media_kind in PLAYABLE_KINDS and bool(external_playback_url),
-        can_download_file=has_file,
+        can_download_file=bool(has_file),
     )
 
 
 def media_out(row: Any) -> MediaOut:
-    """A `repo` media row (with has_file/has_text) as the public shape."""
-    return MediaOut(
+    """A `repo` media row (with has_file/has_text) as the public shape.
+
+    Not re-validated (`model_construct`): the row is ours and typed by its columns, and the
+    enum columns are converted here (an unknown value still raises ValueError). A page of
+    50 media spent about a fifth of the request's CPU validating them.
+    """
+    failure = row.failure_stage
+    return MediaOut.model_construct(
         id=row.id,
-        kind=row.kind,
+        kind=MediaKind(row.kind),
         title=row.title,
         canonical_source_url=row.canonical_source_url,
-        processing_status=row.processing_status,
-        failure_stage=row.failure_stage,
+        processing_status=ProcessingStatus(row.processing_status),
+        failure_stage=None if failure is None else FailureStage(failure),
         last_error_code=row.last_error_code,
         capabilities=capabilities(
             kind=row.kind,

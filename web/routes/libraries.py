@@ -34,11 +34,11 @@ from nexus.libraries.schemas import (
 )
 from nexus.media import service as media
 from nexus.media.schemas import MediaOut
-from web.auth import current_user, user_required
+from web.auth import current_user, user_required, viewer_required
 from web.envelope import Data, model_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Paged, after_key, page_of
-from web.uow import reading, unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
 
@@ -49,17 +49,16 @@ TIME_KEY = (datetime, uuid.UUID)
 
 
 @bp.get("/libraries")
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
 @document_response(Paged[LibraryOut])
 async def list_libraries(query_args: ListQuery) -> Response:
     """Libraries the caller is a member of (the default library included), with the
     caller's role; oldest first. Order: 400 limit/cursor."""
     after = after_key(query_args.cursor, "libraries", TIME_KEY)
-    async with reading() as conn:
-        rows = await repo.list_libraries(
-            conn, current_user().user_id, limit=query_args.limit, after=after
-        )
+    rows = await read_as_viewer(
+        lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
+    )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
     return model_response(
         Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
@@ -122,7 +121,7 @@ async def delete_library(library_id: uuid.UUID) -> Response:
 
 
 @bp.get("/libraries/<uuid:library_id>/media")
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
 @document_response(Paged[MediaOut])
 async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Response:
@@ -131,10 +130,11 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
     E_LIBRARY_NOT_FOUND."""
     scope = f"library-media:{library_id}"
     after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with reading() as conn:
-        rows = await media.list_library_media(
-            conn, current_user().user_id, library_id, limit=query_args.limit, after=after
+    rows = await read_as_viewer(
+        lambda conn, viewer: media.list_library_media(
+            conn, viewer, library_id, limit=query_args.limit, after=after
         )
+    )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
     return model_response(Paged[MediaOut](data=[media.media_out(r) for r in items], page=page))
 

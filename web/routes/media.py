@@ -23,13 +23,13 @@ from nexus.media import service as media
 from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
-from web.auth import current_user, user_required
+from web.auth import current_user, user_required, viewer_required
 from web.envelope import Data, model_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
 from web.state import nexus_state
-from web.uow import reading, unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("media", __name__)
 
@@ -46,16 +46,15 @@ class FragmentsPage(BaseModel):
 
 @bp.get("/media/<uuid:media_id>")
 @document_response(Data[MediaOut])
-@user_required
+@viewer_required
 async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    async with reading() as conn:
-        out = await media.get_media(conn, current_user().user_id, media_id)
+    out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
     return model_response(Data[MediaOut](data=out))
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
 @document_response(FragmentsPage)
 async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response:
@@ -63,18 +62,29 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
     scope = f"fragments:{media_id}"
     after = after_key(query_args.cursor, scope, (int,))
-    async with reading() as conn:
-        result = await media.list_fragments(
+    result = await read_as_viewer(
+        lambda conn, viewer: media.list_fragments(
             conn,
-            current_user().user_id,
+            viewer,
             media_id,
             limit=query_args.limit,
             after_idx=int(after[0]) if after else None,
         )
+    )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
     return model_response(
         FragmentsPage(
-            data=[FragmentOut.model_validate(r) for r in items],
+            # Our own rows, typed by their columns: not re-validated.
+            data=[
+                FragmentOut.model_construct(
+                    id=r.id,
+                    idx=r.idx,
+                    canonical_text=r.canonical_text,
+                    html_sanitized=r.html_sanitized,
+                    created_at=r.created_at,
+                )
+                for r in items
+            ],
             media_id=result.media.id,
             capabilities=result.media.capabilities,
             page=page,
