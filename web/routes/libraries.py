@@ -35,7 +35,7 @@ from nexus.libraries.schemas import (
 from nexus.media import service as media
 from nexus.media.schemas import MediaOut
 from web.auth import current_user, user_required, viewer_required
-from web.envelope import Data, model_response, no_content
+from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.uow import read_as_viewer, unit_of_work
@@ -60,7 +60,7 @@ async def list_libraries(query_args: ListQuery) -> Response:
         lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
     )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
-    return model_response(
+    return json_response(
         Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
     )
 
@@ -136,7 +136,7 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
         )
     )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
-    return model_response(Paged[MediaOut](data=[media.media_out(r) for r in items], page=page))
+    return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 
 @bp.post("/libraries/<uuid:library_id>/media")

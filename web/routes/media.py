@@ -24,7 +24,7 @@ from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required, viewer_required
-from web.envelope import Data, model_response
+from web.envelope import Data, json_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
@@ -50,7 +50,7 @@ class FragmentsPage(BaseModel):
 async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
     out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
-    return model_response(Data[MediaOut](data=out))
+    return json_response(Data[MediaOut](data=out))
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
@@ -72,7 +72,7 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response
         )
     )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
-    return model_response(
+    return json_response(
         FragmentsPage(
             # Our own rows, typed by their columns: not re-validated.
             data=[
