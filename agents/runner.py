@@ -99,6 +99,7 @@ async def dead_letter(ctx: AgentContext, event: Any, code: str, reason: str) -> 
         worker_id=ctx.worker_id,
     )
     ctx.counters[f"dead_letter:{message.topic}"] += 1
+    ctx.metrics.dead_lettered(message.topic)
     letter = DeadLetter.of(
         captured.value,
         id=await _record(ctx, captured),

@@ -22,6 +22,7 @@ from cli.ops import (
     operations,
     outbox,
     requeue,
+    webhooks,
     workers,
 )
 from nexus.config import Settings
@@ -35,6 +36,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     outbox,
     operations,
     workers,
+    webhooks,
 )
 
 
@@ -43,7 +45,7 @@ def register(subparsers: SubParsers) -> None:
         "ops",
         help=(
             "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers)"
+            "operations, workers, webhooks)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))

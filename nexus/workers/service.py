@@ -134,3 +134,17 @@ async def prune(conn: AsyncSession | AsyncConnection, *, older_than_seconds: flo
     """Forget workers not heard of for a long time (their leases are long rescued)."""
     result = await conn.execute(_PRUNE, {"older_than": older_than_seconds})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_ALIVE = text(
+    """
+    SELECT count(*) FROM workers WHERE status <> 'stopped'
+        AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)
+    """
+)
+
+
+async def count_alive(session: AsyncSession, *, heartbeat_seconds: float) -> int:
+    """Workers that are not stopped and have not missed `MISSED_BEATS` beats."""
+    n = await session.scalar(_ALIVE, {"dead_after_seconds": MISSED_BEATS * heartbeat_seconds})
+    return int(n or 0)

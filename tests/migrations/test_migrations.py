@@ -51,6 +51,9 @@ SPEC_TABLES = {
     "operations",
     # SPEC §10 "Dead letters": the record operators list and replay from.
     "dead_letters",
+    # SPEC §10 "Signed webhooks".
+    "webhook_subscriptions",
+    "webhook_deliveries",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.
