@@ -9,6 +9,7 @@ hook, so it also guards unknown routes), then the route's own guard: `@user_requ
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -95,10 +96,36 @@ async def authenticate_user() -> CurrentUser:
     if library_id is not None:
         user = CurrentUser(user_id=user_id, default_library_id=library_id)
     else:
-        async with transaction(state.sessionmaker) as session:
-            user = await ensure_user(session, user_id)
+        user = await bootstrap(user_id)
     g.nexus_user = user
     return user
+
+
+def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`@user_required` for reads whose statement also checks the bootstrap (see
+    `web.uow.read_as_viewer`): the JWT is verified here, the bootstrap costs no statement
+    of its own. The view reads the user id with `viewer_id()`."""
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.nexus_viewer_id = await nexus_state().verifier.verify(bearer_token())
+        return await func(*args, **kwargs)
+
+    return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
+
+
+def viewer_id() -> uuid.UUID:
+    """The verified user id of this request (inside `@viewer_required` views)."""
+    user_id = g.get("nexus_viewer_id")
+    if not isinstance(user_id, uuid.UUID):
+        raise RuntimeError("viewer_id() outside a @viewer_required view")
+    return user_id
+
+
+async def bootstrap(user_id: uuid.UUID) -> CurrentUser:
+    """Create whatever of the user's rows is missing (own short transaction)."""
+    async with transaction(nexus_state().sessionmaker) as session:
+        return await ensure_user(session, user_id)
 
 
 def current_user() -> CurrentUser:

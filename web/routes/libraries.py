@@ -14,7 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from quart import Blueprint, Response
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from nexus.libraries import repo
 from nexus.libraries import service as libraries
@@ -29,12 +34,12 @@ from nexus.libraries.schemas import (
 )
 from nexus.media import service as media
 from nexus.media.schemas import MediaOut
-from web.auth import current_user, user_required
-from web.envelope import Data, no_content
+from web.auth import current_user, user_required, viewer_required
+from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises, responds
 from web.pagination import ListQuery, Paged, after_key, page_of
-from web.uow import unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
 
@@ -76,19 +81,20 @@ MEMBER_CODES = (
 
 @bp.get("/libraries")
 @raises()
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(Paged[LibraryOut])
-async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
+@document_response(Paged[LibraryOut])
+async def list_libraries(query_args: ListQuery) -> Response:
     """Libraries the caller is a member of (the default library included), with the
     caller's role; oldest first. Order: 400 limit/cursor."""
     after = after_key(query_args.cursor, "libraries", TIME_KEY)
-    async with unit_of_work() as uow:
-        rows = await repo.list_libraries(
-            uow.session, current_user().user_id, limit=query_args.limit, after=after
-        )
+    rows = await read_as_viewer(
+        lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
+    )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
-    return Paged(data=[LibraryOut.model_validate(r) for r in items], page=page)
+    return json_response(
+        Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
+    )
 
 
 @bp.post("/libraries")
@@ -155,21 +161,22 @@ async def delete_library(library_id: uuid.UUID) -> Response:
 
 @bp.get("/libraries/<uuid:library_id>/media")
 @raises("E_LIBRARY_NOT_FOUND")
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(Paged[MediaOut])
-async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Paged[MediaOut]:
+@document_response(Paged[MediaOut])
+async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Response:
     """Media of a library, in the order they were added. In a default library only media
     the caller may read are listed (SPEC §5). Order: 400 id/limit/cursor → 404
     E_LIBRARY_NOT_FOUND."""
     scope = f"library-media:{library_id}"
     after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
-        rows = await media.list_library_media(
-            uow.session, current_user().user_id, library_id, limit=query_args.limit, after=after
+    rows = await read_as_viewer(
+        lambda conn, viewer: media.list_library_media(
+            conn, viewer, library_id, limit=query_args.limit, after=after
         )
+    )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
-    return Paged(data=[media.media_out(r) for r in items], page=page)
+    return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 
 @bp.post("/libraries/<uuid:library_id>/media")

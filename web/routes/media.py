@@ -9,8 +9,13 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel, Field
-from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart import Blueprint, Response, g
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.fetching.urls import MAX_URL_LENGTH
@@ -23,14 +28,14 @@ from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
 from nexus.metrics import CREATED
 from nexus.uploads.storage import LocalStorage
-from web.auth import current_user, user_required
-from web.envelope import Data
+from web.auth import current_user, user_required, viewer_required
+from web.envelope import Data, json_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
 from web.state import nexus_state
-from web.uow import unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("media", __name__)
 
@@ -52,39 +57,51 @@ class FragmentsPage(BaseModel):
 
 @bp.get("/media/<uuid:media_id>")
 @raises("E_MEDIA_NOT_FOUND")
-@validate_response(Data[MediaOut])
-@user_required
-async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
+@document_response(Data[MediaOut])
+@viewer_required
+async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    async with unit_of_work() as uow:
-        out = await media.get_media(uow.session, current_user().user_id, media_id)
-    return Data(data=out)
+    out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
+    return json_response(Data[MediaOut](data=out))
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
 @raises("E_MEDIA_NOT_FOUND")
-@user_required
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(FragmentsPage)
-async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> FragmentsPage:
+@document_response(FragmentsPage)
+async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response:
     """Fragments in reading order (by `idx`) with the media's capabilities. Order: 400
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
     scope = f"fragments:{media_id}"
     after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
-        result = await media.list_fragments(
-            uow.session,
-            current_user().user_id,
+    result = await read_as_viewer(
+        lambda conn, viewer: media.list_fragments(
+            conn,
+            viewer,
             media_id,
             limit=query_args.limit,
             after_idx=int(after[0]) if after else None,
         )
+    )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
-    return FragmentsPage(
-        data=[FragmentOut.model_validate(r) for r in items],
-        media_id=result.media.id,
-        capabilities=result.media.capabilities,
-        page=page,
+    return json_response(
+        FragmentsPage(
+            # Our own rows, typed by their columns: not re-validated.
+            data=[
+                FragmentOut.model_construct(
+                    id=r.id,
+                    idx=r.idx,
+                    canonical_text=r.canonical_text,
+                    html_sanitized=r.html_sanitized,
+                    created_at=r.created_at,
+                )
+                for r in items
+            ],
+            media_id=result.media.id,
+            capabilities=result.media.capabilities,
+            page=page,
+        )
     )
 
 
