@@ -1,8 +1,8 @@
 """`POST /media/{id}/retry` and its operator twin (SPEC §8): reset a failed media per its
 failure stage and re-enqueue its ingest job.
 
-One transaction (the caller's): the media row is locked `FOR UPDATE`, the reset is a
-guarded `UPDATE ... WHERE processing_status = 'failed'`, and the job reset (pending,
+One transaction (the caller's): the media row is locked `FOR UPDATE`, the reset is the
+guarded transition `nexus.media.transitions.RETRY` (failed → pending), and the job reset (pending,
 attempts 0) and its outbox message are written with it. A retry that finds the media not
 failed (already retried, still running, ready) is 409 E_MEDIA_NOT_RETRYABLE, so two
 concurrent retries enqueue exactly once.
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nexus.errors import Conflict, Forbidden, NexusError
 from nexus.ingest import jobs
 from nexus.media import service as media_service
+from nexus.media import transitions as media_transitions
 from nexus.media.states import FailureStage, ProcessingStatus
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
@@ -112,17 +113,8 @@ async def retry_media(
     stage = None if media.failure_stage is None else str(media.failure_stage)
     if stage == FailureStage.UPLOAD:
         await _check_file(media, storage)
-    reset = await session.scalar(
-        text(
-            "UPDATE media SET processing_status = 'pending', failure_stage = NULL, "
-            "last_error_code = NULL, last_error_message = NULL, failed_at = NULL, "
-            "processing_started_at = NULL, processing_completed_at = NULL, "
-            "updated_at = now() WHERE id = :m AND processing_status = 'failed' RETURNING id"
-        ),
-        {"m": resolved},
-    )
-    if reset is None:  # cannot happen under the row lock; never ignore it silently
-        raise not_retryable("changed concurrently")
+    # Under the row lock, with the status checked: a miss raises TransitionMissed.
+    await media_transitions.reset_for_retry(session, resolved)
     job_status = await jobs.enqueue(
         session,
         resolved,

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db import transitions
+from nexus.db.transitions import Apply, Moved, Transition
 from nexus.errors import Conflict, Forbidden, NexusError, NotFound
 from nexus.jobs import machine, outbox
 from nexus.libraries.service import (
@@ -24,7 +26,7 @@ from nexus.libraries.service import (
     access,
     default_library_id,
 )
-from nexus.libraries.states import InviteStatus, LibraryRole
+from nexus.libraries.states import ACCEPT, DECLINE, REVOKE, InviteStatus, LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill, closure
 
@@ -139,16 +141,18 @@ async def _as_invitee(session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.
     return row
 
 
-async def _set_status(session: AsyncSession, invite_id: uuid.UUID, status: InviteStatus) -> Any:
-    return (
-        await session.execute(
-            text(
-                "UPDATE library_invitations SET status = :s, responded_at = now() "
-                "WHERE id = :i AND status = 'pending' RETURNING *"
-            ),
-            {"s": status.value, "i": invite_id},
-        )
-    ).one()
+async def _answer(
+    session: AsyncSession, invite_id: uuid.UUID, answer: Transition[InviteStatus]
+) -> InviteView:
+    """The guarded answer to a pending invite the caller holds locked and checked
+    (`_terminal`): a miss cannot be a replay and raises `TransitionMissed`."""
+    moved = await transitions.apply(
+        session,
+        Apply(answer, set_also="responded_at = now()", returning="*"),
+        {"id": invite_id},
+    )
+    assert isinstance(moved, Moved)
+    return _invite(moved.row)
 
 
 def _terminal(row: Any, wanted: InviteStatus) -> bool:
@@ -195,7 +199,7 @@ async def accept_invite(
         ),
         {"l": row.library_id, "u": viewer, "r": row.role},
     )
-    updated = await _set_status(session, invite_id, InviteStatus.ACCEPTED)
+    updated = await _answer(session, invite_id, ACCEPT)
     if d is None:
         raise NexusError("E_INTERNAL", "the invitee has no default library")
     key = backfill.BackfillKey(d, row.library_id, viewer)
@@ -212,7 +216,7 @@ async def accept_invite(
         msg = backfill.request_message(key, request_id, correlation_id)
         await outbox.enqueue(session, topics.backfill, msg.key, msg)
     return AcceptResult(
-        _invite(updated),
+        updated,
         await _membership(session, row.library_id, viewer),
         False,
         await _job_status(session, d, row.library_id, viewer),
@@ -225,9 +229,7 @@ async def decline_invite(
     row = await _as_invitee(session, viewer, invite_id)
     if _terminal(row, InviteStatus.DECLINED):
         return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.DECLINED)), False
-    )
+    return RespondResult(await _answer(session, invite_id, DECLINE), False)
 
 
 async def revoke_invite(
@@ -251,9 +253,7 @@ async def revoke_invite(
         raise invite_not_found()
     if _terminal(row, InviteStatus.REVOKED):
         return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.REVOKED)), False
-    )
+    return RespondResult(await _answer(session, invite_id, REVOKE), False)
 
 
 async def get_visible_invite(

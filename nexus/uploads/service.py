@@ -30,6 +30,7 @@ from nexus.extraction import filetypes
 from nexus.ingest import jobs
 from nexus.ingest import service as ingest_service
 from nexus.media import service as media_service
+from nexus.media import transitions as media_transitions
 from nexus.media.states import ProcessingStatus
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
@@ -239,15 +240,10 @@ def _current(media_id: uuid.UUID, status: str, *, duplicate: bool) -> IngestOutc
 
 async def _reject(session: AsyncSession, media: Any, code: str, message: str) -> IngestOutcome:
     """Mark the media failed at the upload stage and forget its file (deleted after commit)."""
+    await media_transitions.reject_upload(session, media.id, code=code, message=message)
     await session.execute(
-        text(
-            "UPDATE media SET processing_status = 'failed', failure_stage = 'upload', "
-            "last_error_code = :c, last_error_message = :msg, failed_at = now(), "
-            "updated_at = now() WHERE id = :m AND processing_status = 'pending'"
-        ),
-        {"m": media.id, "c": code, "msg": message[:1000]},
+        text("DELETE FROM media_file WHERE media_id = :media_id"), {"media_id": media.id}
     )
-    await session.execute(text("DELETE FROM media_file WHERE media_id = :m"), {"m": media.id})
     return IngestOutcome(
         media.id,
         False,
