@@ -32,13 +32,15 @@ RETENTION = timedelta(hours=1)
 _HIT = text(
     """
     WITH w AS (
-        SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) / :w) * :w) AS start
+        SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) / :window_seconds) *
+            :window_seconds) AS start
     )
     INSERT INTO rate_limit_windows AS r (user_id, bucket, window_start, hits)
-    SELECT :u, :b, w.start, 1 FROM w
+    SELECT :user_id, :bucket, w.start, 1 FROM w
     ON CONFLICT (user_id, bucket, window_start) DO UPDATE SET hits = r.hits + 1
     RETURNING r.hits,
-        extract(epoch FROM r.window_start + make_interval(secs => :w) - clock_timestamp())
+        extract(epoch FROM r.window_start + make_interval(secs => :window_seconds) -
+            clock_timestamp())
             AS remaining
     """
 )
@@ -80,7 +82,11 @@ async def hit(
 ) -> Hit:
     """Count one hit of `user_id` on `bucket` in the current window (every attempt counts,
     refused ones too) and report whether it is within `limit`."""
-    row = (await session.execute(_HIT, {"u": user_id, "b": bucket, "w": window_seconds})).one()
+    row = (
+        await session.execute(
+            _HIT, {"user_id": user_id, "bucket": bucket, "window_seconds": window_seconds}
+        )
+    ).one()
     return Hit(hits=int(row.hits), limit=limit, seconds_left=float(row.remaining))
 
 

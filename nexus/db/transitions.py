@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from nexus.db.types import ResultRow
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -36,7 +38,7 @@ class IllegalTransition(ValueError):
 class TransitionMissed(RuntimeError):
     """A guarded update matched nothing and the row is in no state the caller allows."""
 
-    def __init__(self, table: str, key: Mapping[str, Any], current: str | None) -> None:
+    def __init__(self, table: str, key: Mapping[str, object], current: str | None) -> None:
         where = "missing" if current is None else f"in state {current!r}"
         super().__init__(f"{table} {dict(key)}: the guarded transition missed (row {where})")
         self.current = current
@@ -177,7 +179,7 @@ def render_update(
 class Moved:
     """The transition happened; `row` is what its RETURNING clause returned."""
 
-    row: Row[Any]
+    row: ResultRow
 
 
 @dataclass(frozen=True)
@@ -196,13 +198,13 @@ class Apply(Generic[S]):
     set_also: str = ""
     guard: str = ""
     returning: str = "1 AS moved"
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
 
 
 async def apply(
     session: AsyncSession | AsyncConnection,
     change: Apply[S],
-    key: Mapping[str, Any],
+    key: Mapping[str, object],
     *,
     noop_if: Iterable[S | None] = (),
 ) -> Moved | Missed[S]:

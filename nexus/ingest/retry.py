@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import fields_of
 from nexus.errors import Conflict, Forbidden, NexusError
 from nexus.ingest import jobs
 from nexus.media import service as media_service
@@ -38,17 +38,29 @@ def not_retryable(status: str) -> Conflict:
     return Conflict("E_MEDIA_NOT_RETRYABLE", f"only a failed media can be retried (it is {status})")
 
 
-async def _locked_media(session: AsyncSession, media_id: uuid.UUID) -> Any | None:
-    return (
+@dataclass(frozen=True)
+class _Retried:
+    """A media to retry, locked, with what the retry checks."""
+
+    id: uuid.UUID
+    processing_status: str
+    failure_stage: str | None
+    created_by_user_id: uuid.UUID | None
+    storage_path: str | None
+
+
+async def _locked_media(session: AsyncSession, media_id: uuid.UUID) -> _Retried | None:
+    row = (
         await session.execute(
             text(
                 "SELECT m.id, m.processing_status, m.failure_stage, m.created_by_user_id, "
                 "(SELECT f.storage_path FROM media_file f WHERE f.media_id = m.id) "
-                "AS storage_path FROM media m WHERE m.id = :m FOR UPDATE OF m"
+                "AS storage_path FROM media m WHERE m.id = :media_id FOR UPDATE OF m"
             ),
-            {"m": media_id},
+            {"media_id": media_id},
         )
     ).one_or_none()
+    return None if row is None else _Retried(**fields_of(row))
 
 
 async def _is_library_admin(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> bool:
@@ -60,17 +72,17 @@ async def _is_library_admin(session: AsyncSession, viewer: uuid.UUID, media_id: 
         text(
             "SELECT 1 FROM library_media lm JOIN libraries l ON l.id = lm.library_id "
             "JOIN memberships mb "
-            "ON mb.library_id = lm.library_id AND mb.user_id = :v AND mb.role = 'admin' "
-            "WHERE lm.media_id = :m AND (NOT l.is_default OR EXISTS ("
+            "ON mb.library_id = lm.library_id AND mb.user_id = :viewer AND mb.role = 'admin' "
+            "WHERE lm.media_id = :media_id AND (NOT l.is_default OR EXISTS ("
             "SELECT 1 FROM default_library_intrinsics i "
-            "WHERE i.default_library_id = l.id AND i.media_id = :m)) LIMIT 1"
+            "WHERE i.default_library_id = l.id AND i.media_id = :media_id)) LIMIT 1"
         ),
-        {"v": viewer, "m": media_id},
+        {"viewer": viewer, "media_id": media_id},
     )
     return found is not None
 
 
-async def _check_file(media: Any, storage: LocalStorage) -> None:
+async def _check_file(media: _Retried, storage: LocalStorage) -> None:
     if media.storage_path is None or not await storage.exists(media.storage_path):
         raise NexusError("E_STORAGE_MISSING", "the uploaded file is missing; upload it again")
 

@@ -1,11 +1,22 @@
 """One ingest attempt: fetch or read the file, extract, and store fragments atomically.
 
-`make_work` is the staged work of `nexus.jobs.worker.run_job` for the ingest job type: it
-marks the media `extracting` in the claim's transaction, does the slow part with no
-transaction open (fetching, then CPU-bound extraction in the worker's extraction
-processes), and returns a finaliser that writes fragments, title and `ready_for_reading`
-in the same transaction as the job's fenced completion. Failures
-raise `TerminalError`/`TransientError`; `on_finish` records them on the media row.
+`make_work` is the `Staged` work of `nexus.jobs.worker.run_job` for the ingest job type, two
+database round trips per attempt:
+
+1. The claim's own statement carries the media's START transition (pending|extracting →
+   extracting, `nexus.media.transitions.start_cte`); it returns the media to ingest, or
+   nothing when the media is no longer waiting (a replay after a crash; failed or deleted
+   meanwhile): the job then completes and writes and announces nothing.
+2. With no transaction open, the slow part: fetching (`nexus.fetching.fetch`), then the
+   CPU-bound extraction in the worker's extraction processes.
+3. The completion's own statement carries everything a success writes (`_store_rider`):
+   fragments, the file row of a fetched PDF, READY (extracting → ready_for_reading) and the
+   `media.ready` outbox row; the job completes only while the media is still extracting.
+   A page that answered under another canonical URL goes through `_merging_finaliser`
+   instead, in the completion's transaction.
+
+Failures raise `TerminalError`/`TransientError`; `on_finish` mirrors a retry or a failure
+on the media row (guarded transitions, in the transaction of the job's transition).
 """
 
 from __future__ import annotations
@@ -14,13 +25,13 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from nexus.db.transitions import Missed
+from nexus.db.types import BindParams, JsonObject
 from nexus.errors import TerminalError
 from nexus.extraction import pool as extractors
 from nexus.extraction.documents import DocumentResult
@@ -66,14 +77,19 @@ class MediaToIngest:
     storage_path: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> MediaToIngest:
+    def from_row(cls, row: JsonObject) -> MediaToIngest:
+        """From the START rider's row (JSON: the id is a string, the rest strings or null)."""
         return cls(
             uuid.UUID(str(row["id"])),
-            row["kind"],
-            row["requested_url"],
-            row["canonical_url"],
-            row["storage_path"],
+            str(row["kind"]),
+            _optional_str(row["requested_url"]),
+            _optional_str(row["canonical_url"]),
+            _optional_str(row["storage_path"]),
         )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 # Rides in the claim's statement: the media is marked extracting only when the claim took
@@ -112,7 +128,7 @@ async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
 
 def make_work(deps: IngestDeps) -> Staged:
     async def ingest_work(
-        sm: async_sessionmaker[AsyncSession], claim: Claim, started: dict[str, Any] | None
+        sm: async_sessionmaker[AsyncSession], claim: Claim, started: JsonObject | None
     ) -> Finalize | Rider | None:
         if started is None:
             # Not waiting for ingestion (readable already: a replay after a crash; or
@@ -198,8 +214,8 @@ _STILL_EXTRACTING = media_transitions.still_extracting()
 _NOTHING = Rider(ctes="nothing AS (SELECT 1 AS done)", result="nothing")
 
 
-def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> dict[str, Any]:
-    params: dict[str, Any] = {
+def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> BindParams:
+    params: BindParams = {
         "r_idx": [f[0] for f in extracted.fragments],
         "r_html": [f[1] for f in extracted.fragments],
         "r_txt": [f[2] for f in extracted.fragments],

@@ -16,14 +16,14 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Row, Table, and_, func, select, text
+from sqlalchemy import Table, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from nexus.db import transitions
 from nexus.db.transitions import StateTable, Transition
+from nexus.db.types import BindParams, JsonObject, ResultRow
 from nexus.jobs import ledger
 from nexus.jobs.states import JOB_STATES, REQUEUEABLE, JobStatus
 
@@ -33,6 +33,10 @@ COMPLETE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.COMP
 RETRY = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
 GIVE_UP = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.FAILED)
 REQUEUE = Transition(JOB_STATES, REQUEUEABLE, JobStatus.PENDING)
+
+
+# A job's key: its key columns (all uuids) by name, e.g. {"media_id": ...}.
+JobKey = Mapping[str, uuid.UUID]
 
 
 class LeaseLost(Exception):
@@ -45,10 +49,10 @@ class JobType:
     table: Table
     key_columns: tuple[str, ...]
 
-    def where_key(self, key: Mapping[str, Any]) -> ColumnElement[bool]:
+    def where_key(self, key: JobKey) -> ColumnElement[bool]:
         return and_(*(self.table.c[name] == key[name] for name in self.key_columns))
 
-    def key_of(self, row: Row[Any]) -> dict[str, Any]:
+    def key_of(self, row: ResultRow) -> dict[str, uuid.UUID]:
         return {name: getattr(row, name) for name in self.key_columns}
 
     @functools.cached_property
@@ -59,7 +63,7 @@ class JobType:
 
 @dataclass(frozen=True)
 class Claim:
-    key: dict[str, Any]
+    key: dict[str, uuid.UUID]
     lease_token: uuid.UUID
     attempt: int
     request_id: str | None
@@ -72,7 +76,7 @@ def _key_sql(job: JobType) -> str:
     return job.states.key_sql()
 
 
-def _key_params(job: JobType, key: Mapping[str, Any]) -> dict[str, Any]:
+def _key_params(job: JobType, key: JobKey) -> BindParams:
     return {f"key_{name}": key[name] for name in job.key_columns}
 
 
@@ -113,7 +117,7 @@ class Rider:
 
     ctes: str
     result: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
     guard: str = "true"
 
     def __post_init__(self) -> None:
@@ -226,13 +230,13 @@ def create_ctes(job: JobType, extra: tuple[str, ...], *, when: str = "true") -> 
 
 def create_params(
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     actor: str,
     request_id: str | None,
     correlation_id: str | None,
-    insert_values: Mapping[str, Any],
-) -> dict[str, Any]:
+    insert_values: Mapping[str, object],
+) -> BindParams:
     return {
         **_key_params(job, key),
         **{f"value_{name}": value for name, value in insert_values.items()},
@@ -248,7 +252,7 @@ def _create_sql(job: JobType, extra: tuple[str, ...]) -> TextClause:
     return text(f"WITH {create_ctes(job, extra)} SELECT * FROM job_new")
 
 
-def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str, Any]:
+def _ledger_params(job: JobType, key: JobKey, actor: str) -> BindParams:
     return {
         "job_type": job.name,
         "job_key": json.dumps(ledger.json_key(key)),
@@ -259,7 +263,7 @@ def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str
 async def claim(
     session: AsyncSession | AsyncConnection,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     owner: str,
     lease_seconds: float,
@@ -276,12 +280,12 @@ async def claim(
 async def claim_with(
     session: AsyncSession | AsyncConnection,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     owner: str,
     lease_seconds: float,
     rider: Rider | None,
-) -> tuple[Claim, dict[str, Any] | None] | None:
+) -> tuple[Claim, JsonObject | None] | None:
     """`claim`, with `rider`'s writes in the same statement; also returns its result row."""
     token = uuid.uuid4()
     params = {
@@ -335,7 +339,7 @@ async def complete(
     *,
     actor: str,
     rider: Rider | None = None,
-) -> dict[str, Any] | None:
+) -> JsonObject | None:
     """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss.
 
     With `rider`, its writes are part of the same statement (nothing of them is written on
@@ -372,7 +376,7 @@ _AFTER_FAILURE = f"""
 """
 
 
-def _failure_params(delays: Sequence[float], terminal: bool) -> dict[str, Any]:
+def _failure_params(delays: Sequence[float], terminal: bool) -> BindParams:
     return {"terminal": terminal, "max_retries": len(delays), "delays": list(delays)}
 
 
@@ -458,7 +462,7 @@ async def rescue_expired(
     delays: Sequence[float],
     actor: str,
     limit: int = 500,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     """Return running jobs whose lease expired to pending (or failed when exhausted)."""
     code, message = _EXPIRED
     params = {
@@ -491,7 +495,7 @@ async def rescue_expired(
 @dataclass(frozen=True)
 class Requeued:
     from_status: str
-    row: Row[Any]  # the job row after the reset (every column)
+    row: ResultRow  # the job row after the reset (every column)
 
 
 _RESET = (
@@ -506,12 +510,12 @@ _RESET = (
 async def reset_to_pending(
     session: AsyncSession,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     actor: str,
     request_id: str | None,
     correlation_id: str | None,
-    insert_values: Mapping[str, Any] | None = None,
+    insert_values: Mapping[str, object] | None = None,
 ) -> Requeued | None:
     """REQUEUE: pending|failed|completed → pending with attempts 0. A running job is left
     alone and a missing one (without `insert_values`) not created: both return None, the

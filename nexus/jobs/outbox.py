@@ -31,7 +31,7 @@ _PENDING = "nexus.outbox_pending"
 
 _INSERT = text(
     "INSERT INTO outbox (topic, key, payload, headers) "
-    "VALUES (:t, :k, CAST(:p AS jsonb), CAST(:h AS jsonb)) RETURNING id"
+    "VALUES (:topic, :message_key, CAST(:payload AS jsonb), CAST(:headers AS jsonb)) RETURNING id"
 )
 
 
@@ -52,7 +52,8 @@ async def enqueue(session: AsyncSession, topic: str, key: str | None, message: M
     value = message.model_dump_json()
     headers = message.trace_headers()
     row_id = await session.scalar(
-        _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
+        _INSERT,
+        {"topic": topic, "message_key": key, "payload": value, "headers": json.dumps(headers)},
     )
     assert row_id is not None
     return remember(session, int(row_id), topic, key, message, value)
@@ -206,7 +207,7 @@ async def publish_enqueued(
             await conn.execute(
                 _MARK,
                 {
-                    "ok": published,
+                    "published_ids": published,
                     "failed": failure[0] if failure else None,
                     "error": failure[1] if failure else None,
                 },
@@ -252,7 +253,7 @@ class PublishedMarks:
             return
         try:
             async with autocommit(self._sessionmaker) as conn:
-                await conn.execute(_MARK, {"ok": ids, "failed": None, "error": None})
+                await conn.execute(_MARK, {"published_ids": ids, "failed": None, "error": None})
         except Exception as exc:
             log.warning("outbox marks lost (the relay will publish again): %s", exc)
 
@@ -269,9 +270,10 @@ class PublishedMarks:
 _MARK = text(
     """
     UPDATE outbox SET publish_attempts = publish_attempts + 1,
-        published_at = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN now() END,
-        last_error = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN last_error ELSE :error END
-    WHERE (id = ANY(CAST(:ok AS bigint[])) OR id = :failed) AND published_at IS NULL
+        published_at = CASE WHEN id = ANY(CAST(:published_ids AS bigint[])) THEN now() END,
+        last_error = CASE WHEN id = ANY(CAST(:published_ids AS bigint[])) THEN last_error ELSE
+            :error END
+    WHERE (id = ANY(CAST(:published_ids AS bigint[])) OR id = :failed) AND published_at IS NULL
     """
 )
 

@@ -8,18 +8,18 @@ a job: a duplicate or stale message finds nothing to claim and is a no-op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.errors import is_connection_error
 from nexus.db.tx import autocommit, transaction
+from nexus.db.types import JsonObject
 from nexus.errors import ErrorKind, JobFailure, NexusError
 from nexus.jobs import machine
-from nexus.jobs.machine import Claim, JobType, LeaseLost, Rider
+from nexus.jobs.machine import Claim, JobKey, JobType, LeaseLost, Rider
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Staged:
 
     start: Rider
     work: Callable[
-        [async_sessionmaker[AsyncSession], Claim, dict[str, Any] | None],
+        [async_sessionmaker[AsyncSession], Claim, JsonObject | None],
         Awaitable[Finalize | Rider | None],
     ]
 
@@ -93,7 +93,7 @@ def classify(exc: BaseException) -> tuple[bool, str, str]:
 async def run_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     work: Work | Staged,
     policy: JobPolicy,
     *,

@@ -28,7 +28,7 @@ INVITE_TRANSITIONS: dict[InviteStatus, frozenset[InviteStatus]] = {
 INVITE_STATES: StateTable[InviteStatus] = StateTable(
     "library_invitations", "status", ("id",), INVITE_TRANSITIONS
 )
-# The three answers to a pending invitation (`nexus.libraries.invites.respond`).
+# The three answers to a pending invitation (`nexus.libraries.invites`: accept, decline, revoke).
 _PENDING = frozenset({InviteStatus.PENDING})
 ACCEPT = Transition(INVITE_STATES, _PENDING, InviteStatus.ACCEPTED)
 DECLINE = Transition(INVITE_STATES, _PENDING, InviteStatus.DECLINED)

@@ -8,12 +8,11 @@ winner is answered with the winner (when the viewer may read the winner).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import TimeKey
 from nexus.errors import NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
@@ -54,7 +53,7 @@ def capabilities(
     )
 
 
-def media_out(row: Any) -> MediaOut:
+def media_out(row: repo.MediaRow) -> MediaOut:
     """A `repo` media row (with has_file/has_text) as the public shape."""
     return MediaOut(
         id=row.id,
@@ -104,7 +103,7 @@ async def get_media(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUI
 @dataclass(frozen=True)
 class FragmentPage:
     media: MediaOut
-    rows: Sequence[Any]
+    rows: list[repo.FragmentRow]
 
 
 async def list_fragments(
@@ -129,8 +128,8 @@ async def list_library_media(
     library_id: uuid.UUID,
     *,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any]:
+    after: TimeKey | None,
+) -> list[repo.LinkedMediaRow]:
     """Up to `limit + 1` media rows of a library (with `linked_at`), in link order.
 
     Order: 404 E_LIBRARY_NOT_FOUND unless a member. In a default library only media the

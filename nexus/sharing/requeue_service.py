@@ -38,13 +38,14 @@ async def already_applied(
     """True when an audit row for this requeue message exists (GIN index on target)."""
     found = await session.scalar(
         text(
-            "SELECT 1 FROM operator_actions WHERE action = :a "
-            "AND target @> CAST(:t AS jsonb) AND details ->> 'message_id' = :m LIMIT 1"
+            "SELECT 1 FROM operator_actions WHERE action = :action "
+            "AND target @> CAST(:target AS jsonb) AND details ->> 'message_id' = :message_id "
+            "LIMIT 1"
         ),
         {
-            "a": ACTION,
-            "t": json.dumps({k: str(v) for k, v in key.as_dict().items()}),
-            "m": message_id,
+            "action": ACTION,
+            "target": json.dumps({k: str(v) for k, v in key.as_dict().items()}),
+            "message_id": message_id,
         },
     )
     return found is not None

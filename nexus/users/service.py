@@ -32,7 +32,7 @@ _DEFAULT_LIBRARY = text(
     SELECT l.id FROM libraries l
     JOIN memberships m ON m.library_id = l.id AND m.user_id = l.owner_user_id
         AND m.role = 'admin'
-    WHERE l.owner_user_id = :u AND l.is_default
+    WHERE l.owner_user_id = :user_id AND l.is_default
     """
 )
 
@@ -42,7 +42,7 @@ async def default_library_of(
 ) -> uuid.UUID | None:
     """The user's default library when it exists with the owner's admin membership (the
     check every request makes; fixed SQL, it runs per request)."""
-    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"u": user_id})
+    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"user_id": user_id})
     return library_id
 
 
