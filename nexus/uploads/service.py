@@ -185,15 +185,20 @@ async def claim_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -
     return UploadTarget(media_id, str(row.kind), row.storage_path, int(row.size_bytes))
 
 
-async def release_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> None:
-    """Give a held token back after a failed upload (the same URL may be retried)."""
-    await session.execute(
+async def release_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> bool:
+    """Give a held token back after a failed upload (the same URL may be retried).
+
+    False, a no-op, when there is nothing to give back: the media was deleted meanwhile,
+    or its token was replaced or spent (a completed upload keeps its token spent)."""
+    released = await session.scalar(
         text(
             "UPDATE media_uploads SET claimed_at = NULL "
-            "WHERE media_id = :media_id AND nonce = :nonce AND uploaded_at IS NULL"
+            "WHERE media_id = :media_id AND nonce = :nonce AND uploaded_at IS NULL "
+            "RETURNING media_id"
         ),
         {"media_id": media_id, "nonce": nonce},
     )
+    return released is not None
 
 
 async def complete_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> bool:
