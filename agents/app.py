@@ -29,7 +29,7 @@ from agents.timers import (
 from agents.transport import Transport
 from nexus.config import Settings, load_settings
 from nexus.sharing.health import Thresholds
-from runtime.backlog_metrics import BacklogGauges
+from runtime.db_gauges import DatabaseGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 
@@ -164,7 +164,7 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
             )
 
     backlog_registry = CollectorRegistry()
-    backlog = BacklogGauges(backlog_registry)
+    backlog = DatabaseGauges(backlog_registry, max_age_seconds=settings.metrics_db_cache_seconds)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -6,7 +6,7 @@ from typing import Any
 
 from agents.context import AgentContext
 from nexus.ingest.jobs import JOB as INGEST_JOB
-from nexus.jobs import machine, outbox
+from nexus.jobs import machine, relay
 from nexus.sharing import backfill
 from nexus.sharing.health import Thresholds, backlog_health
 
@@ -25,7 +25,7 @@ def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
 
 async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
     async with ctx.db() as session:
-        ob = await outbox.stats(session)
+        ob = await relay.stats(session)
         jobs = {
             "backfill": await machine.counts_by_status(session, backfill.JOB),
             "ingest": await machine.counts_by_status(session, INGEST_JOB),
@@ -36,6 +36,7 @@ async def stats(ctx: AgentContext, app: Any) -> dict[str, Any]:
         "leader": bool(app.is_leader()),
         "outbox": {
             "unpublished": ob.unpublished,
+            "parked": ob.parked,
             "oldest_unpublished_at": ob.oldest_unpublished_at.isoformat()
             if ob.oldest_unpublished_at
             else None,

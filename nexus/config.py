@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     outbox_relay_after_seconds: float = Field(default=5.0, ge=0)
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_relay_batch: int = Field(default=500, ge=1)
+    # A row the broker refuses backs off exponentially (base doubling up to the cap) and is
+    # parked after this many failed publishes (docs/operations.md "Outbox").
+    # Database-derived Prometheus gauges are re-read at most this often (a scrape never
+    # costs more than one refresh; runtime/db_gauges.py).
+    metrics_db_cache_seconds: float = Field(default=5.0, ge=0)
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Scheduler and lease rescue (leader-only timers in the agents).
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)

@@ -21,7 +21,7 @@ from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from web import request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
-from web.converters import UUIDConverter, reject_invalid_path_params
+from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.logs import configure_logging
@@ -35,6 +35,7 @@ from web.routes import (
     media,
     media_events,
     ops,
+    outbox,
     stats,
     uploads,
 )
@@ -60,6 +61,7 @@ def create_app(
 
     app = Quart("nexus", static_folder=None)
     app.url_map.converters["uuid"] = UUIDConverter
+    app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
     QuartSchema(
         app,
@@ -88,7 +90,7 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(),
+        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
@@ -99,6 +101,7 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(me.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(outbox.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)

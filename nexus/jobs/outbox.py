@@ -3,7 +3,7 @@
 `enqueue` runs inside the caller's transaction and remembers the row id on the session, so
 the entry point can publish exactly those rows right after commit (`publish_rows`). Rows
 that were not published then (broker down, process died) are picked up by the relay
-(`relay_once`), which the agents' leader runs on a timer. Publishing is at-least-once:
+(`nexus.jobs.relay`), which the agents' leader runs on a timer. Publishing is at-least-once:
 consumers treat messages as wake-up calls and the job rows decide.
 """
 
@@ -14,14 +14,15 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import autocommit
+from nexus.jobs import relay
 from nexus.jobs.models import OutboxRow
+from nexus.jobs.relay import PublishReport, RetryPolicy
 from nexus.messaging.messages import Message
 from nexus.messaging.publisher import Publisher, PublishError
 
@@ -113,53 +114,11 @@ def enqueued_ids(session: AsyncSession) -> list[int]:
     return [entry.id for entry in enqueued(session)]
 
 
-@dataclass(frozen=True)
-class PublishReport:
-    published: int
-    failed: int
-
-    @property
-    def all_published(self) -> bool:
-        return self.failed == 0
-
-
-async def _publish_locked(
-    session: AsyncSession, publisher: Publisher, rows: Sequence[OutboxRow]
-) -> PublishReport:
-    published: list[int] = []
-    failed = 0
-    for row in rows:
-        try:
-            await publisher.publish(
-                row.topic,
-                row.key,
-                json.dumps(row.payload, separators=(",", ":")).encode(),
-                {k: str(v) for k, v in (row.headers or {}).items()},
-            )
-        except PublishError as exc:
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    publish_attempts=OutboxRow.publish_attempts + 1,
-                    last_error=str(exc)[:1000],
-                )
-            )
-            # Keep order per key: once one row fails, later rows wait for the relay.
-            failed = len(rows) - len(published)
-            break
-        published.append(row.id)
-    if published:
-        await session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_(published))
-            .values(published_at=func.now(), publish_attempts=OutboxRow.publish_attempts + 1)
-        )
-    return PublishReport(published=len(published), failed=failed)
-
-
 async def publish_rows(
-    sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher, ids: Sequence[int]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    publisher: Publisher,
+    ids: Sequence[int],
+    policy: RetryPolicy | None = None,
 ) -> PublishReport:
     """Publish the given rows now (skipping any another process holds) and mark them."""
     if not ids:
@@ -173,7 +132,7 @@ async def publish_rows(
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        return await _publish_locked(session, publisher, rows)
+        return await relay.publish_locked(session, publisher, rows, policy or RetryPolicy())
 
 
 async def publish_enqueued(
@@ -276,52 +235,3 @@ _MARK = text(
     WHERE (id = ANY(CAST(:published_ids AS bigint[])) OR id = :failed) AND published_at IS NULL
     """
 )
-
-
-async def relay_once(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    publisher: Publisher,
-    *,
-    older_than_seconds: float,
-    batch: int,
-) -> PublishReport:
-    """Publish rows left unpublished for longer than `older_than_seconds`, in id order."""
-    async with sessionmaker() as session, session.begin():
-        rows = (
-            await session.scalars(
-                select(OutboxRow)
-                .where(
-                    OutboxRow.published_at.is_(None),
-                    OutboxRow.created_at
-                    < func.now()
-                    - text("make_interval(secs => :age)").bindparams(age=older_than_seconds),
-                )
-                .order_by(OutboxRow.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        return await _publish_locked(session, publisher, rows)
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    unpublished: int
-    oldest_unpublished_at: datetime | None
-    oldest_age_seconds: float | None
-
-
-async def stats(session: AsyncSession) -> OutboxStats:
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.min(OutboxRow.created_at),
-                func.extract("epoch", func.now() - func.min(OutboxRow.created_at)),
-            ).where(OutboxRow.published_at.is_(None))
-        )
-    ).one()
-    age = float(row[2]) if row[2] is not None else None
-    return OutboxStats(
-        unpublished=int(row[0]), oldest_unpublished_at=row[1], oldest_age_seconds=age
-    )

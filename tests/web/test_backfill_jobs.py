@@ -544,4 +544,4 @@ async def test_stats_and_metrics_report_backlog_health(
     assert "nexus_backfill_backlog_pending 3.0" in metrics
     assert "nexus_backfill_backlog_degraded 1.0" in metrics
     assert "nexus_backfill_backlog_alerting 0.0" in metrics
-    assert "nexus_backfill_backlog_up 1.0" in metrics
+    assert "nexus_db_gauges_up 1.0" in metrics

@@ -114,7 +114,7 @@ async def test_stats_shape_and_counts(
     assert r.status_code == 200
     assert await r.get_json() == {
         "data": {
-            "outbox": {"unpublished": 0, "oldest_age_seconds": None},
+            "outbox": {"unpublished": 0, "parked": 0, "oldest_age_seconds": None},
             "jobs": {"backfill": {}, "ingest": {}},
             "backfill_backlog": {
                 "pending_count": 0,

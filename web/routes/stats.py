@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
-from nexus.jobs import outbox
+from nexus.jobs import relay
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from nexus.sharing.health import Thresholds, backlog_health
@@ -24,6 +24,7 @@ bp = Blueprint("stats", __name__, url_prefix="/internal")
 
 class OutboxStatsOut(BaseModel):
     unpublished: int
+    parked: int
     oldest_age_seconds: float | None
 
 
@@ -62,14 +63,16 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
     del operator
     thresholds = Thresholds.from_settings(nexus_state().settings)
     async with unit_of_work() as uow:
-        ob = await outbox.stats(uow.session)
+        ob = await relay.stats(uow.session)
         health = await backlog_health(uow.session, thresholds)
         backfill = await _count_by_status(uow.session, BackfillJob)
         ingest = await _count_by_status(uow.session, IngestJob)
     return Data(
         data=StatsOut(
             outbox=OutboxStatsOut(
-                unpublished=ob.unpublished, oldest_age_seconds=ob.oldest_age_seconds
+                unpublished=ob.unpublished,
+                parked=ob.parked,
+                oldest_age_seconds=ob.oldest_age_seconds,
             ),
             jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
             backfill_backlog=BacklogOut(**health.as_dict()),
