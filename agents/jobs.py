@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from nexus.config import Settings
 from nexus.ingest import jobs as ingest_jobs
 from nexus.jobs.machine import JobType
+from nexus.jobs.scheduler import DueJob, MessageFactory
 from nexus.messaging.messages import BackfillRequested, Message
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
@@ -18,15 +18,13 @@ from nexus.sharing import backfill
 class JobSpec:
     job: JobType
     topic: str
-    make_message: Callable[[Any], Message]
+    make_message: MessageFactory
     delays: Callable[[Settings], Sequence[float]]
 
 
-def _backfill_message(row: Any) -> Message:
+def _backfill_message(row: DueJob) -> Message:
     return BackfillRequested(
-        default_library_id=row.default_library_id,
-        source_library_id=row.source_library_id,
-        user_id=row.user_id,
+        **row.key,
         request_id=row.request_id,
         correlation_id=row.correlation_id,
     )

@@ -14,12 +14,12 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import autocommit
+from nexus.db.types import BindParams
 from nexus.jobs import relay
 from nexus.jobs.models import OutboxRow
 from nexus.jobs.relay import PublishReport, RetryPolicy
@@ -85,22 +85,23 @@ def insert_cte(name: str, *, when: str) -> str:
     p = f"r_{name}_"
     return (
         f"{name} AS (INSERT INTO outbox (topic, key, payload, headers) "
-        f"SELECT :{p}t, :{p}k, CAST(:{p}p AS jsonb), CAST(:{p}h AS jsonb) WHERE {when} "
+        f"SELECT :{p}topic, :{p}key, CAST(:{p}payload AS jsonb), CAST(:{p}headers AS jsonb) "
+        f"WHERE {when} "
         "RETURNING id)"
     )
 
 
 def insert_params(
     name: str, topic: str, key: str | None, message: Message, value: str | None = None
-) -> dict[str, Any]:
+) -> BindParams:
     """Parameters of `insert_cte(name)`; `value` is the message's JSON when the caller has
     it already (to `remember` the row too)."""
     p = f"r_{name}_"
     return {
-        f"{p}t": topic,
-        f"{p}k": key,
-        f"{p}p": message.model_dump_json() if value is None else value,
-        f"{p}h": json.dumps(message.trace_headers()),
+        f"{p}topic": topic,
+        f"{p}key": key,
+        f"{p}payload": message.model_dump_json() if value is None else value,
+        f"{p}headers": json.dumps(message.trace_headers()),
     }
 
 

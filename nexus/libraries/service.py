@@ -8,12 +8,13 @@ illegal state → 409. Governance mutations re-assert that the owner holds `admi
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.db.types import ResultRow
+from nexus.db.types import ResultRow, fields_of
 from nexus.errors import Forbidden, NexusError, NotFound
 from nexus.libraries.repo import LibraryView, MemberView
 from nexus.libraries.states import LibraryRole, clean_name
@@ -178,7 +179,14 @@ async def list_members(
     ]
 
 
-async def _member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+@dataclass(frozen=True)
+class _Member:
+    user_id: uuid.UUID
+    role: str
+    created_at: datetime
+
+
+async def _member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> _Member:
     row = (
         await session.execute(
             text(
@@ -190,7 +198,7 @@ async def _member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UU
     ).one_or_none()
     if row is None:
         raise NotFound("no such member in this library")
-    return row
+    return _Member(**fields_of(row))
 
 
 async def _admin_count(session: AsyncSession, library_id: uuid.UUID) -> int:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
+from nexus.db.types import ResultRow
 from nexus.errors import NotFound, TerminalError
 from nexus.jobs import machine, outbox
 from nexus.jobs.machine import Claim, JobType, LeaseLost
@@ -52,23 +53,33 @@ def request_message(
 
 
 @dataclass(frozen=True)
+class BackfillJobState:
+    """A backfill job as a requeue reports it (SPEC §7)."""
+
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    attempts: int
+    last_error_code: str | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ResultRow) -> BackfillJobState:
+        """From a full row of the job table."""
+        columns = row._mapping
+        return cls(**{name: columns[name] for name in _STATE_FIELDS})
+
+
+_STATE_FIELDS = tuple(BackfillJobState.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class RequeueResult:
-    job: dict[str, Any]
+    job: BackfillJobState
     idempotent: bool
     outbox_id: int | None
-
-
-def job_out(row: Any) -> dict[str, Any]:
-    return {
-        "default_library_id": row.default_library_id,
-        "source_library_id": row.source_library_id,
-        "user_id": row.user_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_error_code": row.last_error_code,
-        "updated_at": row.updated_at,
-        "finished_at": row.finished_at,
-    }
 
 
 async def requeue(
@@ -98,10 +109,10 @@ async def requeue(
         ).one_or_none()
         if current is None:
             raise NotFound("no backfill job for this tuple")
-        return RequeueResult(job=job_out(current), idempotent=True, outbox_id=None)
+        return RequeueResult(BackfillJobState.of(current), idempotent=True, outbox_id=None)
     message = request_message(key, request_id, correlation_id)
     outbox_id = await outbox.enqueue(session, topics.backfill, message.key, message)
-    return RequeueResult(job=job_out(reset.row), idempotent=False, outbox_id=outbox_id)
+    return RequeueResult(BackfillJobState.of(reset.row), idempotent=False, outbox_id=outbox_id)
 
 
 _TUPLE = text(
@@ -246,8 +257,3 @@ def finish_event(topics: Topics) -> OnFinish:
         await outbox.enqueue(session, topics.events, event.key, event)
 
     return announce
-
-
-async def get_job(session: AsyncSession, key: BackfillKey) -> dict[str, Any] | None:
-    row = (await session.execute(select(_TABLE).where(JOB.where_key(key.as_dict())))).one_or_none()
-    return None if row is None else dict(row._mapping)

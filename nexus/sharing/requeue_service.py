@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,8 +51,11 @@ async def already_applied(
 
 
 def _event_data(
-    msg: BackfillRequeueRequested, outcome: str, job: dict[str, Any] | None, idempotent: bool
-) -> dict[str, Any]:
+    msg: BackfillRequeueRequested,
+    outcome: str,
+    job: backfill.BackfillJobState | None,
+    idempotent: bool,
+) -> dict[str, object]:
     return {
         "message_id": str(msg.message_id),
         "outcome": outcome,
@@ -63,11 +65,11 @@ def _event_data(
         "requested_by": msg.requested_by,
         "reason": msg.reason,
         "idempotent": idempotent,
-        "status": job["status"] if job else None,
-        "attempts": job["attempts"] if job else None,
-        "last_error_code": job["last_error_code"] if job else None,
-        "updated_at": job["updated_at"].isoformat() if job else None,
-        "finished_at": job["finished_at"].isoformat() if job and job["finished_at"] else None,
+        "status": job.status if job else None,
+        "attempts": job.attempts if job else None,
+        "last_error_code": job.last_error_code if job else None,
+        "updated_at": job.updated_at.isoformat() if job else None,
+        "finished_at": job.finished_at.isoformat() if job and job.finished_at else None,
     }
 
 
@@ -86,7 +88,7 @@ async def requeue_from_message(
     message_id = str(msg.message_id)
     if await already_applied(session, key, message_id):
         return TopicRequeueOutcome(outcome="duplicate", event=None)
-    job: dict[str, Any] | None
+    job: backfill.BackfillJobState | None
     try:
         result = await backfill.requeue(
             session,

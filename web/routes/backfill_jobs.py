@@ -8,6 +8,7 @@ guard runs before query/body validation (no key, no schema hints).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from datetime import datetime
@@ -93,7 +94,7 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
         raise
     return Data(
         data=RequeueOut(
-            **result.job,
+            **dataclasses.asdict(result.job),
             idempotent=result.idempotent,
             enqueue_dispatched=uow.enqueue_dispatched,
         )
