@@ -6,7 +6,6 @@ import argparse
 import json
 import uuid
 from datetime import datetime
-from typing import Any
 
 from cli.common import EXIT_OK, SubParsers, guarded, out, run_service
 from cli.ops.db import session_scope
@@ -60,7 +59,7 @@ def filters_from(args: argparse.Namespace) -> JobFilters:
     return JobFilters(keys=keys, status=args.status, error_code=args.error_code)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -69,7 +68,7 @@ def _plain(value: Any) -> Any:
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    async def listing() -> list[dict[str, Any]]:
+    async def listing() -> list[dict[str, object]]:
         async with session_scope(settings) as session:
             rows = await operations.list_jobs(
                 session, operations.BACKFILL_JOB, filters_from(args), limit=args.limit

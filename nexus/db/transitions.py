@@ -97,10 +97,6 @@ class Transition(Generic[S]):
             raise IllegalTransition(f"{machine.table} does not follow {self.machine.table}")
         return Transition(machine, self.from_states, self.to)
 
-    @property
-    def expected(self) -> list[str]:
-        return sorted(s.value for s in self.from_states)
-
     def guard(self, qualifier: str = "") -> str:
         """`<status> IN (<from states>)`, optionally qualified by a table name."""
         return _in_states(self.machine, self.from_states, qualifier)
