@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from nexus.config import Settings
 from nexus.ingest import jobs as ingest_jobs
-from nexus.jobs.machine import JobType
-from nexus.jobs.scheduler import DueJob, MessageFactory
+from nexus.jobs.machine import DueJob, JobType
+from nexus.jobs.scheduler import MessageFactory
 from nexus.messaging.messages import BackfillRequested, Message
 from nexus.messaging.topics import Topics
+from nexus.operations import jobs as operation_jobs
 from nexus.sharing import backfill
 
 
@@ -43,5 +44,11 @@ def registry(topics: Topics) -> list[JobSpec]:
             topic=topics.ingest,
             make_message=ingest_jobs.request_message,
             delays=lambda s: s.ingest_retry_delays,
+        ),
+        JobSpec(
+            job=operation_jobs.JOB,
+            topic=topics.operations,
+            make_message=operation_jobs.request_message,
+            delays=lambda s: s.operation_retry_delays,
         ),
     ]

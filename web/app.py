@@ -19,12 +19,14 @@ from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
-from web import request_ids
+from runtime.logs import configure_logging
+from runtime.tracing import configure_tracing
+from web import http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
+from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
-from web.logs import configure_logging
 from web.metrics import HttpMetrics
 from web.routes import (
     backfill_jobs,
@@ -34,6 +36,7 @@ from web.routes import (
     me,
     media,
     media_events,
+    operations,
     ops,
     outbox,
     stats,
@@ -58,8 +61,10 @@ def create_app(
     resources passed in belong to the caller."""
     settings = settings or load_settings()
     configure_logging(settings)
+    tracing_on = configure_tracing(settings, "nexus-api") is not None
 
-    app = Quart("nexus", static_folder=None)
+    app = DeadlineQuart("nexus", static_folder=None)
+    app.request_timeout_seconds = settings.request_timeout_seconds
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
@@ -97,6 +102,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = state
 
     _install_hooks(app)
+    if tracing_on:
+        http_spans.install(app)
     register_error_handlers(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(me.bp)
@@ -107,6 +114,7 @@ def create_app(
     app.register_blueprint(libraries.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(ingest_jobs.bp)
+    app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
 

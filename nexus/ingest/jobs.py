@@ -9,8 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
 from nexus.jobs import machine, outbox
-from nexus.jobs.machine import JobType
-from nexus.jobs.scheduler import DueJob
+from nexus.jobs.machine import DueJob, JobType
 from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
 

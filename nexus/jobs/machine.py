@@ -33,6 +33,8 @@ COMPLETE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.COMP
 RETRY = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
 GIVE_UP = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.FAILED)
 REQUEUE = Transition(JOB_STATES, REQUEUEABLE, JobStatus.PENDING)
+# A draining worker gives its running jobs back (the attempt is not counted).
+RELEASE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
 
 
 # A job's key: its key columns (all uuids) by name, e.g. {"media_id": ...}.
@@ -59,6 +61,21 @@ class JobType:
     def states(self) -> StateTable[JobStatus]:
         """The job state machine on this job's table."""
         return JOB_STATES.bound(self.table.name, self.key_columns)
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A pending job whose message is due (scheduled, or released by a draining worker):
+    what its job type's message is made of."""
+
+    key: dict[str, uuid.UUID]
+    attempts: int
+    request_id: str | None
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, job: JobType, row: ResultRow) -> DueJob:
+        return cls(job.key_of(row), row.attempts, row.request_id, row.correlation_id)
 
 
 @dataclass(frozen=True)
@@ -575,3 +592,42 @@ async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int
     t = job.table
     rows = (await session.execute(select(t.c.status, func.count()).group_by(t.c.status))).all()
     return {status: int(n) for status, n in rows}
+
+
+@functools.cache
+def _release_sql(job: JobType) -> TextClause:
+    return text(
+        RELEASE.on(job.states).update_sql(
+            where="lease_owner = :owner",
+            set_also="attempts = greatest(attempts - 1, 0), lease_token = NULL, "
+            "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = now(), "
+            "dispatched_at = now(), updated_at = now()",
+            returning=f"{', '.join(job.key_columns)}, attempts, request_id, correlation_id",
+        )
+    )
+
+
+async def release_held(
+    session: AsyncSession, job: JobType, *, owner: str, actor: str = "release"
+) -> list[DueJob]:
+    """RELEASE (running → pending) for every job `owner` still leases (a draining worker's
+    last act); none held is a no-op (an empty list).
+
+    The attempt is given back (the job did not fail: its worker is leaving), the lease is
+    cleared so the job is due at once, and each move is a ledger row with actor `release`.
+    Work still running in the leaving worker is fenced out: its lease token is gone. Returns
+    the released jobs so the caller can re-dispatch their messages in the same transaction."""
+    rows = (await session.execute(_release_sql(job), {"owner": owner[:255]})).all()
+    for row in rows:
+        await ledger.record(
+            session,
+            job_type=job.name,
+            key=job.key_of(row),
+            from_status=JobStatus.RUNNING.value,
+            to_status=RELEASE.to.value,
+            attempt=row.attempts,
+            actor=actor,
+            request_id=row.request_id,
+            correlation_id=row.correlation_id,
+        )
+    return [DueJob.of(job, row) for row in rows]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus import tracing
 from nexus.db.tx import autocommit
 from nexus.db.types import BindParams
 from nexus.jobs import relay
@@ -51,13 +52,19 @@ class Enqueued:
 async def enqueue(session: AsyncSession, topic: str, key: str | None, message: Message) -> int:
     """Write one outbox row in the current transaction; returns its id."""
     value = message.model_dump_json()
-    headers = message.trace_headers()
+    headers = row_headers(message)
     row_id = await session.scalar(
         _INSERT,
         {"topic": topic, "message_key": key, "payload": value, "headers": json.dumps(headers)},
     )
     assert row_id is not None
     return remember(session, int(row_id), topic, key, message, value)
+
+
+def row_headers(message: Message) -> dict[str, str]:
+    """The headers stored with a row (sent as Kafka headers): the message's ids and the
+    trace context current where the row is written (`traceparent`, when tracing)."""
+    return tracing.inject(message.trace_headers())
 
 
 def remember(
@@ -71,7 +78,7 @@ def remember(
     """Keep a row this transaction wrote (by `enqueue`, or by an `insert_cte` of a bigger
     statement) on the session, to be published after commit."""
     value = message.model_dump_json() if value is None else value
-    headers = {k: str(v) for k, v in message.trace_headers().items()}
+    headers = row_headers(message)
     entry = Enqueued(row_id, topic, key, value.encode(), headers)
     session.info.setdefault(_PENDING, []).append(entry)
     return entry.id
@@ -101,7 +108,7 @@ def insert_params(
         f"{p}topic": topic,
         f"{p}key": key,
         f"{p}payload": message.model_dump_json() if value is None else value,
-        f"{p}headers": json.dumps(message.trace_headers()),
+        f"{p}headers": json.dumps(row_headers(message)),
     }
 
 
@@ -154,7 +161,9 @@ async def publish_enqueued(
     failure: tuple[int, str] | None = None
     for entry in entries:
         try:
-            await publisher.publish(entry.topic, entry.key, entry.value, entry.headers)
+            with tracing.publish_span(entry.topic):
+                headers = tracing.inject(dict(entry.headers))
+                await publisher.publish(entry.topic, entry.key, entry.value, headers)
         except PublishError as exc:
             # Keep order per key: once one row fails, later rows wait for the relay.
             failure = (entry.id, str(exc)[:1000])

@@ -24,6 +24,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus import tracing
 from nexus.jobs.models import OutboxRow
 from nexus.messaging.publisher import MessageRejected, Publisher, PublishError
 
@@ -80,8 +81,12 @@ async def publish_locked(
     failed = parked = 0
     broker_down = False
     for index, row in enumerate(rows):
+        headers = _headers(row)
         try:
-            await publisher.publish(row.topic, row.key, _payload(row), _headers(row))
+            # The publish continues the trace stored with the row (written by another
+            # request or job, maybe in another process, earlier).
+            with tracing.publish_span(row.topic, tracing.extract(headers)):
+                await publisher.publish(row.topic, row.key, _payload(row), tracing.inject(headers))
         except MessageRejected as exc:
             failed += 1
             params = {

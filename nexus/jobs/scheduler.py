@@ -9,28 +9,15 @@ are harmless: the claim is guarded.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.jobs import outbox
-from nexus.jobs.machine import JobType
+from nexus.jobs.machine import DueJob, JobType
 from nexus.jobs.states import JobStatus
 from nexus.messaging.messages import Message
-
-
-@dataclass(frozen=True)
-class DueJob:
-    """A pending job whose message is due: what its job type's message is made of."""
-
-    key: dict[str, uuid.UUID]
-    attempts: int
-    request_id: str | None
-    correlation_id: str | None
-
 
 MessageFactory = Callable[[DueJob], Message]
 
@@ -75,7 +62,7 @@ async def dispatch_due(
         )
     ).all()
     for row in rows:
-        due_job = DueJob(job.key_of(row), row.attempts, row.request_id, row.correlation_id)
+        due_job = DueJob.of(job, row)
         message = make_message(due_job)
         await outbox.enqueue(session, topic, getattr(message, "key", None), message)
     return len(rows)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
 from nexus.jobs import relay
+from nexus.operations.models import Operation
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from nexus.sharing.health import Thresholds, backlog_health
@@ -31,6 +32,7 @@ class OutboxStatsOut(BaseModel):
 class JobsStatsOut(BaseModel):
     backfill: dict[str, int]
     ingest: dict[str, int]
+    operation: dict[str, int]
 
 
 class BacklogOut(BaseModel):
@@ -49,7 +51,7 @@ class StatsOut(BaseModel):
 
 
 async def _count_by_status(
-    session: AsyncSession, model: type[BackfillJob] | type[IngestJob]
+    session: AsyncSession, model: type[BackfillJob] | type[IngestJob] | type[Operation]
 ) -> dict[str, int]:
     rows = await session.execute(select(model.status, func.count()).group_by(model.status))
     return {str(status): int(count) for status, count in rows}
@@ -67,6 +69,7 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
         health = await backlog_health(uow.session, thresholds)
         backfill = await _count_by_status(uow.session, BackfillJob)
         ingest = await _count_by_status(uow.session, IngestJob)
+        operation = await _count_by_status(uow.session, Operation)
     return Data(
         data=StatsOut(
             outbox=OutboxStatsOut(
@@ -74,7 +77,7 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
                 parked=ob.parked,
                 oldest_age_seconds=ob.oldest_age_seconds,
             ),
-            jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
+            jobs=JobsStatsOut(backfill=backfill, ingest=ingest, operation=operation),
             backfill_backlog=BacklogOut(**health.as_dict()),
         )
     )
