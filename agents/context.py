@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agents.rates import RateWindow
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -22,6 +23,7 @@ from nexus.messaging.topics import Topics
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import Metrics
 
 
 def default_worker_id(settings: Settings) -> str:
@@ -39,6 +41,8 @@ class AgentContext:
     extraction: ExtractionPool | None = None
     marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    # Messages each agent finished with over the last minute (`rates` in /nexus/stats).
+    rates: RateWindow = field(default_factory=RateWindow)
     # Self-healing state (agents/lifecycle.py, agents/watchdog.py): set once SIGTERM starts
     # the drain; messages being handled now; when a message was last taken or finished;
     # why the watchdog judged this worker wedged.
@@ -49,9 +53,16 @@ class AgentContext:
     # Lag of the assigned partitions, refreshed by the watchdog's ticker (agents/watchdog.py).
     lags: list[Any] = field(default_factory=list)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # This worker's Prometheus registry (`GET /metrics`); the job code reports to it.
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.metrics = Metrics(
+            db_cache_seconds=self.settings.metrics_db_cache_seconds,
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+            engine=lambda: self.engine,
+        )
 
     def work_started(self) -> None:
         self.inflight += 1
