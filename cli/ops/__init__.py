@@ -15,6 +15,7 @@ from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
 from cli.ops import (
+    audit,
     dead_letter,
     dead_letters,
     jobs,
@@ -37,6 +38,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     operations,
     workers,
     webhooks,
+    audit,
 )
 
 
@@ -45,7 +47,7 @@ def register(subparsers: SubParsers) -> None:
         "ops",
         help=(
             "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers, webhooks)"
+            "operations, workers, webhooks, audit)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))
