@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from nexus.config import Settings
 from nexus.ingest import jobs as ingest_jobs
-from nexus.jobs.machine import JobType
+from nexus.jobs.machine import DueJob, JobType
+from nexus.jobs.scheduler import MessageFactory
 from nexus.messaging.messages import Message
 from nexus.messaging.topics import Topics
 from nexus.operations import jobs as operation_jobs
@@ -19,13 +19,14 @@ from nexus.sharing import backfill
 class JobSpec:
     job: JobType
     topic: str
-    make_message: Callable[[Any], Message]
+    make_message: MessageFactory
     delays: Callable[[Settings], Sequence[float]]
 
 
-def _backfill_message(row: Any) -> Message:
-    key = backfill.BackfillKey(row.default_library_id, row.source_library_id, row.user_id)
-    return backfill.request_message(key, row.request_id, row.correlation_id)
+def _backfill_message(row: DueJob) -> Message:
+    return backfill.request_message(
+        backfill.BackfillKey(**row.key), row.request_id, row.correlation_id
+    )
 
 
 def registry(topics: Topics) -> list[JobSpec]:

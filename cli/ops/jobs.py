@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from typing import Any
 
 from cli.common import EXIT_OK, SubParsers, guarded, run_service
 from cli.ops.db import session_scope
@@ -59,7 +58,7 @@ def filters_from(args: argparse.Namespace) -> JobFilters:
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    async def listing() -> list[dict[str, Any]]:
+    async def listing() -> list[dict[str, object]]:
         async with session_scope(settings) as session:
             rows = await operations.list_jobs(
                 session, operations.BACKFILL_JOB, filters_from(args), limit=args.limit

@@ -184,7 +184,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport (exception mapping, streaming) over a pool using `_PinnedBackend`.
 
     httpx does not take a network backend, so the pool it builds is replaced by an
-    identical httpcore pool with ours. `tests/unit/test_fetch.py::test_connects_to_checked_
+    identical httpcore pool with ours. `tests/fetch/test_fetch.py::test_connects_to_checked_
     address_not_a_second_lookup` fails if a future httpx stops using `_pool`.
     """
 

@@ -74,7 +74,7 @@ async def claim(
         text(
             """
             INSERT INTO idempotency_keys (user_id, route, key, request_hash, status_code)
-            VALUES (:u, :r, :k, :h, :inflight)
+            VALUES (:user_id, :route, :idempotency_key, :request_hash, :inflight)
             ON CONFLICT (user_id, route, key) DO UPDATE
                 SET request_hash = EXCLUDED.request_hash, status_code = EXCLUDED.status_code,
                     response = NULL, created_at = now()
@@ -83,10 +83,10 @@ async def claim(
             """
         ),
         {
-            "u": user_id,
-            "r": route,
-            "k": check_key(key),
-            "h": request_hash,
+            "user_id": user_id,
+            "route": route,
+            "idempotency_key": check_key(key),
+            "request_hash": request_hash,
             "inflight": IN_FLIGHT,
             "ttl": ttl,
         },
@@ -98,9 +98,9 @@ async def claim(
         await session.execute(
             text(
                 "SELECT request_hash, status_code, response FROM idempotency_keys "
-                "WHERE user_id = :u AND route = :r AND key = :k"
+                "WHERE user_id = :user_id AND route = :route AND key = :idempotency_key"
             ),
-            {"u": user_id, "r": route, "k": key},
+            {"user_id": user_id, "route": route, "idempotency_key": key},
         )
     ).one()
     return StoredResponse(row.request_hash, row.status_code, row.response)
@@ -127,15 +127,17 @@ async def complete(
     """Store the response of the request that owns the key (same transaction as the work)."""
     result = await session.execute(
         text(
-            "UPDATE idempotency_keys SET status_code = :s, response = CAST(:b AS jsonb) "
-            "WHERE user_id = :u AND route = :r AND key = :k AND status_code = :inflight"
+            "UPDATE idempotency_keys SET status_code = :status_code, response = CAST(:response "
+            "AS jsonb) "
+            "WHERE user_id = :user_id AND route = :route AND key = :idempotency_key AND "
+            "status_code = :inflight"
         ),
         {
-            "s": status_code,
-            "b": _json(response),
-            "u": user_id,
-            "r": route,
-            "k": key,
+            "status_code": status_code,
+            "response": _json(response),
+            "user_id": user_id,
+            "route": route,
+            "idempotency_key": key,
             "inflight": IN_FLIGHT,
         },
     )

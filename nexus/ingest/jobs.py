@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
 from nexus.jobs import machine, outbox
-from nexus.jobs.machine import JobType
+from nexus.jobs.machine import DueJob, JobType
 from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
 
@@ -18,9 +17,9 @@ _TABLE: Table = IngestJob.__table__  # type: ignore[assignment]
 JOB = JobType(name="ingest", table=_TABLE, key_columns=("media_id",))
 
 
-def request_message(row: Any) -> IngestRequested:
+def request_message(row: DueJob) -> IngestRequested:
     return IngestRequested(
-        media_id=row.media_id,
+        media_id=row.key["media_id"],
         attempt=row.attempts,
         request_id=row.request_id,
         correlation_id=row.correlation_id,

@@ -1,8 +1,8 @@
 """`POST /media/{id}/retry` and its operator twin (SPEC §8): reset a failed media per its
 failure stage and re-enqueue its ingest job.
 
-One transaction (the caller's): the media row is locked `FOR UPDATE`, the reset is a
-guarded `UPDATE ... WHERE processing_status = 'failed'`, and the job reset (pending,
+One transaction (the caller's): the media row is locked `FOR UPDATE`, the reset is the
+guarded transition `nexus.media.transitions.RETRY` (failed → pending), and the job reset (pending,
 attempts 0) and its outbox message are written with it. A retry that finds the media not
 failed (already retried, still running, ready) is 409 E_MEDIA_NOT_RETRYABLE, so two
 concurrent retries enqueue exactly once.
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import fields_of
 from nexus.errors import Conflict, Forbidden, NexusError
 from nexus.ingest import jobs
 from nexus.media import service as media_service
+from nexus.media import transitions as media_transitions
 from nexus.media.states import FailureStage, ProcessingStatus
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
@@ -37,17 +38,29 @@ def not_retryable(status: str) -> Conflict:
     return Conflict("E_MEDIA_NOT_RETRYABLE", f"only a failed media can be retried (it is {status})")
 
 
-async def _locked_media(session: AsyncSession, media_id: uuid.UUID) -> Any | None:
-    return (
+@dataclass(frozen=True)
+class _Retried:
+    """A media to retry, locked, with what the retry checks."""
+
+    id: uuid.UUID
+    processing_status: str
+    failure_stage: str | None
+    created_by_user_id: uuid.UUID | None
+    storage_path: str | None
+
+
+async def _locked_media(session: AsyncSession, media_id: uuid.UUID) -> _Retried | None:
+    row = (
         await session.execute(
             text(
                 "SELECT m.id, m.processing_status, m.failure_stage, m.created_by_user_id, "
                 "(SELECT f.storage_path FROM media_file f WHERE f.media_id = m.id) "
-                "AS storage_path FROM media m WHERE m.id = :m FOR UPDATE OF m"
+                "AS storage_path FROM media m WHERE m.id = :media_id FOR UPDATE OF m"
             ),
-            {"m": media_id},
+            {"media_id": media_id},
         )
     ).one_or_none()
+    return None if row is None else _Retried(**fields_of(row))
 
 
 async def _is_library_admin(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> bool:
@@ -59,17 +72,17 @@ async def _is_library_admin(session: AsyncSession, viewer: uuid.UUID, media_id: 
         text(
             "SELECT 1 FROM library_media lm JOIN libraries l ON l.id = lm.library_id "
             "JOIN memberships mb "
-            "ON mb.library_id = lm.library_id AND mb.user_id = :v AND mb.role = 'admin' "
-            "WHERE lm.media_id = :m AND (NOT l.is_default OR EXISTS ("
+            "ON mb.library_id = lm.library_id AND mb.user_id = :viewer AND mb.role = 'admin' "
+            "WHERE lm.media_id = :media_id AND (NOT l.is_default OR EXISTS ("
             "SELECT 1 FROM default_library_intrinsics i "
-            "WHERE i.default_library_id = l.id AND i.media_id = :m)) LIMIT 1"
+            "WHERE i.default_library_id = l.id AND i.media_id = :media_id)) LIMIT 1"
         ),
-        {"v": viewer, "m": media_id},
+        {"viewer": viewer, "media_id": media_id},
     )
     return found is not None
 
 
-async def _check_file(media: Any, storage: LocalStorage) -> None:
+async def _check_file(media: _Retried, storage: LocalStorage) -> None:
     if media.storage_path is None or not await storage.exists(media.storage_path):
         raise NexusError("E_STORAGE_MISSING", "the uploaded file is missing; upload it again")
 
@@ -112,17 +125,8 @@ async def retry_media(
     stage = None if media.failure_stage is None else str(media.failure_stage)
     if stage == FailureStage.UPLOAD:
         await _check_file(media, storage)
-    reset = await session.scalar(
-        text(
-            "UPDATE media SET processing_status = 'pending', failure_stage = NULL, "
-            "last_error_code = NULL, last_error_message = NULL, failed_at = NULL, "
-            "processing_started_at = NULL, processing_completed_at = NULL, "
-            "updated_at = now() WHERE id = :m AND processing_status = 'failed' RETURNING id"
-        ),
-        {"m": resolved},
-    )
-    if reset is None:  # cannot happen under the row lock; never ignore it silently
-        raise not_retryable("changed concurrently")
+    # Under the row lock, with the status checked: a miss raises TransitionMissed.
+    await media_transitions.reset_for_retry(session, resolved)
     job_status = await jobs.enqueue(
         session,
         resolved,

@@ -1,11 +1,22 @@
 """One ingest attempt: fetch or read the file, extract, and store fragments atomically.
 
-`make_work` is the staged work of `nexus.jobs.worker.run_job` for the ingest job type: it
-marks the media `extracting` in the claim's transaction, does the slow part with no
-transaction open (fetching, then CPU-bound extraction in the worker's extraction
-processes), and returns a finaliser that writes fragments, title and `ready_for_reading`
-in the same transaction as the job's fenced completion. Failures
-raise `TerminalError`/`TransientError`; `on_finish` records them on the media row.
+`make_work` is the `Staged` work of `nexus.jobs.worker.run_job` for the ingest job type, two
+database round trips per attempt:
+
+1. The claim's own statement carries the media's START transition (pending|extracting →
+   extracting, `nexus.media.transitions.start_cte`); it returns the media to ingest, or
+   nothing when the media is no longer waiting (a replay after a crash; failed or deleted
+   meanwhile): the job then completes and writes and announces nothing.
+2. With no transaction open, the slow part: fetching (`nexus.fetching.fetch`), then the
+   CPU-bound extraction in the worker's extraction processes.
+3. The completion's own statement carries everything a success writes (`_store_rider`):
+   fragments, the file row of a fetched PDF, READY (extracting → ready_for_reading) and the
+   `media.ready` outbox row; the job completes only while the media is still extracting.
+   A page that answered under another canonical URL goes through `_merging_finaliser`
+   instead, in the completion's transaction.
+
+Failures raise `TerminalError`/`TransientError`; `on_finish` mirrors a retry or a failure
+on the media row (guarded transitions, in the transaction of the job's transition).
 """
 
 from __future__ import annotations
@@ -14,13 +25,14 @@ import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from nexus import tracing
+from nexus.db.transitions import Missed
+from nexus.db.types import BindParams, JsonObject
 from nexus.errors import TerminalError
 from nexus.extraction import pool as extractors
 from nexus.extraction.documents import DocumentResult
@@ -31,6 +43,8 @@ from nexus.ingest import service
 from nexus.jobs import outbox
 from nexus.jobs.machine import Claim, LeaseLost, Rider
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Staged
+from nexus.media import transitions as media_transitions
+from nexus.media.states import FailureStage, ProcessingStatus
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage, media_key
@@ -64,31 +78,29 @@ class MediaToIngest:
     storage_path: str | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> MediaToIngest:
+    def from_row(cls, row: JsonObject) -> MediaToIngest:
+        """From the START rider's row (JSON: the id is a string, the rest strings or null)."""
         return cls(
             uuid.UUID(str(row["id"])),
-            row["kind"],
-            row["requested_url"],
-            row["canonical_url"],
-            row["storage_path"],
+            str(row["kind"]),
+            _optional_str(row["requested_url"]),
+            _optional_str(row["canonical_url"]),
+            _optional_str(row["storage_path"]),
         )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 # Rides in the claim's statement: the media is marked extracting only when the claim took
 # the job (fenced by it). No row back when it is already readable (a replay after a crash).
 _START = Rider(
-    ctes="""
-    started AS (
-        UPDATE media SET processing_status = 'extracting',
-            processing_started_at = now(),
-            processing_attempts = (SELECT attempts FROM moved), updated_at = now()
-        WHERE id = :k_media_id AND processing_status IN ('pending', 'extracting')
-            AND EXISTS (SELECT 1 FROM moved)
-        RETURNING id, kind, requested_url, canonical_url,
-            (SELECT storage_path FROM media_file f WHERE f.media_id = media.id)
-                AS storage_path
-    )
-    """,
+    ctes=media_transitions.start_cte(
+        "started",
+        returning="id, kind, requested_url, canonical_url, "
+        "(SELECT storage_path FROM media_file f WHERE f.media_id = media.id) AS storage_path",
+    ),
     result="started",
 )
 
@@ -120,7 +132,7 @@ async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
 
 def make_work(deps: IngestDeps) -> Staged:
     async def ingest_work(
-        sm: async_sessionmaker[AsyncSession], claim: Claim, started: dict[str, Any] | None
+        sm: async_sessionmaker[AsyncSession], claim: Claim, started: JsonObject | None
     ) -> Finalize | Rider | None:
         if started is None:
             # Not waiting for ingestion (readable already: a replay after a crash; or
@@ -152,17 +164,17 @@ def _merging_finaliser(media: MediaToIngest, extracted: Extracted, canonical: st
     async def finalize(session: AsyncSession) -> None:
         winner = await session.scalar(
             text(
-                "SELECT id FROM media WHERE kind = 'web_article' AND canonical_url = :c "
-                "AND id <> :m FOR UPDATE"
+                "SELECT id FROM media WHERE kind = 'web_article' AND canonical_url = :canonical "
+                "AND id <> :media_id FOR UPDATE"
             ),
-            {"c": canonical, "m": media.id},
+            {"canonical": canonical, "media_id": media.id},
         )
         if winner is not None:
             await service.merge_into(session, media.id, winner)
             return
         await session.execute(
-            text("UPDATE media SET canonical_url = :c WHERE id = :m"),
-            {"c": canonical[:2048], "m": media.id},
+            text("UPDATE media SET canonical_url = :canonical WHERE id = :media_id"),
+            {"canonical": canonical[:2048], "media_id": media.id},
         )
         await _store(session, media.id, extracted)
 
@@ -172,33 +184,29 @@ def _merging_finaliser(media: MediaToIngest, extracted: Extracted, canonical: st
 # Fragments (replacing any from an earlier extraction: fresh ids, and rows past the new
 # last index removed) and the media row's `ready_for_reading`, all guarded by `ready` (the
 # media still extracting, and the job's completion matched).
-_READY_CTES = """
+_READY = media_transitions.ready_cte(
+    "ready",
+    set_also="kind = :r_kind, title = COALESCE(:r_title, title), "
+    "canonical_source_url = COALESCE(:r_url, canonical_source_url)",
+)
+_READY_CTES = f"""
     new AS (
         SELECT * FROM unnest(CAST(:r_idx AS int[]), CAST(:r_html AS text[]),
                              CAST(:r_txt AS text[])) AS f(idx, html, txt)
-    ), ready AS (
-        UPDATE media SET processing_status = 'ready_for_reading', kind = :r_kind,
-            title = COALESCE(:r_title, title),
-            canonical_source_url = COALESCE(:r_url, canonical_source_url),
-            processing_completed_at = now(), failure_stage = NULL, last_error_code = NULL,
-            last_error_message = NULL, failed_at = NULL, updated_at = now()
-        WHERE id = :k_media_id AND processing_status = 'extracting'
-            AND EXISTS (SELECT 1 FROM moved)
-        RETURNING id
-    ), written AS (
+    ), {_READY}, written AS (
         INSERT INTO fragments (media_id, idx, html_sanitized, canonical_text)
-        SELECT :k_media_id, idx, html, txt FROM new WHERE EXISTS (SELECT 1 FROM ready)
+        SELECT :key_media_id, idx, html, txt FROM new WHERE EXISTS (SELECT 1 FROM ready)
         ON CONFLICT (media_id, idx) DO UPDATE SET id = gen_random_uuid(), created_at = now(),
             html_sanitized = EXCLUDED.html_sanitized, canonical_text = EXCLUDED.canonical_text
     ), extra AS (
-        DELETE FROM fragments WHERE media_id = :k_media_id
+        DELETE FROM fragments WHERE media_id = :key_media_id
             AND idx >= cardinality(CAST(:r_idx AS int[])) AND EXISTS (SELECT 1 FROM ready)
     )
 """
 _FILE_CTE = """
     , file AS (
         INSERT INTO media_file (media_id, storage_path, content_type, size_bytes)
-        SELECT :k_media_id, :r_path, 'application/pdf', :r_size
+        SELECT :key_media_id, :r_path, 'application/pdf', :r_size
         WHERE EXISTS (SELECT 1 FROM ready)
         ON CONFLICT (media_id) DO NOTHING
     )
@@ -206,14 +214,12 @@ _FILE_CTE = """
 
 
 _EVENT_CTE = outbox.insert_cte("event", when="EXISTS (SELECT 1 FROM ready)")
-_STILL_EXTRACTING = (
-    "EXISTS (SELECT 1 FROM media WHERE id = :k_media_id AND processing_status = 'extracting')"
-)
+_STILL_EXTRACTING = media_transitions.still_extracting()
 _NOTHING = Rider(ctes="nothing AS (SELECT 1 AS done)", result="nothing")
 
 
-def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> dict[str, Any]:
-    params: dict[str, Any] = {
+def _fragment_params(media_id: uuid.UUID, extracted: Extracted) -> BindParams:
+    params: BindParams = {
         "r_idx": [f[0] for f in extracted.fragments],
         "r_html": [f[1] for f in extracted.fragments],
         "r_txt": [f[2] for f in extracted.fragments],
@@ -257,7 +263,7 @@ def _store_sql(with_file: bool) -> TextClause:
 
 
 async def _store(session: AsyncSession, media_id: uuid.UUID, extracted: Extracted) -> None:
-    params = {"k_media_id": media_id, **_fragment_params(media_id, extracted)}
+    params = {"key_media_id": media_id, **_fragment_params(media_id, extracted)}
     if not await session.scalar(_store_sql(extracted.fetched_pdf is not None), params):
         raise LeaseLost("media left 'extracting' before completion")
 
@@ -273,33 +279,32 @@ def _event(claim: Claim, outcome: str, error: JobError | None) -> DomainEvent:
 
 
 def on_finish(topics: Topics) -> OnFinish:
-    """Mirror the job's outcome on the media row and announce it on the events topic."""
+    """Mirror a failed attempt on the media row (`record_retry` / `record_failure`, in the
+    transaction of the job's transition) and announce a media that failed.
+
+    A media readable already (a requeued job of a readable media) is left as it is and
+    nothing is announced; any other miss raises `TransitionMissed`, so the job's failure
+    is not recorded either (its lease runs out and the rescue retries it)."""
 
     async def record(
         session: AsyncSession, claim: Claim, outcome: str, error: JobError | None
     ) -> None:
         media_id = claim.key["media_id"]
         if outcome == "retry" and error is not None:
-            await session.execute(
-                text(
-                    "UPDATE media SET processing_status = 'pending', last_error_code = :c, "
-                    "last_error_message = :msg, updated_at = now() "
-                    "WHERE id = :m AND processing_status IN ('pending', 'extracting')"
-                ),
-                {"m": media_id, "c": error.code, "msg": error.message[:1000]},
+            await media_transitions.record_retry(
+                session, media_id, code=error.code, message=error.message
             )
             return
         if outcome == "failed" and error is not None:
-            stage = "upload" if error.code in UPLOAD_CODES else "extract"
-            await session.execute(
-                text(
-                    "UPDATE media SET processing_status = 'failed', failure_stage = :s, "
-                    "last_error_code = :c, last_error_message = :msg, failed_at = now(), "
-                    "updated_at = now() "
-                    "WHERE id = :m AND processing_status IN ('pending', 'extracting', 'embedding')"
-                ),
-                {"m": media_id, "s": stage, "c": error.code, "msg": error.message[:1000]},
+            failed = await media_transitions.record_failure(
+                session,
+                media_id,
+                stage=FailureStage.UPLOAD if error.code in UPLOAD_CODES else FailureStage.EXTRACT,
+                code=error.code,
+                message=error.message,
             )
+            if isinstance(failed, Missed) and failed.current != ProcessingStatus.FAILED:
+                return
         event = _event(claim, outcome, error)
         await outbox.enqueue(session, topics.events, event.key, event)
 

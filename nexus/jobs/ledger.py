@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nexus.jobs.models import JobEvent
 
 
-def json_key(key: Mapping[str, Any]) -> dict[str, str]:
+def json_key(key: Mapping[str, object]) -> dict[str, str]:
     return {name: str(value) for name, value in sorted(key.items())}
 
 
@@ -19,7 +18,7 @@ async def record(
     session: AsyncSession,
     *,
     job_type: str,
-    key: Mapping[str, Any],
+    key: Mapping[str, object],
     from_status: str | None,
     to_status: str,
     attempt: int,

@@ -1,10 +1,12 @@
 """Guarded job transitions with fenced leases, shared by every job type.
 
-Each transition is one `UPDATE ... WHERE <key> AND status = ANY(<expected>) [AND
-lease_token = <mine>] RETURNING` plus its `job_events` row, in the caller's transaction.
+Each transition is one `UPDATE ... WHERE <key> AND status IN (<expected>) [AND
+lease_token = <mine>] RETURNING` plus its `job_events` row, in the caller's transaction,
+rendered by a `Transition` of `nexus.jobs.states.JOB_STATES` (CLAIM, COMPLETE, RETRY /
+GIVE_UP, REQUEUE below): a move the state table does not allow cannot be built.
 A miss is never ignored silently: callers get `None`/`False` for the no-op cases the
-protocol allows (duplicate or stale messages) and `LeaseLost` when a fenced write finds
-that its lease was taken away.
+protocol allows (duplicate or stale messages, requeue of a running job) and `LeaseLost`
+when a fenced write finds that its lease was taken away.
 """
 
 from __future__ import annotations
@@ -14,21 +16,29 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import (
-    Table,
-    and_,
-    func,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Table, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from nexus.db import transitions
+from nexus.db.transitions import StateTable, Transition
+from nexus.db.types import BindParams, JsonObject, ResultRow
 from nexus.jobs import ledger
-from nexus.jobs.states import JobStatus
+from nexus.jobs.states import JOB_STATES, REQUEUEABLE, JobStatus
+
+CLAIM = Transition(JOB_STATES, frozenset({JobStatus.PENDING}), JobStatus.RUNNING)
+COMPLETE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.COMPLETED)
+# A failed attempt: retry later, or give up (terminal error, attempts exhausted, rescue).
+RETRY = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
+GIVE_UP = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.FAILED)
+REQUEUE = Transition(JOB_STATES, REQUEUEABLE, JobStatus.PENDING)
+# A draining worker gives its running jobs back (the attempt is not counted).
+RELEASE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
+
+
+# A job's key: its key columns (all uuids) by name, e.g. {"media_id": ...}.
+JobKey = Mapping[str, uuid.UUID]
 
 
 class LeaseLost(Exception):
@@ -41,16 +51,36 @@ class JobType:
     table: Table
     key_columns: tuple[str, ...]
 
-    def where_key(self, key: Mapping[str, Any]) -> ColumnElement[bool]:
+    def where_key(self, key: JobKey) -> ColumnElement[bool]:
         return and_(*(self.table.c[name] == key[name] for name in self.key_columns))
 
-    def key_of(self, row: Any) -> dict[str, Any]:
+    def key_of(self, row: ResultRow) -> dict[str, uuid.UUID]:
         return {name: getattr(row, name) for name in self.key_columns}
+
+    @functools.cached_property
+    def states(self) -> StateTable[JobStatus]:
+        """The job state machine on this job's table."""
+        return JOB_STATES.bound(self.table.name, self.key_columns)
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A pending job whose message is due (scheduled, or released by a draining worker):
+    what its job type's message is made of."""
+
+    key: dict[str, uuid.UUID]
+    attempts: int
+    request_id: str | None
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, job: JobType, row: ResultRow) -> DueJob:
+        return cls(job.key_of(row), row.attempts, row.request_id, row.correlation_id)
 
 
 @dataclass(frozen=True)
 class Claim:
-    key: dict[str, Any]
+    key: dict[str, uuid.UUID]
     lease_token: uuid.UUID
     attempt: int
     request_id: str | None
@@ -62,11 +92,11 @@ class Claim:
 
 
 def _key_sql(job: JobType) -> str:
-    return " AND ".join(f"{name} = :k_{name}" for name in job.key_columns)
+    return job.states.key_sql()
 
 
-def _key_params(job: JobType, key: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"k_{name}": key[name] for name in job.key_columns}
+def _key_params(job: JobType, key: JobKey) -> BindParams:
+    return {f"key_{name}": key[name] for name in job.key_columns}
 
 
 # The hot transitions are fixed SQL per job type, built once: composing them with Core
@@ -79,7 +109,7 @@ _LEDGER_FROM_MOVED = """
     , ledger AS (
         INSERT INTO job_events (job_type, job_key, from_status, to_status, attempt, actor,
                                 request_id, correlation_id)
-        SELECT :job_type, CAST(:job_key AS jsonb), '{from_}', '{to}', attempts, :actor,
+        SELECT :job_type, CAST(:job_key AS jsonb), {from_}, {to}, attempts, :actor,
                {ids}
         FROM moved
         RETURNING attempt, request_id, correlation_id
@@ -94,7 +124,7 @@ class Rider:
     `ctes` are extra `name AS (...)` items of the statement's WITH list (comma-separated).
     They see the transitioned job row as `moved` and must guard every write with `EXISTS
     (SELECT 1 FROM moved)`, so nothing is written when the transition misses (a stale
-    claim, a lost lease). They see the job key as `:k_<column>`; their own parameters are
+    claim, a lost lease). They see the job key as `:key_<column>`; their own parameters are
     `params`, named `r_...` to stay clear of the machine's. The first row of the CTE named
     `result` comes back to the caller as a dict (None when it returned no row).
 
@@ -106,7 +136,7 @@ class Rider:
 
     ctes: str
     result: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, object] = field(default_factory=dict)
     guard: str = "true"
 
     def __post_init__(self) -> None:
@@ -132,26 +162,29 @@ def _with_rider(
     )
 
 
+def _ledger_cte(move: Transition[JobStatus], ids: str) -> str:
+    """The `job_events` row of a one-from-state transition, written from `moved`."""
+    (from_state,) = move.from_states
+    return _LEDGER_FROM_MOVED.format(
+        from_=f"'{from_state.value}'", to=f"'{move.to.value}'", ids=ids
+    )
+
+
 @functools.cache
 def _claim_sql(
     job: JobType, rider_ctes: str | None = None, result: str | None = None, guard: str = "true"
 ) -> TextClause:
+    moved = CLAIM.on(job.states).cte(
+        "moved",
+        where=_key_sql(job),
+        set_also="attempts = attempts + 1, lease_token = :token, lease_owner = :owner, "
+        "lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()",
+        guard=f"next_attempt_at <= now() AND ({guard})",
+        returning="attempts, request_id, correlation_id, "
+        "CAST(extract(epoch FROM now() - next_attempt_at) AS double precision) AS queued_seconds",
+    )
     return _with_rider(
-        f"""
-        WITH moved AS (
-            UPDATE {job.table.name} SET status = 'running', attempts = attempts + 1,
-                lease_token = :token, lease_owner = :owner,
-                lease_expires_at = now() + make_interval(secs => :lease), updated_at = now()
-            WHERE {_key_sql(job)} AND status = 'pending' AND next_attempt_at <= now()
-                AND ({guard})
-            RETURNING attempts, request_id, correlation_id,
-                CAST(extract(epoch FROM now() - next_attempt_at) AS double precision)
-                    AS queued_seconds
-        )
-        """
-        + _LEDGER_FROM_MOVED.format(
-            from_="pending", to="running", ids="request_id, correlation_id"
-        ),
+        f"WITH {moved}" + _ledger_cte(CLAIM, "request_id, correlation_id"),
         rider_ctes,
         result,
         ", (SELECT queued_seconds FROM moved) AS queued_seconds",
@@ -162,44 +195,36 @@ def _claim_sql(
 def _complete_sql(
     job: JobType, rider_ctes: str | None = None, result: str | None = None, guard: str = "true"
 ) -> TextClause:
-    return _with_rider(
-        f"""
-        WITH moved AS (
-            UPDATE {job.table.name} SET status = 'completed', lease_token = NULL,
-                lease_expires_at = NULL, last_error_code = NULL, last_error_message = NULL,
-                finished_at = now(), updated_at = now()
-            WHERE {_key_sql(job)} AND status = 'running' AND lease_token = :token
-                AND ({guard})
-            RETURNING attempts
-        )
-        """
-        # The claim's ids, as the ledger always records them for this attempt.
-        + _LEDGER_FROM_MOVED.format(
-            from_="running",
-            to="completed",
-            ids="CAST(:request_id AS varchar), CAST(:correlation_id AS varchar)",
-        ),
-        rider_ctes,
-        result,
+    moved = COMPLETE.on(job.states).cte(
+        "moved",
+        where=_key_sql(job),
+        set_also="lease_token = NULL, lease_expires_at = NULL, last_error_code = NULL, "
+        "last_error_message = NULL, finished_at = now(), updated_at = now()",
+        guard=f"lease_token = :token AND ({guard})",
+        returning="attempts",
     )
+    # The claim's ids, as the ledger always records them for this attempt.
+    ids = "CAST(:request_id AS varchar), CAST(:correlation_id AS varchar)"
+    return _with_rider(f"WITH {moved}" + _ledger_cte(COMPLETE, ids), rider_ctes, result)
 
 
 @functools.cache
 def _holds_sql(job: JobType) -> TextClause:
     return text(
         f"SELECT 1 FROM {job.table.name} WHERE {_key_sql(job)} "
-        "AND status = 'running' AND lease_token = :token FOR UPDATE"
+        f"AND {COMPLETE.guard()} AND lease_token = :token FOR UPDATE"
     )
 
 
 @functools.cache
 def _renew_sql(job: JobType) -> TextClause:
+    # Not a transition (the status stays running): only the lease is extended.
     return text(
         f"""
         UPDATE {job.table.name} SET lease_expires_at = CASE
-            WHEN CAST(:renew AS double precision) IS NULL THEN lease_expires_at
-            ELSE greatest(lease_expires_at, now() + make_interval(secs => :renew)) END
-        WHERE {_key_sql(job)} AND status = 'running' AND lease_token = :token
+            WHEN CAST(:renew_seconds AS double precision) IS NULL THEN lease_expires_at
+            ELSE greatest(lease_expires_at, now() + make_interval(secs => :renew_seconds)) END
+        WHERE {_key_sql(job)} AND {COMPLETE.guard()} AND lease_token = :token
         RETURNING 1
         """
     )
@@ -211,7 +236,7 @@ def create_ctes(job: JobType, extra: tuple[str, ...], *, when: str = "true") -> 
     `create_params`. A caller composing a bigger statement (the API's from_url) puts them
     after its own CTEs, so creating the job costs no round trip of its own."""
     columns = [*job.key_columns, *extra]
-    values = [*(f":k_{c}" for c in job.key_columns), *(f":v_{c}" for c in extra)]
+    values = [*(f":key_{c}" for c in job.key_columns), *(f":value_{c}" for c in extra)]
     return f"""
         job_new AS (
             INSERT INTO {job.table.name} ({", ".join(columns)}, request_id, correlation_id,
@@ -233,16 +258,16 @@ def create_ctes(job: JobType, extra: tuple[str, ...], *, when: str = "true") -> 
 
 def create_params(
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     actor: str,
     request_id: str | None,
     correlation_id: str | None,
-    insert_values: Mapping[str, Any],
-) -> dict[str, Any]:
+    insert_values: Mapping[str, object],
+) -> BindParams:
     return {
         **_key_params(job, key),
-        **{f"v_{name}": value for name, value in insert_values.items()},
+        **{f"value_{name}": value for name, value in insert_values.items()},
         **_ledger_params(job, key, actor),
         "request_id": request_id,
         "correlation_id": correlation_id,
@@ -255,7 +280,7 @@ def _create_sql(job: JobType, extra: tuple[str, ...]) -> TextClause:
     return text(f"WITH {create_ctes(job, extra)} SELECT * FROM job_new")
 
 
-def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str, Any]:
+def _ledger_params(job: JobType, key: JobKey, actor: str) -> BindParams:
     return {
         "job_type": job.name,
         "job_key": json.dumps(ledger.json_key(key)),
@@ -266,7 +291,7 @@ def _ledger_params(job: JobType, key: Mapping[str, Any], actor: str) -> dict[str
 async def claim(
     session: AsyncSession | AsyncConnection,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     owner: str,
     lease_seconds: float,
@@ -283,12 +308,12 @@ async def claim(
 async def claim_with(
     session: AsyncSession | AsyncConnection,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     owner: str,
     lease_seconds: float,
     rider: Rider | None,
-) -> tuple[Claim, dict[str, Any] | None] | None:
+) -> tuple[Claim, JsonObject | None] | None:
     """`claim`, with `rider`'s writes in the same statement; also returns its result row."""
     token = uuid.uuid4()
     params = {
@@ -296,7 +321,7 @@ async def claim_with(
         **_ledger_params(job, key, owner),
         "token": token,
         "owner": owner[:255],
-        "lease": float(lease_seconds),
+        "lease_seconds": float(lease_seconds),
     }
     sql = (
         _claim_sql(job) if rider is None else _claim_sql(job, rider.ctes, rider.result, rider.guard)
@@ -333,7 +358,7 @@ async def renew_lease(
     params = {
         **_key_params(job, claim_.key),
         "token": claim_.lease_token,
-        "renew": None if seconds is None else float(seconds),
+        "renew_seconds": None if seconds is None else float(seconds),
     }
     return await session.scalar(_renew_sql(job), params) is not None
 
@@ -345,7 +370,7 @@ async def complete(
     *,
     actor: str,
     rider: Rider | None = None,
-) -> dict[str, Any] | None:
+) -> JsonObject | None:
     """running → completed, fenced by the lease token. Raises `LeaseLost` on a miss.
 
     With `rider`, its writes are part of the same statement (nothing of them is written on
@@ -370,24 +395,32 @@ async def complete(
     return row.rider if rider is not None else None
 
 
-def _after_failure(t: Table, delays: Sequence[float], terminal: bool) -> dict[str, Any]:
-    """Column values for a failed attempt: retry after delays[n-1], else failed."""
-    give_up = text(":terminal OR attempts > :max_retries").bindparams(
-        terminal=terminal, max_retries=len(delays)
-    )
-    delay = text(
-        "make_interval(secs => (CAST(:delays AS double precision[]))[LEAST(attempts, :n)])"
-    ).bindparams(delays=list(delays), n=len(delays))
-    from sqlalchemy import case
+# A failed attempt gives up on a terminal error or when its attempts are exhausted; else it
+# is retried after delays[attempts - 1] (the last delay repeats).
+_GIVES_UP = "(:terminal OR attempts > :max_retries)"
+_AFTER_FAILURE = f"""
+    next_attempt_at = CASE WHEN {_GIVES_UP} THEN next_attempt_at ELSE now() + make_interval(
+        secs => (CAST(:delays AS double precision[]))[LEAST(attempts, :max_retries)]) END,
+    finished_at = CASE WHEN {_GIVES_UP} THEN now() END,
+    lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
+    last_error_code = :error_code, last_error_message = :error_message
+"""
 
-    return {
-        "status": case((give_up, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
-        "next_attempt_at": case((give_up, t.c.next_attempt_at), else_=func.now() + delay),
-        "finished_at": case((give_up, func.now()), else_=None),
-        "lease_token": None,
-        "lease_expires_at": None,
-        "updated_at": func.now(),
-    }
+
+def _failure_params(delays: Sequence[float], terminal: bool) -> BindParams:
+    return {"terminal": terminal, "max_retries": len(delays), "delays": list(delays)}
+
+
+@functools.cache
+def _fail_sql(job: JobType) -> TextClause:
+    return text(
+        transitions.either(_GIVES_UP, GIVE_UP.on(job.states), RETRY.on(job.states)).update_sql(
+            where=_key_sql(job),
+            set_also=_AFTER_FAILURE,
+            guard="lease_token = :token",
+            returning="status, attempts",
+        )
+    )
 
 
 async def fail(
@@ -402,21 +435,14 @@ async def fail(
     actor: str,
 ) -> JobStatus:
     """running → pending (retry with the next delay) or failed; fenced by the lease."""
-    t = job.table
-    values = _after_failure(t, delays, terminal)
-    values.update(last_error_code=code, last_error_message=message[:1000])
-    row = (
-        await session.execute(
-            update(t)
-            .where(
-                job.where_key(claim_.key),
-                t.c.status == JobStatus.RUNNING.value,
-                t.c.lease_token == claim_.lease_token,
-            )
-            .values(**values)
-            .returning(t.c.status, t.c.attempts)
-        )
-    ).one_or_none()
+    params = {
+        **_key_params(job, claim_.key),
+        **_failure_params(delays, terminal),
+        "token": claim_.lease_token,
+        "error_code": code,
+        "error_message": message[:1000],
+    }
+    row = (await session.execute(_fail_sql(job), params)).one_or_none()
     if row is None:
         raise LeaseLost(f"{job.name} {claim_.key}: lease lost before recording failure")
     await ledger.record(
@@ -435,6 +461,31 @@ async def fail(
     return JobStatus(row.status)
 
 
+@functools.cache
+def _rescue_sql(job: JobType) -> TextClause:
+    table = job.table.name
+    keys = ", ".join(job.key_columns)
+    expired = (
+        f"SELECT {keys} FROM {table} WHERE {COMPLETE.guard()} AND lease_expires_at < now() "
+        "LIMIT :batch_size FOR UPDATE SKIP LOCKED"
+    )
+    joined = " AND ".join(f"{table}.{name} = expired.{name}" for name in job.key_columns)
+    # Qualified: `expired` has the key columns too.
+    move = transitions.either(_GIVES_UP, GIVE_UP.on(job.states), RETRY.on(job.states))
+    update = move.update_sql(
+        where=joined,
+        set_also=_AFTER_FAILURE,
+        returning=", ".join([*(f"{table}.{name}" for name in job.key_columns), *_RESCUED_COLUMNS]),
+        from_="expired",
+        qualifier=table,
+    )
+    return text(f"WITH expired AS ({expired}) {update}")
+
+
+_RESCUED_COLUMNS = ("status", "attempts", "request_id", "correlation_id")
+_EXPIRED = ("E_LEASE_EXPIRED", "lease expired before completion")
+
+
 async def rescue_expired(
     session: AsyncSession,
     job: JobType,
@@ -442,34 +493,16 @@ async def rescue_expired(
     delays: Sequence[float],
     actor: str,
     limit: int = 500,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, object]]:
     """Return running jobs whose lease expired to pending (or failed when exhausted)."""
-    t = job.table
-    expired = (
-        select(*(t.c[name] for name in job.key_columns))
-        .where(t.c.status == JobStatus.RUNNING.value, t.c.lease_expires_at < func.now())
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("expired")
-    )
-    values = _after_failure(t, delays, terminal=False)
-    values.update(
-        last_error_code="E_LEASE_EXPIRED", last_error_message="lease expired before completion"
-    )
-    rows = (
-        await session.execute(
-            update(t)
-            .where(*(t.c[name] == expired.c[name] for name in job.key_columns))
-            .values(**values)
-            .returning(
-                *(t.c[n] for n in job.key_columns),
-                t.c.status,
-                t.c.attempts,
-                t.c.request_id,
-                t.c.correlation_id,
-            )
-        )
-    ).all()
+    code, message = _EXPIRED
+    params = {
+        **_failure_params(delays, terminal=False),
+        "batch_size": limit,
+        "error_code": code,
+        "error_message": message,
+    }
+    rows = (await session.execute(_rescue_sql(job), params)).all()
     rescued = []
     for row in rows:
         key = job.key_of(row)
@@ -481,8 +514,8 @@ async def rescue_expired(
             to_status=row.status,
             attempt=row.attempts,
             actor=actor,
-            error_code="E_LEASE_EXPIRED",
-            error_message="lease expired before completion",
+            error_code=code,
+            error_message=message,
             request_id=row.request_id,
             correlation_id=row.correlation_id,
         )
@@ -493,41 +526,34 @@ async def rescue_expired(
 @dataclass(frozen=True)
 class Requeued:
     from_status: str
-    row: Any
+    row: ResultRow  # the job row after the reset (every column)
+
+
+_RESET = (
+    "attempts = 0, last_error_code = NULL, last_error_message = NULL, finished_at = NULL, "
+    "next_attempt_at = now(), lease_token = NULL, lease_owner = NULL, "
+    "lease_expires_at = NULL, request_id = :request_id, correlation_id = :correlation_id, "
+    # The caller writes the job's message in this transaction (outbox).
+    "updated_at = now(), dispatched_at = now()"
+)
 
 
 async def reset_to_pending(
     session: AsyncSession,
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     *,
     actor: str,
     request_id: str | None,
     correlation_id: str | None,
-    insert_values: Mapping[str, Any] | None = None,
+    insert_values: Mapping[str, object] | None = None,
 ) -> Requeued | None:
-    """pending|failed|completed → pending with attempts 0 (a running job is left alone).
+    """REQUEUE: pending|failed|completed → pending with attempts 0. A running job is left
+    alone and a missing one (without `insert_values`) not created: both return None, the
+    no-ops the protocol allows.
 
-    With `insert_values`, a missing job is created as pending (upsert). Returns None when
-    the job is running (no change) or missing (without `insert_values`).
+    With `insert_values`, a missing job is created as pending (upsert).
     """
-    t = job.table
-    reset = {
-        "status": JobStatus.PENDING.value,
-        "attempts": 0,
-        "last_error_code": None,
-        "last_error_message": None,
-        "finished_at": None,
-        "next_attempt_at": func.now(),
-        "lease_token": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "request_id": request_id,
-        "correlation_id": correlation_id,
-        "updated_at": func.now(),
-        # The caller writes the job's message in this transaction (outbox).
-        "dispatched_at": func.now(),
-    }
     if insert_values is not None:
         # Lock-or-create first so the reset below sees a row either way.
         params = create_params(
@@ -543,32 +569,37 @@ async def reset_to_pending(
         ).one_or_none()
         if created is not None:
             return Requeued(from_status="", row=created)
-    # Lock the row first so the ledger can name the state it left (the UPDATE stays guarded).
+    t = job.table
+    # Lock the row first so the ledger can name the state it left.
     old_status = await session.scalar(
         select(t.c.status).where(job.where_key(key)).with_for_update()
     )
-    if old_status is None or old_status == JobStatus.RUNNING.value:
+    if old_status is None or JobStatus(old_status) not in REQUEUE.from_states:
         return None
-    row = (
-        await session.execute(
-            update(t)
-            .where(job.where_key(key), t.c.status == old_status)
-            .values(**reset)
-            .returning(*t.c)
-        )
-    ).one()
+    # Under the row lock the guard holds: a miss raises TransitionMissed (never silence).
+    moved = await transitions.apply(
+        session,
+        transitions.Apply(
+            REQUEUE.on(job.states),
+            set_also=_RESET,
+            returning="*",
+            params={"request_id": request_id, "correlation_id": correlation_id},
+        ),
+        key,
+    )
+    assert isinstance(moved, transitions.Moved)
     await ledger.record(
         session,
         job_type=job.name,
         key=key,
         from_status=old_status,
-        to_status=JobStatus.PENDING.value,
+        to_status=REQUEUE.to.value,
         attempt=0,
         actor=actor,
         request_id=request_id,
         correlation_id=correlation_id,
     )
-    return Requeued(from_status=old_status, row=row)
+    return Requeued(from_status=old_status, row=moved.row)
 
 
 async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int]:
@@ -577,44 +608,40 @@ async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int
     return {status: int(n) for status, n in rows}
 
 
+@functools.cache
+def _release_sql(job: JobType) -> TextClause:
+    return text(
+        RELEASE.on(job.states).update_sql(
+            where="lease_owner = :owner",
+            set_also="attempts = greatest(attempts - 1, 0), lease_token = NULL, "
+            "lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = now(), "
+            "dispatched_at = now(), updated_at = now()",
+            returning=f"{', '.join(job.key_columns)}, attempts, request_id, correlation_id",
+        )
+    )
+
+
 async def release_held(
     session: AsyncSession, job: JobType, *, owner: str, actor: str = "release"
-) -> list[Any]:
-    """running → pending for every job `owner` still leases (a draining worker's last act).
+) -> list[DueJob]:
+    """RELEASE (running → pending) for every job `owner` still leases (a draining worker's
+    last act); none held is a no-op (an empty list).
 
     The attempt is given back (the job did not fail: its worker is leaving), the lease is
     cleared so the job is due at once, and each move is a ledger row with actor `release`.
     Work still running in the leaving worker is fenced out: its lease token is gone. Returns
-    the released rows (key columns, attempts, request/correlation ids) so the caller can
-    re-dispatch their messages in the same transaction."""
-    t = job.table
-    rows = (
-        await session.execute(
-            update(t)
-            .where(t.c.status == JobStatus.RUNNING.value, t.c.lease_owner == owner)
-            .values(
-                status=JobStatus.PENDING.value,
-                attempts=func.greatest(t.c.attempts - 1, 0),
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                next_attempt_at=func.now(),
-                dispatched_at=func.now(),
-                updated_at=func.now(),
-            )
-            .returning(*t.c)
-        )
-    ).all()
+    the released jobs so the caller can re-dispatch their messages in the same transaction."""
+    rows = (await session.execute(_release_sql(job), {"owner": owner[:255]})).all()
     for row in rows:
         await ledger.record(
             session,
             job_type=job.name,
             key=job.key_of(row),
             from_status=JobStatus.RUNNING.value,
-            to_status=JobStatus.PENDING.value,
+            to_status=RELEASE.to.value,
             attempt=row.attempts,
             actor=actor,
             request_id=row.request_id,
             correlation_id=row.correlation_id,
         )
-    return list(rows)
+    return [DueJob.of(job, row) for row in rows]

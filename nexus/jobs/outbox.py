@@ -14,13 +14,13 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus import tracing
 from nexus.db.tx import autocommit
+from nexus.db.types import BindParams
 from nexus.jobs import relay
 from nexus.jobs.models import OutboxRow
 from nexus.jobs.relay import PublishReport, RetryPolicy
@@ -33,7 +33,7 @@ _PENDING = "nexus.outbox_pending"
 
 _INSERT = text(
     "INSERT INTO outbox (topic, key, payload, headers) "
-    "VALUES (:t, :k, CAST(:p AS jsonb), CAST(:h AS jsonb)) RETURNING id"
+    "VALUES (:topic, :message_key, CAST(:payload AS jsonb), CAST(:headers AS jsonb)) RETURNING id"
 )
 
 
@@ -54,7 +54,8 @@ async def enqueue(session: AsyncSession, topic: str, key: str | None, message: M
     value = message.model_dump_json()
     headers = row_headers(message)
     row_id = await session.scalar(
-        _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
+        _INSERT,
+        {"topic": topic, "message_key": key, "payload": value, "headers": json.dumps(headers)},
     )
     assert row_id is not None
     return remember(session, int(row_id), topic, key, message, value)
@@ -72,7 +73,13 @@ async def enqueue_raw(
     if "\\u0000" in text_value:
         raise ValueError("JSON with NUL characters cannot be stored")
     row_id = await session.scalar(
-        _INSERT, {"t": topic, "k": key, "p": text_value, "h": json.dumps(headers)}
+        _INSERT,
+        {
+            "topic": topic,
+            "message_key": key,
+            "payload": text_value,
+            "headers": json.dumps(headers),
+        },
     )
     assert row_id is not None
     entry = Enqueued(int(row_id), topic, key, value, dict(headers))
@@ -111,22 +118,23 @@ def insert_cte(name: str, *, when: str) -> str:
     p = f"r_{name}_"
     return (
         f"{name} AS (INSERT INTO outbox (topic, key, payload, headers) "
-        f"SELECT :{p}t, :{p}k, CAST(:{p}p AS jsonb), CAST(:{p}h AS jsonb) WHERE {when} "
+        f"SELECT :{p}topic, :{p}key, CAST(:{p}payload AS jsonb), CAST(:{p}headers AS jsonb) "
+        f"WHERE {when} "
         "RETURNING id)"
     )
 
 
 def insert_params(
     name: str, topic: str, key: str | None, message: Message, value: str | None = None
-) -> dict[str, Any]:
+) -> BindParams:
     """Parameters of `insert_cte(name)`; `value` is the message's JSON when the caller has
     it already (to `remember` the row too)."""
     p = f"r_{name}_"
     return {
-        f"{p}t": topic,
-        f"{p}k": key,
-        f"{p}p": message.model_dump_json() if value is None else value,
-        f"{p}h": json.dumps(row_headers(message)),
+        f"{p}topic": topic,
+        f"{p}key": key,
+        f"{p}payload": message.model_dump_json() if value is None else value,
+        f"{p}headers": json.dumps(row_headers(message)),
     }
 
 
@@ -194,7 +202,7 @@ async def publish_enqueued(
             await conn.execute(
                 _MARK,
                 {
-                    "ok": published,
+                    "published_ids": published,
                     "failed": failure[0] if failure else None,
                     "error": failure[1] if failure else None,
                 },
@@ -240,7 +248,7 @@ class PublishedMarks:
             return
         try:
             async with autocommit(self._sessionmaker) as conn:
-                await conn.execute(_MARK, {"ok": ids, "failed": None, "error": None})
+                await conn.execute(_MARK, {"published_ids": ids, "failed": None, "error": None})
         except Exception as exc:
             log.warning("outbox marks lost (the relay will publish again): %s", exc)
 
@@ -257,8 +265,9 @@ class PublishedMarks:
 _MARK = text(
     """
     UPDATE outbox SET publish_attempts = publish_attempts + 1,
-        published_at = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN now() END,
-        last_error = CASE WHEN id = ANY(CAST(:ok AS bigint[])) THEN last_error ELSE :error END
-    WHERE (id = ANY(CAST(:ok AS bigint[])) OR id = :failed) AND published_at IS NULL
+        published_at = CASE WHEN id = ANY(CAST(:published_ids AS bigint[])) THEN now() END,
+        last_error = CASE WHEN id = ANY(CAST(:published_ids AS bigint[])) THEN last_error ELSE
+            :error END
+    WHERE (id = ANY(CAST(:published_ids AS bigint[])) OR id = :failed) AND published_at IS NULL
     """
 )

@@ -10,17 +10,16 @@ are harmless: the claim is guarded.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from sqlalchemy import func, literal, or_, select, text, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.jobs import outbox
-from nexus.jobs.machine import JobType
+from nexus.jobs.machine import DueJob, JobType
 from nexus.jobs.states import JobStatus
 from nexus.messaging.messages import Message
 
-MessageFactory = Callable[[Any], Message]
+MessageFactory = Callable[[DueJob], Message]
 
 
 async def dispatch_due(
@@ -63,7 +62,8 @@ async def dispatch_due(
         )
     ).all()
     for row in rows:
-        message = make_message(row)
+        due_job = DueJob.of(job, row)
+        message = make_message(due_job)
         await outbox.enqueue(session, topic, getattr(message, "key", None), message)
     return len(rows)
 

@@ -1,8 +1,15 @@
-"""The job state machine shared by backfill and ingest jobs (ARCHITECTURE §4)."""
+"""The job state machine shared by backfill and ingest jobs (ARCHITECTURE §4).
+
+`TRANSITIONS` is data the code obeys: every status write of `nexus.jobs.machine` is a
+`nexus.db.transitions.Transition` of `JOB_STATES`, refused when built if this table does
+not allow it (`tests/unit/test_state_tables.py` and `tests/db/test_state_tables.py` walk it).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from nexus.db.transitions import StateTable
 
 
 class JobStatus(StrEnum):
@@ -14,11 +21,20 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 
-# to-state -> states it may be entered from
+# Requeue (operator, invite accept, media retry): every state but running goes back to
+# pending with its attempts reset; a running job is left alone (a no-op). A state added
+# to the enum is requeueable without touching this line.
+REQUEUEABLE = frozenset(s for s in JobStatus if s is not JobStatus.RUNNING)
+
+# to-state -> states it may be entered from. Operator cancel (ARCHITECTURE §4) will be one
+# more line: `JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING})`.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.RUNNING: frozenset({JobStatus.PENDING}),
-    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),
-    JobStatus.FAILED: frozenset({JobStatus.RUNNING, JobStatus.PENDING}),
-    # retry (running -> pending), rescue, and operator requeue of a finished job
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.COMPLETED}),
+    JobStatus.RUNNING: frozenset({JobStatus.PENDING}),  # claim
+    JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),  # complete
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING}),  # terminal or exhausted; rescue
+    # retry and rescue (running), requeue (REQUEUEABLE, pending itself included: attempts 0)
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING}) | REQUEUEABLE,
 }
+
+# The machine on no table yet: `JobType.states` binds it to each job table.
+JOB_STATES: StateTable[JobStatus] = StateTable("<job table>", "status", (), TRANSITIONS)

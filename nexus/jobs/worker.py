@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus import tracing
 from nexus.db.errors import is_connection_error
 from nexus.db.tx import autocommit, transaction
+from nexus.db.types import JsonObject
 from nexus.errors import ErrorKind, JobFailure, NexusError
 from nexus.jobs import machine
-from nexus.jobs.machine import Claim, JobType, LeaseLost, Rider
+from nexus.jobs.machine import Claim, JobKey, JobType, LeaseLost, Rider
 from nexus.jobs.states import JobStatus
 from nexus.metrics import NULL_RECORDER, Recorder
 
@@ -47,7 +47,7 @@ class Staged:
 
     start: Rider
     work: Callable[
-        [async_sessionmaker[AsyncSession], Claim, dict[str, Any] | None],
+        [async_sessionmaker[AsyncSession], Claim, JsonObject | None],
         Awaitable[Finalize | Rider | None],
     ]
 
@@ -98,7 +98,7 @@ def classify(exc: BaseException) -> tuple[bool, str, str]:
 async def run_job(
     sessionmaker: async_sessionmaker[AsyncSession],
     job: JobType,
-    key: Mapping[str, Any],
+    key: JobKey,
     work: Work | Staged,
     policy: JobPolicy,
     *,
@@ -165,7 +165,7 @@ def _count_outcome(metrics: Recorder, job: JobType, outcome: Outcome, seconds: f
         metrics.job_retried(job.name)
 
 
-def job_key(key: Mapping[str, Any]) -> str:
+def job_key(key: JobKey) -> str:
     """The job's key as one log field: `name=value` pairs in key column order."""
     return ",".join(f"{name}={value}" for name, value in key.items())
 
@@ -174,10 +174,10 @@ def _log_outcome(
     outcome: Outcome,
     error: tuple[str, str] | None,
     claim: Claim,
-    fields: dict[str, Any],
+    fields: Mapping[str, object],
     began: float,
 ) -> None:
-    extra: dict[str, Any] = {
+    extra: dict[str, object] = {
         **fields,
         "outcome": outcome.value,
         "duration_ms": round((time.perf_counter() - began) * 1000, 2),
@@ -193,7 +193,7 @@ async def _attempt(
     sessionmaker: async_sessionmaker[AsyncSession],
     job: JobType,
     claim: Claim,
-    started: dict[str, Any] | None,
+    started: JsonObject | None,
     work: Work | Staged,
     policy: JobPolicy,
     on_finish: OnFinish | None,

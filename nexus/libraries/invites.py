@@ -9,35 +9,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db import transitions
+from nexus.db.transitions import Apply, Moved, Transition
+from nexus.db.types import ResultRow, fields_of
 from nexus.errors import Conflict, Forbidden, NexusError, NotFound
 from nexus.jobs import machine, outbox
+from nexus.libraries.repo import InviteView, MemberView
 from nexus.libraries.service import (
-    MemberView,
     _require_admin,
     default_library_id,
     governed,
 )
-from nexus.libraries.states import InviteStatus, LibraryRole
+from nexus.libraries.states import ACCEPT, DECLINE, REVOKE, InviteStatus, LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill, closure
-
-
-@dataclass(frozen=True)
-class InviteView:
-    id: uuid.UUID
-    library_id: uuid.UUID
-    inviter_user_id: uuid.UUID
-    invitee_user_id: uuid.UUID
-    role: str
-    status: str
-    created_at: datetime
-    responded_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -54,17 +43,9 @@ class RespondResult:
     idempotent: bool
 
 
-def _invite(row: Any) -> InviteView:
-    return InviteView(
-        row.id,
-        row.library_id,
-        row.inviter_user_id,
-        row.invitee_user_id,
-        row.role,
-        row.status,
-        row.created_at,
-        row.responded_at,
-    )
+def _invite(row: ResultRow) -> InviteView:
+    """A `SELECT *` / `RETURNING *` row of `library_invitations`."""
+    return InviteView(**fields_of(row))
 
 
 def invite_not_found() -> NotFound:
@@ -82,11 +63,14 @@ async def create_invite(
     409 E_INVITE_MEMBER_EXISTS → 409 E_INVITE_ALREADY_EXISTS."""
     lib = await governed(session, viewer, library_id, lock="SHARE")
     _require_admin(lib)
-    if await session.scalar(text("SELECT 1 FROM users WHERE id = :u"), {"u": invitee}) is None:
+    if (
+        await session.scalar(text("SELECT 1 FROM users WHERE id = :user_id"), {"user_id": invitee})
+        is None
+    ):
         raise NotFound("no such user", code="E_USER_NOT_FOUND")
     member = await session.scalar(
-        text("SELECT 1 FROM memberships WHERE library_id = :l AND user_id = :u"),
-        {"l": library_id, "u": invitee},
+        text("SELECT 1 FROM memberships WHERE library_id = :library_id AND user_id = :user_id"),
+        {"library_id": library_id, "user_id": invitee},
     )
     if member is not None:
         raise Conflict("E_INVITE_MEMBER_EXISTS", "the user is already a member")
@@ -95,12 +79,12 @@ async def create_invite(
             text(
                 """
                 INSERT INTO library_invitations (library_id, inviter_user_id, invitee_user_id, role)
-                VALUES (:l, :v, :u, :r)
+                VALUES (:library_id, :viewer, :user_id, :role)
                 ON CONFLICT (library_id, invitee_user_id) WHERE status = 'pending' DO NOTHING
                 RETURNING *
                 """
             ),
-            {"l": library_id, "v": viewer, "u": invitee, "r": role.value},
+            {"library_id": library_id, "viewer": viewer, "user_id": invitee, "role": role.value},
         )
     ).one_or_none()
     if row is None:
@@ -108,23 +92,25 @@ async def create_invite(
     return _invite(row)
 
 
-async def _locked_invite(session: AsyncSession, invite_id: uuid.UUID) -> Any:
-    return (
+async def _locked_invite(session: AsyncSession, invite_id: uuid.UUID) -> InviteView | None:
+    row = (
         await session.execute(
-            text("SELECT * FROM library_invitations WHERE id = :i FOR UPDATE"), {"i": invite_id}
+            text("SELECT * FROM library_invitations WHERE id = :invite_id FOR UPDATE"),
+            {"invite_id": invite_id},
         )
     ).one_or_none()
+    return None if row is None else _invite(row)
 
 
 async def _is_admin(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     role = await session.scalar(
-        text("SELECT role FROM memberships WHERE library_id = :l AND user_id = :u"),
-        {"l": library_id, "u": user_id},
+        text("SELECT role FROM memberships WHERE library_id = :library_id AND user_id = :user_id"),
+        {"library_id": library_id, "user_id": user_id},
     )
     return role == LibraryRole.ADMIN
 
 
-async def _as_invitee(session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID) -> Any:
+async def _as_invitee(session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID) -> InviteView:
     """The locked invite if the viewer is its invitee; 403 for the library's admins."""
     row = await _locked_invite(session, invite_id)
     if row is None:
@@ -136,19 +122,21 @@ async def _as_invitee(session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.
     return row
 
 
-async def _set_status(session: AsyncSession, invite_id: uuid.UUID, status: InviteStatus) -> Any:
-    return (
-        await session.execute(
-            text(
-                "UPDATE library_invitations SET status = :s, responded_at = now() "
-                "WHERE id = :i AND status = 'pending' RETURNING *"
-            ),
-            {"s": status.value, "i": invite_id},
-        )
-    ).one()
+async def _answer(
+    session: AsyncSession, invite_id: uuid.UUID, answer: Transition[InviteStatus]
+) -> InviteView:
+    """The guarded answer to a pending invite the caller holds locked and checked
+    (`_terminal`): a miss cannot be a replay and raises `TransitionMissed`."""
+    moved = await transitions.apply(
+        session,
+        Apply(answer, set_also="responded_at = now()", returning="*"),
+        {"id": invite_id},
+    )
+    assert isinstance(moved, Moved)
+    return _invite(moved.row)
 
 
-def _terminal(row: Any, wanted: InviteStatus) -> bool:
+def _terminal(row: InviteView, wanted: InviteStatus) -> bool:
     """True when the invite already took `wanted` (idempotent repeat); 409 otherwise."""
     if row.status == wanted:
         return True
@@ -157,12 +145,14 @@ def _terminal(row: Any, wanted: InviteStatus) -> bool:
     return False
 
 
-async def _respond(session: AsyncSession, row: Any, status: InviteStatus) -> RespondResult:
-    """Move a pending invite (`row`, locked) to `status`; an idempotent repeat when it is
+async def _respond(
+    session: AsyncSession, row: InviteView, answer: Transition[InviteStatus]
+) -> RespondResult:
+    """Move a pending invite (`row`, locked) by `answer`; an idempotent repeat when it is
     already there; 409 E_INVITE_NOT_PENDING from any other status."""
-    if _terminal(row, status):
-        return RespondResult(_invite(row), True)
-    return RespondResult(_invite(await _set_status(session, row.id, status)), False)
+    if _terminal(row, answer.to):
+        return RespondResult(row, True)
+    return RespondResult(await _answer(session, row.id, answer), False)
 
 
 async def accept_invite(
@@ -180,7 +170,8 @@ async def accept_invite(
     # Lock order as everywhere (SPEC §6): library row first, then the invite. Taking the
     # invite first could deadlock with a library deletion cascading to its invites.
     library_id = await session.scalar(
-        text("SELECT library_id FROM library_invitations WHERE id = :i"), {"i": invite_id}
+        text("SELECT library_id FROM library_invitations WHERE id = :invite_id"),
+        {"invite_id": invite_id},
     )
     if library_id is None or not await closure.lock_library(session, library_id, exclusive=False):
         raise invite_not_found()
@@ -188,19 +179,20 @@ async def accept_invite(
     d = await default_library_id(session, viewer)
     if _terminal(row, InviteStatus.ACCEPTED):
         return AcceptResult(
-            _invite(row),
+            row,
             await _membership(session, row.library_id, viewer),
             True,
             await _job_status(session, d, row.library_id, viewer),
         )
     await session.execute(
         text(
-            "INSERT INTO memberships (library_id, user_id, role) VALUES (:l, :u, :r) "
+            "INSERT INTO memberships (library_id, user_id, role) VALUES (:library_id, :user_id, "
+            ":role) "
             "ON CONFLICT DO NOTHING"
         ),
-        {"l": row.library_id, "u": viewer, "r": row.role},
+        {"library_id": row.library_id, "user_id": viewer, "role": row.role},
     )
-    updated = await _set_status(session, invite_id, InviteStatus.ACCEPTED)
+    updated = await _answer(session, invite_id, ACCEPT)
     if d is None:
         raise NexusError("E_INTERNAL", "the invitee has no default library")
     key = backfill.BackfillKey(d, row.library_id, viewer)
@@ -217,7 +209,7 @@ async def accept_invite(
         msg = backfill.request_message(key, request_id, correlation_id)
         await outbox.enqueue(session, topics.backfill, msg.key, msg)
     return AcceptResult(
-        _invite(updated),
+        updated,
         await _membership(session, row.library_id, viewer),
         False,
         await _job_status(session, d, row.library_id, viewer),
@@ -228,7 +220,7 @@ async def decline_invite(
     session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID
 ) -> RespondResult:
     row = await _as_invitee(session, viewer, invite_id)
-    return await _respond(session, row, InviteStatus.DECLINED)
+    return await _respond(session, row, DECLINE)
 
 
 async def revoke_invite(
@@ -239,7 +231,8 @@ async def revoke_invite(
     The library row is held (shared) first, as in accept, so a concurrent demotion of the
     revoking admin either happens before (and the revoke is refused) or waits."""
     library_id = await session.scalar(
-        text("SELECT library_id FROM library_invitations WHERE id = :i"), {"i": invite_id}
+        text("SELECT library_id FROM library_invitations WHERE id = :invite_id"),
+        {"invite_id": invite_id},
     )
     if library_id is None or not await closure.lock_library(session, library_id, exclusive=False):
         raise invite_not_found()
@@ -250,7 +243,7 @@ async def revoke_invite(
         if row.invitee_user_id == viewer:
             raise Forbidden("only a library admin may revoke an invitation")
         raise invite_not_found()
-    return await _respond(session, row, InviteStatus.REVOKED)
+    return await _respond(session, row, REVOKE)
 
 
 async def get_visible_invite(
@@ -258,7 +251,8 @@ async def get_visible_invite(
 ) -> InviteView:
     row = (
         await session.execute(
-            text("SELECT * FROM library_invitations WHERE id = :i"), {"i": invite_id}
+            text("SELECT * FROM library_invitations WHERE id = :invite_id"),
+            {"invite_id": invite_id},
         )
     ).one_or_none()
     if row is None or (
@@ -276,9 +270,9 @@ async def _membership(
             text(
                 "SELECT m.user_id, m.role, m.created_at, l.owner_user_id FROM memberships m "
                 "JOIN libraries l ON l.id = m.library_id "
-                "WHERE m.library_id = :l AND m.user_id = :u"
+                "WHERE m.library_id = :library_id AND m.user_id = :user_id"
             ),
-            {"l": library_id, "u": user_id},
+            {"library_id": library_id, "user_id": user_id},
         )
     ).one_or_none()
     if row is None:
@@ -287,14 +281,15 @@ async def _membership(
 
 
 async def _job_status(
-    session: AsyncSession, d: uuid.UUID | None, s: uuid.UUID, u: uuid.UUID
+    session: AsyncSession, default_id: uuid.UUID | None, source_id: uuid.UUID, user_id: uuid.UUID
 ) -> str | None:
-    if d is None:
+    if default_id is None:
         return None
     return await session.scalar(
         text(
             "SELECT status FROM default_library_backfill_jobs "
-            "WHERE default_library_id = :d AND source_library_id = :s AND user_id = :u"
+            "WHERE default_library_id = :default_library_id AND source_library_id = "
+            ":source_library_id AND user_id = :user_id"
         ),
-        {"d": d, "s": s, "u": u},
+        {"default_library_id": default_id, "source_library_id": source_id, "user_id": user_id},
     )

@@ -8,19 +8,52 @@ whether another page exists. Orders are total (a timestamp, then a unique id).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from nexus.db.types import BindParams, TimeKey, fields_of
 from nexus.users.service import checked_rows, checking_viewer
 
-TimeKey = tuple[datetime, uuid.UUID]
+
+@dataclass(frozen=True)
+class LibraryView:
+    """A library as one member sees it (with their role)."""
+
+    id: uuid.UUID
+    name: str
+    owner_user_id: uuid.UUID
+    is_default: bool
+    role: str
+    created_at: datetime
+    updated_at: datetime
 
 
-def _after(condition: str, after: Sequence[Any] | None) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class MemberView:
+    user_id: uuid.UUID
+    role: str
+    is_owner: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class InviteView:
+    """A `library_invitations` row (every column)."""
+
+    id: uuid.UUID
+    library_id: uuid.UUID
+    inviter_user_id: uuid.UUID
+    invitee_user_id: uuid.UUID
+    role: str
+    status: str
+    created_at: datetime
+    responded_at: datetime | None
+
+
+def _after(condition: str, after: TimeKey | None) -> tuple[str, BindParams]:
     if after is None:
         return "", {}
     return f" AND {condition} > (:after_at, :after_id)", {
@@ -34,8 +67,8 @@ async def list_libraries(
     viewer: uuid.UUID,
     *,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any]:
+    after: TimeKey | None,
+) -> list[LibraryView]:
     """Libraries the viewer is a member of, with their role; by (created_at, id). The same
     statement checks the viewer's bootstrap (`NotBootstrapped`)."""
     cond, params = _after("(l.created_at, l.id)", after)
@@ -44,29 +77,30 @@ async def list_libraries(
             checking_viewer(
                 "SELECT l.id, l.name, l.owner_user_id, l.is_default, m.role, l.created_at, "
                 "l.updated_at FROM libraries l "
-                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :v "
-                f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :n"
+                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :viewer "
+                f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :row_limit"
             )
         ),
-        {"v": viewer, "n": limit + 1, **params},
+        {"viewer": viewer, "row_limit": limit + 1, **params},
     )
-    return checked_rows(result.all(), "id")
+    return [LibraryView(**fields) for fields in checked_rows(result.all(), "id")]
 
 
 async def list_members(
-    session: AsyncSession, library_id: uuid.UUID, *, limit: int, after: Sequence[Any] | None
-) -> Sequence[Any]:
+    session: AsyncSession, library_id: uuid.UUID, *, limit: int, after: TimeKey | None
+) -> list[MemberView]:
     """Members of a library with `is_owner`; by (created_at, user_id)."""
     cond, params = _after("(m.created_at, m.user_id)", after)
     result = await session.execute(
         text(
             "SELECT m.user_id, m.role, (m.user_id = l.owner_user_id) AS is_owner, m.created_at "
             "FROM memberships m JOIN libraries l ON l.id = m.library_id "
-            f"WHERE m.library_id = :l{cond} ORDER BY m.created_at, m.user_id LIMIT :n"
+            f"WHERE m.library_id = :library_id{cond} ORDER BY m.created_at, m.user_id LIMIT "
+            ":row_limit"
         ),
-        {"l": library_id, "n": limit + 1, **params},
+        {"library_id": library_id, "row_limit": limit + 1, **params},
     )
-    return result.all()
+    return [MemberView(**fields_of(row)) for row in result]
 
 
 async def list_invites(
@@ -76,8 +110,8 @@ async def list_invites(
     invitee_user_id: uuid.UUID | None = None,
     status: str | None = None,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any]:
+    after: TimeKey | None,
+) -> list[InviteView]:
     """Invitations of a library or of an invitee (optionally one status); by (created_at, id)."""
     if (library_id is None) == (invitee_user_id is None):
         raise ValueError("give exactly one of library_id and invitee_user_id")
@@ -90,8 +124,8 @@ async def list_invites(
         text(
             "SELECT id, library_id, inviter_user_id, invitee_user_id, role, status, "
             f"created_at, responded_at FROM library_invitations WHERE {where}{cond} "
-            "ORDER BY created_at, id LIMIT :n"
+            "ORDER BY created_at, id LIMIT :row_limit"
         ),
-        {"owner": library_id or invitee_user_id, "n": limit + 1, **params},
+        {"owner": library_id or invitee_user_id, "row_limit": limit + 1, **params},
     )
-    return result.all()
+    return [InviteView(**fields_of(row)) for row in result]

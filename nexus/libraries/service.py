@@ -10,37 +10,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import ResultRow, fields_of
 from nexus.errors import Forbidden, NexusError, NotFound
+from nexus.libraries.repo import LibraryView, MemberView
 from nexus.libraries.states import LibraryRole, clean_name
 from nexus.media import service as media_service
 from nexus.sharing import closure
 
 
-@dataclass(frozen=True)
-class LibraryView:
-    id: uuid.UUID
-    name: str
-    owner_user_id: uuid.UUID
-    is_default: bool
-    role: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class MemberView:
-    user_id: uuid.UUID
-    role: str
-    is_owner: bool
-    created_at: datetime
-
-
-def _view(row: Any) -> LibraryView:
+def _view(row: ResultRow) -> LibraryView:
     return LibraryView(
         row.id,
         row.name,
@@ -78,9 +60,10 @@ async def access(
         await session.execute(
             text(
                 "SELECT l.*, m.role FROM libraries l "
-                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :v WHERE l.id = :l"
+                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :viewer WHERE l.id = "
+                ":library_id"
             ),
-            {"v": viewer, "l": library_id},
+            {"viewer": viewer, "library_id": library_id},
         )
     ).one_or_none()
     if row is None:
@@ -102,7 +85,8 @@ def _name_or_raise(raw: str) -> str:
 
 async def default_library_id(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID | None:
     return await session.scalar(
-        text("SELECT id FROM libraries WHERE owner_user_id = :u AND is_default"), {"u": user_id}
+        text("SELECT id FROM libraries WHERE owner_user_id = :user_id AND is_default"),
+        {"user_id": user_id},
     )
 
 
@@ -112,12 +96,12 @@ async def _repair_owner_admin(session: AsyncSession, library_id: uuid.UUID) -> N
         text(
             """
             INSERT INTO memberships (library_id, user_id, role)
-            SELECT id, owner_user_id, 'admin' FROM libraries WHERE id = :l
+            SELECT id, owner_user_id, 'admin' FROM libraries WHERE id = :library_id
             ON CONFLICT (library_id, user_id) DO UPDATE SET role = 'admin'
             WHERE memberships.role <> 'admin'
             """
         ),
-        {"l": library_id},
+        {"library_id": library_id},
     )
 
 
@@ -132,7 +116,7 @@ async def governed(
     return lib
 
 
-async def _keep_an_admin(session: AsyncSession, library_id: uuid.UUID, target: Any) -> None:
+async def _keep_an_admin(session: AsyncSession, library_id: uuid.UUID, target: _Member) -> None:
     """403 E_LAST_ADMIN_FORBIDDEN when `target` (a membership row) is the last admin."""
     if target.role == LibraryRole.ADMIN and await _admin_count(session, library_id) <= 1:
         raise Forbidden("a library keeps at least one admin", code="E_LAST_ADMIN_FORBIDDEN")
@@ -146,15 +130,19 @@ async def create_library(session: AsyncSession, viewer: uuid.UUID, name: str) ->
     row = (
         await session.execute(
             text(
-                "INSERT INTO libraries (owner_user_id, name, is_default) VALUES (:v, :n, false) "
+                "INSERT INTO libraries (owner_user_id, name, is_default) VALUES (:viewer, :name, "
+                "false) "
                 "RETURNING *, 'admin' AS role"
             ),
-            {"v": viewer, "n": clean},
+            {"viewer": viewer, "name": clean},
         )
     ).one()
     await session.execute(
-        text("INSERT INTO memberships (library_id, user_id, role) VALUES (:l, :v, 'admin')"),
-        {"l": row.id, "v": viewer},
+        text(
+            "INSERT INTO memberships (library_id, user_id, role) VALUES (:library_id, :viewer, "
+            "'admin')"
+        ),
+        {"library_id": row.id, "viewer": viewer},
     )
     return _view(row)
 
@@ -167,8 +155,8 @@ async def rename_library(
     _require_admin(lib)
     clean = _name_or_raise(name)
     await session.execute(
-        text("UPDATE libraries SET name = :n, updated_at = now() WHERE id = :l"),
-        {"n": clean, "l": library_id},
+        text("UPDATE libraries SET name = :name, updated_at = now() WHERE id = :library_id"),
+        {"name": clean, "library_id": library_id},
     )
     await _repair_owner_admin(session, library_id)
     return await access(session, viewer, library_id)
@@ -181,7 +169,9 @@ async def delete_library(session: AsyncSession, viewer: uuid.UUID, library_id: u
         raise Forbidden("only the owner may delete a library", code="E_OWNER_REQUIRED")
     await closure.lock_memberships(session, library_id, exclusive=True)
     await closure.before_library_delete(session, library_id)
-    await session.execute(text("DELETE FROM libraries WHERE id = :l"), {"l": library_id})
+    await session.execute(
+        text("DELETE FROM libraries WHERE id = :library_id"), {"library_id": library_id}
+    )
 
 
 # -------------------------------------------------------------------- members
@@ -193,36 +183,45 @@ async def list_members(
     lib = await access(session, viewer, library_id)
     rows = await session.execute(
         text(
-            "SELECT user_id, role, created_at FROM memberships WHERE library_id = :l "
+            "SELECT user_id, role, created_at FROM memberships WHERE library_id = :library_id "
             "ORDER BY created_at, user_id"
         ),
-        {"l": library_id},
+        {"library_id": library_id},
     )
     return [
         MemberView(r.user_id, r.role, r.user_id == lib.owner_user_id, r.created_at) for r in rows
     ]
 
 
-async def _member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+@dataclass(frozen=True)
+class _Member:
+    user_id: uuid.UUID
+    role: str
+    created_at: datetime
+
+
+async def _member(session: AsyncSession, library_id: uuid.UUID, user_id: uuid.UUID) -> _Member:
     row = (
         await session.execute(
             text(
                 "SELECT user_id, role, created_at FROM memberships "
-                "WHERE library_id = :l AND user_id = :u"
+                "WHERE library_id = :library_id AND user_id = :user_id"
             ),
-            {"l": library_id, "u": user_id},
+            {"library_id": library_id, "user_id": user_id},
         )
     ).one_or_none()
     if row is None:
         raise NotFound("no such member in this library")
-    return row
+    return _Member(**fields_of(row))
 
 
 async def _admin_count(session: AsyncSession, library_id: uuid.UUID) -> int:
     return int(
         await session.scalar(
-            text("SELECT count(*) FROM memberships WHERE library_id = :l AND role = 'admin'"),
-            {"l": library_id},
+            text(
+                "SELECT count(*) FROM memberships WHERE library_id = :library_id AND role = 'admin'"
+            ),
+            {"library_id": library_id},
         )
         or 0
     )
@@ -249,8 +248,11 @@ async def set_member_role(
             )
         await _keep_an_admin(session, library_id, target)
     await session.execute(
-        text("UPDATE memberships SET role = :r WHERE library_id = :l AND user_id = :u"),
-        {"r": role.value, "l": library_id, "u": user_id},
+        text(
+            "UPDATE memberships SET role = :role WHERE library_id = :library_id AND user_id = "
+            ":user_id"
+        ),
+        {"role": role.value, "library_id": library_id, "user_id": user_id},
     )
     await _repair_owner_admin(session, library_id)
     return MemberView(user_id, role.value, user_id == lib.owner_user_id, target.created_at)
@@ -276,8 +278,8 @@ async def remove_member(
         )
     await _keep_an_admin(session, library_id, target)
     await session.execute(
-        text("DELETE FROM memberships WHERE library_id = :l AND user_id = :u"),
-        {"l": library_id, "u": user_id},
+        text("DELETE FROM memberships WHERE library_id = :library_id AND user_id = :user_id"),
+        {"library_id": library_id, "user_id": user_id},
     )
     await closure.revoke_member(session, library_id, user_id)
     await _repair_owner_admin(session, library_id)
@@ -293,16 +295,19 @@ async def transfer_ownership(
         raise Forbidden("only the owner may transfer ownership", code="E_OWNER_REQUIRED")
     await closure.lock_memberships(session, library_id, exclusive=True)
     is_member = await session.scalar(
-        text("SELECT 1 FROM memberships WHERE library_id = :l AND user_id = :u"),
-        {"l": library_id, "u": new_owner},
+        text("SELECT 1 FROM memberships WHERE library_id = :library_id AND user_id = :user_id"),
+        {"library_id": library_id, "user_id": new_owner},
     )
     if new_owner == viewer or is_member is None:
         raise NexusError(
             "E_OWNERSHIP_TRANSFER_INVALID", "the new owner must be another member of the library"
         )
     await session.execute(
-        text("UPDATE libraries SET owner_user_id = :u, updated_at = now() WHERE id = :l"),
-        {"u": new_owner, "l": library_id},
+        text(
+            "UPDATE libraries SET owner_user_id = :user_id, updated_at = now() WHERE id = "
+            ":library_id"
+        ),
+        {"user_id": new_owner, "library_id": library_id},
     )
     await _repair_owner_admin(session, library_id)
     return await access(session, viewer, library_id)
@@ -349,8 +354,11 @@ async def remove_media(
     if lib.is_default:
         # The row stays while an edge still justifies it (SPEC §6); that is not an error.
         present = await session.scalar(
-            text("SELECT 1 FROM library_media WHERE library_id = :l AND media_id = :m"),
-            {"l": library_id, "m": media_id},
+            text(
+                "SELECT 1 FROM library_media WHERE library_id = :library_id AND media_id = "
+                ":media_id"
+            ),
+            {"library_id": library_id, "media_id": media_id},
         )
         if present is None:
             raise media_not_found()

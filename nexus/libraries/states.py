@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from nexus.db.transitions import StateTable, Transition
+
 
 class LibraryRole(StrEnum):
     ADMIN = "admin"
@@ -23,6 +25,14 @@ INVITE_TRANSITIONS: dict[InviteStatus, frozenset[InviteStatus]] = {
     InviteStatus.DECLINED: frozenset({InviteStatus.PENDING}),
     InviteStatus.REVOKED: frozenset({InviteStatus.PENDING}),
 }
+INVITE_STATES: StateTable[InviteStatus] = StateTable(
+    "library_invitations", "status", ("id",), INVITE_TRANSITIONS
+)
+# The three answers to a pending invitation (`nexus.libraries.invites`: accept, decline, revoke).
+_PENDING = frozenset({InviteStatus.PENDING})
+ACCEPT = Transition(INVITE_STATES, _PENDING, InviteStatus.ACCEPTED)
+DECLINE = Transition(INVITE_STATES, _PENDING, InviteStatus.DECLINED)
+REVOKE = Transition(INVITE_STATES, _PENDING, InviteStatus.REVOKED)
 
 NAME_MAX = 100
 

@@ -238,9 +238,9 @@ async def read_status(
         await session.execute(
             text(
                 "SELECT id, processing_status, failure_stage, last_error_code "
-                "FROM media WHERE id = :m"
+                "FROM media WHERE id = :media_id"
             ),
-            {"m": resolved},
+            {"media_id": resolved},
         )
     ).one_or_none()
     if row is None:

@@ -10,14 +10,50 @@ page of media is one query.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from nexus.db.types import BindParams, TimeKey, fields_of
 from nexus.sharing import closure
 from nexus.users.service import checked_rows, checking_viewer
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRow:
+    """A media row as `_COLUMNS` selects it (statuses and kinds as their string values)."""
+
+    id: uuid.UUID
+    kind: str
+    title: str | None
+    canonical_source_url: str | None
+    processing_status: str
+    failure_stage: str | None
+    last_error_code: str | None
+    external_playback_url: str | None
+    created_at: datetime
+    updated_at: datetime
+    has_file: bool
+    has_text: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedMediaRow(MediaRow):
+    """A media row of a library listing, with when it was linked (the page order)."""
+
+    linked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentRow:
+    id: uuid.UUID
+    idx: int
+    canonical_text: str
+    html_sanitized: str
+    created_at: datetime
+
 
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
 MAX_MERGE_HOPS = 8
@@ -32,7 +68,7 @@ _COLUMNS = """
             WHERE fr.media_id = m.id AND btrim(fr.canonical_text) <> '') AS has_text
 """
 
-# can_read_media (SPEC §5) as a predicate on `m.id` for viewer `:v`; the same definition
+# can_read_media (SPEC §5) as a predicate on `m.id` for viewer `:viewer`; the same definition
 # as `nexus.sharing.closure.readable_media_ids` (tests hold the two equal), inlined so a
 # filtered page stays one query.
 READABLE_BY_VIEWER = closure.READABLE_BY_VIEWER
@@ -40,10 +76,10 @@ READABLE_BY_VIEWER = closure.READABLE_BY_VIEWER
 
 Executor = AsyncSession | AsyncConnection
 
-# The merge chain of `:m` as WITH items: `winner(id)` is the id it lives under now.
+# The merge chain of `:media_id` as WITH items: `winner(id)` is the id it lives under now.
 _WINNER = f"""
     RECURSIVE chain(id, hops) AS (
-        SELECT CAST(:m AS uuid), 0
+        SELECT CAST(:media_id AS uuid), 0
         UNION ALL
         SELECT mm.into_media_id, c.hops + 1
         FROM chain c JOIN media_merges mm ON mm.from_media_id = c.id
@@ -54,7 +90,9 @@ _WINNER = f"""
 
 async def resolve_merges(session: Executor, media_id: uuid.UUID) -> uuid.UUID:
     """The id `media_id` now lives under: itself, or the last winner of its merge chain."""
-    winner = await session.scalar(text(f"WITH {_WINNER} SELECT id FROM winner"), {"m": media_id})
+    winner = await session.scalar(
+        text(f"WITH {_WINNER} SELECT id FROM winner"), {"media_id": media_id}
+    )
     return winner or media_id
 
 
@@ -66,30 +104,33 @@ _READABLE_MEDIA = text(
 )
 
 
-async def readable_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> Any | None:
+async def readable_media(
+    session: Executor, viewer: uuid.UUID, media_id: uuid.UUID
+) -> MediaRow | None:
     """The media row `media_id` is served as (merges followed), or None when it is missing
     or the viewer may not read it: one statement, which also checks the viewer's bootstrap
     (`NotBootstrapped`)."""
-    rows = (await session.execute(_READABLE_MEDIA, {"m": media_id, "v": viewer})).all()
+    rows = (await session.execute(_READABLE_MEDIA, {"media_id": media_id, "viewer": viewer})).all()
     found = checked_rows(rows, "id")
-    return found[0] if found else None
+    return MediaRow(**found[0]) if found else None
 
 
 async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bool:
     """True when the media is an upload whose file has not passed its type check."""
     found = await session.scalar(
-        text("SELECT 1 FROM media_uploads WHERE media_id = :m AND verified_at IS NULL"),
-        {"m": media_id},
+        text("SELECT 1 FROM media_uploads WHERE media_id = :media_id AND verified_at IS NULL"),
+        {"media_id": media_id},
     )
     return found is not None
 
 
-async def get_media(session: Executor, media_id: uuid.UUID) -> Any | None:
-    return (
+async def get_media(session: Executor, media_id: uuid.UUID) -> MediaRow | None:
+    row = (
         await session.execute(
-            text(f"SELECT {_COLUMNS} FROM media m WHERE m.id = :m"), {"m": media_id}
+            text(f"SELECT {_COLUMNS} FROM media m WHERE m.id = :media_id"), {"media_id": media_id}
         )
     ).one_or_none()
+    return None if row is None else MediaRow(**fields_of(row))
 
 
 async def list_library_media(
@@ -98,29 +139,29 @@ async def list_library_media(
     *,
     readable_by: uuid.UUID | None,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any]:
+    after: TimeKey | None,
+) -> list[LinkedMediaRow]:
     """Media of a library by (link created_at, media id), with `linked_at`.
 
     With `readable_by`, only rows that user may read (the default-library filter).
     """
-    params: dict[str, Any] = {"l": library_id, "n": limit + 1}
+    params: BindParams = {"library_id": library_id, "row_limit": limit + 1}
     cond = ""
     if readable_by is not None:
         cond += f" AND {READABLE_BY_VIEWER}"
-        params["v"] = readable_by
+        params["viewer"] = readable_by
     if after is not None:
         cond += " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
         params.update(after_at=after[0], after_id=after[1])
     result = await session.execute(
         text(
             f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
-            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :l{cond} "
-            "ORDER BY lm.created_at, lm.media_id LIMIT :n"
+            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
+            "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit"
         ),
         params,
     )
-    return result.all()
+    return [LinkedMediaRow(**fields_of(row)) for row in result]
 
 
 async def member_library_media(
@@ -129,13 +170,13 @@ async def member_library_media(
     library_id: uuid.UUID,
     *,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any] | None:
+    after: TimeKey | None,
+) -> list[LinkedMediaRow] | None:
     """`list_library_media` for a viewer, with the membership and bootstrap checks in the
     same statement: None when the viewer is not a member of the library, `NotBootstrapped`
     when the viewer is not bootstrapped; in a default library only rows the viewer may
     read (SPEC §5). Each row carries `linked_at`."""
-    params: dict[str, Any] = {"l": library_id, "v": viewer, "n": limit + 1}
+    params: BindParams = {"library_id": library_id, "viewer": viewer, "row_limit": limit + 1}
     cond = ""
     if after is not None:
         cond = " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
@@ -144,27 +185,31 @@ async def member_library_media(
         text(
             checking_viewer(
                 "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
-                "ON mb.library_id = l.id AND mb.user_id = :v WHERE l.id = :l) "
+                "ON mb.library_id = l.id AND mb.user_id = :viewer WHERE l.id = :library_id) "
                 "SELECT lib.is_default AS lib_is_default, p.* FROM lib LEFT JOIN LATERAL ("
                 f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
-                f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :l{cond} "
+                f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
                 f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
-                "ORDER BY lm.created_at, lm.media_id LIMIT :n) p ON true"
+                "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit) p ON true"
             )
         ),
         params,
     )
-    rows = result.all()
-    if not checked_rows(rows, "lib_is_default"):
+    found = checked_rows(result.all(), "lib_is_default")
+    if not found:
         return None
-    return [r for r in rows if r.id is not None]
+    return [
+        LinkedMediaRow(**{k: v for k, v in fields.items() if k != "lib_is_default"})
+        for fields in found
+        if fields["id"] is not None
+    ]
 
 
 async def list_fragments(
     session: Executor, media_id: uuid.UUID, *, limit: int, after_idx: int | None
-) -> Sequence[Any]:
+) -> list[FragmentRow]:
     """Fragments of a media in reading order (by idx, unique per media)."""
-    params: dict[str, Any] = {"m": media_id, "n": limit + 1}
+    params: BindParams = {"media_id": media_id, "row_limit": limit + 1}
     cond = ""
     if after_idx is not None:
         cond = " AND idx > :after"
@@ -172,8 +217,8 @@ async def list_fragments(
     result = await session.execute(
         text(
             "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
-            f"WHERE media_id = :m{cond} ORDER BY idx LIMIT :n"
+            f"WHERE media_id = :media_id{cond} ORDER BY idx LIMIT :row_limit"
         ),
         params,
     )
-    return result.all()
+    return [FragmentRow(**fields_of(row)) for row in result]

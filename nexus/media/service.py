@@ -8,12 +8,12 @@ winner is answered with the winner (when the viewer may read the winner).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import TimeKey
 from nexus.errors import Forbidden, NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
@@ -53,7 +53,7 @@ def capability_flags(
     }
 
 
-def media_dict(row: Any) -> dict[str, Any]:
+def media_dict(row: repo.MediaRow) -> dict[str, Any]:
     """A `repo` media row (with has_file/has_text) as the public `MediaOut` shape, as a
     plain dict in the model's field order: pages of media are serialised from these
     (pydantic_core.to_json gives the same bytes as the model would) without building and
@@ -78,7 +78,7 @@ def media_dict(row: Any) -> dict[str, Any]:
     }
 
 
-def media_out(row: Any) -> MediaOut:
+def media_out(row: repo.MediaRow) -> MediaOut:
     """A `repo` media row (with has_file/has_text) as the public model (validated)."""
     return MediaOut.model_validate(media_dict(row))
 
@@ -120,7 +120,7 @@ async def get_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -
 @dataclass(frozen=True)
 class FragmentPage:
     media: MediaOut
-    rows: Sequence[Any]
+    rows: list[repo.FragmentRow]
 
 
 async def list_fragments(
@@ -145,8 +145,8 @@ async def list_library_media(
     library_id: uuid.UUID,
     *,
     limit: int,
-    after: Sequence[Any] | None,
-) -> Sequence[Any]:
+    after: TimeKey | None,
+) -> list[repo.LinkedMediaRow]:
     """Up to `limit + 1` media rows of a library (with `linked_at`), in link order.
 
     Order: 404 E_LIBRARY_NOT_FOUND unless a member. In a default library only media the

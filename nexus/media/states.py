@@ -1,8 +1,14 @@
-"""Media kinds and the user-visible processing state machine (SPEC §8, ARCHITECTURE §4)."""
+"""Media kinds and the user-visible processing state machine (SPEC §8, ARCHITECTURE §4).
+
+`TRANSITIONS` is data the code obeys: every write of `media.processing_status` is a
+transition of `MEDIA_STATES` built in `nexus.media.transitions` (refused if not allowed).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from nexus.db.transitions import StateTable
 
 
 class MediaKind(StrEnum):
@@ -39,10 +45,16 @@ READABLE = frozenset(
 
 # to-state -> states it may be entered from
 TRANSITIONS: dict[ProcessingStatus, frozenset[ProcessingStatus]] = {
-    ProcessingStatus.EXTRACTING: frozenset({ProcessingStatus.PENDING}),
+    # an attempt starts; extracting again: the attempt after one whose lease was rescued
+    ProcessingStatus.EXTRACTING: frozenset({ProcessingStatus.PENDING, ProcessingStatus.EXTRACTING}),
     ProcessingStatus.READY_FOR_READING: frozenset({ProcessingStatus.EXTRACTING}),
     ProcessingStatus.EMBEDDING: frozenset({ProcessingStatus.READY_FOR_READING}),
     ProcessingStatus.READY: frozenset({ProcessingStatus.EMBEDDING}),
     ProcessingStatus.FAILED: ACTIVE,
+    # retry of a failed media; a failed attempt that will be retried
     ProcessingStatus.PENDING: frozenset({ProcessingStatus.FAILED, ProcessingStatus.EXTRACTING}),
 }
+
+MEDIA_STATES: StateTable[ProcessingStatus] = StateTable(
+    "media", "processing_status", ("id",), TRANSITIONS
+)

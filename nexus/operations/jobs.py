@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Table
 
-from nexus.jobs.machine import JobType
+from nexus.jobs.machine import DueJob, JobType
 from nexus.messaging.messages import OperationRequested
 from nexus.operations.models import Operation
 
@@ -14,8 +12,8 @@ TABLE: Table = Operation.__table__  # type: ignore[assignment]
 JOB = JobType(name="operation", table=TABLE, key_columns=("id",))
 
 
-def request_message(row: Any) -> OperationRequested:
+def request_message(row: DueJob) -> OperationRequested:
     """The message naming the operation of `row` (outbox at creation, scheduler later)."""
     return OperationRequested(
-        operation_id=row.id, request_id=row.request_id, correlation_id=row.correlation_id
+        operation_id=row.key["id"], request_id=row.request_id, correlation_id=row.correlation_id
     )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.errors import TerminalError
 from nexus.jobs import ledger, outbox
-from nexus.jobs.machine import Claim
+from nexus.jobs.machine import Claim, DueJob
 from nexus.jobs.states import JobStatus
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Work
 from nexus.messaging.messages import DomainEvent
@@ -72,7 +72,7 @@ async def create(
         request_id=request_id,
         correlation_id=correlation_id,
     )
-    message = request_message(row)
+    message = request_message(DueJob.of(JOB, row))
     await outbox.enqueue(session, topics.operations, message.key, message)
     return operation
 

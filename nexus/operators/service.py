@@ -124,11 +124,11 @@ async def find_key(session: AsyncSession, token: str) -> OperatorIdentity | None
     await session.execute(
         text(
             "UPDATE operator_keys SET last_used_at = now() WHERE id = ("
-            "  SELECT id FROM operator_keys WHERE id = :k"
+            "  SELECT id FROM operator_keys WHERE id = :key_id"
             "  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
             "  FOR UPDATE SKIP LOCKED)"
         ),
-        {"k": row.id},
+        {"key_id": row.id},
     )
     return OperatorIdentity(key_id=row.id, name=row.name, role=Role(row.role))
 

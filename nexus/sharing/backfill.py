@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
+from nexus.db.types import ResultRow
 from nexus.errors import NotFound, TerminalError
 from nexus.jobs import machine, outbox
 from nexus.jobs.machine import Claim, JobType, LeaseLost
@@ -52,23 +53,33 @@ def request_message(
 
 
 @dataclass(frozen=True)
+class BackfillJobState:
+    """A backfill job as a requeue reports it (SPEC §7)."""
+
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    attempts: int
+    last_error_code: str | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ResultRow) -> BackfillJobState:
+        """From a full row of the job table."""
+        columns = row._mapping
+        return cls(**{name: columns[name] for name in _STATE_FIELDS})
+
+
+_STATE_FIELDS = tuple(BackfillJobState.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class RequeueResult:
-    job: dict[str, Any]
+    job: BackfillJobState
     idempotent: bool
     outbox_id: int | None
-
-
-def job_out(row: Any) -> dict[str, Any]:
-    return {
-        "default_library_id": row.default_library_id,
-        "source_library_id": row.source_library_id,
-        "user_id": row.user_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_error_code": row.last_error_code,
-        "updated_at": row.updated_at,
-        "finished_at": row.finished_at,
-    }
 
 
 async def requeue(
@@ -98,23 +109,24 @@ async def requeue(
         ).one_or_none()
         if current is None:
             raise NotFound("no backfill job for this tuple")
-        return RequeueResult(job=job_out(current), idempotent=True, outbox_id=None)
+        return RequeueResult(BackfillJobState.of(current), idempotent=True, outbox_id=None)
     message = request_message(key, request_id, correlation_id)
     outbox_id = await outbox.enqueue(session, topics.backfill, message.key, message)
-    return RequeueResult(job=job_out(reset.row), idempotent=False, outbox_id=outbox_id)
+    return RequeueResult(BackfillJobState.of(reset.row), idempotent=False, outbox_id=outbox_id)
 
 
 _TUPLE = text(
     """
     SELECT d.id IS NOT NULL AS d_exists, d.is_default AS d_default,
-           d.owner_user_id = :u AS d_owned,
+           d.owner_user_id = :user_id AS d_owned,
            s.id IS NOT NULL AS s_exists, s.is_default AS s_default,
            -- The first chunk's membership lock, taken in the same round trip.
-           (SELECT true FROM memberships mb WHERE mb.library_id = :s AND mb.user_id = :u
+           (SELECT true FROM memberships mb WHERE mb.library_id = :source_library_id AND
+               mb.user_id = :user_id
             FOR SHARE) AS is_member
     FROM (SELECT 1) one
-    LEFT JOIN libraries d ON d.id = :d
-    LEFT JOIN libraries s ON s.id = :s
+    LEFT JOIN libraries d ON d.id = :default_library_id
+    LEFT JOIN libraries s ON s.id = :source_library_id
     """
 )
 
@@ -124,7 +136,11 @@ async def _validate_and_lock(session: AsyncSession, claim: Claim) -> bool:
     why the tuple is invalid; else lock membership (S, u) like `_lock_membership` and
     return whether it exists."""
     d, s, u = (claim.key[k] for k in JOB.key_columns)
-    row = (await session.execute(_TUPLE, {"d": d, "s": s, "u": u})).one()
+    row = (
+        await session.execute(
+            _TUPLE, {"default_library_id": d, "source_library_id": s, "user_id": u}
+        )
+    ).one()
     reason = None
     if not row.d_exists:
         reason = "default library missing"
@@ -154,23 +170,23 @@ async def _lock_membership(session: AsyncSession, source: uuid.UUID, user: uuid.
 _MATERIALISE_CHUNK_SQL = """
     WITH chunk AS (
         SELECT media_id FROM library_media
-        WHERE library_id = :s {after}
+        WHERE library_id = :source_library_id {after}
         ORDER BY media_id
-        LIMIT :n
+        LIMIT :chunk_size
         -- Conflicts with a concurrent removal of m from S: either it waits for this chunk
         -- (and then deletes the edge written here) or this chunk skips the removed row.
         FOR KEY SHARE
     ),
     edges AS (
         INSERT INTO default_library_closure_edges (default_library_id, media_id, source_library_id)
-        SELECT :d, media_id, :s FROM chunk
+        SELECT :default_library_id, media_id, :source_library_id FROM chunk
         ON CONFLICT DO NOTHING
     ),
     rows AS (
         -- DO UPDATE (not NOTHING) locks an existing default row, in media order, so a
         -- concurrent GC waits for this chunk and then sees the edge written here.
         INSERT INTO library_media (library_id, media_id)
-        SELECT :d, media_id FROM chunk ORDER BY media_id
+        SELECT :default_library_id, media_id FROM chunk ORDER BY media_id
         ON CONFLICT (library_id, media_id) DO UPDATE SET created_at = library_media.created_at
     )
     SELECT (SELECT count(*) FROM chunk) AS n,
@@ -209,7 +225,11 @@ async def materialise(
                 return  # membership gone: nothing (more) to write; the job completes
             if not await machine.renew_lease(session, JOB, claim):
                 raise LeaseLost("backfill lease lost between chunks")
-            params: dict[str, object] = {"d": d, "s": s, "n": chunk_size}
+            params: dict[str, object] = {
+                "default_library_id": d,
+                "source_library_id": s,
+                "chunk_size": chunk_size,
+            }
             if after is not None:
                 params["after"] = after
             statement = _FIRST_CHUNK if after is None else _NEXT_CHUNK
@@ -237,8 +257,3 @@ def finish_event(topics: Topics) -> OnFinish:
         await outbox.enqueue(session, topics.events, event.key, event)
 
     return announce
-
-
-async def get_job(session: AsyncSession, key: BackfillKey) -> dict[str, Any] | None:
-    row = (await session.execute(select(_TABLE).where(JOB.where_key(key.as_dict())))).one_or_none()
-    return None if row is None else dict(row._mapping)

@@ -41,7 +41,8 @@ async def lock_library(session: AsyncSession, library_id: uuid.UUID, *, exclusiv
     """Lock library row S (`FOR NO KEY UPDATE` or `FOR SHARE`); False when it does not exist."""
     mode = "NO KEY UPDATE" if exclusive else "SHARE"
     found = await session.scalar(
-        text(f"SELECT 1 FROM libraries WHERE id = :s FOR {mode}"), {"s": library_id}
+        text(f"SELECT 1 FROM libraries WHERE id = :library_id FOR {mode}"),
+        {"library_id": library_id},
     )
     return found is not None
 
@@ -52,8 +53,11 @@ async def lock_memberships(
     """Lock every membership row of S in a stable order; returns the member ids."""
     mode = "UPDATE" if exclusive else "SHARE"
     rows = await session.execute(
-        text(f"SELECT user_id FROM memberships WHERE library_id = :s ORDER BY user_id FOR {mode}"),
-        {"s": library_id},
+        text(
+            "SELECT user_id FROM memberships WHERE library_id = :library_id ORDER BY user_id FOR "
+            f"{mode}"
+        ),
+        {"library_id": library_id},
     )
     return [r[0] for r in rows]
 
@@ -63,7 +67,7 @@ async def lock_memberships(
 _GC_LOCK = text(
     """
     SELECT 1 FROM library_media lm
-    JOIN unnest(CAST(:d AS uuid[]), CAST(:m AS uuid[])) AS pair(d, m)
+    JOIN unnest(CAST(:default_library_ids AS uuid[]), CAST(:media_ids AS uuid[])) AS pair(d, m)
       ON lm.library_id = pair.d AND lm.media_id = pair.m
     ORDER BY lm.library_id, lm.media_id
     FOR UPDATE OF lm
@@ -73,7 +77,7 @@ _GC_LOCK = text(
 _GC = text(
     """
     DELETE FROM library_media lm
-    USING unnest(CAST(:d AS uuid[]), CAST(:m AS uuid[])) AS pair(d, m)
+    USING unnest(CAST(:default_library_ids AS uuid[]), CAST(:media_ids AS uuid[])) AS pair(d, m)
     WHERE lm.library_id = pair.d AND lm.media_id = pair.m
       AND NOT EXISTS (SELECT 1 FROM default_library_intrinsics i
                       WHERE i.default_library_id = pair.d AND i.media_id = pair.m)
@@ -93,7 +97,7 @@ async def gc(session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
     unique = sorted(set(pairs))
     if not unique:
         return 0
-    params = {"d": [p[0] for p in unique], "m": [p[1] for p in unique]}
+    params = {"default_library_ids": [p[0] for p in unique], "media_ids": [p[1] for p in unique]}
     await session.execute(_GC_LOCK, params)
     result = await session.execute(_GC, params)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -123,15 +127,20 @@ def default_link_ctes(*, library: str, media: str, when: str = "true") -> str:
 
 
 _ADD_TO_DEFAULT = text(
-    f"WITH {default_link_ctes(library='CAST(:d AS uuid)', media='CAST(:m AS uuid)')} "
-    "SELECT created FROM dl_row"
+    "WITH "
+    + default_link_ctes(
+        library="CAST(:default_library_id AS uuid)", media="CAST(:media_id AS uuid)"
+    )
+    + " SELECT created FROM dl_row"
 )
 
 
 async def add_to_default(session: AsyncSession, default_id: uuid.UUID, media_id: uuid.UUID) -> bool:
     """library_media(d, m) + intrinsic, in one statement. True when the library row was
     created."""
-    created = await session.scalar(_ADD_TO_DEFAULT, {"d": default_id, "m": media_id})
+    created = await session.scalar(
+        _ADD_TO_DEFAULT, {"default_library_id": default_id, "media_id": media_id}
+    )
     return bool(created)
 
 
@@ -144,9 +153,10 @@ async def remove_from_default(
     """
     result = await session.execute(
         text(
-            "DELETE FROM default_library_intrinsics WHERE default_library_id = :d AND media_id = :m"
+            "DELETE FROM default_library_intrinsics WHERE default_library_id = "
+            ":default_library_id AND media_id = :media_id"
         ),
-        {"d": default_id, "m": media_id},
+        {"default_library_id": default_id, "media_id": media_id},
     )
     await gc(session, [(default_id, media_id)])
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -159,12 +169,12 @@ async def _upsert_default_row(
     docstring). True when the row was created."""
     created = await session.scalar(
         text(
-            "INSERT INTO library_media (library_id, media_id) VALUES (:l, :m) "
+            "INSERT INTO library_media (library_id, media_id) VALUES (:library_id, :media_id) "
             "ON CONFLICT (library_id, media_id) "
             "DO UPDATE SET created_at = library_media.created_at "
             "RETURNING xmax = 0"
         ),
-        {"l": default_id, "m": media_id},
+        {"library_id": default_id, "media_id": media_id},
     )
     return bool(created)
 
@@ -174,10 +184,10 @@ async def _insert_library_media(
 ) -> bool:
     created = await session.scalar(
         text(
-            "INSERT INTO library_media (library_id, media_id) VALUES (:l, :m) "
+            "INSERT INTO library_media (library_id, media_id) VALUES (:library_id, :media_id) "
             "ON CONFLICT DO NOTHING RETURNING 1"
         ),
-        {"l": library_id, "m": media_id},
+        {"library_id": library_id, "media_id": media_id},
     )
     return created is not None
 
@@ -202,22 +212,22 @@ async def add_to_shared(session: AsyncSession, library_id: uuid.UUID, media_id: 
                 SELECT d.id AS default_id
                 FROM memberships mb
                 JOIN libraries d ON d.owner_user_id = mb.user_id AND d.is_default
-                WHERE mb.library_id = :s
+                WHERE mb.library_id = :library_id
             ),
             edges AS (
                 INSERT INTO default_library_closure_edges
                     (default_library_id, media_id, source_library_id)
-                SELECT default_id, :m, :s FROM defaults
+                SELECT default_id, :media_id, :library_id FROM defaults
                 ON CONFLICT DO NOTHING
             )
             -- Locks each default row (in a stable order) so a concurrent GC waits for us.
             INSERT INTO library_media (library_id, media_id)
-            SELECT default_id, :m FROM defaults ORDER BY default_id
+            SELECT default_id, :media_id FROM defaults ORDER BY default_id
             ON CONFLICT (library_id, media_id)
             DO UPDATE SET created_at = library_media.created_at
             """
         ),
-        {"s": library_id, "m": media_id},
+        {"library_id": library_id, "media_id": media_id},
     )
     return created
 
@@ -227,15 +237,16 @@ async def remove_from_shared(
 ) -> bool:
     """Delete library_media(S, m) and all edges (*, m, S); GC each affected default row."""
     removed = await session.execute(
-        text("DELETE FROM library_media WHERE library_id = :s AND media_id = :m"),
-        {"s": library_id, "m": media_id},
+        text("DELETE FROM library_media WHERE library_id = :library_id AND media_id = :media_id"),
+        {"library_id": library_id, "media_id": media_id},
     )
     rows = await session.execute(
         text(
             "DELETE FROM default_library_closure_edges "
-            "WHERE source_library_id = :s AND media_id = :m RETURNING default_library_id"
+            "WHERE source_library_id = :library_id AND media_id = :media_id RETURNING "
+            "default_library_id"
         ),
-        {"s": library_id, "m": media_id},
+        {"library_id": library_id, "media_id": media_id},
     )
     await gc(session, [(r[0], media_id) for r in rows])
     return bool(removed.rowcount)  # type: ignore[attr-defined]
@@ -249,20 +260,20 @@ async def revoke_member(session: AsyncSession, library_id: uuid.UUID, user_id: u
             """
             DELETE FROM default_library_closure_edges e
             USING libraries d
-            WHERE d.owner_user_id = :u AND d.is_default
-              AND e.default_library_id = d.id AND e.source_library_id = :s
+            WHERE d.owner_user_id = :user_id AND d.is_default
+              AND e.default_library_id = d.id AND e.source_library_id = :library_id
             RETURNING e.default_library_id, e.media_id
             """
         ),
-        {"u": user_id, "s": library_id},
+        {"user_id": user_id, "library_id": library_id},
     )
     await gc(session, [(r[0], r[1]) for r in rows])
     await session.execute(
         text(
             "DELETE FROM default_library_backfill_jobs "
-            "WHERE source_library_id = :s AND user_id = :u"
+            "WHERE source_library_id = :library_id AND user_id = :user_id"
         ),
-        {"s": library_id, "u": user_id},
+        {"library_id": library_id, "user_id": user_id},
     )
 
 
@@ -270,10 +281,10 @@ async def before_library_delete(session: AsyncSession, library_id: uuid.UUID) ->
     """Delete every edge from S and GC each affected (d, m) before the cascade runs."""
     rows = await session.execute(
         text(
-            "DELETE FROM default_library_closure_edges WHERE source_library_id = :s "
+            "DELETE FROM default_library_closure_edges WHERE source_library_id = :library_id "
             "RETURNING default_library_id, media_id"
         ),
-        {"s": library_id},
+        {"library_id": library_id},
     )
     await gc(session, [(r[0], r[1]) for r in rows])
 
@@ -281,21 +292,21 @@ async def before_library_delete(session: AsyncSession, library_id: uuid.UUID) ->
 # ----------------------------------------------------------------------- reading
 
 # The read rule of SPEC §5 as one SQL predicate over a media id column `m.id` and a
-# viewer bound as `:v`; list queries inline it, `readable_media_ids` uses it on an id list.
+# viewer bound as `:viewer`; list queries inline it, `readable_media_ids` uses it on an id list.
 READABLE_BY_VIEWER = """
     (EXISTS (SELECT 1 FROM library_media lm_r
              JOIN libraries l_r ON l_r.id = lm_r.library_id AND NOT l_r.is_default
-             JOIN memberships mb_r ON mb_r.library_id = l_r.id AND mb_r.user_id = :v
+             JOIN memberships mb_r ON mb_r.library_id = l_r.id AND mb_r.user_id = :viewer
              WHERE lm_r.media_id = m.id)
      OR EXISTS (SELECT 1 FROM default_library_intrinsics i_r
                 JOIN libraries d_r ON d_r.id = i_r.default_library_id
-                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                                  AND d_r.owner_user_id = :viewer AND d_r.is_default
                 WHERE i_r.media_id = m.id)
      OR EXISTS (SELECT 1 FROM default_library_closure_edges e_r
                 JOIN libraries d_r ON d_r.id = e_r.default_library_id
-                                  AND d_r.owner_user_id = :v AND d_r.is_default
+                                  AND d_r.owner_user_id = :viewer AND d_r.is_default
                 JOIN memberships mb_r ON mb_r.library_id = e_r.source_library_id
-                                     AND mb_r.user_id = :v
+                                     AND mb_r.user_id = :viewer
                 WHERE e_r.media_id = m.id))
 """
 
@@ -308,7 +319,7 @@ async def readable_media_ids(
     """The subset of `media_ids` the viewer may read, in one query (SPEC §5)."""
     if not media_ids:
         return set()
-    rows = await session.execute(text(_READABLE), {"ids": list(media_ids), "v": viewer})
+    rows = await session.execute(text(_READABLE), {"ids": list(media_ids), "viewer": viewer})
     return {r[0] for r in rows}
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from sqlalchemy import Table, and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
+from nexus.db.types import ResultRow
 from nexus.jobs.ledger import json_key
 from nexus.jobs.machine import JobType
 from nexus.jobs.states import JobStatus
@@ -51,19 +53,43 @@ class JobFilters:
     updated_after: datetime | None = None
 
 
-def job_item(job: JobType, row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {**{k: m[k] for k in job.key_columns}, **{f: m[f] for f in ITEM_FIELDS}}
+@dataclass(frozen=True)
+class JobRow:
+    """A row of any job table: its key (by column) and the item fields (ITEM_FIELDS)."""
+
+    key: dict[str, uuid.UUID]
+    status: str
+    attempts: int
+    last_error_code: str | None
+    last_error_message: str | None
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: JobType, row: ResultRow) -> JobRow:
+        columns = row._mapping
+        return cls(job.key_of(row), **{name: columns[name] for name in ITEM_FIELDS})
 
 
-def sort_key(job: JobType, row: Any) -> tuple[Any, ...]:
-    m = row._mapping
-    return (m["updated_at"], *(m[k] for k in job.key_columns))
+def job_item(job: JobType, row: JobRow) -> dict[str, object]:
+    """The SPEC §7 job item: the key columns, then ITEM_FIELDS."""
+    return {
+        **{name: row.key[name] for name in job.key_columns},
+        **{name: getattr(row, name) for name in ITEM_FIELDS},
+    }
 
 
-def _conditions(job: JobType, filters: JobFilters) -> list[Any]:
+def sort_key(job: JobType, row: JobRow) -> tuple[datetime | uuid.UUID, ...]:
+    return (row.updated_at, *(row.key[name] for name in job.key_columns))
+
+
+def _conditions(job: JobType, filters: JobFilters) -> list[ColumnElement[bool]]:
     t = job.table
-    conds: list[Any] = [t.c[name] == value for name, value in filters.keys.items()]
+    conds: list[ColumnElement[bool]] = [t.c[name] == value for name, value in filters.keys.items()]
     if filters.status is not None:
         conds.append(t.c.status == filters.status)
     if filters.error_code is not None:
@@ -75,7 +101,7 @@ def _conditions(job: JobType, filters: JobFilters) -> list[Any]:
     return conds
 
 
-def _order(t: Table, job: JobType) -> list[Any]:
+def _order(t: Table, job: JobType) -> list[UnaryExpression[Any]]:
     return [t.c.updated_at.desc(), *(t.c[k].desc() for k in job.key_columns)]
 
 
@@ -85,8 +111,8 @@ async def list_jobs(
     filters: JobFilters,
     *,
     limit: int,
-    after: Sequence[Any] | None = None,
-) -> Sequence[Any]:
+    after: Sequence[datetime | uuid.UUID] | None = None,
+) -> list[JobRow]:
     """Up to `limit + 1` rows, newest `updated_at` first (ties by key, descending);
     `after` is the sort key of the last row already served (see `sort_key`)."""
     t = job.table
@@ -95,7 +121,7 @@ async def list_jobs(
         cols = [t.c.updated_at, *(t.c[k] for k in job.key_columns)]
         conds.append(tuple_(*cols) < tuple_(*after))
     query = select(t).where(and_(True, *conds)).order_by(*_order(t, job)).limit(limit + 1)
-    return (await session.execute(query)).all()
+    return [JobRow.of(job, row) for row in await session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,7 @@ class BulkSelection:
     """What a bulk requeue would touch: keys to requeue (non-running), running matches."""
 
     keys: list[BackfillKey]
-    sample: list[dict[str, Any]]
+    sample: list[dict[str, object]]
     running: int
 
 
@@ -128,7 +154,7 @@ async def select_for_requeue(
         .where(and_(True, *conds), t.c.status == JobStatus.RUNNING.value)
     )
     keys = [BackfillKey(r.default_library_id, r.source_library_id, r.user_id) for r in rows]
-    sample = [job_item(BACKFILL_JOB, r) for r in rows[:sample_size]]
+    sample = [job_item(BACKFILL_JOB, JobRow.of(BACKFILL_JOB, r)) for r in rows[:sample_size]]
     return BulkSelection(keys=keys, sample=sample, running=int(running or 0))
 
 
@@ -195,19 +221,20 @@ async def requeue_chunk(
 _JOB_EVENTS = text(
     "SELECT id, at, from_status, to_status, attempt, actor, error_code, error_message, "
     "request_id, correlation_id FROM job_events "
-    "WHERE job_type = :t AND job_key = CAST(:k AS jsonb) ORDER BY at, id LIMIT :cap"
+    "WHERE job_type = :job_type AND job_key = CAST(:job_key AS jsonb) ORDER BY at, id LIMIT :cap"
 )
 # Backfill messages carry the tuple at the top level; domain events in `data`. Both are
 # keyed by the default library, which the index on `key` narrows to first.
 _OUTBOX = text(
     "SELECT id, created_at AS at, topic, key, payload, headers, published_at, "
     "publish_attempts, last_error FROM outbox "
-    "WHERE key = :d AND (payload @> CAST(:k AS jsonb) OR payload -> 'data' @> CAST(:k AS jsonb)) "
+    "WHERE key = :default_library_key AND (payload @> CAST(:job_key AS jsonb) OR payload -> "
+    "'data' @> CAST(:job_key AS jsonb)) "
     "ORDER BY created_at, id LIMIT :cap"
 )
 _ACTIONS = text(
     "SELECT id, at, actor, action, outcome, details, request_id, operator_key_id "
-    "FROM operator_actions WHERE target @> CAST(:k AS jsonb) ORDER BY at, id LIMIT :cap"
+    "FROM operator_actions WHERE target @> CAST(:job_key AS jsonb) ORDER BY at, id LIMIT :cap"
 )
 _KIND_ORDER = {"operator_action": 0, "job_event": 1, "outbox": 2}
 
@@ -218,7 +245,12 @@ async def timeline(session: AsyncSession, key: BackfillKey) -> list[dict[str, An
     Ties at the same instant: the operator action, then the transition, then the message
     (the order in which one requeue writes them)."""
     k = json.dumps(json_key(key.as_dict()))
-    params = {"t": BACKFILL_JOB.name, "k": k, "d": str(key.default_library_id), "cap": TIMELINE_CAP}
+    params = {
+        "job_type": BACKFILL_JOB.name,
+        "job_key": k,
+        "default_library_key": str(key.default_library_id),
+        "cap": TIMELINE_CAP,
+    }
     entries: list[dict[str, Any]] = []
     for kind, query in (
         ("job_event", _JOB_EVENTS),
@@ -231,12 +263,12 @@ async def timeline(session: AsyncSession, key: BackfillKey) -> list[dict[str, An
     return entries
 
 
-async def get_job_item(session: AsyncSession, key: BackfillKey) -> dict[str, Any] | None:
+async def get_job_item(session: AsyncSession, key: BackfillKey) -> dict[str, object] | None:
     t = BACKFILL_JOB.table
     row = (
         await session.execute(select(t).where(BACKFILL_JOB.where_key(key.as_dict())))
     ).one_or_none()
-    return None if row is None else job_item(BACKFILL_JOB, row)
+    return None if row is None else job_item(BACKFILL_JOB, JobRow.of(BACKFILL_JOB, row))
 
 
 def filters_summary(filters: JobFilters) -> dict[str, str]:

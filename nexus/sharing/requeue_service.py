@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,21 +37,25 @@ async def already_applied(
     """True when an audit row for this requeue message exists (GIN index on target)."""
     found = await session.scalar(
         text(
-            "SELECT 1 FROM operator_actions WHERE action = :a "
-            "AND target @> CAST(:t AS jsonb) AND details ->> 'message_id' = :m LIMIT 1"
+            "SELECT 1 FROM operator_actions WHERE action = :action "
+            "AND target @> CAST(:target AS jsonb) AND details ->> 'message_id' = :message_id "
+            "LIMIT 1"
         ),
         {
-            "a": ACTION,
-            "t": json.dumps({k: str(v) for k, v in key.as_dict().items()}),
-            "m": message_id,
+            "action": ACTION,
+            "target": json.dumps({k: str(v) for k, v in key.as_dict().items()}),
+            "message_id": message_id,
         },
     )
     return found is not None
 
 
 def _event_data(
-    msg: BackfillRequeueRequested, outcome: str, job: dict[str, Any] | None, idempotent: bool
-) -> dict[str, Any]:
+    msg: BackfillRequeueRequested,
+    outcome: str,
+    job: backfill.BackfillJobState | None,
+    idempotent: bool,
+) -> dict[str, object]:
     return {
         "message_id": str(msg.message_id),
         "outcome": outcome,
@@ -62,11 +65,11 @@ def _event_data(
         "requested_by": msg.requested_by,
         "reason": msg.reason,
         "idempotent": idempotent,
-        "status": job["status"] if job else None,
-        "attempts": job["attempts"] if job else None,
-        "last_error_code": job["last_error_code"] if job else None,
-        "updated_at": job["updated_at"].isoformat() if job else None,
-        "finished_at": job["finished_at"].isoformat() if job and job["finished_at"] else None,
+        "status": job.status if job else None,
+        "attempts": job.attempts if job else None,
+        "last_error_code": job.last_error_code if job else None,
+        "updated_at": job.updated_at.isoformat() if job else None,
+        "finished_at": job.finished_at.isoformat() if job and job.finished_at else None,
     }
 
 
@@ -87,7 +90,7 @@ async def requeue_from_message(
     message_id = str(msg.message_id)
     if await already_applied(session, key, message_id):
         return TopicRequeueOutcome(outcome="duplicate", event=None)
-    job: dict[str, Any] | None
+    job: backfill.BackfillJobState | None
     try:
         result = await backfill.requeue(
             session,

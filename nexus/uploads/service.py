@@ -25,18 +25,19 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.types import ResultRow, fields_of
 from nexus.errors import Conflict, Forbidden, InvalidRequest, NexusError
 from nexus.extraction import filetypes
 from nexus.ingest import jobs
 from nexus.ingest import service as ingest_service
 from nexus.media import service as media_service
+from nexus.media import transitions as media_transitions
 from nexus.media.states import ProcessingStatus
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
@@ -123,7 +124,8 @@ def check_declaration(kind: str, content_type: str, size_bytes: int) -> None:
 _CHARGE = text(
     """
     INSERT INTO storage_usage AS u (user_id, bytes)
-    SELECT :v, CAST(:n AS bigint) WHERE CAST(:n AS bigint) <= CAST(:quota AS bigint)
+    SELECT :viewer, CAST(:size_bytes AS bigint)
+    WHERE CAST(:size_bytes AS bigint) <= CAST(:quota AS bigint)
     ON CONFLICT (user_id) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes, updated_at = now()
         WHERE u.bytes + EXCLUDED.bytes <= CAST(:quota AS bigint)
     RETURNING bytes
@@ -136,10 +138,12 @@ async def charge_storage(
 ) -> int:
     """Add `size_bytes` to the viewer's storage usage (held until the caller commits);
     409 E_QUOTA_EXCEEDED when that would pass `quota_bytes`. Returns the new usage."""
-    used = await session.scalar(_CHARGE, {"v": viewer, "n": size_bytes, "quota": quota_bytes})
+    used = await session.scalar(
+        _CHARGE, {"viewer": viewer, "size_bytes": size_bytes, "quota": quota_bytes}
+    )
     if used is None:
         current = await session.scalar(
-            text("SELECT bytes FROM storage_usage WHERE user_id = :v"), {"v": viewer}
+            text("SELECT bytes FROM storage_usage WHERE user_id = :viewer"), {"viewer": viewer}
         )
         raise Conflict(
             "E_QUOTA_EXCEEDED",
@@ -171,28 +175,33 @@ async def init_upload(
     await charge_storage(session, viewer, size_bytes, quota_bytes=quota_bytes)
     media_id = await session.scalar(
         text(
-            "INSERT INTO media (kind, title, created_by_user_id) VALUES (:k, :t, :v) RETURNING id"
+            "INSERT INTO media (kind, title, created_by_user_id) VALUES (:kind, :title, :viewer) "
+            "RETURNING id"
         ),
-        {"k": kind, "t": title_from_filename(name), "v": viewer},
+        {"kind": kind, "title": title_from_filename(name), "viewer": viewer},
     )
     assert isinstance(media_id, uuid.UUID)
     token = signing.sign(signing_key, "upload", media_id, ttl_seconds=ttl_seconds)
     await session.execute(
         text(
             "INSERT INTO media_file (media_id, storage_path, content_type, size_bytes, "
-            "charged_user_id) VALUES (:m, :p, :c, :n, :v)"
+            "charged_user_id) VALUES (:media_id, :storage_path, :content_type, :size_bytes, "
+            ":viewer)"
         ),
         {
-            "m": media_id,
-            "p": media_key(media_id),
-            "c": CONTENT_TYPES[kind],
-            "n": size_bytes,
-            "v": viewer,
+            "media_id": media_id,
+            "storage_path": media_key(media_id),
+            "content_type": CONTENT_TYPES[kind],
+            "size_bytes": size_bytes,
+            "viewer": viewer,
         },
     )
     await session.execute(
-        text("INSERT INTO media_uploads (media_id, nonce, filename) VALUES (:m, :n, :f)"),
-        {"m": media_id, "n": token.nonce, "f": name},
+        text(
+            "INSERT INTO media_uploads (media_id, nonce, filename) VALUES (:media_id, :nonce, "
+            ":filename)"
+        ),
+        {"media_id": media_id, "nonce": token.nonce, "filename": name},
     )
     await closure.add_to_default(session, default_library_id, media_id)
     return UploadTicket(media_id, token)
@@ -209,13 +218,13 @@ async def claim_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -
                 """
                 UPDATE media_uploads u SET claimed_at = now()
                 FROM media_file f, media m
-                WHERE u.media_id = :m AND u.nonce = :n AND u.uploaded_at IS NULL
+                WHERE u.media_id = :media_id AND u.nonce = :nonce AND u.uploaded_at IS NULL
                   AND (u.claimed_at IS NULL OR u.claimed_at < now() - CAST(:stale AS interval))
                   AND f.media_id = u.media_id AND m.id = u.media_id
                 RETURNING m.kind, f.storage_path, f.size_bytes
                 """
             ),
-            {"m": media_id, "n": nonce, "stale": STALE_CLAIM},
+            {"media_id": media_id, "nonce": nonce, "stale": STALE_CLAIM},
         )
     ).one_or_none()
     if row is None:
@@ -223,15 +232,20 @@ async def claim_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -
     return UploadTarget(media_id, str(row.kind), row.storage_path, int(row.size_bytes))
 
 
-async def release_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> None:
-    """Give a held token back after a failed upload (the same URL may be retried)."""
-    await session.execute(
+async def release_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> bool:
+    """Give a held token back after a failed upload (the same URL may be retried).
+
+    False, a no-op, when there is nothing to give back: the media was deleted meanwhile,
+    or its token was replaced or spent (a completed upload keeps its token spent)."""
+    released = await session.scalar(
         text(
             "UPDATE media_uploads SET claimed_at = NULL "
-            "WHERE media_id = :m AND nonce = :n AND uploaded_at IS NULL"
+            "WHERE media_id = :media_id AND nonce = :nonce AND uploaded_at IS NULL "
+            "RETURNING media_id"
         ),
-        {"m": media_id, "n": nonce},
+        {"media_id": media_id, "nonce": nonce},
     )
+    return released is not None
 
 
 async def complete_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str) -> bool:
@@ -239,9 +253,10 @@ async def complete_upload(session: AsyncSession, media_id: uuid.UUID, nonce: str
     done = await session.scalar(
         text(
             "UPDATE media_uploads SET uploaded_at = now() "
-            "WHERE media_id = :m AND nonce = :n AND uploaded_at IS NULL RETURNING media_id"
+            "WHERE media_id = :media_id AND nonce = :nonce AND uploaded_at IS NULL RETURNING "
+            "media_id"
         ),
-        {"m": media_id, "n": nonce},
+        {"media_id": media_id, "nonce": nonce},
     )
     return done is not None
 
@@ -260,8 +275,22 @@ def _inspect(path: Path) -> tuple[int, str, bytes]:
     return size, digest.hexdigest(), head
 
 
-async def _locked_upload(session: AsyncSession, media_id: uuid.UUID) -> Any:
-    return (
+@dataclass(frozen=True)
+class _Upload:
+    """An uploaded media, locked, with what ingesting it checks."""
+
+    id: uuid.UUID
+    kind: str
+    created_by_user_id: uuid.UUID | None
+    processing_status: str
+    storage_path: str | None
+    size_bytes: int | None
+    uploaded_at: datetime | None
+    queued: bool
+
+
+async def _locked_upload(session: AsyncSession, media_id: uuid.UUID) -> _Upload | None:
+    row = (
         await session.execute(
             text(
                 """
@@ -271,13 +300,14 @@ async def _locked_upload(session: AsyncSession, media_id: uuid.UUID) -> Any:
                 FROM media m
                 LEFT JOIN media_file f ON f.media_id = m.id
                 LEFT JOIN media_uploads u ON u.media_id = m.id
-                WHERE m.id = :m
+                WHERE m.id = :media_id
                 FOR UPDATE OF m
                 """
             ),
-            {"m": media_id},
+            {"media_id": media_id},
         )
     ).one_or_none()
+    return None if row is None else _Upload(**fields_of(row))
 
 
 def _current(media_id: uuid.UUID, status: str, *, duplicate: bool) -> IngestOutcome:
@@ -285,17 +315,12 @@ def _current(media_id: uuid.UUID, status: str, *, duplicate: bool) -> IngestOutc
     return IngestOutcome(media_id, duplicate, status, 202 if active and not duplicate else 200)
 
 
-async def _reject(session: AsyncSession, media: Any, code: str, message: str) -> IngestOutcome:
+async def _reject(session: AsyncSession, media: _Upload, code: str, message: str) -> IngestOutcome:
     """Mark the media failed at the upload stage and forget its file (deleted after commit)."""
+    await media_transitions.reject_upload(session, media.id, code=code, message=message)
     await session.execute(
-        text(
-            "UPDATE media SET processing_status = 'failed', failure_stage = 'upload', "
-            "last_error_code = :c, last_error_message = :msg, failed_at = now(), "
-            "updated_at = now() WHERE id = :m AND processing_status = 'pending'"
-        ),
-        {"m": media.id, "c": code, "msg": message[:1000]},
+        text("DELETE FROM media_file WHERE media_id = :media_id"), {"media_id": media.id}
     )
-    await session.execute(text("DELETE FROM media_file WHERE media_id = :m"), {"m": media.id})
     return IngestOutcome(
         media.id,
         False,
@@ -352,7 +377,8 @@ async def ingest_upload(
         )
     # The type check passed: from now on the file may be downloaded and the media shared.
     await session.execute(
-        text("UPDATE media_uploads SET verified_at = now() WHERE media_id = :m"), {"m": media.id}
+        text("UPDATE media_uploads SET verified_at = now() WHERE media_id = :media_id"),
+        {"media_id": media.id},
     )
     return await _dedupe_or_enqueue(
         session,
@@ -370,7 +396,7 @@ async def _dedupe_or_enqueue(
     session: AsyncSession,
     viewer: uuid.UUID,
     default_library_id: uuid.UUID,
-    media: Any,
+    media: _Upload,
     sha256: str,
     topics: Topics,
     *,
@@ -380,16 +406,16 @@ async def _dedupe_or_enqueue(
     # Two uploads of the same bytes ingested at once: the lock makes the second see the
     # first's hash (uix_media_file_sha256 would otherwise fail one of them).
     await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"media_sha256:{viewer}:{media.kind}:{sha256}"},
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))"),
+        {"lock_key": f"media_sha256:{viewer}:{media.kind}:{sha256}"},
     )
     winner = (
         await session.execute(
             text(
-                "SELECT id, processing_status FROM media WHERE created_by_user_id = :v "
-                "AND kind = :k AND file_sha256 = :h AND id <> :m FOR UPDATE"
+                "SELECT id, processing_status FROM media WHERE created_by_user_id = :viewer "
+                "AND kind = :kind AND file_sha256 = :sha256 AND id <> :media_id FOR UPDATE"
             ),
-            {"v": viewer, "k": media.kind, "h": sha256, "m": media.id},
+            {"viewer": viewer, "kind": media.kind, "sha256": sha256, "media_id": media.id},
         )
     ).one_or_none()
     if winner is not None:
@@ -399,8 +425,8 @@ async def _dedupe_or_enqueue(
             winner.id, True, str(winner.processing_status), 200, delete_key=media.storage_path
         )
     await session.execute(
-        text("UPDATE media SET file_sha256 = :h, updated_at = now() WHERE id = :m"),
-        {"h": sha256, "m": media.id},
+        text("UPDATE media SET file_sha256 = :sha256, updated_at = now() WHERE id = :media_id"),
+        {"sha256": sha256, "media_id": media.id},
     )
     await jobs.enqueue(
         session,
@@ -420,11 +446,11 @@ _FILE = """
     FROM media_file f
     JOIN media m ON m.id = f.media_id
     LEFT JOIN media_uploads u ON u.media_id = f.media_id
-    WHERE f.media_id = :m AND (u.media_id IS NULL OR u.verified_at IS NOT NULL)
+    WHERE f.media_id = :media_id AND (u.media_id IS NULL OR u.verified_at IS NOT NULL)
 """
 
 
-def _stored_file(row: Any) -> StoredFile:
+def _stored_file(row: ResultRow) -> StoredFile:
     ext = EXTENSIONS.get(str(row.kind), "")
     name = row.filename or f"{(row.title or 'document').strip()[:200] or 'document'}{ext}"
     return StoredFile(row.media_id, row.storage_path, row.content_type, name)
@@ -433,7 +459,7 @@ def _stored_file(row: Any) -> StoredFile:
 async def downloadable_file(session: AsyncSession, media_id: uuid.UUID) -> StoredFile | None:
     """The stored file of `media_id` (None when there is none, or it is an upload whose type
     check has not passed yet). No access check: the caller holds a signed download token."""
-    row = (await session.execute(text(_FILE), {"m": media_id})).one_or_none()
+    row = (await session.execute(text(_FILE), {"media_id": media_id})).one_or_none()
     return _stored_file(row) if row is not None else None
 
 

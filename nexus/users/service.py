@@ -33,7 +33,7 @@ class NotBootstrapped(Exception):
     """A read found its viewer (`:v`) not bootstrapped: `ensure_user`, then read again."""
 
 
-# The bootstrap check of user `:u` as a SQL expression; reads of a known user embed it
+# The bootstrap check of a user as a SQL expression; reads of a known user embed it
 # (`BOOTSTRAPPED_VIEWER`, on `:v`) so the check costs no statement of its own.
 _DEFAULT_LIBRARY_OF = """
     SELECT l.id FROM libraries l
@@ -41,12 +41,12 @@ _DEFAULT_LIBRARY_OF = """
         AND m.role = 'admin'
     WHERE l.owner_user_id = {user} AND l.is_default
 """
-_DEFAULT_LIBRARY = text(_DEFAULT_LIBRARY_OF.format(user=":u"))
-BOOTSTRAPPED_VIEWER = f"EXISTS ({_DEFAULT_LIBRARY_OF.format(user=':v')})"
+_DEFAULT_LIBRARY = text(_DEFAULT_LIBRARY_OF.format(user=":user_id"))
+BOOTSTRAPPED_VIEWER = f"EXISTS ({_DEFAULT_LIBRARY_OF.format(user=':viewer')})"
 
 
 def checking_viewer(query: str) -> str:
-    """`query` (a SELECT on viewer `:v`, WITH allowed) with a first column `booted`: always
+    """`query` (a SELECT on viewer `:viewer`, WITH allowed) with a first column `booted`: always
     at least one row, whose other columns are NULL when `query` found nothing."""
     return (
         f"SELECT b.booted, q.* FROM (SELECT {BOOTSTRAPPED_VIEWER} AS booted) b "
@@ -54,12 +54,17 @@ def checking_viewer(query: str) -> str:
     )
 
 
-def checked_rows(rows: Sequence[Any], key: str) -> list[Any]:
-    """The rows of a `checking_viewer` query (those whose `key` column is set); raises
-    `NotBootstrapped` when the viewer is not bootstrapped."""
+def checked_rows(rows: Sequence[Any], key: str) -> list[dict[str, Any]]:
+    """The rows of a `checking_viewer` query (those whose `key` column is set), as their
+    columns by name without `booted`; raises `NotBootstrapped` when the viewer is not
+    bootstrapped."""
     if not rows or not rows[0].booted:
         raise NotBootstrapped()
-    return [r for r in rows if getattr(r, key) is not None]
+    return [
+        {k: v for k, v in r._mapping.items() if k != "booted"}
+        for r in rows
+        if getattr(r, key) is not None
+    ]
 
 
 async def default_library_of(
@@ -67,7 +72,7 @@ async def default_library_of(
 ) -> uuid.UUID | None:
     """The user's default library when it exists with the owner's admin membership (the
     check every request makes; fixed SQL, it runs per request)."""
-    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"u": user_id})
+    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"user_id": user_id})
     return library_id
 
 

@@ -241,7 +241,7 @@ async def test_sql_predicate_matches_can_read_media(
                 text(
                     f"SELECT m.id FROM media m WHERE m.id = ANY(:ids) AND {repo.READABLE_BY_VIEWER}"
                 ),
-                {"ids": everything, "v": viewer},
+                {"ids": everything, "viewer": viewer},
             )
             assert {r[0] for r in rows} == expected
     assert expected == set()

@@ -7,6 +7,7 @@ guard runs before query/body validation (no key, no schema hints).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -86,7 +87,7 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
         await audit.record(uow.session, "noop_running" if result.idempotent else "requeued")
     return Data(
         data=RequeueOut(
-            **result.job,
+            **dataclasses.asdict(result.job),
             idempotent=result.idempotent,
             enqueue_dispatched=uow.enqueue_dispatched,
         )

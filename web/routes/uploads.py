@@ -195,7 +195,10 @@ def _check_content_length(declared: int) -> None:
 async def _release(media_id: uuid.UUID, nonce: str) -> None:
     try:
         async with transaction(nexus_state().sessionmaker) as session:
-            await uploads.release_upload(session, media_id, nonce)
+            if not await uploads.release_upload(session, media_id, nonce):
+                log.info(
+                    "upload token not released: media gone or token spent", media_id=str(media_id)
+                )
     except Exception:
         log.exception("could not release an upload token", media_id=str(media_id))
 
