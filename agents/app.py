@@ -15,9 +15,8 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agents import faults, lifecycle, routes, views
+from agents import faults, jobs, lifecycle, metrics, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -28,18 +27,14 @@ from agents.timers import (
 )
 from agents.transport import Transport
 from agents.watchdog import Watchdog
+from agents.webhooks import deliver_webhooks
 from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
-from nexus.sharing.health import Thresholds
-from runtime.db_gauges import DatabaseGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
 from runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
-_METRICS_CONTENT_TYPE = "; ".join(
-    p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
-)
 
 
 def _configure_logging(ctx: AgentContext) -> None:
@@ -136,8 +131,10 @@ def build_app(settings: Settings) -> NexusApp:
             async for event in stream.events():
                 await process(ctx, route, event)
 
-    for topic, route in routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency):
+    consumed = routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency)
+    for topic, route in consumed:
         consume(topic, route)
+    metrics.install(ctx, [spec.job for spec in jobs.registry(topics)], [t for t, _ in consumed])
 
     _register_timers(app, ctx)
     _register_views(app, ctx)
@@ -164,6 +161,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def prune() -> None:
         await prune_expired_state(ctx)
 
+    @app.timer(settings.webhook_interval_seconds, on_leader=True)
+    async def webhooks() -> None:
+        await deliver_webhooks(ctx)
+
     @app.timer(settings.worker_heartbeat_seconds)
     async def worker_heartbeat() -> None:
         await lifecycle.heartbeat(ctx, app)
@@ -188,16 +189,9 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
                 status=503,
             )
 
-    backlog_registry = CollectorRegistry()
-    backlog = DatabaseGauges(backlog_registry, max_age_seconds=settings.metrics_db_cache_seconds)
-
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
-        if ctx.sessionmaker is not None:
-            await backlog.refresh(ctx.sessionmaker, Thresholds.from_settings(ctx.settings))
-        body = generate_latest() + generate_latest(backlog_registry)
-        # aiohttp refuses a charset inside content_type (the exposition is UTF-8 anyway).
-        return web.bytes(body, content_type=_METRICS_CONTENT_TYPE)
+        return web.bytes(await metrics.render(ctx), content_type=metrics.CONTENT_TYPE)
 
 
 settings = load_settings()

@@ -28,5 +28,6 @@ async def handle_backfill(ctx: AgentContext, msg: BackfillRequested) -> str:
         functools.partial(backfill.materialise, chunk_size=ctx.settings.backfill_chunk_size),
         policy,
         on_finish=backfill.finish_event(ctx.topics),
+        metrics=ctx.metrics,
     )
     return outcome.value

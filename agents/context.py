@@ -22,6 +22,7 @@ from nexus.messaging.topics import Topics
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import Metrics
 
 
 def default_worker_id(settings: Settings) -> str:
@@ -49,9 +50,16 @@ class AgentContext:
     # Lag of the assigned partitions, refreshed by the watchdog's ticker (agents/watchdog.py).
     lags: list[Any] = field(default_factory=list)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # This worker's Prometheus registry (`GET /metrics`); the job code reports to it.
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.metrics = Metrics(
+            db_cache_seconds=self.settings.metrics_db_cache_seconds,
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+            engine=lambda: self.engine,
+        )
 
     def work_started(self) -> None:
         self.inflight += 1

@@ -41,5 +41,6 @@ async def handle_ingest(ctx: AgentContext, msg: IngestRequested) -> str:
         worker.make_work(deps),
         policy,
         on_finish=worker.on_finish(deps.topics),
+        metrics=ctx.metrics,
     )
     return outcome.value

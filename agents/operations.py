@@ -30,5 +30,6 @@ async def handle_operation(ctx: AgentContext, msg: OperationRequested) -> str:
         service.make_work(deps),
         policy,
         on_finish=service.on_finish(ctx.topics),
+        metrics=ctx.metrics,
     )
     return outcome.value

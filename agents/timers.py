@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from agents import jobs
 from agents.context import AgentContext
 from nexus.config import Settings
 from nexus.idempotency.service import prune_idempotency_keys
 from nexus.jobs import machine, relay, scheduler
+from nexus.jobs.states import JobStatus
 from nexus.ratelimit import prune_windows
 
 log = logging.getLogger(__name__)
@@ -76,11 +78,21 @@ async def rescue_expired_leases(ctx: AgentContext) -> int:
                     session, spec.job, delays=spec.delays(ctx.settings), actor=ctx.worker_id
                 )
             total += len(rescued)
+            _count_rescued(ctx, spec.job.name, rescued)
         ctx.counters["rescue:rescued"] += total
     except Exception:
         log.exception("rescue tick failed")
         ctx.counters["rescue:errors"] += 1
     return total
+
+
+def _count_rescued(ctx: AgentContext, job_type: str, rescued: list[dict[str, Any]]) -> None:
+    """After the commit: each rescued job went running → pending (retry) or failed."""
+    if not rescued:
+        return
+    ctx.metrics.job_rescued(job_type, len(rescued))
+    for row in rescued:
+        ctx.metrics.job_transition(job_type, JobStatus.RUNNING, str(row["status"]))
 
 
 async def prune_expired_state(ctx: AgentContext) -> int:

@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Signed webhooks (SPEC §10; docs/webhooks.md): a failed delivery (network error, 5xx,
+    # 429) waits base x 2^(attempt-1) seconds, capped (60 s ... 8 h: 12 attempts span ~24 h),
+    # or what `Retry-After` asks (up to the cap); after the last attempt it is `dead`.
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_backoff_base_seconds: float = Field(default=60.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=28800.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_batch: int = Field(default=50, ge=1, le=1000)
     # Scheduler and lease rescue (leader-only timers in the agents).
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
     scheduler_redeliver_after_seconds: float = Field(default=300.0, gt=0)

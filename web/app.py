@@ -20,6 +20,7 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
 from web import http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
@@ -30,6 +31,7 @@ from web.json import install_strict_json
 from web.metrics import HttpMetrics
 from web.routes import (
     backfill_jobs,
+    dead_letters,
     ingest_jobs,
     invites,
     libraries,
@@ -41,6 +43,8 @@ from web.routes import (
     outbox,
     stats,
     uploads,
+    webhooks,
+    workers,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
@@ -95,7 +99,11 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
+        metrics=HttpMetrics(
+            db_cache_seconds=settings.metrics_db_cache_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            engine=lambda: engine_of(sessionmaker),
+        ),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
@@ -109,6 +117,8 @@ def create_app(
     app.register_blueprint(me.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(workers.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)
@@ -117,6 +127,7 @@ def create_app(
     app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(webhooks.bp)
 
     warm_up: list[asyncio.Future[bool]] = []
 

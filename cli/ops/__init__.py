@@ -14,7 +14,17 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue
+from cli.ops import (
+    dead_letter,
+    dead_letters,
+    jobs,
+    keys,
+    operations,
+    outbox,
+    requeue,
+    webhooks,
+    workers,
+)
 from nexus.config import Settings
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -22,15 +32,21 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     requeue,
     jobs,
     dead_letter,
+    dead_letters,
     outbox,
     operations,
+    workers,
+    webhooks,
 )
 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
-        help="operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations)",
+        help=(
+            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
+            "operations, workers, webhooks)"
+        ),
     )
     parser.set_defaults(handler=_usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")

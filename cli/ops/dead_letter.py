@@ -1,4 +1,8 @@
-"""`nexus ops replay-dead-letter`: re-produce dead-lettered values to their original topic.
+"""`nexus ops replay-dead-letter`: re-produce dead-lettered values to their original topic,
+reading the dead-letter TOPIC (letters of any shape, pre-0014 ones included). The audited
+tool that reads the `dead_letters` table and replays through the outbox is
+`nexus ops dead-letter replay` (cli/ops/dead_letters.py); this one remains for letters
+that only the topic holds.
 
 Reads the dead-letter topic (one partition) without a consumer group from `--from-offset`
 up to the end offset taken at start (letters produced while replaying are not re-read),
@@ -21,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cli.common import EXIT_FAILURE, EXIT_OK, SubParsers, err, out, run_service
 from cli.ops.broker import assign_at_end, open_consumer, partitions_of
 from nexus.config import Settings
+from nexus.messaging.messages import DeadLetter
 from nexus.messaging.publisher import PublishError
 from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher
@@ -77,22 +82,27 @@ async def replay(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
                 if args.limit is not None and replayed >= args.limit:
                     return {"replayed": replayed, "skipped": skipped, "next_offset": offset}
                 next_offset = offset + 1
-                topic, value = letter.get("topic"), letter.get("value")
-                if not topic or value is None or (only and topic != only):
+                try:
+                    parsed = DeadLetter.model_validate(letter)
+                    topic, value = parsed.original_topic, parsed.raw_value()
+                except ValueError:  # pydantic's ValidationError, bad base64
+                    skipped += 1
+                    continue
+                if only and topic != only:
                     skipped += 1
                     continue
                 line = {
                     "offset": offset,
                     "topic": topic,
-                    "key": letter.get("key"),
-                    "reason": letter.get("reason"),
+                    "key": parsed.key,
+                    "reason": parsed.error_message,
                     "dry_run": bool(args.dry_run),
                 }
                 if not args.dry_run:
                     await publisher.publish(
                         topic,
-                        letter.get("key"),
-                        str(value).encode(),
+                        parsed.key,
+                        value,
                         {"replayed_from": f"{tp.topic}:{tp.partition}:{offset}"},
                     )
                 out(json.dumps(line))

@@ -8,6 +8,7 @@ from nexus.db.base import Base
 
 
 def load_all_models() -> MetaData:
+    from nexus.deadletters import models as _deadletters
     from nexus.idempotency import models as _idempotency
     from nexus.ingest import models as _ingest
     from nexus.jobs import models as _jobs
@@ -17,8 +18,9 @@ def load_all_models() -> MetaData:
     from nexus.operators import models as _operators
     from nexus.sharing import models as _sharing
     from nexus.users import models as _users
+    from nexus.webhooks import models as _webhooks
     from nexus.workers import models as _workers
 
     del _idempotency, _ingest, _jobs, _libraries, _media, _operations, _operators, _sharing
-    del _users, _workers
+    del _deadletters, _users, _webhooks, _workers
     return Base.metadata

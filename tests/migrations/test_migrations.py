@@ -49,6 +49,11 @@ SPEC_TABLES = {
     "workers",
     # Background operator operations (bulk requeue), each one a job: docs/operations.md.
     "operations",
+    # SPEC §10 "Dead letters": the record operators list and replay from.
+    "dead_letters",
+    # SPEC §10 "Signed webhooks".
+    "webhook_subscriptions",
+    "webhook_deliveries",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.

@@ -12,11 +12,14 @@ from pydantic import BaseModel
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from nexus.ingest import jobs as ingest_jobs
 from nexus.ingest import retry
 from nexus.ingest import service as ingest
+from nexus.jobs.states import JobStatus
 from nexus.media import service as media
 from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
+from nexus.metrics import CREATED
 from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required
 from web.envelope import Data
@@ -118,7 +121,10 @@ async def from_url(data: FromUrlIn) -> Reply:
             duplicate=result.duplicate,
             processing_status=result.processing_status,
         )
-        return await work.respond(Data(data=body), result.status_code)
+        reply = await work.respond(Data(data=body), result.status_code)
+    if not result.duplicate:  # committed: a new media and its pending ingest job
+        state.metrics.job_transition(ingest_jobs.JOB.name, CREATED, JobStatus.PENDING)
+    return reply
 
 
 class RetryOut(BaseModel):

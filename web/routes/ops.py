@@ -81,9 +81,8 @@ async def ready() -> Data[ReadyOut] | Response:
 @bp.get("/metrics")
 @internal_exempt
 async def metrics() -> Response:
-    """Prometheus text exposition of this process's metrics (backlog gauges refreshed)."""
+    """Prometheus text exposition of this process's metrics (database gauges refreshed at
+    most once per `NEXUS_METRICS_DB_CACHE_SECONDS`)."""
     state = nexus_state()
-    await state.metrics.backlog.refresh(
-        state.sessionmaker, Thresholds.from_settings(state.settings)
-    )
+    await state.metrics.db.refresh(state.sessionmaker, Thresholds.from_settings(state.settings))
     return Response(state.metrics.render(), content_type=state.metrics.content_type)
