@@ -12,6 +12,7 @@ from nexus.idempotency.service import prune_idempotency_keys
 from nexus.jobs import machine, relay, scheduler
 from nexus.jobs.states import JobStatus
 from nexus.ratelimit import prune_windows
+from nexus.workers.service import MISSED_BEATS
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,20 @@ async def schedule_due_jobs(ctx: AgentContext) -> int:
 
 
 async def rescue_expired_leases(ctx: AgentContext) -> int:
-    """Return running jobs whose lease expired to pending (or failed when exhausted)."""
+    """Return running jobs whose lease was lost to pending (or failed when exhausted): it
+    expired, or its owner is a known worker that stopped or missed `MISSED_BEATS` beats
+    (ARCHITECTURE §3b: the rescue uses heartbeats as well as leases)."""
     total = 0
+    dead_after = MISSED_BEATS * ctx.settings.worker_heartbeat_seconds
     try:
         for spec in jobs.registry(ctx.topics):
             async with ctx.unit_of_work() as session:
                 rescued = await machine.rescue_expired(
-                    session, spec.job, delays=spec.delays(ctx.settings), actor=ctx.worker_id
+                    session,
+                    spec.job,
+                    delays=spec.delays(ctx.settings),
+                    actor=ctx.worker_id,
+                    dead_after_seconds=dead_after,
                 )
             total += len(rescued)
             _count_rescued(ctx, spec.job.name, rescued)
@@ -92,6 +100,12 @@ def _count_rescued(ctx: AgentContext, job_type: str, rescued: list[dict[str, Any
         return
     ctx.metrics.job_rescued(job_type, len(rescued))
     for row in rescued:
+        key = ",".join(f"{k}={v}" for k, v in row.items() if k not in ("status", "lost_owner"))
+        log.warning(
+            "job rescued from %s",
+            row["lost_owner"],
+            extra={"job_type": job_type, "job_key": key, "lost_owner": row["lost_owner"]},
+        )
         ctx.metrics.job_transition(job_type, JobStatus.RUNNING, str(row["status"]))
 
 
