@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents import jobs
 from agents.context import AgentContext
 from nexus.config import Settings
 from nexus.idempotency.service import prune_idempotency_keys
-from nexus.jobs import machine, relay, scheduler
+from nexus.jobs import machine, relay, retention, scheduler
 from nexus.jobs.states import JobStatus
 from nexus.ratelimit import prune_windows
 from nexus.workers.service import MISSED_BEATS
@@ -110,15 +111,59 @@ def _count_rescued(ctx: AgentContext, job_type: str, rescued: list[dict[str, Any
 
 
 async def prune_expired_state(ctx: AgentContext) -> int:
-    """Delete idempotency keys past their 24 h lifetime and old rate-limit windows (SPEC §2)."""
+    """Delete idempotency keys past their 24 h lifetime and old rate-limit windows (SPEC §2),
+    then what is older than `NEXUS_RETENTION_DAYS` (SPEC §10, `prune_retained`)."""
     try:
         async with ctx.unit_of_work() as session:
             pruned = await prune_idempotency_keys(session)
             windows = await prune_windows(session)
         ctx.counters["prune:idempotency_keys"] += pruned
         ctx.counters["prune:rate_limit_windows"] += windows
-        return pruned + windows
+        before = datetime.now(UTC) - timedelta(days=ctx.settings.retention_days)
+        retained = await prune_retained(ctx, before=before)
+        return pruned + windows + retained
     except Exception:
         log.exception("prune tick failed")
         ctx.counters["prune:errors"] += 1
         return 0
+
+
+# Rows per transaction, and transactions per kind of row per tick: a tick stays bounded,
+# and a backlog (the first prune after an upgrade) drains over a few ticks.
+RETENTION_BATCH = 1000
+RETENTION_BATCHES_PER_TICK = 50
+
+
+async def prune_retained(ctx: AgentContext, *, before: datetime) -> int:
+    """Published outbox rows, ledger chains of finished jobs, replayed dead letters and
+    silent workers older than `before` (nexus/jobs/retention.py); each batch is its own
+    short transaction."""
+    job_types = [spec.job for spec in jobs.registry(ctx.topics)]
+    counts = {"outbox": 0, "job_events": 0, "dead_letters": 0, "workers": 0}
+    for kind, prune in (
+        ("outbox", retention.prune_outbox),
+        ("dead_letters", retention.prune_dead_letters),
+    ):
+        for _ in range(RETENTION_BATCHES_PER_TICK):
+            async with ctx.unit_of_work() as session:
+                n = await prune(session, before=before, batch=RETENTION_BATCH)
+            counts[kind] += n
+            if n < RETENTION_BATCH:
+                break
+    after: int | None = 0
+    for _ in range(RETENTION_BATCHES_PER_TICK):
+        if after is None:
+            break
+        async with ctx.unit_of_work() as session:
+            page = await retention.prune_ledger_page(
+                session, job_types, before=before, after=after, batch=RETENTION_BATCH
+            )
+        counts["job_events"] += page.deleted
+        after = page.next_after
+    async with ctx.unit_of_work() as session:
+        counts["workers"] = await retention.prune_workers(session, before=before)
+    for kind, n in counts.items():
+        ctx.counters[f"prune:{kind}"] += n
+    if any(counts.values()):
+        log.info("retention pruned %s", counts, extra={"pruned": counts})
+    return sum(counts.values())
