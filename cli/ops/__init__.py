@@ -15,6 +15,7 @@ from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
 from cli.ops import (
+    cancel,
     dead_letter,
     dead_letters,
     jobs,
@@ -30,6 +31,7 @@ from nexus.config import Settings
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     keys,
     requeue,
+    cancel,
     jobs,
     dead_letter,
     dead_letters,
@@ -44,8 +46,8 @@ def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
         help=(
-            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers, webhooks)"
+            "operator commands (keys, requeue, cancel, jobs, dead-letter, replay-dead-letter, "
+            "outbox, operations, workers, webhooks)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))
