@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from agents import faults, jobs, lifecycle, metrics, routes, views
+from agents import faults, jobs, lifecycle, metrics, monitor, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -126,10 +126,13 @@ def build_app(settings: Settings) -> NexusApp:
         )
 
     def consume(topic: str, route: Route) -> None:
+        ctx.rates.declare(route.name)
+
         @app.agent(work_topic(topic), name=f"{topic}-agent", concurrency=route.concurrency)
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await process(ctx, route, event)
+                ctx.rates.add(route.name)  # every message, whatever its outcome
 
     consumed = routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency)
     for topic, route in consumed:
@@ -171,23 +174,15 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
 
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
-    """Monitoring views on the Faust web port."""
+    """Monitoring views on the Faust web port: readiness and metrics here; stats, the
+    dashboard and its JSON in agents/monitor.py."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
-    @app.page("/nexus/stats")
-    async def stats_view(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await views.stats(ctx, app))
-        except Exception as exc:
-            log.warning("stats unavailable: %s", type(exc).__name__)
-            return web.json(
-                {"error": {"code": "E_DEPENDENCY_UNAVAILABLE", "message": "stats unavailable"}},
-                status=503,
-            )
+    monitor.register(app, ctx)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agents.rates import RateWindow
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -40,6 +41,8 @@ class AgentContext:
     extraction: ExtractionPool | None = None
     marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    # Messages each agent finished with over the last minute (`rates` in /nexus/stats).
+    rates: RateWindow = field(default_factory=RateWindow)
     # Self-healing state (agents/lifecycle.py, agents/watchdog.py): set once SIGTERM starts
     # the drain; messages being handled now; when a message was last taken or finished;
     # why the watchdog judged this worker wedged.

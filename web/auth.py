@@ -13,18 +13,16 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from quart import current_app, g, request
-from quart_schema import document_response, security_scheme
 
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, authenticate
 from nexus.users.service import CurrentUser, default_library_of, ensure_user
-from web.envelope import ErrorBody
+from web.openapi import INTERNAL_EXEMPT_ATTR, OPERATOR, USER, guard
 from web.state import nexus_state
 
 INTERNAL_HEADER = "X-Nexus-Internal"
-_EXEMPT_ATTR = "_nexus_internal_exempt"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,7 +36,7 @@ class InternalOnlyError(NexusError):
 
 def internal_exempt(func: F) -> F:
     """Mark a view as callable without the internal header (ops routes, pre-signed URLs)."""
-    setattr(func, _EXEMPT_ATTR, True)
+    setattr(func, INTERNAL_EXEMPT_ATTR, True)
     return func
 
 
@@ -49,7 +47,7 @@ def _is_exempt() -> bool:
     if endpoint in nexus_state().internal_exempt_endpoints:
         return True
     view = current_app.view_functions.get(endpoint)
-    return bool(getattr(view, _EXEMPT_ATTR, False))
+    return bool(getattr(view, INTERNAL_EXEMPT_ATTR, False))
 
 
 async def check_internal_header() -> None:
@@ -100,14 +98,6 @@ def current_user() -> CurrentUser:
     return user
 
 
-def _document_guard(view: F, statuses: tuple[int, ...]) -> F:
-    """OpenAPI: the route needs the internal header + a bearer and may answer these errors."""
-    security_scheme([{"internal": [], "bearer": []}])(view)
-    for status in statuses:
-        document_response(ErrorBody, status)(view)
-    return view
-
-
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require a valid user JWT; the view reads the user with `current_user()`."""
 
@@ -116,7 +106,7 @@ def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await authenticate_user()
         return await func(*args, **kwargs)
 
-    return _document_guard(wrapper, (401, 403, 503))
+    return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
 
 
 def operator_required(
@@ -137,6 +127,6 @@ def operator_required(
             g.nexus_operator = identity
             return await func(*args, operator=identity, **kwargs)
 
-        return _document_guard(wrapper, (401, 403))
+        return guard(wrapper, ("E_UNAUTHENTICATED", "E_FORBIDDEN"), OPERATOR)
 
     return decorator

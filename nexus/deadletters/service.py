@@ -284,3 +284,26 @@ async def replay(
             {"ids": [letter.id for letter, _ in result.replayed]},
         )
     return result
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Dead letters recorded by every worker: all, not yet replayed, in the last hour."""
+
+    total: int
+    unreplayed: int
+    last_hour: int
+
+
+_TOTALS = text(
+    "SELECT count(*) AS total, count(*) FILTER (WHERE replayed_at IS NULL) AS unreplayed, "
+    "count(*) FILTER (WHERE at > now() - interval '1 hour') AS last_hour FROM dead_letters"
+)
+
+
+async def totals(session: AsyncSession) -> Totals:
+    """One aggregate over the table (dead letters are rare; monitoring views cache it)."""
+    row = (await session.execute(_TOTALS)).one()
+    return Totals(
+        total=int(row.total), unreplayed=int(row.unreplayed), last_hour=int(row.last_hour)
+    )

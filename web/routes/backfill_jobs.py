@@ -28,6 +28,7 @@ from nexus.sharing.operations import JobFilters
 from nexus.sharing.requeue_bulk import BulkRequeueParams
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -56,6 +57,7 @@ class RequeueOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue")
+@raises("E_NOT_FOUND")
 @validate_response(Data[RequeueOut])
 @operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
 @validate_request(RequeueIn)
@@ -181,7 +183,9 @@ BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
 
 class JobFilterFields(BaseModel):
     status: Status | None = None
-    error_code: str | None = Field(default=None, max_length=64)
+    # A registered code's shape: anything else (NUL included, which PostgreSQL cannot
+    # compare) is 400 E_INVALID_REQUEST rather than a failed statement.
+    error_code: str | None = Field(default=None, max_length=64, pattern=r"^E_[A-Z0-9_]+$")
     updated_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None
 
@@ -230,6 +234,7 @@ class BackfillJobOut(JobFieldsOut):
 
 
 @bp.get("/backfill-jobs")
+@raises()
 @validate_response(Paged[BackfillJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(BackfillJobsQuery)
@@ -270,6 +275,7 @@ class TimelineOut(BaseModel):
 
 
 @bp.get("/backfill-jobs/timeline")
+@raises("E_NOT_FOUND")
 @validate_response(TimelineOut)
 @operator_required(Role.VIEWER)
 @validate_querystring(TimelineQuery)
@@ -316,6 +322,8 @@ class BulkAcceptedOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue-bulk")
+@raises()
+@links(202, get_operation={"operation_id": "$response.body#/data/operation_id"})
 @validate_response(Data[BulkDryRunOut], 200)
 @validate_response(Data[BulkAcceptedOut], 202)
 @operator_required(Role.ADMIN)

@@ -24,6 +24,7 @@ from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -82,6 +83,7 @@ def _out(item: deadletters.DeadLetterItem) -> DeadLetterOut:
 
 
 @bp.get("/dead-letters")
+@raises()
 @validate_response(Paged[DeadLetterOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(DeadLettersQuery)
@@ -105,6 +107,7 @@ async def list_dead_letters(
 
 
 @bp.get("/dead-letters/<id:letter_id>")
+@raises("E_NOT_FOUND")
 @validate_response(Data[DeadLetterDetailOut])
 @operator_required(Role.VIEWER)
 async def show_dead_letter(letter_id: int, operator: OperatorIdentity) -> Data[DeadLetterDetailOut]:
@@ -147,6 +150,7 @@ class ReplayOut(BaseModel):
 
 
 @bp.post("/dead-letters/replay")
+@raises()
 @validate_response(Data[ReplayOut])
 @operator_required(Role.ADMIN)
 @validate_request(ReplayIn)

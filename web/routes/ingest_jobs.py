@@ -26,6 +26,7 @@ from nexus.sharing.operations import JobFilters
 from nexus.uploads.storage import LocalStorage
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields
 from web.routes.media import RetryOut
@@ -60,6 +61,8 @@ class OperatorRetryOut(RetryOut):
 
 
 @bp.get("/ingest-jobs")
+@raises()
+@links(200, operator_retry_media={"media_id": "$response.body#/data/0/media_id"})
 @validate_response(Paged[IngestJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(IngestJobsQuery)
@@ -165,6 +168,7 @@ async def cancel_ingest_job(
 
 
 @bp.post("/media/<uuid:media_id>/retry")
+@raises("E_MEDIA_NOT_FOUND", "E_MEDIA_NOT_RETRYABLE", "E_STORAGE_MISSING")
 @validate_response(Data[OperatorRetryOut], 202)
 @operator_required(Role.OPERATOR)
 async def operator_retry_media(

@@ -32,6 +32,7 @@ from nexus.media.schemas import MediaOut
 from web.auth import current_user, user_required
 from web.envelope import Data, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import idempotent, links, raises, responds
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.uow import unit_of_work
 
@@ -39,11 +40,42 @@ bp = Blueprint("libraries", __name__)
 
 TIME_KEY = (datetime, uuid.UUID)
 
+# Where a new library leads (OpenAPI links, followed by clients and stateful testing).
+_NEW_LIBRARY = {"library_id": "$response.body#/data/id"}
+LIBRARY_LINKS = {
+    op: _NEW_LIBRARY
+    for op in (
+        "get_library",
+        "rename_library",
+        "delete_library",
+        "list_library_media",
+        "add_library_media",
+        "list_members",
+        "transfer_ownership",
+        "create_invite",
+        "list_library_invites",
+    )
+}
+_ADDED = {"library_id": "$request.path.library_id", "media_id": "$response.body#/data/id"}
+_FIRST_MEMBER = {
+    "library_id": "$request.path.library_id",
+    "user_id": "$response.body#/data/0/user_id",
+}
+MEMBER_CODES = (
+    "E_LIBRARY_NOT_FOUND",
+    "E_DEFAULT_LIBRARY_FORBIDDEN",
+    "E_FORBIDDEN",
+    "E_NOT_FOUND",
+    "E_OWNER_EXIT_FORBIDDEN",
+    "E_LAST_ADMIN_FORBIDDEN",
+)
+
 
 # ---------------------------------------------------------------------- libraries
 
 
 @bp.get("/libraries")
+@raises()
 @user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryOut])
@@ -60,6 +92,9 @@ async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
 
 
 @bp.post("/libraries")
+@raises("E_NAME_INVALID")
+@idempotent
+@links(201, **LIBRARY_LINKS)
 @user_required
 @validate_request(LibraryCreateIn)
 @validate_response(Data[LibraryOut], 201)
@@ -77,6 +112,7 @@ async def create_library(data: LibraryCreateIn) -> Reply:
 
 
 @bp.get("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND")
 @validate_response(Data[LibraryOut])
 @user_required
 async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
@@ -87,6 +123,7 @@ async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
 
 
 @bp.patch("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_DEFAULT_LIBRARY_FORBIDDEN", "E_FORBIDDEN", "E_NAME_INVALID")
 @user_required
 @validate_request(LibraryRenameIn)
 @validate_response(Data[LibraryOut])
@@ -101,6 +138,8 @@ async def rename_library(library_id: uuid.UUID, data: LibraryRenameIn) -> Data[L
 
 
 @bp.delete("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_DEFAULT_LIBRARY_FORBIDDEN", "E_OWNER_REQUIRED")
+@responds(204, "Deleted.")
 @user_required
 async def delete_library(library_id: uuid.UUID) -> Response:
     """Delete (204). Order: 400 id → 404 E_LIBRARY_NOT_FOUND → 403
@@ -115,6 +154,7 @@ async def delete_library(library_id: uuid.UUID) -> Response:
 
 
 @bp.get("/libraries/<uuid:library_id>/media")
+@raises("E_LIBRARY_NOT_FOUND")
 @user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[MediaOut])
@@ -133,6 +173,9 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Pa
 
 
 @bp.post("/libraries/<uuid:library_id>/media")
+@raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_FOUND")
+@links(201, remove_library_media=_ADDED)
+@links(200, remove_library_media=_ADDED)
 @user_required
 @validate_request(LibraryMediaIn)
 @validate_response(Data[MediaOut], 201)
@@ -151,6 +194,8 @@ async def add_library_media(library_id: uuid.UUID, data: LibraryMediaIn) -> tupl
 
 
 @bp.delete("/libraries/<uuid:library_id>/media/<uuid:media_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_FOUND")
+@responds(204, "Removed.")
 @user_required
 async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Response:
     """Remove media from a library (204). Order: 400 ids → 404 E_LIBRARY_NOT_FOUND → 403
@@ -166,6 +211,8 @@ async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Re
 
 
 @bp.get("/libraries/<uuid:library_id>/members")
+@raises("E_LIBRARY_NOT_FOUND")
+@links(200, set_member_role=_FIRST_MEMBER, remove_member=_FIRST_MEMBER)
 @user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryMemberOut])
@@ -182,6 +229,7 @@ async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[Li
 
 
 @bp.patch("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@raises(*MEMBER_CODES)
 @user_required
 @validate_request(MemberRoleIn)
 @validate_response(Data[LibraryMemberOut])
@@ -200,6 +248,8 @@ async def set_member_role(
 
 
 @bp.delete("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@raises(*MEMBER_CODES)
+@responds(204, "Removed (or left).")
 @user_required
 async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
     """Remove a member (admins), or leave (the caller's own id; any member). 204.
@@ -213,6 +263,12 @@ async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
 
 
 @bp.post("/libraries/<uuid:library_id>/transfer-ownership")
+@raises(
+    "E_LIBRARY_NOT_FOUND",
+    "E_DEFAULT_LIBRARY_FORBIDDEN",
+    "E_OWNER_REQUIRED",
+    "E_OWNERSHIP_TRANSFER_INVALID",
+)
 @user_required
 @validate_request(TransferOwnershipIn)
 @validate_response(Data[LibraryOut])

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
+from nexus.fetching.urls import MAX_URL_LENGTH
 from nexus.ingest import jobs as ingest_jobs
 from nexus.ingest import retry
 from nexus.ingest import service as ingest
@@ -24,12 +25,18 @@ from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
 from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("media", __name__)
+
+_SAVED = {"media_id": "$response.body#/data/media_id"}
+MEDIA_LINKS = {
+    op: _SAVED for op in ("get_media", "list_fragments", "retry_media", "media_events", "file_url")
+}
 
 
 class FragmentsPage(BaseModel):
@@ -43,6 +50,7 @@ class FragmentsPage(BaseModel):
 
 
 @bp.get("/media/<uuid:media_id>")
+@raises("E_MEDIA_NOT_FOUND")
 @validate_response(Data[MediaOut])
 @user_required
 async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
@@ -53,6 +61,7 @@ async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
+@raises("E_MEDIA_NOT_FOUND")
 @user_required
 @validate_querystring(ListQuery)
 @validate_response(FragmentsPage)
@@ -79,8 +88,12 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Fragment
 
 
 class FromUrlIn(BaseModel):
-    # Length and shape are checked by the service so that every bad URL is E_INVALID_URL.
-    url: str
+    # Length and shape are checked by the service so that every bad URL is E_INVALID_URL;
+    # the schema only documents them.
+    url: str = Field(
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH},
+        examples=["https://example.com/articles/a-long-read"],
+    )
 
 
 class FromUrlOut(BaseModel):
@@ -90,6 +103,10 @@ class FromUrlOut(BaseModel):
 
 
 @bp.post("/media/from_url")
+@raises("E_INVALID_URL")
+@idempotent
+@links(202, **MEDIA_LINKS)
+@links(200, **MEDIA_LINKS)
 @user_required
 @validate_request(FromUrlIn)
 @validate_response(Data[FromUrlOut], 202)
@@ -133,6 +150,7 @@ class RetryOut(BaseModel):
 
 
 @bp.post("/media/<uuid:media_id>/retry")
+@raises("E_MEDIA_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_RETRYABLE", "E_STORAGE_MISSING")
 @validate_response(Data[RetryOut], 202)
 @user_required
 @rate_limited()

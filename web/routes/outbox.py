@@ -20,6 +20,7 @@ from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.uow import unit_of_work
 
@@ -49,6 +50,7 @@ class OutboxRetryOut(BaseModel):
 
 
 @bp.get("/outbox")
+@raises()
 @validate_response(Paged[OutboxRowOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(OutboxQuery)
@@ -71,6 +73,7 @@ async def list_outbox(query_args: OutboxQuery, operator: OperatorIdentity) -> Pa
 
 
 @bp.post("/outbox/<id:row_id>/retry")
+@raises("E_NOT_FOUND")
 @validate_response(Data[OutboxRetryOut])
 @operator_required(Role.OPERATOR)
 async def retry_outbox_row(row_id: int, operator: OperatorIdentity) -> Data[OutboxRetryOut]:

@@ -32,9 +32,12 @@ from nexus.operators.service import OperatorIdentity, record_action
 from nexus.webhooks import service
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
+
+_CREATED = {"subscription_id": "$response.body#/data/id"}
 
 bp = Blueprint("webhooks", __name__, url_prefix="/internal")
 
@@ -89,6 +92,8 @@ def _out(sub: service.Subscription) -> WebhookOut:
 
 
 @bp.post("/webhooks")
+@raises("E_INVALID_REQUEST", "E_INVALID_URL")
+@links(201, get_webhook=_CREATED, deactivate_webhook=_CREATED)
 @validate_response(Data[WebhookCreatedOut], 201)
 @operator_required(Role.ADMIN)
 @validate_request(WebhookCreateIn)
@@ -122,6 +127,7 @@ async def create_webhook(
 
 
 @bp.get("/webhooks")
+@raises()
 @validate_response(Paged[WebhookOut])
 @operator_required(Role.ADMIN)
 @validate_querystring(ListQuery)
@@ -137,6 +143,7 @@ async def list_webhooks(query_args: ListQuery, operator: OperatorIdentity) -> Pa
 
 
 @bp.get("/webhooks/<uuid:subscription_id>")
+@raises("E_NOT_FOUND")
 @validate_response(Data[WebhookOut])
 @operator_required(Role.ADMIN)
 async def get_webhook(subscription_id: uuid.UUID, operator: OperatorIdentity) -> Data[WebhookOut]:
@@ -147,6 +154,7 @@ async def get_webhook(subscription_id: uuid.UUID, operator: OperatorIdentity) ->
 
 
 @bp.delete("/webhooks/<uuid:subscription_id>")
+@raises("E_NOT_FOUND")
 @validate_response(Data[WebhookOut])
 @operator_required(Role.ADMIN)
 async def deactivate_webhook(
@@ -168,6 +176,7 @@ async def deactivate_webhook(
 
 
 @bp.get("/webhook-deliveries")
+@raises()
 @validate_response(Paged[DeliveryOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(DeliveryQuery)
@@ -198,6 +207,7 @@ class DeliveryRetryOut(BaseModel):
 
 
 @bp.post("/webhook-deliveries/<id:delivery_id>/retry")
+@raises("E_NOT_FOUND")
 @validate_response(Data[DeliveryRetryOut])
 @operator_required(Role.OPERATOR)
 async def retry_webhook_delivery(

@@ -17,6 +17,7 @@ from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from nexus.workers import service as workers
 from web.auth import operator_required
+from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -41,6 +42,7 @@ class WorkerOut(BaseModel):
 
 
 @bp.get("/workers")
+@raises()
 @validate_response(Paged[WorkerOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(WorkersQuery)
