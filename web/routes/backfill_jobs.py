@@ -126,6 +126,7 @@ class CancelOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/cancel")
+@raises("E_NOT_FOUND", "E_JOB_NOT_CANCELLABLE")
 @validate_response(Data[CancelOut])
 @operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
 @validate_request(CancelIn)

@@ -113,6 +113,8 @@ async def _cancel_body() -> CancelIngestIn:
 
 
 @bp.post("/ingest-jobs/<uuid:media_id>/cancel")
+# E_INVALID_REQUEST: the optional body (read by the view, so not in the document's schema).
+@raises("E_NOT_FOUND", "E_JOB_NOT_CANCELLABLE", "E_INVALID_REQUEST")
 @validate_response(Data[IngestCancelOut])
 @operator_required(Role.OPERATOR)
 async def cancel_ingest_job(
