@@ -89,6 +89,12 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
     # The event announcing it went out after commit.
     assert [topic for topic, *_ in publisher.sent] == [Topics.from_settings(settings).events]
 
+    metrics = (await (await api.get("/metrics")).get_data()).decode()
+    assert (
+        f'nexus_job_transitions_total{{from="{status}",job_type="backfill",to="cancelled"}} 1.0'
+        in metrics
+    ), [line for line in metrics.splitlines() if "transitions_total{" in line]
+
     # A requeue brings it back.
     r = await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
     assert r.status_code == 200

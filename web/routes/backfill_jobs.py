@@ -18,6 +18,7 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError, NotFound
+from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
@@ -166,6 +167,7 @@ async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
         async with transaction(state.sessionmaker) as session:
             await record_action(session, outcome=exc.code, details=reason or None, **audit)
         raise
+    state.metrics.job_transition(backfill.JOB.name, result.from_status, JobStatus.CANCELLED)
     return Data(
         data=CancelOut(
             **dataclasses.asdict(result.job),

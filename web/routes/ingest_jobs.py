@@ -18,6 +18,7 @@ from nexus.db.tx import transaction
 from nexus.errors import InvalidRequest, NexusError
 from nexus.ingest import cancel, retry
 from nexus.ingest.jobs import JOB as INGEST_JOB
+from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
@@ -158,6 +159,7 @@ async def cancel_ingest_job(
         async with transaction(state.sessionmaker) as session:
             await record_action(session, outcome=exc.code, details=reason or None, **audit)
         raise
+    state.metrics.job_transition(INGEST_JOB.name, result.from_status, JobStatus.CANCELLED)
     out = IngestCancelOut(
         media_id=result.media_id,
         status=result.job_status,
