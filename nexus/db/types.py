@@ -17,7 +17,7 @@ BindParams = dict[str, object]
 JsonObject = dict[str, object]
 
 # A result row read inside the module whose query made it (typed rows leave the module).
-ResultRow = Row[Any]
+ResultRow = Row[*tuple[Any, ...]]
 
 # The keyset position of a page ordered by (timestamp, id): the last row already served.
 TimeKey = tuple[datetime, uuid.UUID]

@@ -30,9 +30,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
+from nexus.db.types import BindParams
 from nexus.errors import NexusError, TerminalError
 from nexus.fetching.fetch import FetchPolicy, Resolver, post_checked
-from nexus.webhooks import policy, signing
+from nexus.webhooks import policy, signing, states
 
 CONCURRENCY = 10
 # Past the send deadline before a claimed row is due again (a crashed sender's row).
@@ -60,29 +61,23 @@ class Sent:
 async def claim_due(
     session: AsyncSession, *, batch: int, max_attempts: int, hold_seconds: float
 ) -> list[Due]:
-    await session.execute(
-        text(
-            "UPDATE webhook_deliveries SET status = 'dead', updated_at = now(),"
-            " last_error = left(coalesce(last_error || '; ', '') || 'attempts exhausted', 1000)"
-            " WHERE status = 'pending' AND next_attempt_at <= now() AND attempts >= :max"
-        ),
-        {"max": max_attempts},
-    )
+    # GIVE_UP for every due row that used all its attempts (none: nothing to do).
+    await session.execute(_EXHAUSTED, {"max_attempts": max_attempts})
     rows = await session.execute(
         text(
             "WITH due AS ("
             " SELECT d.id FROM webhook_deliveries d"
             " JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active"
             " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-            " ORDER BY d.next_attempt_at, d.id LIMIT :batch FOR UPDATE OF d SKIP LOCKED)"
+            " ORDER BY d.next_attempt_at, d.id LIMIT :batch_size FOR UPDATE OF d SKIP LOCKED)"
             " UPDATE webhook_deliveries d SET attempts = d.attempts + 1, updated_at = now(),"
-            " next_attempt_at = now() + make_interval(secs => :hold)"
+            " next_attempt_at = now() + make_interval(secs => :hold_seconds)"
             " FROM due, webhook_subscriptions s"
             " WHERE d.id = due.id AND s.id = d.subscription_id"
             " RETURNING d.id, d.subscription_id, d.event_id, d.event_type, d.body,"
             " d.attempts AS attempt, s.url, s.secret"
         ),
-        {"batch": batch, "hold": hold_seconds},
+        {"batch_size": batch, "hold_seconds": hold_seconds},
     )
     return sorted((Due(**r._mapping) for r in rows), key=lambda d: d.id)
 
@@ -111,30 +106,52 @@ async def send(due: Due, fetch_policy: FetchPolicy, resolver: Resolver | None = 
 
 
 async def record(session: AsyncSession, sent: Sent, backoff: policy.Backoff) -> policy.Outcome:
-    """Write one attempt's outcome, fenced by its attempt number; returns the final kind."""
+    """Write one attempt's outcome, fenced by its attempt number; returns the final kind.
+
+    The transition is the outcome's (DELIVER, RETRY_LATER with the next time, GIVE_UP). A
+    miss is the no-op the protocol allows: a newer attempt took the row (this sender
+    outlived its hold) or the subscription was deactivated meanwhile (the row is dead)."""
     outcome = policy.final(sent.outcome, sent.due.attempt, backoff)
-    delay = backoff.delay(sent.due.attempt, outcome.retry_after)
-    await session.execute(
-        text(
-            "UPDATE webhook_deliveries SET updated_at = now(),"
-            " status = CASE WHEN CAST(:kind AS varchar) = 'retry' THEN 'pending'"
-            "   ELSE CAST(:kind AS varchar) END,"
-            " last_status_code = :code, last_error = :error,"
-            " delivered_at = CASE WHEN CAST(:kind AS varchar) = 'delivered' THEN now() END,"
-            " next_attempt_at = CASE WHEN CAST(:kind AS varchar) = 'retry'"
-            "   THEN now() + make_interval(secs => :delay) ELSE next_attempt_at END"
-            " WHERE id = :id AND status = 'pending' AND attempts = :attempt"
-        ),
-        {
-            "kind": outcome.kind,
-            "code": outcome.status_code,
-            "error": (outcome.error or None) and str(outcome.error)[:1000],
-            "delay": delay,
-            "id": sent.due.id,
-            "attempt": sent.due.attempt,
-        },
-    )
+    params: BindParams = {
+        "delivery_id": sent.due.id,
+        "attempt": sent.due.attempt,
+        "status_code": outcome.status_code,
+        "error": (outcome.error or None) and str(outcome.error)[:1000],
+    }
+    if outcome.kind == "retry":
+        params["delay_seconds"] = backoff.delay(sent.due.attempt, outcome.retry_after)
+    await session.execute(_RECORD[outcome.kind], params)
     return outcome
+
+
+_ATTEMPT = "last_status_code = :status_code, last_error = :error, updated_at = now()"
+_RECORD = {
+    kind: text(
+        move.update_sql(
+            where="id = :delivery_id",
+            guard="attempts = :attempt",
+            set_also=set_also,
+            returning="id",
+        )
+    )
+    for kind, move, set_also in (
+        ("delivered", states.DELIVER, f"{_ATTEMPT}, delivered_at = now()"),
+        (
+            "retry",
+            states.RETRY_LATER,
+            f"{_ATTEMPT}, next_attempt_at = now() + make_interval(secs => :delay_seconds)",
+        ),
+        ("dead", states.GIVE_UP, _ATTEMPT),
+    )
+}
+_EXHAUSTED = text(
+    states.GIVE_UP.update_sql(
+        where="next_attempt_at <= now() AND attempts >= :max_attempts",
+        set_also="updated_at = now(), "
+        "last_error = left(coalesce(last_error || '; ', '') || 'attempts exhausted', 1000)",
+        returning="id",
+    )
+)
 
 
 async def deliver_due(

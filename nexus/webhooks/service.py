@@ -30,6 +30,7 @@ from nexus import secret_rules
 from nexus.errors import InvalidRequest, NotFound
 from nexus.fetching.urls import InvalidUrl, is_allowed_host, parse_url, validate_url
 from nexus.messaging.messages import DomainEvent
+from nexus.webhooks import states
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 MAX_EVENT_TYPES = 50
@@ -172,16 +173,30 @@ async def deactivate_subscription(
         ),
         {"id": subscription_id},
     )
-    stopped = await session.execute(
-        text(
-            "UPDATE webhook_deliveries SET status = 'dead', updated_at = now(),"
-            " last_error = 'subscription deactivated'"
-            " WHERE subscription_id = :id AND status = 'pending'"
-        ),
-        {"id": subscription_id},
-    )
+    # GIVE_UP for its pending deliveries (none pending: nothing to stop).
+    stopped = (await session.execute(_STOP, {"subscription_id": subscription_id})).all()
     subscription = await get_subscription(session, subscription_id)
-    return subscription, int(getattr(stopped, "rowcount", 0) or 0)
+    return subscription, len(stopped)
+
+
+_STOP = text(
+    states.GIVE_UP.update_sql(
+        where="subscription_id = :subscription_id",
+        set_also="updated_at = now(), last_error = 'subscription deactivated'",
+        returning="id",
+    )
+)
+# RETRY of a dead delivery, only while its subscription is active.
+_RETRY = text(
+    states.RETRY.update_sql(
+        where="webhook_deliveries.id = :delivery_id AND s.id = webhook_deliveries.subscription_id"
+        " AND s.active",
+        set_also="attempts = 0, next_attempt_at = now(), updated_at = now()",
+        from_="webhook_subscriptions s",
+        qualifier="webhook_deliveries",
+        returning="webhook_deliveries.id",
+    )
+)
 
 
 async def record_event(session: AsyncSession, event: DomainEvent) -> int:
@@ -238,16 +253,7 @@ async def retry_delivery(session: AsyncSession, delivery_id: int) -> bool | None
     """Give a `dead` delivery of an active subscription a fresh start (attempts 0, due
     now). True when it was retried; False when it was not dead or its subscription is
     inactive; None when there is no such delivery."""
-    retried = await session.scalar(
-        text(
-            "UPDATE webhook_deliveries d SET status = 'pending', attempts = 0,"
-            " next_attempt_at = now(), updated_at = now()"
-            " FROM webhook_subscriptions s"
-            " WHERE d.id = :id AND d.status = 'dead' AND s.id = d.subscription_id AND s.active"
-            " RETURNING d.id"
-        ),
-        {"id": delivery_id},
-    )
+    retried = await session.scalar(_RETRY, {"delivery_id": delivery_id})
     if retried is not None:
         return True
     exists = await session.scalar(

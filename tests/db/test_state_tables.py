@@ -17,6 +17,7 @@ from nexus.jobs.states import JobStatus
 from nexus.libraries.states import INVITE_STATES, InviteStatus
 from nexus.media.states import MEDIA_STATES, ProcessingStatus
 from nexus.sharing.backfill import JOB
+from nexus.webhooks.states import DELIVERY_STATES, DeliveryStatus
 from tests.support import factories as f
 
 JOBS = JOB.states
@@ -72,10 +73,31 @@ async def _invite_in(session: AsyncSession, status: InviteStatus) -> dict[str, A
     return {"id": invite_id}
 
 
+_DELIVERY_COLUMNS = {
+    DeliveryStatus.DELIVERED: "delivered_at = now()",
+    **{s: "delivered_at = NULL" for s in DeliveryStatus if s is not DeliveryStatus.DELIVERED},
+}
+
+
+async def _delivery_in(session: AsyncSession, status: DeliveryStatus) -> dict[str, Any]:
+    delivery_id = await session.scalar(
+        text(
+            "WITH sub AS (INSERT INTO webhook_subscriptions (url, secret, event_types) "
+            "VALUES ('https://example.com/hook', 'secret', ARRAY['*']) RETURNING id) "
+            "INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, body, "
+            f"status, delivered_at) SELECT id, :event_id, 'media.ready', '{{}}', :status, "
+            f"{'now()' if status is DeliveryStatus.DELIVERED else 'NULL'} FROM sub RETURNING id"
+        ),
+        {"event_id": uuid.uuid4(), "status": status.value},
+    )
+    return {"id": delivery_id}
+
+
 SETUPS = {
     JOBS.table: (JOBS, _job_in, _JOB_COLUMNS),
     MEDIA_STATES.table: (MEDIA_STATES, _media_in, None),
     INVITE_STATES.table: (INVITE_STATES, _invite_in, _INVITE_COLUMNS),
+    DELIVERY_STATES.table: (DELIVERY_STATES, _delivery_in, _DELIVERY_COLUMNS),
 }
 
 

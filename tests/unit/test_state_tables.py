@@ -13,8 +13,9 @@ from nexus.jobs.states import JOB_STATES, JobStatus
 from nexus.libraries.states import INVITE_STATES
 from nexus.media import transitions as media
 from nexus.media.states import MEDIA_STATES
+from nexus.webhooks.states import DELIVERY_STATES
 
-TABLES: list[StateTable[Any]] = [JOB_STATES, MEDIA_STATES, INVITE_STATES]
+TABLES: list[StateTable[Any]] = [JOB_STATES, MEDIA_STATES, INVITE_STATES, DELIVERY_STATES]
 
 
 def _states(table: StateTable[Any]) -> list[StrEnum]:
