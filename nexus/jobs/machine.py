@@ -59,8 +59,7 @@ class JobType:
     def where_key(self, key: JobKey) -> ColumnElement[bool]:
         return and_(*(self.table.c[name] == key[name] for name in self.key_columns))
 
-    def key_of(self, row: object) -> dict[str, uuid.UUID]:
-        """The key columns of a result row (any row naming them)."""
+    def key_of(self, row: ResultRow) -> dict[str, uuid.UUID]:
         return {name: getattr(row, name) for name in self.key_columns}
 
     @functools.cached_property
