@@ -232,3 +232,27 @@ async def test_prune_removes_old_finished_state_and_keeps_the_rest(
         "dead_letters": 0,
         "workers": 0,
     }
+
+
+async def test_a_chain_being_written_is_skipped_until_its_writer_commits(sessionmaker: SM) -> None:
+    # The ledger's insert trigger (audit chains) holds this advisory lock while it appends
+    # to the chain: the prune must neither wait for it nor delete under it.
+    key = await _backfill(sessionmaker, finish=True)
+    cutoff = await _clock(sessionmaker)
+    writer = sessionmaker()
+    await writer.begin()
+    try:
+        await writer.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(hashtextextended("
+                "'nexus.job_events|backfill|' || CAST(:k AS jsonb)::text, 0))"
+            ),
+            {"k": _json_key(key)},
+        )
+        assert (await _prune_all(sessionmaker, cutoff, batch=10))["job_events"] == 0
+        assert await _chain(sessionmaker, "backfill", key) == ["pending", "running", "completed"]
+    finally:
+        await writer.rollback()
+        await writer.close()
+    assert (await _prune_all(sessionmaker, cutoff, batch=10))["job_events"] == 3
+    assert await _chain(sessionmaker, "backfill", key) == []
