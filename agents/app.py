@@ -20,6 +20,7 @@ from agents import faults, jobs, lifecycle, metrics, monitor, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
+    clean_storage,
     prune_expired_state,
     relay_outbox,
     rescue_expired_leases,
@@ -30,7 +31,7 @@ from agents.watchdog import Watchdog
 from agents.webhooks import deliver_webhooks
 from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
-from runtime.kafka import ensure_topics
+from runtime.kafka import client_options, ensure_topics
 from runtime.logs import configure_logging
 from runtime.tracing import configure_tracing
 
@@ -76,7 +77,11 @@ async def _create_topics(ctx: AgentContext, *, patience_seconds: float = 120.0) 
     deadline = time.monotonic() + patience_seconds
     while True:
         try:
-            await ensure_topics(ctx.settings.kafka_bootstrap, ctx.topics.specs())
+            await ensure_topics(
+                ctx.settings.kafka_bootstrap,
+                ctx.topics.specs(),
+                options=client_options(ctx.settings),
+            )
             return
         except (KafkaError, OSError, TimeoutError) as exc:
             if time.monotonic() > deadline:
@@ -85,11 +90,30 @@ async def _create_topics(ctx: AgentContext, *, patience_seconds: float = 120.0) 
             await asyncio.sleep(1.0)
 
 
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's form of the broker security settings (None for PLAINTEXT): Faust hands it
+    to its consumer, producer and admin client as the same aiokafka options every other
+    client of ours gets from `runtime.kafka.client_options`."""
+    options = client_options(settings)
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"],
+        ssl_context=options.get("ssl_context"),
+    )
+
+
 def build_app(settings: Settings) -> NexusApp:
     ctx = AgentContext.create(settings)
     app = NexusApp(
         settings.faust_app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
         processing_guarantee="at_least_once",
         store="memory://",
         # Faust keeps only scratch files here (no tables); keep them out of the work tree.
@@ -171,6 +195,10 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     @app.timer(settings.worker_heartbeat_seconds)
     async def worker_heartbeat() -> None:
         await lifecycle.heartbeat(ctx, app)
+
+    @app.timer(settings.upload_cleanup_interval_seconds, on_leader=True)
+    async def storage_cleanup() -> None:
+        await clean_storage(ctx)
 
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:

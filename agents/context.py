@@ -89,8 +89,8 @@ class AgentContext:
         self.engine = make_engine(self.settings)
         self.sessionmaker = make_sessionmaker(self.engine)
         self.marks = outbox.PublishedMarks(self.sessionmaker)
-        self.publisher = KafkaPublisher(
-            self.settings.kafka_bootstrap, timeout_seconds=self.settings.publish_timeout_seconds
+        self.publisher = KafkaPublisher.from_settings(
+            self.settings, timeout_seconds=self.settings.publish_timeout_seconds
         )
         self.extraction = ExtractionPool(
             processes=self.settings.ingest_extract_processes,

@@ -13,6 +13,8 @@ from nexus.idempotency.service import prune_idempotency_keys
 from nexus.jobs import machine, relay, retention, scheduler
 from nexus.jobs.states import JobStatus
 from nexus.ratelimit import prune_windows
+from nexus.uploads import cleanup
+from nexus.uploads.storage import LocalStorage
 from nexus.workers.service import MISSED_BEATS
 
 log = logging.getLogger(__name__)
@@ -167,3 +169,30 @@ async def prune_retained(ctx: AgentContext, *, before: datetime) -> int:
     if any(counts.values()):
         log.info("retention pruned %s", counts, extra={"pruned": counts})
     return sum(counts.values())
+
+
+async def clean_storage(ctx: AgentContext) -> int:
+    """Remove abandoned uploads (with their media) and the files of deleted media."""
+    settings = ctx.settings
+    abandoned_after = timedelta(
+        seconds=settings.upload_url_ttl_seconds + settings.upload_cleanup_grace_seconds
+    )
+    removed = 0
+    try:
+        async with ctx.unit_of_work() as session:
+            expired = await cleanup.expire_uploads(session, older_than=abandoned_after)
+        ctx.counters["storage:expired_uploads"] += len(expired)
+        if expired:
+            log.info("removed %d abandoned uploads", len(expired))
+        storage = LocalStorage(settings.storage_dir)
+        while True:
+            async with ctx.unit_of_work() as session:
+                deleted = await cleanup.delete_stored_files(session, storage)
+            removed += deleted
+            if deleted < cleanup.BATCH:
+                break
+        ctx.counters["storage:deleted_files"] += removed
+    except Exception:
+        log.exception("storage cleanup tick failed")
+        ctx.counters["storage:errors"] += 1
+    return removed

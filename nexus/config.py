@@ -11,7 +11,7 @@ import hmac
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -163,6 +163,24 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     log_level: str = "INFO"
     log_json: bool = True
+    # Kafka security (SPEC §10, docs/operations.md "Locking Kafka down"): used by every
+    # producer, consumer and admin client, the agents' Faust app included.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Storage quota (docs/uploads.md): the declared sizes of a user's uploads (files kept
+    # plus uploads in flight) may not exceed this; counted at upload init.
+    storage_quota_bytes_per_user: int = Field(default=1024**3, ge=0)
+    # An upload not completed within its URL lifetime plus this grace is removed with its
+    # media by the agents' leader (`upload_cleanup_interval_seconds` between sweeps).
+    upload_cleanup_grace_seconds: float = Field(default=3600.0, ge=0)
+    upload_cleanup_interval_seconds: float = Field(default=300.0, gt=0)
+    # Per operator key, per minute (docs/operations.md "Operator keys"), by the key's role.
+    operator_rate_limit_viewer_per_minute: int = Field(default=600, ge=1)
+    operator_rate_limit_operator_per_minute: int = Field(default=300, ge=1)
+    operator_rate_limit_admin_per_minute: int = Field(default=300, ge=1)
     # OpenTelemetry's standard variable (no NEXUS_ prefix): the OTLP/HTTP base URL
     # (spans go to <url>/v1/traces). Unset: no tracing, no exporter.
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -217,6 +235,56 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl:
+            missing = [
+                name
+                for name, present in (
+                    ("NEXUS_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism is not None),
+                    ("NEXUS_KAFKA_SASL_USERNAME", bool(self.kafka_sasl_username)),
+                    (
+                        "NEXUS_KAFKA_SASL_PASSWORD",
+                        self.kafka_sasl_password is not None
+                        and bool(self.kafka_sasl_password.get_secret_value()),
+                    ),
+                )
+                if not present
+            ]
+            if missing:
+                raise ValueError(
+                    f"NEXUS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                    f"requires {', '.join(missing)}"
+                )
+        elif (
+            self.kafka_sasl_mechanism is not None
+            or self.kafka_sasl_username is not None
+            or self.kafka_sasl_password is not None
+        ):
+            raise ValueError(
+                "NEXUS_KAFKA_SASL_* are set but NEXUS_KAFKA_SECURITY_PROTOCOL is "
+                f"{self.kafka_security_protocol} (use SASL_PLAINTEXT or SASL_SSL)"
+            )
+        if self.kafka_ssl_cafile is not None:
+            if not tls:
+                raise ValueError(
+                    "NEXUS_KAFKA_SSL_CAFILE is set but NEXUS_KAFKA_SECURITY_PROTOCOL is "
+                    f"{self.kafka_security_protocol} (use SSL or SASL_SSL)"
+                )
+            if not self.kafka_ssl_cafile.is_file():
+                raise ValueError(f"NEXUS_KAFKA_SSL_CAFILE {self.kafka_ssl_cafile} is not a file")
+        return self
+
+    def operator_rate_limit(self, role: str) -> int:
+        """Requests per minute allowed to one operator key of `role`."""
+        return {
+            "viewer": self.operator_rate_limit_viewer_per_minute,
+            "operator": self.operator_rate_limit_operator_per_minute,
+            "admin": self.operator_rate_limit_admin_per_minute,
+        }[role]
 
     @model_validator(mode="after")
     def _per_environment(self) -> Self:

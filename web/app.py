@@ -94,8 +94,8 @@ def create_app(
         sessionmaker = make_sessionmaker(engine)
     owns_publisher = publisher is None
     if publisher is None:
-        publisher = KafkaPublisher(
-            settings.kafka_bootstrap, timeout_seconds=settings.publish_timeout_seconds
+        publisher = KafkaPublisher.from_settings(
+            settings, timeout_seconds=settings.publish_timeout_seconds
         )
 
     state = NexusState(

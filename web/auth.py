@@ -2,7 +2,8 @@
 
 Order on every request (SPEC §1): the internal header is checked first (a `before_request`
 hook, so it also guards unknown routes), then the route's own guard: `@user_required`
-(bearer JWT) or `@operator_required(role)` (bearer operator key).
+(bearer JWT) or `@operator_required(role)` (bearer operator key: 401 → per-key rate limit
+429 → role 403; every refusal is logged and written to `operator_actions`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,27 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import structlog
 from quart import current_app, g, request
 
+from nexus import ratelimit
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, authenticate
+from nexus.operators.service import (
+    OperatorIdentity,
+    Refusal,
+    find_key,
+    record_refusal,
+    role_too_low,
+)
 from nexus.users.service import CurrentUser, default_library_of, ensure_user
 from web.openapi import INTERNAL_EXEMPT_ATTR, OPERATOR, USER, guard
 from web.state import nexus_state
+
+log = structlog.get_logger("nexus.web.auth")
 
 INTERNAL_HEADER = "X-Nexus-Internal"
 
@@ -114,19 +125,82 @@ def operator_required(
 ) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     """Require an operator key of at least `role`; passes `operator: OperatorIdentity`.
 
-    401 E_UNAUTHENTICATED for a missing/unknown/disabled key, 403 E_FORBIDDEN for a role
-    too low. The key's `last_used_at` is updated in its own short transaction.
+    Order: 401 E_UNAUTHENTICATED for a missing/unknown/disabled key → 429 E_RATE_LIMITED
+    (with Retry-After) past the key's per-minute limit for its role → 403 E_FORBIDDEN for a
+    role too low. The key's `last_used_at` is updated in its own short transaction.
     """
 
     def decorator(func: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> R:
-            token = bearer_token()
-            async with transaction(nexus_state().sessionmaker) as session:
-                identity: OperatorIdentity = await authenticate(session, token, role)
+            identity = await authorize_operator(role)
             g.nexus_operator = identity
             return await func(*args, operator=identity, **kwargs)
 
-        return guard(wrapper, ("E_UNAUTHENTICATED", "E_FORBIDDEN"), OPERATOR)
+        return guard(wrapper, ("E_UNAUTHENTICATED", "E_FORBIDDEN", "E_RATE_LIMITED"), OPERATOR)
 
     return decorator
+
+
+def _route() -> str:
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {rule}"
+
+
+async def authorize_operator(required: Role) -> OperatorIdentity:
+    """The operator of this request, or the refusal (see `operator_required`), recorded."""
+    state = nexus_state()
+    route = _route()
+    try:
+        token = bearer_token()
+    except Unauthenticated as exc:
+        await _refuse(Refusal("E_UNAUTHENTICATED", route, required), exc)
+    async with transaction(state.sessionmaker) as session:
+        identity = await find_key(session, token)
+    if identity is None:
+        await _refuse(
+            Refusal("E_UNAUTHENTICATED", route, required, token=token),
+            Unauthenticated("unknown or disabled operator key"),
+        )
+    # Its own autocommit statement: refused hits count too, and the row is never held.
+    async with autocommit(state.sessionmaker) as conn:
+        hit = await ratelimit.hit(
+            conn,
+            identity.key_id,
+            ratelimit.OPERATOR_BUCKET,
+            limit=state.settings.operator_rate_limit(identity.role.value),
+            counters=ratelimit.OPERATOR_KEYS,
+        )
+    if not hit.allowed:
+        # Logged every time; audited once per key and window (the first refused hit), so
+        # a runaway script cannot flood the ledger.
+        await _refuse(
+            Refusal("E_RATE_LIMITED", route, required, token=token, identity=identity),
+            ratelimit.RateLimited(hit.retry_after),
+            audit=hit.hits == hit.limit + 1,
+        )
+    if not identity.role.allows(required):
+        await _refuse(
+            Refusal("E_FORBIDDEN", route, required, token=token, identity=identity),
+            role_too_low(identity),
+        )
+    return identity
+
+
+async def _refuse(refusal: Refusal, error: NexusError, *, audit: bool = True) -> NoReturn:
+    """Log the refusal, write its audit row (own transaction), then raise `error`."""
+    log.warning(
+        "operator request refused",
+        code=refusal.code,
+        route=refusal.route,
+        **{k: v for k, v in refusal.details().items() if k != "route"},
+    )
+    if audit:
+        try:
+            async with transaction(nexus_state().sessionmaker) as session:
+                await record_refusal(session, refusal, request_id=g.get("request_id"))
+        except Exception:
+            # The request is refused either way; a failed audit write must not turn the
+            # refusal into a 500 (it is logged above and here).
+            log.exception("could not record an operator refusal", route=refusal.route)
+    raise error

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
 from cli.ops import (
+    audit,
     cancel,
     dead_letter,
     dead_letters,
@@ -39,6 +40,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     operations,
     workers,
     webhooks,
+    audit,
 )
 
 
@@ -47,7 +49,7 @@ def register(subparsers: SubParsers) -> None:
         "ops",
         help=(
             "operator commands (keys, requeue, cancel, jobs, dead-letter, replay-dead-letter, "
-            "outbox, operations, workers, webhooks)"
+            "outbox, operations, workers, webhooks, audit)"
         ),
     )
     parser.set_defaults(handler=_usage(parser))

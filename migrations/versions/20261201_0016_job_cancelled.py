@@ -1,7 +1,7 @@
 """job_cancelled: operator cancel, a terminal `cancelled` status on every job table
 
 Revision ID: 0016
-Revises: 0015
+Revises: 0013
 Create Date: 2026-12-01 14:10:00+00:00
 
 Widens each job table's `status` and `finished_iff_terminal` CHECKs (SPEC §10 "Cancel and
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0015"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

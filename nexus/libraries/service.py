@@ -18,6 +18,7 @@ from nexus.db.types import ResultRow, fields_of
 from nexus.errors import Forbidden, NexusError, NotFound
 from nexus.libraries.repo import LibraryView, MemberView
 from nexus.libraries.states import LibraryRole, clean_name
+from nexus.media import service as media_service
 from nexus.sharing import closure
 
 
@@ -319,7 +320,8 @@ async def add_media(
 ) -> bool:
     """Link readable media into a library; True when created (201), False if it existed.
 
-    Order: 404 library → 403 not admin → 404 media not readable by the viewer.
+    Order: 404 library → 403 not admin → 404 media not readable by the viewer → (shared
+    library) 403 E_FORBIDDEN for an upload not yet past its type check.
     The library row is locked (`FOR SHARE`) before the membership is checked, so an admin
     removed concurrently cannot add with a stale authorisation.
     """
@@ -329,6 +331,7 @@ async def add_media(
         raise media_not_found()
     if lib.is_default:
         return await closure.add_to_default(session, library_id, media_id)
+    await media_service.check_shareable(session, media_id)
     return await closure.add_to_shared(session, library_id, media_id)
 
 

@@ -1,7 +1,8 @@
 """Media read queries (SQL only). Access checks are applied by `nexus.media.service`.
 
 Every media row is selected with the two facts its capabilities need: `has_file` (a
-`media_file` row exists and, for an upload, its bytes have arrived) and `has_text` (a
+`media_file` row exists and, for an upload, its bytes arrived and passed the type check at
+ingest) and `has_text` (a
 fragment with non-blank text exists), as EXISTS sub-queries of the same statement, so a
 page of media is one query.
 """
@@ -60,7 +61,7 @@ _COLUMNS = """
     m.id, m.kind, m.title, m.canonical_source_url, m.processing_status, m.failure_stage,
     m.last_error_code, m.external_playback_url, m.created_at, m.updated_at,
     EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id AND NOT EXISTS (
-            SELECT 1 FROM media_uploads u WHERE u.media_id = m.id AND u.uploaded_at IS NULL))
+            SELECT 1 FROM media_uploads u WHERE u.media_id = m.id AND u.verified_at IS NULL))
         AS has_file,
     EXISTS (SELECT 1 FROM fragments fr
             WHERE fr.media_id = m.id AND btrim(fr.canonical_text) <> '') AS has_text
@@ -90,6 +91,15 @@ async def resolve_merges(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUI
         {"media_id": media_id},
     )
     return winner or media_id
+
+
+async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bool:
+    """True when the media is an upload whose file has not passed its type check."""
+    found = await session.scalar(
+        text("SELECT 1 FROM media_uploads WHERE media_id = :m AND verified_at IS NULL"),
+        {"m": media_id},
+    )
+    return found is not None
 
 
 async def get_media(session: AsyncSession, media_id: uuid.UUID) -> MediaRow | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.db.types import TimeKey
-from nexus.errors import NotFound
+from nexus.errors import Forbidden, NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
 from nexus.media.schemas import Capabilities, MediaOut
@@ -89,6 +89,16 @@ async def readable_media_id(
     if not await closure.can_read_media(session, viewer, resolved):
         raise media_not_found()
     return resolved
+
+
+async def check_shareable(session: AsyncSession, media_id: uuid.UUID) -> None:
+    """403 E_FORBIDDEN for an upload whose file has not passed its type check (magic bytes,
+    at POST /media/{id}/ingest): until then only its creator may see it."""
+    if await repo.has_unchecked_upload(session, media_id):
+        raise Forbidden(
+            "an uploaded file can be shared once it has passed its type check "
+            "(POST /media/{id}/ingest)"
+        )
 
 
 async def get_media(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from nexus.audit import chain as audit_chain
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.ingest import jobs as ingest_jobs
@@ -140,8 +141,13 @@ async def _prune_all(sm: SM, before: datetime, batch: int) -> dict[str, int]:
     return counts
 
 
+async def _verify(engine: AsyncEngine) -> audit_chain.Report:
+    async with engine.connect() as conn:
+        return await audit_chain.verify(conn)
+
+
 async def test_prune_removes_old_finished_state_and_keeps_the_rest(
-    sessionmaker: SM, settings: Settings
+    sessionmaker: SM, settings: Settings, engine: AsyncEngine
 ) -> None:
     sm = sessionmaker
     topics = Topics.from_settings(settings)
@@ -224,6 +230,19 @@ async def test_prune_removes_old_finished_state_and_keeps_the_rest(
             {"u": finished["user_id"]},
         )
     assert status == "completed"
+
+    # The audit chains (SPEC §10 "Audit") still verify: whole chains went, none was cut.
+    report = await _verify(engine)
+    assert report.clean, [str(p) for p in report.problems]
+    assert report.rows["job_events"] > 0
+    # A job whose chain was pruned moves again: its new ledger is a fresh, valid chain.
+    async with transaction(sm) as s:
+        assert await machine.reset_to_pending(
+            s, JOB, finished, actor="op", request_id=None, correlation_id=None
+        )
+    assert await _chain(sm, "backfill", finished) == ["pending"]
+    report = await _verify(engine)
+    assert report.clean, [str(p) for p in report.problems]
 
     # A second pass finds nothing more.
     assert await _prune_all(sm, cutoff, batch=2) == {

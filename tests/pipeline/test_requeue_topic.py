@@ -127,7 +127,12 @@ async def test_topic_requeue_outcomes(
         "backfill.requeue",
         "requeued",
     )
-    assert first.details == {"reason": "fix", "message_id": ids["failed"], "via": "topic"}
+    assert first.details == {
+        "reason": "fix",
+        "message_id": ids["failed"],
+        "via": "topic",
+        "requested_by": "claimed",
+    }
     assert first.target["user_id"] == str(failed["user_id"])
 
     noop = await _result(pipeline_settings, ids["running"])

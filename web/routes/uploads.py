@@ -141,7 +141,9 @@ async def upload_init(data: UploadInitIn) -> Reply:
     """Create a pending media for a file to upload; 201 with a pre-signed `upload_url`.
 
     Order: 401 → 400 body (kind must be pdf|epub) → 429 E_RATE_LIMITED → Idempotency-Key
-    replay / 409 → 400 size ≤ 0 → 400 E_INVALID_CONTENT_TYPE → 413 E_FILE_TOO_LARGE."""
+    replay / 409 → 400 size ≤ 0 → 400 E_INVALID_CONTENT_TYPE → 413 E_FILE_TOO_LARGE → 409
+    E_QUOTA_EXCEEDED (declared sizes of the caller's uploads past
+    NEXUS_STORAGE_QUOTA_BYTES_PER_USER)."""
     state = nexus_state()
     user = current_user()
     async with idempotent_unit_of_work(data) as work:
@@ -157,6 +159,7 @@ async def upload_init(data: UploadInitIn) -> Reply:
             size_bytes=data.size_bytes,
             signing_key=state.settings.upload_signing_key_bytes,
             ttl_seconds=state.settings.upload_url_ttl_seconds,
+            quota_bytes=state.settings.storage_quota_bytes_per_user,
         )
         out = UploadInitOut(
             media_id=ticket.media_id,
@@ -287,8 +290,8 @@ async def file_url(media_id: uuid.UUID) -> Data[FileUrlOut]:
     """A pre-signed download URL (valid NEXUS_DOWNLOAD_URL_TTL_SECONDS, reusable until then).
 
     Order: 400 id → 404 E_MEDIA_NOT_FOUND unless readable (merges followed) → 400
-    E_STORAGE_MISSING when the media has no stored file (never uploaded, refused, or gone
-    from storage)."""
+    E_STORAGE_MISSING when the media has no stored file (never uploaded, not yet past its
+    type check at POST /media/{id}/ingest, refused, or gone from storage)."""
     state = nexus_state()
     async with unit_of_work() as uow:
         found = await uploads.readable_file(uow.session, current_user().user_id, media_id)
@@ -320,7 +323,8 @@ async def download(media_id: uuid.UUID) -> Response:
     """The pre-signed download: the stored bytes as an attachment with their content type.
 
     403 E_FORBIDDEN for a missing/tampered/expired token; 404 E_NOT_FOUND when the media or
-    its file no longer exists. Supports conditional and range requests."""
+    its file no longer exists or is an upload not yet past its type check. Supports
+    conditional and range requests."""
     state = nexus_state()
     signing.verify(
         state.settings.upload_signing_key_bytes, request.args.get("token"), "download", media_id
