@@ -49,15 +49,16 @@ def _hit_sql(counters: Counters) -> TextClause:
     return text(
         f"""
         WITH w AS (
-            SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) / :w) * :w)
-                AS start
+            SELECT to_timestamp(
+                floor(extract(epoch FROM clock_timestamp()) / :window_seconds) * :window_seconds
+            ) AS start
         )
         INSERT INTO {counters.table} AS r ({counters.subject}, bucket, window_start, hits)
-        SELECT :u, :b, w.start, 1 FROM w
+        SELECT :subject_id, :bucket, w.start, 1 FROM w
         ON CONFLICT ({counters.subject}, bucket, window_start) DO UPDATE SET hits = r.hits + 1
         RETURNING r.hits,
-            extract(epoch FROM r.window_start + make_interval(secs => :w) - clock_timestamp())
-                AS remaining
+            extract(epoch FROM r.window_start + make_interval(secs => :window_seconds)
+                - clock_timestamp()) AS remaining
         """
     )
 
@@ -103,7 +104,7 @@ async def hit(
     """Count one hit of `user_id` (an operator key id with `counters=OPERATOR_KEYS`) on
     `bucket` in the current window (every attempt counts, refused ones too) and report
     whether it is within `limit`."""
-    params = {"u": user_id, "b": bucket, "w": window_seconds}
+    params = {"subject_id": user_id, "bucket": bucket, "window_seconds": window_seconds}
     row = (await session.execute(_HIT[counters], params)).one()
     return Hit(hits=int(row.hits), limit=limit, seconds_left=float(row.remaining))
 

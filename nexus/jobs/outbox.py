@@ -73,7 +73,13 @@ async def enqueue_raw(
     if "\\u0000" in text_value:
         raise ValueError("JSON with NUL characters cannot be stored")
     row_id = await session.scalar(
-        _INSERT, {"t": topic, "k": key, "p": text_value, "h": json.dumps(headers)}
+        _INSERT,
+        {
+            "topic": topic,
+            "message_key": key,
+            "payload": text_value,
+            "headers": json.dumps(headers),
+        },
     )
     assert row_id is not None
     entry = Enqueued(int(row_id), topic, key, value, dict(headers))

@@ -96,8 +96,8 @@ async def resolve_merges(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUI
 async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bool:
     """True when the media is an upload whose file has not passed its type check."""
     found = await session.scalar(
-        text("SELECT 1 FROM media_uploads WHERE media_id = :m AND verified_at IS NULL"),
-        {"m": media_id},
+        text("SELECT 1 FROM media_uploads WHERE media_id = :media_id AND verified_at IS NULL"),
+        {"media_id": media_id},
     )
     return found is not None
 

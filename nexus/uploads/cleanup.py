@@ -36,7 +36,7 @@ _EXPIRE = text(
         WHERE u.uploaded_at IS NULL AND u.created_at < now() - CAST(:age AS interval)
           AND (u.claimed_at IS NULL OR u.claimed_at < now() - CAST(:stale AS interval))
         ORDER BY u.created_at
-        LIMIT :n
+        LIMIT :batch_size
         FOR UPDATE OF u SKIP LOCKED
     )
     DELETE FROM media m USING abandoned a WHERE m.id = a.media_id RETURNING m.id
@@ -50,7 +50,9 @@ async def expire_uploads(
     """Delete up to `limit` media whose upload started more than `older_than` ago and never
     completed; returns their ids. Their files (if a partial one exists) are queued for
     deletion by the `media_file` trigger."""
-    rows = await session.execute(_EXPIRE, {"age": older_than, "stale": STALE_CLAIM, "n": limit})
+    rows = await session.execute(
+        _EXPIRE, {"age": older_than, "stale": STALE_CLAIM, "batch_size": limit}
+    )
     return [r[0] for r in rows]
 
 
@@ -63,10 +65,10 @@ async def delete_stored_files(
     rows = (
         await session.execute(
             text(
-                "SELECT id, storage_path FROM storage_deletions ORDER BY id LIMIT :n "
+                "SELECT id, storage_path FROM storage_deletions ORDER BY id LIMIT :batch_size "
                 "FOR UPDATE SKIP LOCKED"
             ),
-            {"n": limit},
+            {"batch_size": limit},
         )
     ).all()
     done: list[int] = []

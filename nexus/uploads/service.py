@@ -124,7 +124,8 @@ def check_declaration(kind: str, content_type: str, size_bytes: int) -> None:
 _CHARGE = text(
     """
     INSERT INTO storage_usage AS u (user_id, bytes)
-    SELECT :v, CAST(:n AS bigint) WHERE CAST(:n AS bigint) <= CAST(:quota AS bigint)
+    SELECT :viewer, CAST(:size_bytes AS bigint)
+    WHERE CAST(:size_bytes AS bigint) <= CAST(:quota AS bigint)
     ON CONFLICT (user_id) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes, updated_at = now()
         WHERE u.bytes + EXCLUDED.bytes <= CAST(:quota AS bigint)
     RETURNING bytes
@@ -137,10 +138,12 @@ async def charge_storage(
 ) -> int:
     """Add `size_bytes` to the viewer's storage usage (held until the caller commits);
     409 E_QUOTA_EXCEEDED when that would pass `quota_bytes`. Returns the new usage."""
-    used = await session.scalar(_CHARGE, {"v": viewer, "n": size_bytes, "quota": quota_bytes})
+    used = await session.scalar(
+        _CHARGE, {"viewer": viewer, "size_bytes": size_bytes, "quota": quota_bytes}
+    )
     if used is None:
         current = await session.scalar(
-            text("SELECT bytes FROM storage_usage WHERE user_id = :v"), {"v": viewer}
+            text("SELECT bytes FROM storage_usage WHERE user_id = :viewer"), {"viewer": viewer}
         )
         raise Conflict(
             "E_QUOTA_EXCEEDED",
@@ -374,7 +377,8 @@ async def ingest_upload(
         )
     # The type check passed: from now on the file may be downloaded and the media shared.
     await session.execute(
-        text("UPDATE media_uploads SET verified_at = now() WHERE media_id = :m"), {"m": media.id}
+        text("UPDATE media_uploads SET verified_at = now() WHERE media_id = :media_id"),
+        {"media_id": media.id},
     )
     return await _dedupe_or_enqueue(
         session,
