@@ -5,18 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents import jobs
 from agents.context import AgentContext
 from nexus.config import Settings
 from nexus.idempotency.service import prune_idempotency_keys
-from nexus.jobs import machine, relay, scheduler
+from nexus.jobs import machine, relay, retention, scheduler
 from nexus.jobs.states import JobStatus
 from nexus.ratelimit import prune_windows
 from nexus.uploads import cleanup
 from nexus.uploads.storage import LocalStorage
+from nexus.workers.service import MISSED_BEATS
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,20 @@ async def schedule_due_jobs(ctx: AgentContext) -> int:
 
 
 async def rescue_expired_leases(ctx: AgentContext) -> int:
-    """Return running jobs whose lease expired to pending (or failed when exhausted)."""
+    """Return running jobs whose lease was lost to pending (or failed when exhausted): it
+    expired, or its owner is a known worker that stopped or missed `MISSED_BEATS` beats
+    (ARCHITECTURE §3b: the rescue uses heartbeats as well as leases)."""
     total = 0
+    dead_after = MISSED_BEATS * ctx.settings.worker_heartbeat_seconds
     with _tick_errors(ctx, "rescue:errors", "rescue tick failed"):
         for spec in jobs.registry(ctx.topics):
             async with ctx.unit_of_work() as session:
                 rescued = await machine.rescue_expired(
-                    session, spec.job, delays=spec.delays(ctx.settings), actor=ctx.worker_id
+                    session,
+                    spec.job,
+                    delays=spec.delays(ctx.settings),
+                    actor=ctx.worker_id,
+                    dead_after_seconds=dead_after,
                 )
             total += len(rescued)
             _count_rescued(ctx, spec.job.name, rescued)
@@ -98,19 +106,69 @@ def _count_rescued(ctx: AgentContext, job_type: str, rescued: list[dict[str, Any
         return
     ctx.metrics.job_rescued(job_type, len(rescued))
     for row in rescued:
+        key = ",".join(f"{k}={v}" for k, v in row.items() if k not in ("status", "lost_owner"))
+        log.warning(
+            "job rescued from %s",
+            row["lost_owner"],
+            extra={"job_type": job_type, "job_key": key, "lost_owner": row["lost_owner"]},
+        )
         ctx.metrics.job_transition(job_type, JobStatus.RUNNING, str(row["status"]))
 
 
 async def prune_expired_state(ctx: AgentContext) -> int:
-    """Delete idempotency keys past their 24 h lifetime and old rate-limit windows (SPEC §2)."""
+    """Delete idempotency keys past their 24 h lifetime and old rate-limit windows (SPEC §2),
+    then what is older than `NEXUS_RETENTION_DAYS` (SPEC §10, `prune_retained`)."""
     with _tick_errors(ctx, "prune:errors", "prune tick failed"):
         async with ctx.unit_of_work() as session:
             pruned = await prune_idempotency_keys(session)
             windows = await prune_windows(session)
         ctx.counters["prune:idempotency_keys"] += pruned
         ctx.counters["prune:rate_limit_windows"] += windows
-        return pruned + windows
+        before = datetime.now(UTC) - timedelta(days=ctx.settings.retention_days)
+        retained = await prune_retained(ctx, before=before)
+        return pruned + windows + retained
     return 0
+
+
+# Rows per transaction, and transactions per kind of row per tick: a tick stays bounded,
+# and a backlog (the first prune after an upgrade) drains over a few ticks.
+RETENTION_BATCH = 1000
+RETENTION_BATCHES_PER_TICK = 50
+
+
+async def prune_retained(ctx: AgentContext, *, before: datetime) -> int:
+    """Published outbox rows, ledger chains of finished jobs, replayed dead letters and
+    silent workers older than `before` (nexus/jobs/retention.py); each batch is its own
+    short transaction."""
+    job_types = [spec.job for spec in jobs.registry(ctx.topics)]
+    counts = {"outbox": 0, "job_events": 0, "dead_letters": 0, "workers": 0}
+    for kind, prune in (
+        ("outbox", retention.prune_outbox),
+        ("dead_letters", retention.prune_dead_letters),
+    ):
+        for _ in range(RETENTION_BATCHES_PER_TICK):
+            async with ctx.unit_of_work() as session:
+                n = await prune(session, before=before, batch=RETENTION_BATCH)
+            counts[kind] += n
+            if n < RETENTION_BATCH:
+                break
+    after: int | None = 0
+    for _ in range(RETENTION_BATCHES_PER_TICK):
+        if after is None:
+            break
+        async with ctx.unit_of_work() as session:
+            page = await retention.prune_ledger_page(
+                session, job_types, before=before, after=after, batch=RETENTION_BATCH
+            )
+        counts["job_events"] += page.deleted
+        after = page.next_after
+    async with ctx.unit_of_work() as session:
+        counts["workers"] = await retention.prune_workers(session, before=before)
+    for kind, n in counts.items():
+        ctx.counters[f"prune:{kind}"] += n
+    if any(counts.values()):
+        log.info("retention pruned %s", counts, extra={"pruned": counts})
+    return sum(counts.values())
 
 
 async def clean_storage(ctx: AgentContext) -> int:

@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     backlog_degraded_p95_seconds: float = Field(default=900.0, ge=0)
     backlog_alert_after_seconds: float = Field(default=900.0, ge=0)
     prune_interval_seconds: float = Field(default=600.0, gt=0)
+    # Published outbox rows, ledger chains of finished jobs, replayed dead letters and
+    # silent workers older than this are pruned by the leader (nexus/jobs/retention.py).
+    retention_days: float = Field(default=30.0, gt=0)
     # Consumer liveness; tests shorten these to fail over quickly.
     kafka_session_timeout_seconds: float = Field(default=30.0, gt=0)
     kafka_heartbeat_seconds: float = Field(default=3.0, gt=0)

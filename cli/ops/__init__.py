@@ -15,6 +15,7 @@ from types import ModuleType
 from cli.common import SubParsers, usage
 from cli.ops import (
     audit,
+    cancel,
     dead_letter,
     dead_letters,
     jobs,
@@ -29,6 +30,7 @@ from cli.ops import (
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     keys,
     requeue,
+    cancel,
     jobs,
     dead_letter,
     dead_letters,
@@ -44,8 +46,8 @@ def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
         help=(
-            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
-            "operations, workers, webhooks, audit)"
+            "operator commands (keys, requeue, cancel, jobs, dead-letter, replay-dead-letter, "
+            "outbox, operations, workers, webhooks, audit)"
         ),
     )
     parser.set_defaults(handler=usage(parser))

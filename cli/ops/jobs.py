@@ -12,7 +12,7 @@ from nexus.config import Settings
 from nexus.sharing import operations
 from nexus.sharing.operations import JobFilters
 
-STATUSES = ("pending", "running", "completed", "failed")
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 COLUMNS = (
     "default_library_id",
     "source_library_id",

@@ -3,7 +3,7 @@
 Each transition is one `UPDATE ... WHERE <key> AND status IN (<expected>) [AND
 lease_token = <mine>] RETURNING` plus its `job_events` row, in the caller's transaction,
 rendered by a `Transition` of `nexus.jobs.states.JOB_STATES` (CLAIM, COMPLETE, RETRY /
-GIVE_UP, REQUEUE below): a move the state table does not allow cannot be built.
+GIVE_UP, REQUEUE, CANCEL, RELEASE below): a move the state table does not allow cannot be built.
 A miss is never ignored silently: callers get `None`/`False` for the no-op cases the
 protocol allows (duplicate or stale messages, requeue of a running job) and `LeaseLost`
 when a fenced write finds that its lease was taken away.
@@ -26,6 +26,7 @@ from nexus.db.transitions import StateTable, Transition
 from nexus.db.types import BindParams, JsonObject, ResultRow
 from nexus.jobs import ledger
 from nexus.jobs.states import JOB_STATES, REQUEUEABLE, JobStatus
+from nexus.workers import service as workers_service
 
 CLAIM = Transition(JOB_STATES, frozenset({JobStatus.PENDING}), JobStatus.RUNNING)
 COMPLETE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.COMPLETED)
@@ -33,6 +34,10 @@ COMPLETE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.COMP
 RETRY = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
 GIVE_UP = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.FAILED)
 REQUEUE = Transition(JOB_STATES, REQUEUEABLE, JobStatus.PENDING)
+# An operator stops a job for good (until a requeue); its worker is fenced out.
+CANCEL = Transition(
+    JOB_STATES, frozenset({JobStatus.PENDING, JobStatus.RUNNING}), JobStatus.CANCELLED
+)
 # A draining worker gives its running jobs back (the attempt is not counted).
 RELEASE = Transition(JOB_STATES, frozenset({JobStatus.RUNNING}), JobStatus.PENDING)
 
@@ -398,13 +403,21 @@ async def complete(
 # A failed attempt gives up on a terminal error or when its attempts are exhausted; else it
 # is retried after delays[attempts - 1] (the last delay repeats).
 _GIVES_UP = "(:terminal OR attempts > :max_retries)"
-_AFTER_FAILURE = f"""
+
+
+def _after_failure(message_sql: str = ":error_message") -> str:
+    """The assignments of a failed attempt (retry later or give up); the error message is
+    the SQL expression `message_sql`."""
+    return f"""
     next_attempt_at = CASE WHEN {_GIVES_UP} THEN next_attempt_at ELSE now() + make_interval(
         secs => (CAST(:delays AS double precision[]))[LEAST(attempts, :max_retries)]) END,
     finished_at = CASE WHEN {_GIVES_UP} THEN now() END,
     lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
-    last_error_code = :error_code, last_error_message = :error_message
+    last_error_code = :error_code, last_error_message = {message_sql}
 """
+
+
+_AFTER_FAILURE = _after_failure()
 
 
 def _failure_params(delays: Sequence[float], terminal: bool) -> BindParams:
@@ -461,29 +474,48 @@ async def fail(
     return JobStatus(row.status)
 
 
+# Why a running job is rescued, per row (its lease owner named): the lease ran out, or its
+# owner is a known worker that stopped or missed its heartbeats (`dead_workers_sql`).
+_RESCUE_MESSAGE = (
+    "CASE WHEN rescued.lease_expired "
+    "THEN 'lease of ' || coalesce(rescued.lease_owner, '?') || ' expired before completion' "
+    "ELSE 'worker ' || coalesce(rescued.lease_owner, '?') "
+    "|| ' stopped or missed its heartbeats; lease taken back' END"
+)
+
+
 @functools.cache
-def _rescue_sql(job: JobType) -> TextClause:
+def _rescue_sql(job: JobType, by_heartbeat: bool) -> TextClause:
     table = job.table.name
     keys = ", ".join(job.key_columns)
-    expired = (
-        f"SELECT {keys} FROM {table} WHERE {COMPLETE.guard()} AND lease_expires_at < now() "
-        "LIMIT :batch_size FOR UPDATE SKIP LOCKED"
+    lost = "lease_expires_at < now()"
+    if by_heartbeat:
+        lost = f"({lost} OR {workers_service.dead_workers_sql()})"
+    rescued = (
+        f"SELECT {keys}, lease_owner, lease_expires_at < now() AS lease_expired FROM {table} "
+        f"WHERE {COMPLETE.guard()} AND {lost} LIMIT :batch_size FOR UPDATE SKIP LOCKED"
     )
-    joined = " AND ".join(f"{table}.{name} = expired.{name}" for name in job.key_columns)
-    # Qualified: `expired` has the key columns too.
+    joined = " AND ".join(f"{table}.{name} = rescued.{name}" for name in job.key_columns)
+    # Qualified: `rescued` has the key columns too.
     move = transitions.either(_GIVES_UP, GIVE_UP.on(job.states), RETRY.on(job.states))
     update = move.update_sql(
         where=joined,
-        set_also=_AFTER_FAILURE,
-        returning=", ".join([*(f"{table}.{name}" for name in job.key_columns), *_RESCUED_COLUMNS]),
-        from_="expired",
+        set_also=_after_failure(_RESCUE_MESSAGE),
+        returning=", ".join(
+            [
+                *(f"{table}.{name}" for name in job.key_columns),
+                *(f"{table}.{name}" for name in _RESCUED_COLUMNS),
+                "rescued.lease_owner AS lost_owner",
+            ]
+        ),
+        from_="rescued",
         qualifier=table,
     )
-    return text(f"WITH expired AS ({expired}) {update}")
+    return text(f"WITH rescued AS ({rescued}) {update}")
 
 
-_RESCUED_COLUMNS = ("status", "attempts", "request_id", "correlation_id")
-_EXPIRED = ("E_LEASE_EXPIRED", "lease expired before completion")
+_RESCUED_COLUMNS = ("status", "attempts", "request_id", "correlation_id", "last_error_message")
+_EXPIRED_CODE = "E_LEASE_EXPIRED"
 
 
 async def rescue_expired(
@@ -493,16 +525,24 @@ async def rescue_expired(
     delays: Sequence[float],
     actor: str,
     limit: int = 500,
+    dead_after_seconds: float | None = None,
 ) -> list[dict[str, object]]:
-    """Return running jobs whose lease expired to pending (or failed when exhausted)."""
-    code, message = _EXPIRED
-    params = {
+    """Return running jobs whose lease was lost to pending (or failed when exhausted).
+
+    A lease is lost when it expired, or (with `dead_after_seconds`) at once when its owner
+    is a known worker that stopped or has not beaten for that long (ARCHITECTURE §3b).
+    The job's `last_error_message` and its ledger row name the owner whose lease was lost;
+    the code is `E_LEASE_EXPIRED` either way. Each returned dict has the key, `status`
+    and `lost_owner`."""
+    params: dict[str, object] = {
         **_failure_params(delays, terminal=False),
         "batch_size": limit,
-        "error_code": code,
-        "error_message": message,
+        "error_code": _EXPIRED_CODE,
     }
-    rows = (await session.execute(_rescue_sql(job), params)).all()
+    if dead_after_seconds is not None:
+        params["dead_after_seconds"] = float(dead_after_seconds)
+    sql = _rescue_sql(job, dead_after_seconds is not None)
+    rows = (await session.execute(sql, params)).all()
     rescued = []
     for row in rows:
         key = job.key_of(row)
@@ -514,12 +554,12 @@ async def rescue_expired(
             to_status=row.status,
             attempt=row.attempts,
             actor=actor,
-            error_code=code,
-            error_message=message,
+            error_code=_EXPIRED_CODE,
+            error_message=row.last_error_message,
             request_id=row.request_id,
             correlation_id=row.correlation_id,
         )
-        rescued.append({**key, "status": row.status})
+        rescued.append({**key, "status": row.status, "lost_owner": row.lost_owner})
     return rescued
 
 
@@ -600,6 +640,85 @@ async def reset_to_pending(
         correlation_id=correlation_id,
     )
     return Requeued(from_status=old_status, row=moved.row)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    from_status: str
+    lease_owner: str | None  # the worker fenced out, when the job was running
+    row: ResultRow  # the job row after the cancel (every column)
+
+
+class NotCancellable(Exception):
+    """The job is finished already (completed, failed or cancelled): nothing to cancel."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the job is {status}")
+        self.status = status
+
+
+_CANCEL_SET = (
+    "finished_at = now(), lease_token = NULL, lease_expires_at = NULL, "
+    "last_error_code = :error_code, last_error_message = :error_message, updated_at = now()"
+)
+CANCELLED_CODE = "E_CANCELLED"
+
+
+async def cancel(
+    session: AsyncSession,
+    job: JobType,
+    key: JobKey,
+    *,
+    actor: str,
+    message: str,
+    request_id: str | None,
+    correlation_id: str | None,
+) -> Cancelled | None:
+    """CANCEL: pending|running → cancelled (finished, `E_CANCELLED` with `message`), in the
+    caller's transaction with its ledger row. None: no such job. `NotCancellable`: the job
+    is finished already.
+
+    The lease token is cleared, so a running attempt's next fenced write (lease renewal,
+    completion, failure) raises `LeaseLost` and writes nothing; the row lock taken here
+    waits for a chunk in progress, so no write of the attempt commits after the cancel.
+    `lease_owner` stays on the row: it names the worker that was running it."""
+    t = job.table
+    # Lock the row first so the ledger can name the state it left.
+    current = (
+        await session.execute(
+            select(t.c.status, t.c.lease_owner).where(job.where_key(key)).with_for_update()
+        )
+    ).one_or_none()
+    if current is None:
+        return None
+    if JobStatus(current.status) not in CANCEL.from_states:
+        raise NotCancellable(current.status)
+    moved = await transitions.apply(
+        session,
+        transitions.Apply(
+            CANCEL.on(job.states),
+            set_also=_CANCEL_SET,
+            returning="*",
+            params={"error_code": CANCELLED_CODE, "error_message": message[:1000]},
+        ),
+        key,
+    )
+    assert isinstance(moved, transitions.Moved)  # under the row lock the guard holds
+    await ledger.record(
+        session,
+        job_type=job.name,
+        key=key,
+        from_status=current.status,
+        to_status=CANCEL.to.value,
+        attempt=moved.row.attempts,
+        actor=actor,
+        error_code=CANCELLED_CODE,
+        error_message=message,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+    owner = current.lease_owner if current.status == JobStatus.RUNNING else None
+    return Cancelled(from_status=current.status, lease_owner=owner, row=moved.row)
 
 
 async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int]:

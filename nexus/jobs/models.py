@@ -52,11 +52,12 @@ class JobColumns:
     def job_constraints(cls, table: str) -> tuple[Any, ...]:
         return (
             CheckConstraint(
-                "status IN ('pending', 'running', 'completed', 'failed')", name="status"
+                "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+                name="status",
             ),
             CheckConstraint("attempts >= 0", name="attempts_non_negative"),
             CheckConstraint(
-                "(finished_at IS NOT NULL) = (status IN ('completed', 'failed'))",
+                "(finished_at IS NOT NULL) = (status IN ('completed', 'failed', 'cancelled'))",
                 name="finished_iff_terminal",
             ),
             CheckConstraint(

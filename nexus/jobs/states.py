@@ -17,21 +17,23 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by an operator (SPEC §10 "Cancel and retention")
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+# Finished: `finished_at` is set exactly in these (a CHECK of every job table).
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 # Requeue (operator, invite accept, media retry): every state but running goes back to
 # pending with its attempts reset; a running job is left alone (a no-op). A state added
 # to the enum is requeueable without touching this line.
 REQUEUEABLE = frozenset(s for s in JobStatus if s is not JobStatus.RUNNING)
 
-# to-state -> states it may be entered from. Operator cancel (ARCHITECTURE §4) will be one
-# more line: `JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING})`.
+# to-state -> states it may be entered from.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset({JobStatus.PENDING}),  # claim
     JobStatus.COMPLETED: frozenset({JobStatus.RUNNING}),  # complete
     JobStatus.FAILED: frozenset({JobStatus.RUNNING}),  # terminal or exhausted; rescue
+    JobStatus.CANCELLED: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),  # operator cancel
     # retry and rescue (running), requeue (REQUEUEABLE, pending itself included: attempts 0)
     JobStatus.PENDING: frozenset({JobStatus.RUNNING}) | REQUEUEABLE,
 }

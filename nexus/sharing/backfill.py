@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.db.tx import transaction
 from nexus.db.types import ResultRow
 from nexus.errors import NotFound, TerminalError
+from nexus.jobs import cancel as job_cancel
 from nexus.jobs import machine, outbox
 from nexus.jobs.machine import Claim, JobType, LeaseLost
 from nexus.jobs.worker import JobError, OnFinish
@@ -113,6 +114,53 @@ async def requeue(
     message = request_message(key, request_id, correlation_id)
     outbox_id = await outbox.enqueue(session, topics.backfill, message.key, message)
     return RequeueResult(BackfillJobState.of(reset.row), idempotent=False, outbox_id=outbox_id)
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    job: BackfillJobState
+    from_status: str
+    lease_owner: str | None  # the worker fenced out, when the job was running
+
+
+CANCEL_EVENT = "backfill.cancelled"
+
+
+async def cancel(
+    session: AsyncSession,
+    key: BackfillKey,
+    topics: Topics,
+    *,
+    requested_by: str,
+    reason: str | None,
+    request_id: str | None,
+    correlation_id: str | None,
+) -> CancelResult:
+    """Operator cancel (SPEC §10): pending|running → cancelled, its ledger row and a
+    `backfill.cancelled` event, in the caller's transaction. Missing → NotFound
+    (E_NOT_FOUND); finished → Conflict (E_JOB_NOT_CANCELLABLE). A running attempt stops
+    at its next chunk (the lease is gone): the chunks it committed stay, like a revoked
+    membership's partial work until the next requeue completes it."""
+    done = await job_cancel.cancel_job(
+        session,
+        JOB,
+        key.as_dict(),
+        actor=f"operator:{requested_by}",
+        requested_by=requested_by,
+        reason=reason,
+        request_id=request_id,
+        correlation_id=correlation_id,
+        not_found="no backfill job for this tuple",
+    )
+    event = DomainEvent(
+        event=CANCEL_EVENT,
+        entity_id=str(key.default_library_id),
+        data={k: str(v) for k, v in key.as_dict().items()},
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+    await outbox.enqueue(session, topics.events, event.key, event)
+    return CancelResult(BackfillJobState.of(done.row), done.from_status, done.lease_owner)
 
 
 _TUPLE = text(

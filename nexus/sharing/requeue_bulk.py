@@ -43,7 +43,7 @@ class BulkRequeueParams(BaseModel):
     default_library_id: uuid.UUID | None = None
     source_library_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
-    status: Literal["pending", "running", "completed", "failed"] | None = None
+    status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None
     error_code: str | None = Field(default=None, max_length=64)
     updated_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None

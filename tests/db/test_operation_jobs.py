@@ -266,7 +266,7 @@ async def test_a_dead_worker_is_rescued_and_the_next_attempt_finishes(sm: SM) ->
             text("UPDATE operations SET lease_expires_at = now() - interval '1 second'")
         )
         rescued = await machine.rescue_expired(s, jobs.JOB, delays=(0.0,), actor="rescuer")
-    assert rescued == [{"id": operation_id, "status": "pending"}]
+    assert rescued == [{"id": operation_id, "status": "pending", "lost_owner": "test-worker"}]
 
     assert await _run(sm, operation_id, _deps(sm)) == Outcome.COMPLETED
     op = await _operation(sm, operation_id)

@@ -128,3 +128,56 @@ async def test_expired_idempotency_keys_are_pruned(
         return list(keys) == ["fresh"]
 
     await poll(only_fresh_left, deadline_s=30, what="expired key pruned")
+
+
+async def test_the_leaders_prune_timer_applies_the_retention_window(
+    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
+) -> None:
+    # A finished job and an unfinished one whose whole ledgers are 31 days old, and an old
+    # published outbox row beside an old unpublished one (NEXUS_RETENTION_DAYS = 30).
+    done = await _job(sessionmaker, "status = 'completed', finished_at = now()")
+    waiting = await _job(sessionmaker, "next_attempt_at = now() + interval '1 day'")
+    async with transaction(sessionmaker) as s:
+        for user in (done, waiting):
+            await s.execute(
+                text(
+                    "INSERT INTO job_events (job_type, job_key, to_status, actor, at) "
+                    "SELECT 'backfill', jsonb_build_object('default_library_id', "
+                    "default_library_id::text, 'source_library_id', source_library_id::text, "
+                    "'user_id', user_id::text), 'pending', 'test', now() - interval '31 days' "
+                    "FROM default_library_backfill_jobs WHERE user_id = :u"
+                ),
+                {"u": user},
+            )
+        ids = (
+            (
+                await s.execute(
+                    text(
+                        "INSERT INTO outbox (topic, payload, created_at, published_at) VALUES "
+                        "('t', '{}', now() - interval '31 days', now() - interval '31 days'), "
+                        "('t', '{}', now() - interval '31 days', NULL) RETURNING id"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+
+    async def ledger_of(user: uuid.UUID) -> int:
+        async with sessionmaker() as s:
+            return int(
+                await s.scalar(
+                    text("SELECT count(*) FROM job_events WHERE job_key->>'user_id' = :u"),
+                    {"u": str(user)},
+                )
+            )
+
+    async def pruned() -> bool:
+        async with sessionmaker() as s:
+            left = set((await s.execute(text("SELECT id FROM outbox"))).scalars())
+        return await ledger_of(done) == 0 and ids[0] not in left
+
+    await poll(pruned, deadline_s=30, what="the retention prune")
+    assert await ledger_of(waiting) == 1
+    async with sessionmaker() as s:
+        assert await s.scalar(text("SELECT count(*) FROM outbox WHERE id = :i"), {"i": ids[1]})

@@ -62,6 +62,8 @@ SPEC_TABLE: dict[str, int] = {
     "E_QUOTA_EXCEEDED": 409,
     "E_TOO_MANY_STREAMS": 429,
     "E_SEARCH_QUERY_INVALID": 400,
+    # operator cancel of a finished job (SPEC §10 "Cancel and retention"; docs/operations.md)
+    "E_JOB_NOT_CANCELLABLE": 409,
 }
 
 SPEC_STORED = {

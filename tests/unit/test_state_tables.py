@@ -59,7 +59,16 @@ def test_the_job_table_says_what_the_machine_does() -> None:
         JobStatus.PENDING,
         JobStatus.FAILED,
         JobStatus.COMPLETED,
+        JobStatus.CANCELLED,
     }
+    # Operator cancel: from pending or running only; a cancelled job is finished.
+    assert machine.CANCEL.from_states == {JobStatus.PENDING, JobStatus.RUNNING}
+    assert {src for src, to in JOB_STATES.edges() if to is JobStatus.CANCELLED} == {
+        JobStatus.PENDING,
+        JobStatus.RUNNING,
+    }
+    for finished in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+        assert not JOB_STATES.allows(finished, JobStatus.CANCELLED)
 
 
 def test_a_bound_job_machine_renders_the_guarded_update_on_its_table() -> None:

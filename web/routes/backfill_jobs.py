@@ -1,7 +1,7 @@
 """Operator routes for backfill jobs (SPEC §7): requeue (single and bulk), the job list
 and the timeline of one backfill tuple.
 
-Guards: viewer reads, operator requeues one job, admin runs bulk requeues. The operator
+Guards: viewer reads, operator requeues or cancels one job, admin runs bulk requeues. The operator
 guard runs before query/body validation (no key, no schema hints).
 """
 
@@ -17,12 +17,14 @@ from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from nexus.errors import NotFound
+from nexus.db.tx import transaction
+from nexus.errors import NexusError, NotFound
 from nexus.jobs.machine import JobType
+from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity
+from nexus.operators.service import OperatorIdentity, record_action
 from nexus.sharing import backfill, operations
 from nexus.sharing import requeue_bulk as requeue_bulk_kind
 from nexus.sharing.operations import JobFilters
@@ -94,9 +96,81 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
     )
 
 
+class CancelIn(BaseModel):
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CancelOut(BaseModel):
+    default_library_id: uuid.UUID
+    source_library_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    attempts: int
+    last_error_code: str | None
+    updated_at: datetime
+    finished_at: datetime | None
+    # The job's status before the cancel, and the worker fenced out when it was running.
+    previous_status: str
+    lease_owner: str | None
+
+
+@bp.post("/libraries/backfill-jobs/cancel")
+@raises("E_NOT_FOUND", "E_JOB_NOT_CANCELLABLE")
+@validate_response(Data[CancelOut])
+@operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
+@validate_request(CancelIn)
+async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
+    """Cancel a pending or running job (SPEC §10): terminal `cancelled`, `E_CANCELLED`;
+    a running worker stops at its next chunk. A requeue brings it back.
+
+    Order: operator key (401/403) → body (400) → job exists (404 E_NOT_FOUND) → pending
+    or running, else 409 E_JOB_NOT_CANCELLABLE. Every call, refused ones included, is
+    written to `operator_actions` (action `backfill.cancel`)."""
+    state = nexus_state()
+    key = backfill.BackfillKey(data.default_library_id, data.source_library_id, data.user_id)
+    audit: dict[str, Any] = {
+        "actor": operator.name,
+        "action": "backfill.cancel",
+        "target": key.as_dict(),
+        "operator_key_id": operator.key_id,
+        "request_id": g.request_id,
+    }
+    reason = {"reason": data.reason} if data.reason else {}
+    try:
+        async with unit_of_work() as uow:
+            result = await backfill.cancel(
+                uow.session,
+                key,
+                Topics.from_settings(state.settings),
+                requested_by=operator.name,
+                reason=data.reason,
+                request_id=g.request_id,
+                correlation_id=g.correlation_id,
+            )
+            details = {**reason, "from_status": result.from_status}
+            if result.lease_owner:
+                details["lease_owner"] = result.lease_owner
+            await record_action(uow.session, outcome="cancelled", details=details, **audit)
+    except NexusError as exc:
+        async with transaction(state.sessionmaker) as session:
+            await record_action(session, outcome=exc.code, details=reason or None, **audit)
+        raise
+    state.metrics.job_transition(backfill.JOB.name, result.from_status, JobStatus.CANCELLED)
+    return Data(
+        data=CancelOut(
+            **dataclasses.asdict(result.job),
+            previous_status=result.from_status,
+            lease_owner=result.lease_owner,
+        )
+    )
+
+
 # ------------------------------------------------------------------- job lists
 
-Status = Literal["pending", "running", "completed", "failed"]
+Status = Literal["pending", "running", "completed", "failed", "cancelled"]
 BACKFILL_SCOPE = "backfill-jobs"
 BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
 

@@ -1,20 +1,27 @@
 """Operator routes for ingest jobs (SPEC §7, §8): the job list (keyed by media_id, same
 shapes and order as the backfill list) and the operator retry of a failed media.
 
-Guards: viewer reads, operator retries; the guard runs before query validation."""
+Guards: viewer reads, operator retries and cancels; the guard runs before query or body
+validation."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from quart import Blueprint
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quart import Blueprint, g, request
 from quart_schema import validate_querystring, validate_response
 
-from nexus.errors import NexusError
+from nexus.db.tx import transaction
+from nexus.errors import InvalidRequest, NexusError
+from nexus.ingest import cancel
 from nexus.ingest.jobs import JOB as INGEST_JOB
+from nexus.jobs.states import JobStatus
+from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity
+from nexus.operators.service import OperatorIdentity, record_action
 from web.audit import Audit
 from web.auth import operator_required
 from web.envelope import Data
@@ -22,6 +29,7 @@ from web.openapi import links, raises
 from web.pagination import ListQuery, Paged
 from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields, job_page
 from web.routes.media import RetryOut, reset_media
+from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("ingest_jobs", __name__, url_prefix="/internal")
@@ -59,6 +67,91 @@ async def list_ingest_jobs(
         INGEST_JOB, query_args, query_args.filters(), INGEST_SCOPE, INGEST_KEY_TYPES
     )
     return Paged(data=[IngestJobOut.model_validate(i) for i in items], page=page)
+
+
+class CancelIngestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class IngestCancelOut(BaseModel):
+    media_id: uuid.UUID
+    status: str  # the job's: "cancelled"
+    previous_status: str
+    lease_owner: str | None
+    processing_status: str | None  # the media's, afterwards
+    failure_stage: str | None
+
+
+async def _cancel_body() -> CancelIngestIn:
+    """The optional body: none (or an empty one) means no reason."""
+    body = await request.get_json(silent=True)
+    if body is None and (await request.get_data()):
+        raise InvalidRequest("the body must be a JSON object")
+    try:
+        return CancelIngestIn.model_validate(body or {})
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "invalid body", details=exc.errors(include_url=False, include_context=False)
+        ) from None
+
+
+@bp.post("/ingest-jobs/<uuid:media_id>/cancel")
+# E_INVALID_REQUEST: the optional body (read by the view, so not in the document's schema).
+@raises("E_NOT_FOUND", "E_JOB_NOT_CANCELLABLE", "E_INVALID_REQUEST")
+@validate_response(Data[IngestCancelOut])
+@operator_required(Role.OPERATOR)
+async def cancel_ingest_job(
+    media_id: uuid.UUID, operator: OperatorIdentity
+) -> Data[IngestCancelOut]:
+    """Cancel a media's pending or running ingest job (SPEC §10): the job becomes
+    `cancelled`, the media `failed` with `E_CANCELLED`; a running worker's next fenced
+    write is refused. `POST /internal/media/{id}/retry` brings it back. Body (optional):
+    `{"reason": "..."}`.
+
+    Order: operator key (401/403) → body (400) → job exists (404 E_NOT_FOUND) → pending
+    or running, else 409 E_JOB_NOT_CANCELLABLE. Every call, refused ones included, is
+    written to `operator_actions` (action `ingest.cancel`)."""
+    audit: dict[str, Any] = {
+        "actor": operator.name,
+        "action": "ingest.cancel",
+        "target": {"media_id": media_id},
+        "operator_key_id": operator.key_id,
+        "request_id": g.request_id,
+    }
+    state = nexus_state()
+    reason: dict[str, Any] = {}
+    try:
+        data = await _cancel_body()
+        reason = {"reason": data.reason} if data.reason else {}
+        async with unit_of_work() as uow:
+            result = await cancel.cancel_ingest(
+                uow.session,
+                media_id,
+                Topics.from_settings(state.settings),
+                requested_by=operator.name,
+                reason=data.reason,
+                request_id=g.request_id,
+                correlation_id=g.correlation_id,
+            )
+            details = {**reason, "from_status": result.from_status}
+            if result.lease_owner:
+                details["lease_owner"] = result.lease_owner
+            await record_action(uow.session, outcome="cancelled", details=details, **audit)
+    except NexusError as exc:
+        async with transaction(state.sessionmaker) as session:
+            await record_action(session, outcome=exc.code, details=reason or None, **audit)
+        raise
+    state.metrics.job_transition(INGEST_JOB.name, result.from_status, JobStatus.CANCELLED)
+    out = IngestCancelOut(
+        media_id=result.media_id,
+        status=result.job_status,
+        previous_status=result.from_status,
+        lease_owner=result.lease_owner,
+        processing_status=result.processing_status,
+        failure_stage=result.failure_stage,
+    )
+    return Data(data=out)
 
 
 @bp.post("/media/<uuid:media_id>/retry")
