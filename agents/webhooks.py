@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter
-
 from agents.context import AgentContext
 from nexus.fetching.fetch import FetchPolicy
 from nexus.messaging.messages import DeadLetter, DomainEvent
@@ -24,11 +22,8 @@ log = logging.getLogger(__name__)
 # refused for good): not one of the consumed-message codes of nexus.deadletters.
 WEBHOOK_DEAD = "E_WEBHOOK_DEAD"
 
-DELIVERIES = Counter(
-    "nexus_webhook_deliveries",
-    "Webhook delivery attempts by outcome (delivered, retry, dead).",
-    ["outcome"],
-)
+# A delivery outcome as `nexus_webhook_deliveries_total{outcome}` names it (SPEC §10).
+_METRIC_OUTCOME = {"delivered": "delivered", "retry": "retry", "dead": "dead_lettered"}
 
 
 async def handle_event(ctx: AgentContext, msg: DomainEvent) -> str:
@@ -64,7 +59,7 @@ async def deliver_webhooks(ctx: AgentContext) -> int:
         return 0
     for item in sent:
         kind = item.outcome.kind
-        DELIVERIES.labels(outcome=kind).inc()
+        ctx.metrics.webhook_delivery(_METRIC_OUTCOME.get(kind, kind))
         ctx.counters[f"webhooks:{kind}"] += 1
         if kind == "dead":
             await _announce_dead(ctx, item)

@@ -239,3 +239,13 @@ async def test_replay_body_is_validated(
         headers={"Content-Type": "application/json"},
     )
     assert r.status_code == 400
+
+
+async def test_a_topic_filter_that_cannot_be_a_topic_is_400_not_500(
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # Found by schemathesis: a NUL in the filter reached PostgreSQL and failed as a 500.
+    viewer = await _key(sessionmaker, "viewer")
+    r = await api.get("/internal/dead-letters?topic=%C2%98%00", token=viewer)
+    assert r.status_code == 400
+    assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"

@@ -40,7 +40,10 @@ MAX_REPLAY = 1000
 
 
 class FilterFields(BaseModel):
-    topic: str | None = Field(default=None, min_length=1, max_length=255)
+    # Kafka topic names are ASCII letters, digits, `.`, `_` and `-` (a NUL would fail the query).
+    topic: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$"
+    )
     error_code: ErrorCode | None = None
     replayed: bool | None = None
 
