@@ -17,7 +17,7 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agents import routes, views
+from agents import faults, lifecycle, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
@@ -27,16 +27,23 @@ from agents.timers import (
     schedule_due_jobs,
 )
 from agents.transport import Transport
+from agents.watchdog import Watchdog
+from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
 from nexus.sharing.health import Thresholds
-from runtime.backlog_metrics import BacklogGauges
+from runtime.db_gauges import DatabaseGauges
 from runtime.kafka import ensure_topics
 from runtime.logs import configure_logging
+from runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 _METRICS_CONTENT_TYPE = "; ".join(
     p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
 )
+
+
+def _configure_logging(ctx: AgentContext) -> None:
+    configure_logging(ctx.settings, fields={"worker_id": ctx.worker_id})
 
 
 class NexusApp(faust.App):
@@ -51,13 +58,21 @@ class NexusApp(faust.App):
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
+    watchdog: Watchdog | None = None
+
     async def on_start(self) -> None:
         await _create_topics(self.nexus)
         await self.nexus.open()
+        await lifecycle.heartbeat(self.nexus, self)
+        self.watchdog = Watchdog(self, self.nexus, stall_seconds=self.nexus.settings.stall_seconds)
+        self.watchdog.start()
         await super().on_start()
 
     async def on_stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         await super().on_stop()
+        await lifecycle.heartbeat(self.nexus, self, status="stopped")
         await self.nexus.close()
 
 
@@ -85,7 +100,8 @@ def build_app(settings: Settings) -> NexusApp:
         # Faust keeps only scratch files here (no tables); keep them out of the work tree.
         datadir=f"var/faust/{settings.faust_app_id}",
         web_port=settings.agents_web_port,
-        web_host="127.0.0.1" if settings.env.value in ("local", "test") else "0.0.0.0",
+        # Stats, dashboard and metrics: loopback unless NEXUS_AGENTS_WEB_HOST opens them.
+        web_host=settings.agents_web_host,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=True,
@@ -95,8 +111,13 @@ def build_app(settings: Settings) -> NexusApp:
         consumer_auto_offset_reset="earliest",
         web_in_thread=False,
         autodiscover=False,
+        # SIGTERM drains before stopping; Faust logs through our set-up (agents/worker.py).
+        Worker=NexusWorker,
     )
     app.nexus = ctx
+    fault = faults.armed(settings)
+    if fault is not None:
+        faults.connect(fault, app, settings)
     topics = ctx.topics
 
     def work_topic(name: str) -> Any:
@@ -143,13 +164,17 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def prune() -> None:
         await prune_expired_state(ctx)
 
+    @app.timer(settings.worker_heartbeat_seconds)
+    async def worker_heartbeat() -> None:
+        await lifecycle.heartbeat(ctx, app)
+
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
     """Monitoring views on the Faust web port."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
-        ok, body = views.readiness(app)
+        ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
     @app.page("/nexus/stats")
@@ -164,7 +189,7 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
             )
 
     backlog_registry = CollectorRegistry()
-    backlog = BacklogGauges(backlog_registry)
+    backlog = DatabaseGauges(backlog_registry, max_age_seconds=settings.metrics_db_cache_seconds)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
@@ -176,5 +201,6 @@ def _register_views(app: NexusApp, ctx: AgentContext) -> None:
 
 
 settings = load_settings()
-configure_logging(settings)
 app = build_app(settings)
+_configure_logging(app.nexus)
+configure_tracing(settings, "nexus-agents")

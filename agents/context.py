@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
+import functools
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,11 +19,13 @@ from nexus.db.tx import transaction
 from nexus.extraction.pool import ExtractionPool
 from nexus.jobs import outbox
 from nexus.messaging.topics import Topics
+from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
+from runtime.logs import configure_logging
 
 
 def default_worker_id(settings: Settings) -> str:
-    return settings.agents_worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    return settings.agents_worker_id or new_worker_id()
 
 
 @dataclass
@@ -36,6 +39,31 @@ class AgentContext:
     extraction: ExtractionPool | None = None
     marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    # Self-healing state (agents/lifecycle.py, agents/watchdog.py): set once SIGTERM starts
+    # the drain; messages being handled now; when a message was last taken or finished;
+    # why the watchdog judged this worker wedged.
+    draining: bool = False
+    inflight: int = 0
+    last_progress: float = field(default_factory=time.monotonic)
+    stall_reason: str | None = None
+    # Lag of the assigned partitions, refreshed by the watchdog's ticker (agents/watchdog.py).
+    lags: list[Any] = field(default_factory=list)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def work_started(self) -> None:
+        self.inflight += 1
+        self.idle.clear()
+        self.last_progress = time.monotonic()
+
+    def work_finished(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle.set()
+        self.last_progress = time.monotonic()
+
     _warm_up: asyncio.Future[tuple[None, bool]] = field(init=False, repr=False)
 
     @classmethod
@@ -57,6 +85,9 @@ class AgentContext:
             processes=self.settings.ingest_extract_processes,
             timeout_seconds=self.settings.ingest_extract_timeout_seconds,
             memory_mb=self.settings.ingest_extract_memory_mb or None,
+            child_setup=functools.partial(
+                configure_logging, self.settings, fields={"worker_id": self.worker_id}
+            ),
         )
         # Start the processes (spawn + imports, ~1 s) and the producer while Faust joins
         # the group, so the first document does not wait for them; a failure here shows

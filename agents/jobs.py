@@ -11,6 +11,7 @@ from nexus.ingest import jobs as ingest_jobs
 from nexus.jobs.machine import JobType
 from nexus.messaging.messages import BackfillRequested, Message
 from nexus.messaging.topics import Topics
+from nexus.operations import jobs as operation_jobs
 from nexus.sharing import backfill
 
 
@@ -45,5 +46,11 @@ def registry(topics: Topics) -> list[JobSpec]:
             topic=topics.ingest,
             make_message=ingest_jobs.request_message,
             delays=lambda s: s.ingest_retry_delays,
+        ),
+        JobSpec(
+            job=operation_jobs.JOB,
+            topic=topics.operations,
+            make_message=operation_jobs.request_message,
+            delays=lambda s: s.operation_retry_delays,
         ),
     ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from agents.backfill import handle_backfill
 from agents.ingest import handle_ingest
+from agents.operations import handle_operation
 from agents.requeue import handle_backfill_requeue
 from agents.runner import Route
 from nexus.messaging.messages import (
     BackfillRequested,
     BackfillRequeueRequested,
     IngestRequested,
+    OperationRequested,
 )
 from nexus.messaging.topics import Topics
 
@@ -24,4 +26,5 @@ def consumed(topics: Topics, *, ingest_concurrency: int = 1) -> list[tuple[str, 
             topics.backfill_requeue,
             Route("backfill-requeue", BackfillRequeueRequested, handle_backfill_requeue),
         ),
+        (topics.operations, Route("operations", OperationRequested, handle_operation)),
     ]

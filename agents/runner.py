@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from agents.context import AgentContext
+from nexus import tracing
 from nexus.db.errors import is_connection_error
 from nexus.errors import DependencyUnavailable
 from nexus.messaging.messages import DeadLetter, Message
@@ -83,8 +85,47 @@ def decode(route: Route, raw: object) -> Message:
     return route.model.model_validate(raw)
 
 
+async def redispatch(ctx: AgentContext, event: Any) -> str:
+    """Send a message this draining worker will not handle back to its topic (same key, so
+    the same partition), for whichever worker owns the partition after this one leaves."""
+    message = event.message
+    raw = message.headers or []
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    headers = {str(k): _text(v) for k, v in pairs}
+    value = message.value if isinstance(message.value, bytes) else _text(message.value).encode()
+    await ctx.pub.publish(message.topic, _text(message.key) or None, value, headers)
+    ctx.counters["redispatched"] += 1
+    return "redispatched"
+
+
 async def process(ctx: AgentContext, route: Route, event: Any) -> str:
-    """Handle one event; returns the outcome label (also counted)."""
+    """Handle one event in a consumer span that continues the producer's trace (the
+    message's `traceparent` header); returns the outcome label (also counted).
+
+    While the worker drains, a new message is not started: it is sent back to its topic."""
+    if ctx.draining:
+        try:
+            return await redispatch(ctx, event)
+        except PublishError:
+            log.warning("could not redispatch while draining; the scheduler will re-drive it")
+            return "dropped_draining"
+    topic = event.message.topic
+    ctx.work_started()
+    try:
+        with tracing.span(
+            f"consume {topic}",
+            context=tracing.from_kafka_headers(getattr(event, "headers", None)),
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.source.name": topic},
+        ) as span:
+            outcome = await _process(ctx, route, event)
+            span.set_attribute("nexus.outcome", outcome)
+            return outcome
+    finally:
+        ctx.work_finished()
+
+
+async def _process(ctx: AgentContext, route: Route, event: Any) -> str:
     try:
         msg = decode(route, event.value)
     except (ValidationError, ValueError) as exc:

@@ -6,11 +6,20 @@ import logging
 
 from agents import jobs
 from agents.context import AgentContext
+from nexus.config import Settings
 from nexus.idempotency.service import prune_idempotency_keys
-from nexus.jobs import machine, outbox, scheduler
+from nexus.jobs import machine, relay, scheduler
 from nexus.ratelimit import prune_windows
 
 log = logging.getLogger(__name__)
+
+
+def relay_policy(settings: Settings) -> relay.RetryPolicy:
+    return relay.RetryPolicy(
+        max_attempts=settings.outbox_max_attempts,
+        base_seconds=settings.outbox_backoff_base_seconds,
+        max_seconds=settings.outbox_backoff_max_seconds,
+    )
 
 
 async def relay_outbox(ctx: AgentContext) -> int:
@@ -18,15 +27,18 @@ async def relay_outbox(ctx: AgentContext) -> int:
     total = 0
     try:
         while True:
-            report = await outbox.relay_once(
+            report = await relay.relay_once(
                 ctx.db,
                 ctx.pub,
                 older_than_seconds=ctx.settings.outbox_relay_after_seconds,
                 batch=ctx.settings.outbox_relay_batch,
+                policy=relay_policy(ctx.settings),
             )
             total += report.published
             ctx.counters["outbox:relayed"] += report.published
-            if report.failed or report.published < ctx.settings.outbox_relay_batch:
+            ctx.counters["outbox:parked"] += report.parked
+            seen = report.published + report.failed
+            if report.broker_down or seen < ctx.settings.outbox_relay_batch:
                 break
     except Exception:
         log.exception("outbox relay tick failed")

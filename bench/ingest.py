@@ -16,6 +16,12 @@ run on a fresh stack followed by a baseline; a round's ratio is its pipeline thr
 over the mean of the baselines on either side; the median round is reported, every round
 is listed under `rounds`.
 
+Tracing (`BENCH_INGEST_TRACING=compare`): each round runs the pipeline twice on fresh
+stacks, with tracing off and with every span exported over OTLP/HTTP (API and worker,
+sampling everything, exporting at least every second) to a receiver in this process that only
+counts what it gets;
+`tracing` reports both ratios and the throughput lost with tracing on (goal: < 5 %).
+
 Everything is started here and torn down after: a fresh database (created and migrated
 on 127.0.0.1:5432), a broker, the API, the worker. Prints ONE JSON object:
 {pages, pipeline_pages_per_s, extraction_pages_per_s, ratio, rounds, latency_p50_s,
@@ -46,6 +52,7 @@ import jwt  # noqa: E402
 from bench._common import Stack, stack  # noqa: E402
 from nexus.extraction.pool import article  # noqa: E402
 from tests.fetch.server import LocalServer, respond  # noqa: E402
+from tests.support.otlp import OtlpReceiver  # noqa: E402
 from tests.support.processes import start_api  # noqa: E402
 
 PAGES_DIR = ROOT.parent / "shared" / "data" / "article-pages"
@@ -244,11 +251,17 @@ async def _pipeline_figures(dsn: str) -> dict[str, Any]:
 
 
 async def pipeline_round(
-    pages: list[tuple[str, bytes]], server: LocalServer, storage: Path, concurrency: int
+    pages: list[tuple[str, bytes]],
+    server: LocalServer,
+    storage: Path,
+    concurrency: int,
+    otel_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """One pipeline run on a fresh stack (database, broker, API, worker)."""
+    """One pipeline run on a fresh stack (database, broker, API, worker); with
+    `otel_endpoint`, both processes export their spans there."""
     n = len(pages)
     async with stack(
+        otel_exporter_otlp_endpoint=otel_endpoint,
         fetch_allow_hosts=["127.0.0.1"],
         rate_limit_ingest_per_minute=1_000_000,
         storage_dir=storage,
@@ -306,6 +319,59 @@ async def pipeline_round(
             api.stop()
 
 
+async def tracing_rounds(
+    pages: list[tuple[str, bytes]],
+    server: LocalServer,
+    storage: Path,
+    concurrency: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """Pipeline with tracing off and exporting, alternating which goes first per round."""
+    # Export at least every second (default 5 s, or every 512 spans): a short run's
+    # processes are killed at its end, and spans never sent would not be paid for.
+    os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
+    baselines = [extraction_baseline(pages, server.base)]
+    results = []
+    with OtlpReceiver(decode=False) as receiver:
+        for i in range(rounds):
+            order = ("off", "on") if i % 2 == 0 else ("on", "off")
+            runs: dict[str, dict[str, Any]] = {}
+            for mode in order:
+                endpoint = receiver.endpoint if mode == "on" else None
+                before = receiver.bytes
+                runs[mode] = await pipeline_round(pages, server, storage, concurrency, endpoint)
+                runs[mode]["otlp_bytes"] = receiver.bytes - before
+            baselines.append(extraction_baseline(pages, server.base))
+            reference = (baselines[i]["pages_per_s"] + baselines[i + 1]["pages_per_s"]) / 2
+            off, on = runs["off"]["pages_per_s"], runs["on"]["pages_per_s"]
+            # CPU of the traced processes (API + worker tree) per page: steadier than
+            # throughput on a shared machine.
+            ours = {m: sum(runs[m]["cpu_ms_per_page"][k] for k in ("api", "worker")) for m in runs}
+            results.append(
+                {
+                    "ratio_off": round(off / reference, 3),
+                    "ratio_on": round(on / reference, 3),
+                    "overhead": round(1 - on / off, 3),
+                    "cpu_overhead": round(ours["on"] / ours["off"] - 1, 3),
+                    "pages_per_s_off": round(off, 2),
+                    "pages_per_s_on": round(on, 2),
+                    "extraction_pages_per_s": round(reference, 2),
+                    "otlp_bytes_per_page": round(runs["on"]["otlp_bytes"] / len(pages)),
+                    "cpu_ms_per_page_off": runs["off"]["cpu_ms_per_page"],
+                    "cpu_ms_per_page_on": runs["on"]["cpu_ms_per_page"],
+                }
+            )
+    median = sorted(results, key=lambda r: r["overhead"])[len(results) // 2]
+    return {
+        "ratio_off": median["ratio_off"],
+        "ratio_on": median["ratio_on"],
+        "overhead": median["overhead"],
+        "cpu_overhead": median["cpu_overhead"],
+        "goal_overhead": 0.05,
+        "rounds": results,
+    }
+
+
 async def main() -> None:
     n = int(os.environ.get("BENCH_INGEST_PAGES", "500"))
     concurrency = int(os.environ.get("BENCH_INGEST_CONCURRENCY", "20"))
@@ -320,6 +386,10 @@ async def main() -> None:
     # pipeline runs alternate, each run is compared with the mean of the baselines just
     # before and after it, and the median round is the result (every round is printed).
     try:
+        if os.environ.get("BENCH_INGEST_TRACING") == "compare":
+            tracing = await tracing_rounds(pages, server, storage, concurrency, rounds)
+            print(json.dumps({"pages": n, "concurrency": concurrency, "tracing": tracing}))
+            return
         baselines = [extraction_baseline(pages, server.base)]
         runs: list[dict[str, Any]] = []
         for _ in range(rounds):

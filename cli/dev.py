@@ -25,7 +25,7 @@ from pathlib import Path
 from cli.common import EXIT_FAILURE, EXIT_OK, SubParsers, err, out
 from cli.database import ensure_database, host_port, parse_url, server_answers, with_host_port
 from cli.dev_token import DEV_SECRET_FILE, load_or_create_dev_secret
-from cli.serve import agents_argv, api_argv, bootstrap_host_port, broker_argv
+from cli.serve import api_argv, bootstrap_host_port, broker_argv, supervised_agents_argv
 from nexus.config import Env, Settings
 from nexus.db.migrate import migrate
 from nexus.messaging.topics import Topics
@@ -197,7 +197,8 @@ class DevStack:
     def start_processes(self) -> None:
         self.env["NEXUS_KAFKA_BOOTSTRAP"] = self.settings.kafka_bootstrap
         self.api = self._spawn("api", api_argv(self.settings))
-        self.agents = self._spawn("agents", agents_argv(self.settings))
+        # Through `nexus agents`, which restarts a worker that fails on its own.
+        self.agents = self._spawn("agents", supervised_agents_argv())
 
     def print_summary(self) -> None:
         s = self.settings

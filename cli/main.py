@@ -7,14 +7,14 @@ Commands live in their own modules, each with `register(subparsers)`; add a new 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from cli import dev, dev_token, migrate, ops, serve
 from cli.common import EXIT_USAGE, Handler, err
-from nexus.config import Settings, SettingsError, load_settings
+from nexus.config import SettingsError, load_settings
+from runtime.logs import configure_logging
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (dev, migrate, serve, ops, dev_token)
 
@@ -30,14 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         err(str(exc))
         return EXIT_USAGE
-    _configure_logging(settings)
+    configure_logging(settings)
     return handler(args, settings)
 
 

@@ -2,7 +2,8 @@
 
 The API and the agents run as child processes (`python -m hypercorn ...`,
 `python -m faust ...`), so the CLI never imports `web` or `agents`. SIGINT/SIGTERM are
-forwarded to the child and the command exits with the child's status.
+forwarded to the child and the command exits with the child's status; `nexus agents`
+restarts a worker that failed on its own, with back-off (runtime/processes.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from cli.common import SubParsers
 from nexus.config import Settings
-from runtime.processes import run_foreground
+from runtime.processes import RestartPolicy, run_foreground, run_supervised
 
 
 def api_argv(settings: Settings) -> list[str]:
@@ -22,8 +23,12 @@ def api_argv(settings: Settings) -> list[str]:
         "-m",
         "hypercorn",
         "web.asgi:app",
+        "--config",
+        "python:web.serving.hypercorn",
         "--bind",
         f"{settings.api_host}:{settings.api_port}",
+        "--workers",
+        str(settings.api_worker_count),
     ]
 
 
@@ -42,14 +47,24 @@ def agents_argv(settings: Settings) -> list[str]:
         sys.executable,
         "-m",
         "faust",
+        # No banner or spinner on stdout: every line the worker prints is a log line.
+        "--quiet",
         "-A",
         "agents.app",
         "worker",
         "-l",
         _FAUST_LEVELS[settings.log_level],
+        "--web-host",
+        settings.agents_web_host,
         "--web-port",
         str(settings.agents_web_port),
     ]
+
+
+def supervised_agents_argv() -> list[str]:
+    """`nexus agents` itself (settings come from the environment): the worker plus its
+    restart-on-failure supervisor."""
+    return [sys.executable, "-m", "cli.main", "agents"]
 
 
 def tansu_binary() -> str:
@@ -104,7 +119,13 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_agents(args: argparse.Namespace, settings: Settings) -> int:
-    return run_foreground(agents_argv(settings))
+    """The worker is restarted with back-off whenever it fails on its own (its watchdog
+    exits non-zero when it is wedged); a stop signal gets the drain time plus a margin."""
+    return run_supervised(
+        agents_argv(settings),
+        policy=RestartPolicy(),
+        stop_timeout=settings.drain_seconds + 15.0,
+    )
 
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:

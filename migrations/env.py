@@ -51,7 +51,7 @@ async def run_online() -> None:
     if connectable is not None:
         _run_sync(connectable)
         return
-    engine = create_async_engine(_url())
+    engine = create_async_engine(_url(), hide_parameters=True)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

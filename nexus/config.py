@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nexus import secret_rules
 
 
 class Env(StrEnum):
@@ -49,12 +60,19 @@ class Settings(BaseSettings):
     jwt_issuer: str = "nexus"
     jwt_audiences: Annotated[list[str], NoDecode] = ["authenticated"]
     jwks_cache_seconds: int = Field(default=300, ge=0)
+    # While the identity provider is unreachable, cached keys stay usable this long after
+    # their last successful fetch; then user requests get 503 E_AUTH_UNAVAILABLE.
+    jwks_max_stale_seconds: int = Field(default=86400, ge=0)
     storage_dir: Path = Path("./var/storage")
     backfill_retry_delays: Annotated[tuple[float, ...], NoDecode] = (60, 300, 900, 3600, 21600)
     ingest_retry_delays: Annotated[tuple[float, ...], NoDecode] = (30, 120, 600)
     lease_seconds: float = Field(default=300, gt=0)
     # Media per backfill chunk (one transaction each; revocation wins between chunks).
     backfill_chunk_size: int = Field(default=5000, ge=1, le=100_000)
+    # Background operations (bulk requeue): retry schedule of a failed attempt, and the
+    # most jobs one step handles (one transaction, one progress update; docs/operations.md).
+    operation_retry_delays: Annotated[tuple[float, ...], NoDecode] = (5, 30, 120)
+    operation_chunk_size: int = Field(default=200, ge=1, le=10_000)
     fetch_allow_hosts: Annotated[list[str], NoDecode] = []
     fetch_allowed_ports: Annotated[list[int], NoDecode] = [80, 443]
     rate_limit_ingest_per_minute: int = Field(default=60, ge=1)
@@ -80,12 +98,39 @@ class Settings(BaseSettings):
     ingest_extract_memory_mb: int = Field(default=2048, ge=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # Hypercorn worker processes; unset: one per core in staging/prod, 1 in local/test.
+    api_workers: int | None = Field(default=None, ge=1, le=256)
+    # Server-side deadline of one request's handler (docs/security.md: SSE and the
+    # pre-signed upload PUT have their own bounds) → 503.
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # GET /media/{id}/events: concurrent streams per user (per API process) and the
+    # longest a stream lasts before its final `end` event.
+    sse_max_streams_per_user: int = Field(default=10, ge=1)
+    sse_max_seconds: float = Field(default=600.0, gt=0)
+    agents_web_host: str = "127.0.0.1"
     agents_web_port: int = Field(default=6066, ge=0, le=65535)
     agents_worker_id: str | None = None
+    # Worker liveness and self-healing (SPEC §10 "Workers"; docs/operations.md §8).
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    drain_seconds: float = Field(default=30.0, ge=0)
+    stall_seconds: float = Field(default=60.0, gt=0)
+    # Test-only fault injection into an agents worker (refused outside NEXUS_ENV=test):
+    # `block-loop:<seconds>`, `stall-consumer` or `stall-rebalance`; with `test_fault_once_file`
+    # the fault fires only in the first worker that creates that file.
+    test_fault: str | None = None
+    test_fault_once_file: str | None = None
     # Outbox relay: rows older than this many seconds are re-published by the agents' leader.
     outbox_relay_after_seconds: float = Field(default=5.0, ge=0)
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_relay_batch: int = Field(default=500, ge=1)
+    # A row the broker refuses backs off exponentially (base doubling up to the cap) and is
+    # parked after this many failed publishes (docs/operations.md "Outbox").
+    # Database-derived Prometheus gauges are re-read at most this often (a scrape never
+    # costs more than one refresh; runtime/db_gauges.py).
+    metrics_db_cache_seconds: float = Field(default=5.0, ge=0)
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
     # Scheduler and lease rescue (leader-only timers in the agents).
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
@@ -106,18 +151,26 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     log_level: str = "INFO"
     log_json: bool = True
+    # OpenTelemetry's standard variable (no NEXUS_ prefix): the OTLP/HTTP base URL
+    # (spans go to <url>/v1/traces). Unset: no tracing, no exporter.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
 
     @field_validator("jwt_audiences", "fetch_allow_hosts", "fetch_allowed_ports", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("backfill_retry_delays", "ingest_retry_delays", mode="before")
+    @field_validator(
+        "backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays", mode="before"
+    )
     @classmethod
     def _csv_delays(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("backfill_retry_delays", "ingest_retry_delays")
+    @field_validator("backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays")
     @classmethod
     def _delays_non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(d < 0 for d in value):
@@ -146,7 +199,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("jwks_url")
+    @field_validator("jwks_url", "otel_exporter_otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -155,32 +208,79 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _per_environment(self) -> Self:
-        if self.env in (Env.STAGING, Env.PROD):
-            missing = [
-                name
-                for name, present in (
-                    ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
-                    ("NEXUS_JWKS_URL", bool(self.jwks_url)),
-                    ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
-                    ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
-                )
-                if not present
-            ]
-            if "jwt_issuer" not in self.model_fields_set:
-                missing.append("NEXUS_JWT_ISSUER")
-            if missing:
-                raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
-            secret = self.internal_secret.get_secret_value() if self.internal_secret else ""
-            if len(secret.strip()) < 16:
-                raise ValueError("NEXUS_INTERNAL_SECRET must be at least 16 characters")
-            if self.jwt_hs256_secret is not None:
-                raise ValueError("NEXUS_JWT_HS256_SECRET is for local/test only")
-            signing = self.upload_signing_key.get_secret_value() if self.upload_signing_key else ""
-            if len(signing.strip()) < 32:
-                raise ValueError("NEXUS_UPLOAD_SIGNING_KEY must be at least 32 characters")
         if self.internal_secret is not None and not self.internal_secret.get_secret_value().strip():
             raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
+        if self.env in (Env.STAGING, Env.PROD):
+            self._production_requirements()
+        self._exposed_api_requirements()
         return self
+
+    @model_validator(mode="after")
+    def _faults_only_in_tests(self) -> Self:
+        if self.test_fault is not None and self.env is not Env.TEST:
+            raise ValueError("NEXUS_TEST_FAULT is refused outside NEXUS_ENV=test")
+        return self
+
+    def _production_requirements(self) -> None:
+        """staging/prod fail closed (docs/security.md): every refusal names its variable."""
+        missing = [
+            name
+            for name, present in (
+                ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+                ("NEXUS_JWKS_URL", bool(self.jwks_url)),
+                ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
+                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
+                ("NEXUS_JWT_ISSUER", "jwt_issuer" in self.model_fields_set),
+            )
+            if not present
+        ]
+        if missing:
+            raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
+        if self.jwt_hs256_secret is not None:
+            raise ValueError("NEXUS_JWT_HS256_SECRET is for local/test only")
+        if not str(self.jwks_url).startswith("https://"):
+            raise ValueError(f"NEXUS_JWKS_URL must be https:// in {self.env.value}")
+        if not self.jwt_audiences:
+            raise ValueError(f"NEXUS_JWT_AUDIENCES must not be empty in {self.env.value}")
+        if self.fetch_allow_hosts:
+            raise ValueError(
+                f"NEXUS_FETCH_ALLOW_HOSTS is for tests only; unset it in {self.env.value}"
+            )
+        for name, value, minimum in (
+            ("NEXUS_INTERNAL_SECRET", self.internal_secret, 16),
+            ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key, 32),
+        ):
+            secret = value.get_secret_value() if value is not None else ""
+            if len(secret.strip()) < minimum:
+                raise ValueError(f"{name} must be at least {minimum} characters")
+            reason = secret_rules.weakness(secret)
+            if reason is not None:
+                raise ValueError(f"{name} {reason}")
+        password = urlsplit(self.database_url).password
+        if password is not None and (
+            password.lower() in secret_rules.DEFAULT_PASSWORDS
+            or secret_rules.is_placeholder(password)
+        ):
+            raise ValueError("NEXUS_DATABASE_URL has a default or placeholder password")
+
+    def _exposed_api_requirements(self) -> None:
+        """In any environment: an API reachable from other hosts needs the BFF secret and
+        its own URL-signing key (the derived development key would be forgeable)."""
+        if secret_rules.is_loopback(self.api_host):
+            return
+        missing = [
+            name
+            for name, value in (
+                ("NEXUS_INTERNAL_SECRET", self.internal_secret),
+                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(
+                f"NEXUS_API_HOST={self.api_host} is not a loopback address: "
+                f"it requires {' and '.join(missing)}"
+            )
 
     @property
     def upload_signing_key_bytes(self) -> bytes:
@@ -191,6 +291,14 @@ class Settings(BaseSettings):
             return self.upload_signing_key.get_secret_value().encode()
         seed = self.internal_secret.get_secret_value() if self.internal_secret else "nexus-dev"
         return hmac.new(seed.encode(), b"nexus-upload-signing-v1", hashlib.sha256).digest()
+
+    @property
+    def api_worker_count(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        if self.env in (Env.STAGING, Env.PROD):
+            return os.cpu_count() or 1
+        return 1
 
     @property
     def backfill_max_attempts(self) -> int:

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import BrokerResponseError, KafkaError, TopicAlreadyExistsError
 
-from nexus.messaging.publisher import PublishError
+from nexus.messaging.publisher import MessageRejected, PublishError
 from nexus.messaging.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,12 @@ class KafkaPublisher:
                 ),
                 self._timeout,
             )
+        except BrokerResponseError as exc:
+            if exc.retriable:
+                self._mark_down()
+                raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
+            # The message itself is refused (too large, invalid topic): the broker is fine.
+            raise MessageRejected(f"{topic} refused the message: {type(exc).__name__}") from exc
         except (KafkaError, OSError, TimeoutError) as exc:
             self._mark_down()
             raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc

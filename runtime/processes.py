@@ -9,10 +9,12 @@ process groups this module started.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -85,6 +87,25 @@ class ManagedProcess:
         return exit_code(self.popen.returncode)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A pre-exec hook that makes the child get SIGTERM when this process dies, even by
+    SIGKILL (Linux `prctl(PR_SET_PDEATHSIG)`): a child in its own session would otherwise
+    outlive its supervisor as an orphan still holding partitions or a port."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def hook() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before the hook ran
+            os._exit(1)
+
+    return hook
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -111,6 +132,7 @@ def spawn(
             stderr=subprocess.STDOUT if log_file is not None else None,
             start_new_session=True,
             user=user,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
     return ManagedProcess(name, popen, graceful_stop=graceful_stop)
 
@@ -222,3 +244,48 @@ def run_foreground(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.popen.wait(timeout=stop_timeout)
         return child.stop(timeout=5.0)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Back-off between restarts of a child that exited on its own with a failure: doubles
+    from `first_seconds` up to `max_seconds`, and starts again from `first_seconds` once a
+    child has run for `stable_after_seconds`."""
+
+    first_seconds: float = 1.0
+    max_seconds: float = 30.0
+    stable_after_seconds: float = 60.0
+
+
+def run_supervised(
+    argv: Sequence[str],
+    *,
+    policy: RestartPolicy,
+    env: Mapping[str, str] | None = None,
+    stop_timeout: float = 15.0,
+) -> int:
+    """Run one child and restart it with back-off whenever it fails on its own (a watchdog
+    exit, a crash). A clean exit (status 0) ends the run; SIGINT/SIGTERM are forwarded to
+    the child's group, which gets `stop_timeout` seconds before SIGKILL."""
+    delay = policy.first_seconds
+    with stop_signals() as stop:
+        while True:
+            child = spawn(argv[0], argv, env=env)
+            started = time.monotonic()
+            while child.alive() and not stop.wait(0.2):
+                pass
+            if stop.signum is not None:
+                if child.alive():
+                    child.signal_group(stop.signum)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.popen.wait(timeout=stop_timeout)
+                return child.stop(timeout=5.0)
+            status = child.stop(timeout=5.0)  # reaps it and sweeps its group
+            if status == 0:
+                return 0
+            if time.monotonic() - started >= policy.stable_after_seconds:
+                delay = policy.first_seconds
+            log.warning("%s exited with status %d; restarting in %.1fs", argv[0], status, delay)
+            if stop.wait(delay):
+                return status
+            delay = min(delay * 2, policy.max_seconds)

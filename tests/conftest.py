@@ -35,11 +35,13 @@ TEST_INTERNAL_SECRET = "test-internal-secret"
 
 @pytest.fixture(autouse=True)
 def _clean_nexus_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests build Settings explicitly; a developer's NEXUS_* variables must not leak in."""
+    """Tests build Settings explicitly; a developer's NEXUS_* variables (and the OTLP
+    endpoint, which Settings reads too) must not leak in."""
     for name in list(os.environ):
         if name.startswith("NEXUS_") and not name.startswith("NEXUS_TEST_"):
             if name != "NEXUS_TANSU_BIN":
                 monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -19,12 +19,14 @@ from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
-from web import request_ids
+from runtime.logs import configure_logging
+from runtime.tracing import configure_tracing
+from web import http_spans, request_ids
 from web.auth import INTERNAL_HEADER, check_internal_header
-from web.converters import UUIDConverter, reject_invalid_path_params
+from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
+from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
-from web.logs import configure_logging
 from web.metrics import HttpMetrics
 from web.routes import (
     backfill_jobs,
@@ -34,7 +36,9 @@ from web.routes import (
     me,
     media,
     media_events,
+    operations,
     ops,
+    outbox,
     stats,
     uploads,
 )
@@ -57,9 +61,12 @@ def create_app(
     resources passed in belong to the caller."""
     settings = settings or load_settings()
     configure_logging(settings)
+    tracing_on = configure_tracing(settings, "nexus-api") is not None
 
-    app = Quart("nexus", static_folder=None)
+    app = DeadlineQuart("nexus", static_folder=None)
+    app.request_timeout_seconds = settings.request_timeout_seconds
     app.url_map.converters["uuid"] = UUIDConverter
+    app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
     QuartSchema(
         app,
@@ -88,22 +95,26 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(),
+        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
     app.extensions[EXTENSION_KEY] = state
 
     _install_hooks(app)
+    if tracing_on:
+        http_spans.install(app)
     register_error_handlers(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(me.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(outbox.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(ingest_jobs.bp)
+    app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
 

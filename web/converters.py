@@ -20,6 +20,12 @@ from nexus.errors import InvalidRequest
 class InvalidPathParam(str):
     """A path segment its converter could not parse."""
 
+    expected = "must be a UUID"
+
+
+class InvalidIdParam(InvalidPathParam):
+    expected = "must be a positive integer"
+
 
 class UUIDConverter(BaseConverter):
     regex = r"[^/]+"
@@ -34,14 +40,25 @@ class UUIDConverter(BaseConverter):
         return str(value)
 
 
+class IdConverter(BaseConverter):
+    """A positive 64-bit integer id (outbox rows); anything else is a 400 like a bad UUID."""
+
+    regex = r"[^/]+"
+
+    def to_python(self, value: str) -> Any:
+        if value.isascii() and value.isdigit() and 0 < int(value) < 2**63:
+            return int(value)
+        return InvalidIdParam(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(value)
+
+
 async def reject_invalid_path_params() -> None:
     bad = [
-        name
+        {"loc": ["path", name], "msg": value.expected}
         for name, value in (request.view_args or {}).items()
         if isinstance(value, InvalidPathParam)
     ]
     if bad:
-        raise InvalidRequest(
-            "invalid path parameter",
-            details=[{"loc": ["path", name], "msg": "must be a UUID"} for name in bad],
-        )
+        raise InvalidRequest("invalid path parameter", details=bad)

@@ -24,7 +24,7 @@ _CODE_BY_STATUS: dict[int, str] = {
     403: "E_FORBIDDEN",
     404: "E_NOT_FOUND",
     405: "E_METHOD_NOT_ALLOWED",
-    413: "E_FILE_TOO_LARGE",
+    413: "E_PAYLOAD_TOO_LARGE",
     429: "E_RATE_LIMITED",
     503: "E_DEPENDENCY_UNAVAILABLE",
 }
@@ -34,7 +34,10 @@ _MESSAGES: dict[str, str] = {
     "E_NOT_FOUND": "no such resource",
     "E_METHOD_NOT_ALLOWED": "method not allowed for this resource",
     "E_FILE_TOO_LARGE": "the request body is too large",
+    "E_PAYLOAD_TOO_LARGE": "the request body is larger than 1 MiB",
 }
+# The one route whose body is a file (its 413 is about the file, SPEC §8).
+_FILE_BODY_ENDPOINTS = frozenset({"uploads.put_upload"})
 
 
 def nexus_error_response(exc: NexusError) -> Response:
@@ -69,6 +72,8 @@ async def _on_schema_error(exc: RequestSchemaValidationError) -> Response:
 async def _on_http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     code = _CODE_BY_STATUS.get(status, "E_INVALID_REQUEST" if status < 500 else "E_INTERNAL")
+    if status == 413 and request.endpoint in _FILE_BODY_ENDPOINTS:
+        code = "E_FILE_TOO_LARGE"
     headers: dict[str, str] = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))

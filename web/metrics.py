@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from runtime.backlog_metrics import BacklogGauges
+from runtime.db_gauges import DatabaseGauges
 
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -13,7 +13,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 class HttpMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, *, db_cache_seconds: float = 5.0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "nexus_http_requests",
@@ -33,7 +33,7 @@ class HttpMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.backlog = BacklogGauges(self.registry)
+        self.backlog = DatabaseGauges(self.registry, max_age_seconds=db_cache_seconds)
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         label = route or UNMATCHED_ROUTE

@@ -2,7 +2,10 @@
 
 `TokenVerifier.verify` returns the user id (the `sub` UUID) or raises `Unauthenticated`;
 when the JWKS cannot be fetched and no usable cached key exists it raises
-`E_AUTH_UNAVAILABLE`. Keys are cached for `jwks_cache_seconds`; a token with an unknown
+`E_AUTH_UNAVAILABLE`. Keys are cached for `jwks_cache_seconds`; while the provider is
+unreachable they keep verifying for at most `jwks_max_stale_seconds` after their last
+successful fetch, then requests get `E_AUTH_UNAVAILABLE` (a revoked key cannot live on
+forever behind an outage). A token with an unknown
 `kid` triggers one refresh, and such forced refreshes are rate-limited so garbage tokens
 cannot turn the API into a JWKS load generator.
 """
@@ -10,6 +13,7 @@ cannot turn the API into a JWKS load generator.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Any
@@ -40,11 +44,13 @@ class JwksCache:
         url: str,
         *,
         ttl_seconds: float,
+        max_stale_seconds: float = 86400.0,
         min_refresh_interval: float = 10.0,
         timeout_seconds: float = 5.0,
     ) -> None:
         self.url = url
         self.ttl = ttl_seconds
+        self.max_stale = max_stale_seconds
         self.min_refresh_interval = min_refresh_interval
         self.timeout = timeout_seconds
         self.fetch_count = 0
@@ -65,8 +71,15 @@ class JwksCache:
             key = self._keys.get(kid)
         return key
 
+    def _age(self) -> float:
+        return math.inf if self._fetched_at is None else time.monotonic() - self._fetched_at
+
     def _stale(self) -> bool:
-        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self.ttl
+        return self._age() >= min(self.ttl, self.max_stale)
+
+    def _expired(self) -> bool:
+        """Too old to verify anything, even while the provider is unreachable."""
+        return self._age() >= self.max_stale
 
     def _may_force(self) -> bool:
         return (
@@ -105,10 +118,11 @@ class JwksCache:
                     log.warning("jwks fetch failed", url=self.url, error=type(exc).__name__)
                     self._failed_at = time.monotonic()
                     failure = exc
-            if not self._keys or force:
-                # No keys, or we cannot tell whether the kid exists: unavailable, not 401.
+            if not self._keys or force or self._expired():
+                # No (usable) keys, or we cannot tell whether the kid exists: unavailable,
+                # not 401.
                 raise AuthUnavailableError() from failure
-            # Otherwise keep serving the stale keys.
+            # Otherwise keep serving the stale keys, up to `max_stale`.
 
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
         if self._client is None:
@@ -154,7 +168,11 @@ class TokenVerifier:
         if settings.jwt_hs256_secret is not None and settings.env in (Env.LOCAL, Env.TEST):
             self.hs256_key = settings.jwt_hs256_secret.get_secret_value()
         self.jwks: JwksCache | None = (
-            JwksCache(settings.jwks_url, ttl_seconds=settings.jwks_cache_seconds)
+            JwksCache(
+                settings.jwks_url,
+                ttl_seconds=settings.jwks_cache_seconds,
+                max_stale_seconds=settings.jwks_max_stale_seconds,
+            )
             if settings.jwks_url
             else None
         )
@@ -165,6 +183,8 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("malformed token") from None
         alg = header.get("alg")
+        if not isinstance(alg, str):  # any JSON value can arrive here (a list: unhashable)
+            raise Unauthenticated("token algorithm not accepted")
         key: Any
         if alg == "HS256" and self.hs256_key is not None:
             key = self.hs256_key

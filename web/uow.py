@@ -16,6 +16,7 @@ import structlog
 from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus import tracing
 from nexus.db.tx import transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from web.state import NexusState, nexus_state
@@ -30,6 +31,7 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self.outbox_rows: list[Enqueued] = []
         self.report: PublishReport | None = None
+        self._span = tracing.span("transaction")
 
     @property
     def session(self) -> AsyncSession:
@@ -43,7 +45,14 @@ class UnitOfWork:
         return bool(self.outbox_rows) and self.report is not None and self.report.all_published
 
     async def __aenter__(self) -> UnitOfWork:
-        self._session = await self._tx.__aenter__()
+        # The transaction's span is current while it is open: the trace context stored
+        # with its outbox rows is this span's.
+        self._span.__enter__()
+        try:
+            self._session = await self._tx.__aenter__()
+        except BaseException as exc:
+            self._span.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(
@@ -55,8 +64,11 @@ class UnitOfWork:
         if exc_type is None:
             # Read before the session closes: the rows live in session.info.
             self.outbox_rows = enqueued(self.session)
-        suppress = await self._tx.__aexit__(exc_type, exc, tb)
-        self._session = None
+        try:
+            suppress = await self._tx.__aexit__(exc_type, exc, tb)
+        finally:
+            self._session = None
+            self._span.__exit__(exc_type, exc, tb)
         if exc_type is None:
             await self._publish()
         return suppress

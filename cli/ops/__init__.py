@@ -14,15 +14,23 @@ import argparse
 from types import ModuleType
 
 from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import dead_letter, jobs, keys, requeue
+from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue
 from nexus.config import Settings
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (keys, requeue, jobs, dead_letter)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    keys,
+    requeue,
+    jobs,
+    dead_letter,
+    outbox,
+    operations,
+)
 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
-        "ops", help="operator commands (keys, requeue, jobs, replay-dead-letter)"
+        "ops",
+        help="operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations)",
     )
     parser.set_defaults(handler=_usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")

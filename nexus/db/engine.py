@@ -45,6 +45,9 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_timeout=10,
+        # Errors (and the logs and tracebacks that render them) never carry bound values:
+        # they hold user data, URLs and token hashes.
+        hide_parameters=True,
         connect_args={"timeout": 5, "server_settings": {"application_name": "nexus"}},
     )
     # On the pool itself: engine-level listeners would make every Connection build its

@@ -13,9 +13,12 @@ def load_all_models() -> MetaData:
     from nexus.jobs import models as _jobs
     from nexus.libraries import models as _libraries
     from nexus.media import models as _media
+    from nexus.operations import models as _operations
     from nexus.operators import models as _operators
     from nexus.sharing import models as _sharing
     from nexus.users import models as _users
+    from nexus.workers import models as _workers
 
-    del _idempotency, _ingest, _jobs, _libraries, _media, _operators, _sharing, _users
+    del _idempotency, _ingest, _jobs, _libraries, _media, _operations, _operators, _sharing
+    del _users, _workers
     return Base.metadata

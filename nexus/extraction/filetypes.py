@@ -14,6 +14,10 @@ import re
 import struct
 from typing import Literal
 
+import webencodings
+
+from nexus.errors import TerminalError
+
 DocumentKind = Literal["pdf", "epub"]
 
 PDF_MAGIC = b"%PDF-"
@@ -68,23 +72,15 @@ def matches(kind: str, data: bytes) -> bool:
 # --- HTTP content types and HTML charsets -----------------------------------------------
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
-# WHATWG Encoding Standard: these labels mean windows-1252; a meta tag claiming UTF-16 on
-# bytes we are decoding as ASCII-compatible means UTF-8.
-_ALIASES = {
-    "iso-8859-1": "windows-1252",
-    "latin1": "windows-1252",
-    "latin-1": "windows-1252",
-    "us-ascii": "windows-1252",
-    "ascii": "windows-1252",
-    "utf-16": "utf-8",
-    "utf-16le": "utf-8",
-    "utf-16be": "utf-8",
-}
+_META_WINDOW = 4096
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16le"),
+    (codecs.BOM_UTF16_BE, "utf-16be"),
 )
+# HTML standard, "prescan": a <meta> can only be read because the bytes are ASCII-compatible,
+# so a meta claiming UTF-16 means UTF-8; x-user-defined there means windows-1252.
+_META_OVERRIDES = {"utf-16le": "utf-8", "utf-16be": "utf-8", "x-user-defined": "windows-1252"}
 
 
 def parse_content_type(header: str) -> tuple[str, str | None]:
@@ -98,34 +94,58 @@ def parse_content_type(header: str) -> tuple[str, str | None]:
     return media_type.strip().lower(), charset
 
 
-def _known_encoding(label: str | None) -> str | None:
+def encoding_for_label(label: str | None) -> webencodings.Encoding | None:
+    """The WHATWG Encoding Standard's "get an encoding": the encoding a browser uses for
+    `label` (ASCII case-insensitive, surrounding ASCII whitespace ignored), or None when
+    browsers do not know the label. The label table is `webencodings`' copy of the standard;
+    nothing outside it reaches Python's codec registry (no `punycode`, `idna`, `rot13`...)."""
     if not label:
         return None
-    label = label.strip().lower()
-    label = _ALIASES.get(label, label)
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return None
+    return webencodings.lookup(label)
+
+
+def _meta_encoding(head: bytes) -> tuple[bool, webencodings.Encoding | None]:
+    """(whether a `<meta charset>` was declared, its usable encoding or None)."""
+    match = _META_CHARSET.search(head)
+    if match is None:
+        return False, None
+    found = encoding_for_label(match.group(1).decode("ascii"))
+    if found is not None and found.name in _META_OVERRIDES:
+        found = webencodings.lookup(_META_OVERRIDES[found.name])
+    return True, found
 
 
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
-    """Decode an HTML body; returns (text, encoding used).
+    """Decode an HTML body; returns (text, WHATWG name of the encoding used).
 
-    Order (HTML standard, simplified): byte-order mark, then the Content-Type charset, then
-    a `<meta charset>` / `http-equiv` declaration in the first 4 KiB, then UTF-8 if the
-    bytes are valid UTF-8, else windows-1252. Undecodable bytes become U+FFFD.
+    Order (HTML standard, simplified): byte-order mark; the Content-Type charset; a
+    `<meta charset>`/`http-equiv` in the first 4 KiB. Only labels of the WHATWG Encoding
+    Standard count. When a label was declared but none is known, UTF-8 (as browsers fall
+    back); when nothing was declared, UTF-8 if the bytes are valid UTF-8, else windows-1252.
+    Undecodable bytes become U+FFFD. The encodings the standard replaces wholesale
+    (ISO-2022-KR, HZ...) raise terminal `E_UNSUPPORTED_CONTENT`: a browser shows nothing.
+    Linear in the size of `body` for every encoding that can be reached.
     """
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom) :].decode(name, "replace"), name
-    encoding = _known_encoding(header_charset)
+    encoding = encoding_for_label(header_charset)
+    declared = bool(header_charset)
     if encoding is None:
-        match = _META_CHARSET.search(body[:4096])
-        encoding = _known_encoding(match.group(1).decode("ascii")) if match else None
+        in_meta, encoding = _meta_encoding(body[:_META_WINDOW])
+        declared = declared or in_meta
     if encoding is None:
+        if declared:
+            return body.decode("utf-8", "replace"), "utf-8"
         try:
             return body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            encoding = "cp1252"
-    return body.decode(encoding, "replace"), encoding
+            encoding = webencodings.lookup("windows-1252")
+            assert encoding is not None
+    if encoding.name == "replacement":
+        raise TerminalError(
+            "E_UNSUPPORTED_CONTENT",
+            "the page declares an encoding browsers refuse to decode (replacement encoding)",
+        )
+    text, _consumed = encoding.codec_info.decode(body, "replace")
+    return text, encoding.name

@@ -1,9 +1,10 @@
 """Document extraction in worker processes, with a hard time and memory limit per document.
 
-Parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our scorer). Run on the
-agents' event loop, or in threads of it, it holds the GIL: the loop stalls (consumer
-heartbeats, lease renewals and fetches wait), and threads fighting over the GIL double
-the CPU cost per page (measured: 25 ms alone, 55 ms with four threads). A separate process
+Decoding and parsing a page, a PDF or an EPUB is CPU-bound Python (lxml, pypdf, our
+scorer). Run on the agents' event loop, or in threads of it, it holds the GIL: the loop
+stalls (consumer heartbeats, lease renewals and fetches wait), and threads fighting over
+the GIL double the CPU cost per page (measured: 25 ms alone, 55 ms with four threads); and
+how long decoding takes is up to the page (its declared charset). A separate process
 avoids both, and it is also a fence around hostile files: a document that loops is killed
 when its time is up (`NEXUS_INGEST_EXTRACT_TIMEOUT_SECONDS`, terminal
 `E_EXTRACTION_FAILED`), one that needs more than `NEXUS_INGEST_EXTRACT_MEMORY_MB` fails
@@ -36,6 +37,7 @@ from nexus.errors import NexusError, TerminalError, TransientError
 from nexus.extraction.article import extract_article, split_fragments
 from nexus.extraction.documents import DocumentResult
 from nexus.extraction.epub import extract_epub
+from nexus.extraction.filetypes import decode_html
 from nexus.extraction.pdf import extract_pdf
 from nexus.extraction.sanitize import sanitize_html
 from nexus.extraction.text import canonical_text
@@ -55,6 +57,16 @@ def article(html: str, url: str) -> tuple[str | None, FragmentRows]:
         (f.idx, f.html_sanitized, f.canonical_text) for f in split_fragments(found.content_html)
     ]
     return found.title, rows
+
+
+def web_page(
+    body: bytes, declared_charset: str | None, url: str
+) -> tuple[str | None, FragmentRows]:
+    """`article` of a fetched page's bytes, decoded here (WHATWG labels only, see
+    `filetypes.decode_html`): decoding is work the page controls, so it runs under the
+    pool's time limit and off the agents' event loop."""
+    html, _encoding = decode_html(body, declared_charset)
+    return article(html, url)
 
 
 def pdf(data: bytes) -> DocumentResult:
@@ -106,10 +118,12 @@ def _enlarge_pipes(size: int) -> None:
             continue  # closed meanwhile, or over the user's pipe quota: keep the default
 
 
-def _init_child(memory_mb: int | None) -> None:
+def _init_child(memory_mb: int | None, setup: Callable[[], None] | None = None) -> None:
     # The agents process decides when to stop; a Ctrl-C in its terminal must not
     # interrupt a document half-way in the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if setup is not None:
+        setup()
     _enlarge_pipes(_PIPE_BYTES)
     if memory_mb:
         limit = memory_mb * 1024 * 1024
@@ -130,15 +144,23 @@ class ExtractionPool:
     """
 
     def __init__(
-        self, *, processes: int, timeout_seconds: float, memory_mb: int | None = None
+        self,
+        *,
+        processes: int,
+        timeout_seconds: float,
+        memory_mb: int | None = None,
+        child_setup: Callable[[], None] | None = None,
     ) -> None:
+        """`child_setup` (picklable) runs first in each new process: the owner's logging
+        set-up, so what extractors log (pypdf warns about damaged files) is formatted like
+        the rest of its output instead of Python's bare last-resort text."""
         self.processes = processes
         self.timeout_seconds = timeout_seconds
         self._pool = ProcessPool(
             max_workers=processes,
             max_tasks=_TASKS_PER_PROCESS,
             initializer=_init_child,
-            initargs=(memory_mb,),
+            initargs=(memory_mb, child_setup),
             context=multiprocessing.get_context("spawn"),
         )
 

@@ -6,10 +6,12 @@ Guarantees of `sanitize_html(html, base_url)`:
 - only the attributes in `ALLOWED_ATTRIBUTES` survive: no event handlers, no `style`, no
   `class`/`id`, no `srcset`;
 - every `href` and `src` is resolved against `base_url` (the page URL, or its `<base href>`)
-  and kept only when the result is `http`/`https` (plus `mailto` for links); `javascript:`,
-  `data:`, `vbscript:`, `file:` and anything unparsable are removed, whatever their case,
-  embedded whitespace or entity encoding;
-- every `<a>` carries `rel="noopener noreferrer"`;
+  and kept only when the result is `http`/`https` for links (plus `mailto`) and `https` for
+  images; `javascript:`, `data:`, `vbscript:`, `file:` and anything unparsable are removed,
+  whatever their case, embedded whitespace or entity encoding;
+- every `<a>` carries `rel="noopener noreferrer"`; every `<img>` carries
+  `referrerpolicy="no-referrer"` (the image host does not learn what the reader reads) and
+  `loading="lazy"` (images load as the reader scrolls to them), whatever the page said;
 - comments are removed. The function is idempotent on its own output.
 """
 
@@ -48,7 +50,15 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "time": {"datetime"},
 }
 LINK_SCHEMES = frozenset({"http", "https", "mailto"})
-IMAGE_SCHEMES = frozenset({"http", "https"})
+# Images load by themselves when a fragment is shown: https only (no mixed content, no
+# reading habits readable on the wire).
+IMAGE_SCHEMES = frozenset({"https"})
+IMAGE_ATTRIBUTES = {"referrerpolicy": "no-referrer", "loading": "lazy"}
+# ammonia appends the attributes it sets in hash-map order, which varies from call to call.
+# This exact text can only be the end of an <img> tag: in attribute values `"` is escaped,
+# in text `>` is. Putting it in one order keeps the output deterministic and idempotent.
+_SET_ATTRIBUTES_SWAPPED = ' loading="lazy" referrerpolicy="no-referrer">'
+_SET_ATTRIBUTES = ' referrerpolicy="no-referrer" loading="lazy">'
 _URL_ATTRIBUTES = {"href": LINK_SCHEMES, "src": IMAGE_SCHEMES}
 # Browsers ignore these inside URLs, so "java\tscript:" is still javascript:.
 _URL_NOISE = str.maketrans("", "", "\t\n\r\x00")
@@ -82,7 +92,7 @@ def _filter_attribute(base_url: str, tag: str, attribute: str, value: str) -> st
 
 def sanitize_html(html: str, base_url: str = "") -> str:
     """Clean `html` (a fragment) per the module guarantees; `base_url` resolves relative URLs."""
-    return nh3.clean(
+    cleaned = nh3.clean(
         html,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(DROPPED_WITH_CONTENT),
@@ -90,5 +100,7 @@ def sanitize_html(html: str, base_url: str = "") -> str:
         attribute_filter=partial(_filter_attribute, base_url),
         strip_comments=True,
         link_rel="noopener noreferrer",
+        set_tag_attribute_values={"img": dict(IMAGE_ATTRIBUTES)},
         url_schemes=set(LINK_SCHEMES),
     )
+    return cleaned.replace(_SET_ATTRIBUTES_SWAPPED, _SET_ATTRIBUTES)

@@ -19,6 +19,9 @@ Guarantees of `fetch_url`:
   compressed bodies are inflated in bounded pieces, so a zip bomb cannot grow memory.
 - Only HTML (`web_article`) and PDF (`pdf`, by content type or `%PDF-` magic) are
   accepted; anything else is `E_UNSUPPORTED_CONTENT`, decided from the first bytes.
+- The body is returned as bytes with the charset the server declared: decoding a page is
+  CPU work that depends on what the page says, so it happens in the extraction processes
+  under their time limit (`nexus.extraction.pool.web_page`), never on the event loop.
 
 `NEXUS_FETCH_ALLOW_HOSTS` (`FetchPolicy.allow_hosts`) exempts listed host names, IPs or
 CIDR networks from the address block and the port rule; nothing else bypasses the checks.
@@ -42,7 +45,7 @@ import httpx
 
 from nexus.errors import TerminalError, TransientError
 from nexus.extraction import filetypes
-from nexus.extraction.filetypes import decode_html, parse_content_type
+from nexus.extraction.filetypes import parse_content_type
 from nexus.fetching.urls import (
     Host,
     InvalidUrl,
@@ -96,8 +99,7 @@ class FetchResult:
     content_type: str  # media type without parameters, lower case ("" when absent)
     kind: FetchKind
     body: bytes
-    text: str | None  # decoded HTML for web_article, None for pdf
-    charset: str | None
+    charset: str | None  # the Content-Type charset label as sent (unchecked), or None
     redirects: tuple[str, ...] = field(default=())  # URLs that answered with a redirect
 
 
@@ -355,11 +357,8 @@ async def _read(
     elif kind == "web_article" and filetypes.is_pdf(data[:_SNIFF_BYTES]):
         kind = "pdf"  # the bytes say PDF whatever the header says
     if kind == "pdf":
-        return FetchResult(
-            url, response.status_code, content_type, "pdf", data, None, None, redirects
-        )
-    text, used = decode_html(data, charset)
-    return FetchResult(url, response.status_code, content_type, kind, data, text, used, redirects)
+        return FetchResult(url, response.status_code, content_type, "pdf", data, None, redirects)
+    return FetchResult(url, response.status_code, content_type, kind, data, charset, redirects)
 
 
 def _too_large(policy: FetchPolicy) -> TerminalError:

@@ -19,6 +19,7 @@ included, so retrying a failed request with the same key runs it again.
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,11 +45,17 @@ class StoredResponse:
 
 
 def check_key(key: str) -> str:
-    """400 E_INVALID_REQUEST unless 1..255 characters."""
+    """400 E_INVALID_REQUEST unless 1..255 characters, none a control character (NUL
+    cannot even be stored; the others are never part of a client's key)."""
     if not 1 <= len(key) <= MAX_KEY_CHARS:
         raise InvalidRequest(
             f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters",
             details=[{"loc": ["header", "Idempotency-Key"], "msg": "length"}],
+        )
+    if any(unicodedata.category(char) == "Cc" for char in key):
+        raise InvalidRequest(
+            "Idempotency-Key must not contain control characters",
+            details=[{"loc": ["header", "Idempotency-Key"], "msg": "control character"}],
         )
     return key
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
+from nexus import tracing
 from nexus.errors import TerminalError
 from nexus.extraction import pool as extractors
 from nexus.extraction.documents import DocumentResult
@@ -95,13 +96,15 @@ _START = Rider(
 async def _from_url(media: MediaToIngest, deps: IngestDeps) -> Extracted:
     if media.requested_url is None:
         raise TerminalError("E_INVALID_URL", "the media has no URL to fetch")
-    fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
-    if fetched.kind == "pdf":
-        doc = await deps.extraction.run(extractors.pdf, fetched.body)
-        return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
-    title, fragments = await deps.extraction.run(
-        extractors.article, fetched.text or "", fetched.final_url
-    )
+    with tracing.span("fetch"):
+        fetched = await fetch_url(media.requested_url, policy=deps.fetch_policy)
+    with tracing.span("extract", attributes={"nexus.media.kind": fetched.kind}):
+        if fetched.kind == "pdf":
+            doc = await deps.extraction.run(extractors.pdf, fetched.body)
+            return Extracted("pdf", doc.title, doc.fragments, fetched.final_url, fetched.body)
+        title, fragments = await deps.extraction.run(
+            extractors.web_page, fetched.body, fetched.charset, fetched.final_url
+        )
     return Extracted("web_article", title, fragments, fetched.final_url)
 
 
@@ -110,7 +113,8 @@ async def _from_file(media: MediaToIngest, deps: IngestDeps) -> Extracted:
         raise TerminalError("E_STORAGE_MISSING", "no file was uploaded for this media")
     data = await deps.storage.read_bytes(media.storage_path)
     extractor = extractors.pdf if media.kind == "pdf" else extractors.epub
-    doc: DocumentResult = await deps.extraction.run(extractor, data)
+    with tracing.span("extract", attributes={"nexus.media.kind": media.kind}):
+        doc: DocumentResult = await deps.extraction.run(extractor, data)
     return Extracted(media.kind, doc.title, doc.fragments)
 
 

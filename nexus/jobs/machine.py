@@ -562,3 +562,46 @@ async def counts_by_status(session: AsyncSession, job: JobType) -> dict[str, int
     t = job.table
     rows = (await session.execute(select(t.c.status, func.count()).group_by(t.c.status))).all()
     return {status: int(n) for status, n in rows}
+
+
+async def release_held(
+    session: AsyncSession, job: JobType, *, owner: str, actor: str = "release"
+) -> list[Any]:
+    """running → pending for every job `owner` still leases (a draining worker's last act).
+
+    The attempt is given back (the job did not fail: its worker is leaving), the lease is
+    cleared so the job is due at once, and each move is a ledger row with actor `release`.
+    Work still running in the leaving worker is fenced out: its lease token is gone. Returns
+    the released rows (key columns, attempts, request/correlation ids) so the caller can
+    re-dispatch their messages in the same transaction."""
+    t = job.table
+    rows = (
+        await session.execute(
+            update(t)
+            .where(t.c.status == JobStatus.RUNNING.value, t.c.lease_owner == owner)
+            .values(
+                status=JobStatus.PENDING.value,
+                attempts=func.greatest(t.c.attempts - 1, 0),
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=func.now(),
+                dispatched_at=func.now(),
+                updated_at=func.now(),
+            )
+            .returning(*t.c)
+        )
+    ).all()
+    for row in rows:
+        await ledger.record(
+            session,
+            job_type=job.name,
+            key=job.key_of(row),
+            from_status=JobStatus.RUNNING.value,
+            to_status=JobStatus.PENDING.value,
+            attempt=row.attempts,
+            actor=actor,
+            request_id=row.request_id,
+            correlation_id=row.correlation_id,
+        )
+    return list(rows)

@@ -96,11 +96,13 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
+        # The relay's work list: unpublished rows that are not parked.
         Index(
             "ix_outbox_unpublished",
             "id",
-            postgresql_where=text("published_at IS NULL"),
+            postgresql_where=text("published_at IS NULL AND parked_at IS NULL"),
         ),
+        Index("ix_outbox_parked", "id", postgresql_where=text("parked_at IS NOT NULL")),
         Index("ix_outbox_key", "key"),
         CheckConstraint("publish_attempts >= 0", name="publish_attempts_non_negative"),
     )
@@ -116,6 +118,10 @@ class OutboxRow(Base):
     published_at: Mapped[datetime | None] = tstz()
     publish_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(String(1000))
+    # Back-off of a row whose publish failed; the relay skips it until then.
+    next_attempt_at: Mapped[datetime | None] = tstz()
+    # Set after NEXUS_OUTBOX_MAX_ATTEMPTS rejections: the relay leaves the row to operators.
+    parked_at: Mapped[datetime | None] = tstz()
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805

@@ -3,7 +3,7 @@
 `enqueue` runs inside the caller's transaction and remembers the row id on the session, so
 the entry point can publish exactly those rows right after commit (`publish_rows`). Rows
 that were not published then (broker down, process died) are picked up by the relay
-(`relay_once`), which the agents' leader runs on a timer. Publishing is at-least-once:
+(`nexus.jobs.relay`), which the agents' leader runs on a timer. Publishing is at-least-once:
 consumers treat messages as wake-up calls and the job rows decide.
 """
 
@@ -14,14 +14,16 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus import tracing
 from nexus.db.tx import autocommit
+from nexus.jobs import relay
 from nexus.jobs.models import OutboxRow
+from nexus.jobs.relay import PublishReport, RetryPolicy
 from nexus.messaging.messages import Message
 from nexus.messaging.publisher import Publisher, PublishError
 
@@ -50,12 +52,18 @@ class Enqueued:
 async def enqueue(session: AsyncSession, topic: str, key: str | None, message: Message) -> int:
     """Write one outbox row in the current transaction; returns its id."""
     value = message.model_dump_json()
-    headers = message.trace_headers()
+    headers = row_headers(message)
     row_id = await session.scalar(
         _INSERT, {"t": topic, "k": key, "p": value, "h": json.dumps(headers)}
     )
     assert row_id is not None
     return remember(session, int(row_id), topic, key, message, value)
+
+
+def row_headers(message: Message) -> dict[str, str]:
+    """The headers stored with a row (sent as Kafka headers): the message's ids and the
+    trace context current where the row is written (`traceparent`, when tracing)."""
+    return tracing.inject(message.trace_headers())
 
 
 def remember(
@@ -69,7 +77,7 @@ def remember(
     """Keep a row this transaction wrote (by `enqueue`, or by an `insert_cte` of a bigger
     statement) on the session, to be published after commit."""
     value = message.model_dump_json() if value is None else value
-    headers = {k: str(v) for k, v in message.trace_headers().items()}
+    headers = row_headers(message)
     entry = Enqueued(row_id, topic, key, value.encode(), headers)
     session.info.setdefault(_PENDING, []).append(entry)
     return entry.id
@@ -98,7 +106,7 @@ def insert_params(
         f"{p}t": topic,
         f"{p}k": key,
         f"{p}p": message.model_dump_json() if value is None else value,
-        f"{p}h": json.dumps(message.trace_headers()),
+        f"{p}h": json.dumps(row_headers(message)),
     }
 
 
@@ -112,53 +120,11 @@ def enqueued_ids(session: AsyncSession) -> list[int]:
     return [entry.id for entry in enqueued(session)]
 
 
-@dataclass(frozen=True)
-class PublishReport:
-    published: int
-    failed: int
-
-    @property
-    def all_published(self) -> bool:
-        return self.failed == 0
-
-
-async def _publish_locked(
-    session: AsyncSession, publisher: Publisher, rows: Sequence[OutboxRow]
-) -> PublishReport:
-    published: list[int] = []
-    failed = 0
-    for row in rows:
-        try:
-            await publisher.publish(
-                row.topic,
-                row.key,
-                json.dumps(row.payload, separators=(",", ":")).encode(),
-                {k: str(v) for k, v in (row.headers or {}).items()},
-            )
-        except PublishError as exc:
-            await session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row.id)
-                .values(
-                    publish_attempts=OutboxRow.publish_attempts + 1,
-                    last_error=str(exc)[:1000],
-                )
-            )
-            # Keep order per key: once one row fails, later rows wait for the relay.
-            failed = len(rows) - len(published)
-            break
-        published.append(row.id)
-    if published:
-        await session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_(published))
-            .values(published_at=func.now(), publish_attempts=OutboxRow.publish_attempts + 1)
-        )
-    return PublishReport(published=len(published), failed=failed)
-
-
 async def publish_rows(
-    sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher, ids: Sequence[int]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    publisher: Publisher,
+    ids: Sequence[int],
+    policy: RetryPolicy | None = None,
 ) -> PublishReport:
     """Publish the given rows now (skipping any another process holds) and mark them."""
     if not ids:
@@ -172,7 +138,7 @@ async def publish_rows(
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        return await _publish_locked(session, publisher, rows)
+        return await relay.publish_locked(session, publisher, rows, policy or RetryPolicy())
 
 
 async def publish_enqueued(
@@ -193,7 +159,9 @@ async def publish_enqueued(
     failure: tuple[int, str] | None = None
     for entry in entries:
         try:
-            await publisher.publish(entry.topic, entry.key, entry.value, entry.headers)
+            with tracing.publish_span(entry.topic):
+                headers = tracing.inject(dict(entry.headers))
+                await publisher.publish(entry.topic, entry.key, entry.value, headers)
         except PublishError as exc:
             # Keep order per key: once one row fails, later rows wait for the relay.
             failure = (entry.id, str(exc)[:1000])
@@ -274,52 +242,3 @@ _MARK = text(
     WHERE (id = ANY(CAST(:ok AS bigint[])) OR id = :failed) AND published_at IS NULL
     """
 )
-
-
-async def relay_once(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    publisher: Publisher,
-    *,
-    older_than_seconds: float,
-    batch: int,
-) -> PublishReport:
-    """Publish rows left unpublished for longer than `older_than_seconds`, in id order."""
-    async with sessionmaker() as session, session.begin():
-        rows = (
-            await session.scalars(
-                select(OutboxRow)
-                .where(
-                    OutboxRow.published_at.is_(None),
-                    OutboxRow.created_at
-                    < func.now()
-                    - text("make_interval(secs => :age)").bindparams(age=older_than_seconds),
-                )
-                .order_by(OutboxRow.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        return await _publish_locked(session, publisher, rows)
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    unpublished: int
-    oldest_unpublished_at: datetime | None
-    oldest_age_seconds: float | None
-
-
-async def stats(session: AsyncSession) -> OutboxStats:
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.min(OutboxRow.created_at),
-                func.extract("epoch", func.now() - func.min(OutboxRow.created_at)),
-            ).where(OutboxRow.published_at.is_(None))
-        )
-    ).one()
-    age = float(row[2]) if row[2] is not None else None
-    return OutboxStats(
-        unpublished=int(row[0]), oldest_unpublished_at=row[1], oldest_age_seconds=age
-    )

@@ -8,13 +8,16 @@ a job: a duplicate or stale message finds nothing to claim and is a no-op.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus import tracing
 from nexus.db.errors import is_connection_error
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import ErrorKind, JobFailure, NexusError
@@ -105,46 +108,113 @@ async def run_job(
     `Staged` start) is one autocommit statement, and so is the completion when the work
     returns a `Rider`. A `Rider` completion does not call `on_finish` for "completed": the
     rider carries everything the completion writes."""
-    async with autocommit(sessionmaker) as conn:
-        claimed = await machine.claim_with(
-            conn,
-            job,
-            key,
-            owner=policy.owner,
-            lease_seconds=policy.lease_seconds,
-            rider=work.start if isinstance(work, Staged) else None,
-        )
-    if claimed is None:
-        return Outcome.NOOP
-    claim, started = claimed
+    with tracing.span(f"job {job.name}") as span:
+        async with autocommit(sessionmaker) as conn:
+            claimed = await machine.claim_with(
+                conn,
+                job,
+                key,
+                owner=policy.owner,
+                lease_seconds=policy.lease_seconds,
+                rider=work.start if isinstance(work, Staged) else None,
+            )
+        if claimed is None:
+            span.set_attribute("nexus.job.outcome", Outcome.NOOP.value)
+            return Outcome.NOOP
+        claim, started = claimed
+        fields: dict[str, str | int] = {
+            "job_type": job.name,
+            "job_key": job_key(key),
+            "attempt": claim.attempt,
+        }
+        began = time.perf_counter()
+        # Lines logged during the attempt (fetch, extraction, failures) carry the job fields.
+        with structlog.contextvars.bound_contextvars(**fields):
+            outcome, error = await _attempt(
+                sessionmaker, job, claim, started, work, policy, on_finish
+            )
+            _log_outcome(outcome, error, claim, fields, began)
+        if span.is_recording():
+            span.set_attributes({f"nexus.{name}": value for name, value in fields.items()})
+            span.set_attribute("nexus.job.outcome", outcome.value)
+        return outcome
+
+
+def job_key(key: Mapping[str, Any]) -> str:
+    """The job's key as one log field: `name=value` pairs in key column order."""
+    return ",".join(f"{name}={value}" for name, value in key.items())
+
+
+def _log_outcome(
+    outcome: Outcome,
+    error: tuple[str, str] | None,
+    claim: Claim,
+    fields: dict[str, Any],
+    began: float,
+) -> None:
+    extra: dict[str, Any] = {
+        **fields,
+        "outcome": outcome.value,
+        "duration_ms": round((time.perf_counter() - began) * 1000, 2),
+        "request_id": claim.request_id,
+        "correlation_id": claim.correlation_id,
+    }
+    if error is not None:
+        extra["error_code"], extra["error_message"] = error
+    log.info("job %s", outcome.value, extra=extra)
+
+
+async def _attempt(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: JobType,
+    claim: Claim,
+    started: dict[str, Any] | None,
+    work: Work | Staged,
+    policy: JobPolicy,
+    on_finish: OnFinish | None,
+) -> tuple[Outcome, tuple[str, str] | None]:
+    """The attempt after its claim: (outcome, (error code, message) when it failed)."""
     try:
         if isinstance(work, Staged):
             finalize = await work.work(sessionmaker, claim, started)
         else:
             finalize = await work(sessionmaker, claim)
         if isinstance(finalize, Rider):
-            async with autocommit(sessionmaker) as conn:
-                await machine.complete(conn, job, claim, actor=policy.owner, rider=finalize)
-            return Outcome.COMPLETED
-        async with transaction(sessionmaker) as session:
-            # complete() first: its fenced UPDATE locks the job row, so the finaliser's
-            # writes can only commit while this attempt still holds the lease.
-            await machine.complete(session, job, claim, actor=policy.owner)
-            if finalize is not None:
-                await finalize(session)
-            if on_finish is not None:
-                await on_finish(session, claim, "completed", None)
-        return Outcome.COMPLETED
+            with tracing.span(f"complete {job.name}"):
+                async with autocommit(sessionmaker) as conn:
+                    await machine.complete(conn, job, claim, actor=policy.owner, rider=finalize)
+            return Outcome.COMPLETED, None
+        with tracing.span(f"complete {job.name}"):
+            await _complete(sessionmaker, job, claim, finalize, policy, on_finish)
+        return Outcome.COMPLETED, None
     except LeaseLost:
-        log.warning("lease lost", extra={"job_type": job.name, "key": str(dict(key))})
-        return Outcome.LEASE_LOST
+        return Outcome.LEASE_LOST, None
     except Exception as exc:
         terminal, code, message = classify(exc)
         if not isinstance(exc, NexusError):
-            log.exception("job work raised", extra={"job_type": job.name})
-        return await _record_failure(
+            log.exception("job work raised")
+        outcome = await _record_failure(
             sessionmaker, job, claim, policy, code, message, terminal, on_finish
         )
+        return outcome, (code, message)
+
+
+async def _complete(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: JobType,
+    claim: Claim,
+    finalize: Finalize | None,
+    policy: JobPolicy,
+    on_finish: OnFinish | None,
+) -> None:
+    async with transaction(sessionmaker) as session:
+        # complete() first: its fenced UPDATE locks the job row, so the finaliser's
+        # writes can only commit while this attempt still holds the lease.
+        await machine.complete(session, job, claim, actor=policy.owner)
+        if finalize is not None:
+            await finalize(session)
+        if on_finish is not None:
+            await on_finish(session, claim, "completed", None)
 
 
 async def _record_failure(

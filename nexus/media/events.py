@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,7 +263,7 @@ async def watch(
     *,
     reread_seconds: float = 15.0,
     keepalive_seconds: float = 15.0,
-) -> AsyncIterator[MediaStatus | None]:
+) -> AsyncGenerator[MediaStatus | None, None]:
     """Current state, then each change, until a terminal state (or the media disappears or
     becomes unreadable: the stream just ends). `None` items are keep-alives.
 

@@ -75,6 +75,18 @@ class IngestRequested(Message):
         return str(self.media_id)
 
 
+class OperationRequested(Message):
+    """Names one background operation (`operations` row); the row holds what to do."""
+
+    type: ClassVar[str] = "operation.requested"
+
+    operation_id: uuid.UUID
+
+    @property
+    def key(self) -> str:
+        return str(self.operation_id)
+
+
 class DomainEvent(Message):
     """Published on the events topic: `event` names what happened to `entity_id`."""
 

@@ -9,6 +9,12 @@ class PublishError(Exception):
     """The broker did not acknowledge a message (down, timed out, rejected)."""
 
 
+class MessageRejected(PublishError):
+    """The broker (or the client, on the broker's rules) refused this message itself: too
+    large, an invalid or unauthorised topic. Sending the same bytes again fails again,
+    unlike a broker that is down or slow (a plain `PublishError`)."""
+
+
 class Publisher(Protocol):
     async def publish(
         self, topic: str, key: str | None, value: bytes, headers: dict[str, str]

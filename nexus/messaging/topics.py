@@ -19,6 +19,7 @@ class Topics:
     ingest: str
     backfill: str
     backfill_requeue: str
+    operations: str
     events: str
     dead_letter: str
     partitions: int
@@ -31,6 +32,7 @@ class Topics:
             ingest=f"{p}ingest",
             backfill=f"{p}backfill",
             backfill_requeue=f"{p}backfill-requeue",
+            operations=f"{p}operations",
             events=f"{p}events",
             dead_letter=f"{p}dead-letter",
             partitions=settings.topic_partitions,
@@ -39,7 +41,7 @@ class Topics:
 
     def specs(self) -> list[TopicSpec]:
         """Every topic Nexus uses, with the partition count it must be created with."""
-        work = [self.ingest, self.backfill, self.backfill_requeue]
+        work = [self.ingest, self.backfill, self.backfill_requeue, self.operations]
         rf = self.replication_factor
         return [TopicSpec(name, self.partitions, rf) for name in work] + [
             TopicSpec(self.events, self.partitions, rf),

@@ -132,6 +132,64 @@ async def select_for_requeue(
     return BulkSelection(keys=keys, sample=sample, running=int(running or 0))
 
 
+async def requeue_counts(
+    session: AsyncSession, filters: JobFilters, *, cutoff: datetime, limit: int
+) -> tuple[int, int]:
+    """(selected, running) for a bulk requeue requested at `cutoff`: non-running jobs
+    matching `filters` last changed at or before `cutoff` (at most `limit`), and the
+    running jobs matching `filters` (never requeued)."""
+    t = BACKFILL_JOB.table
+    conds = _conditions(BACKFILL_JOB, filters)
+    selected = (
+        select(t.c.status)
+        .where(*conds, t.c.status != JobStatus.RUNNING.value, t.c.updated_at <= cutoff)
+        .limit(limit)
+        .subquery()
+    )
+    total = await session.scalar(select(func.count()).select_from(selected))
+    running = await session.scalar(
+        select(func.count())
+        .select_from(t)
+        .where(and_(True, *conds), t.c.status == JobStatus.RUNNING.value)
+    )
+    return int(total or 0), int(running or 0)
+
+
+async def requeue_chunk(
+    session: AsyncSession,
+    filters: JobFilters,
+    *,
+    cutoff: datetime,
+    after: Sequence[Any] | None,
+    limit: int,
+) -> Sequence[Any]:
+    """The next `limit` jobs of a bulk requeue requested at `cutoff`, locked for update.
+
+    Same selection and order as `select_for_requeue`, restricted to jobs last changed at or
+    before `cutoff` and, with `after` (a `sort_key`), to jobs after it. A job that was
+    requeued (or changed by anyone) since `cutoff` has a later `updated_at` and is never
+    selected again, so repeating a step after a crash cannot requeue a job twice. A row
+    that changes while this waits for its lock is re-checked and dropped if it no longer
+    matches: a chunk may come back short; only an empty one ends the selection."""
+    t = BACKFILL_JOB.table
+    conds = [
+        *_conditions(BACKFILL_JOB, filters),
+        t.c.status != JobStatus.RUNNING.value,
+        t.c.updated_at <= cutoff,
+    ]
+    if after is not None:
+        cols = [t.c.updated_at, *(t.c[k] for k in BACKFILL_JOB.key_columns)]
+        conds.append(tuple_(*cols) < tuple_(*after))
+    query = (
+        select(t.c.updated_at, *(t.c[k] for k in BACKFILL_JOB.key_columns))
+        .where(*conds)
+        .order_by(*_order(t, BACKFILL_JOB))
+        .limit(limit)
+        .with_for_update()
+    )
+    return (await session.execute(query)).all()
+
+
 # ------------------------------------------------------------------------ timeline
 
 _JOB_EVENTS = text(

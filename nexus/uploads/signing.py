@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 import uuid
@@ -23,6 +24,7 @@ from nexus.errors import Forbidden
 Action = Literal["upload", "download"]
 VERSION = "v1"
 _ACTIONS: frozenset[str] = frozenset({"upload", "download"})
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def verify(
     if len(parts) != 5:
         raise forbidden()
     version, got_action, raw_expiry, nonce, sig = parts
-    if version != VERSION or got_action not in _ACTIONS or not raw_expiry.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() refuses.
+    if version != VERSION or got_action not in _ACTIONS or not _EXPIRY.fullmatch(raw_expiry):
         raise forbidden()
     expires_at = int(raw_expiry)
     expected = _signature(key, got_action, media_id, expires_at, nonce)

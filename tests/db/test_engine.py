@@ -76,3 +76,20 @@ async def test_a_connection_in_steady_use_is_not_pinged(
         with pytest.raises(exc.DBAPIError):
             await _backend_pid(eng)
         assert await _backend_pid(eng) != first
+
+
+async def test_database_errors_never_carry_sql_parameters(db_url: str) -> None:
+    """Logged and rendered errors hold the statement, never the bound values (user data,
+    URLs, token hashes): the engine is built with `hide_parameters`."""
+    eng = make_engine(make_settings(database_url=db_url), pool_size=1)
+    secret = "user-secret-value-4711"
+    try:
+        async with eng.connect() as conn:
+            with pytest.raises(exc.DBAPIError) as info:
+                await conn.execute(text("SELECT 1 / 0 WHERE CAST(:v AS text) <> ''"), {"v": secret})
+    finally:
+        await eng.dispose()
+    rendered = str(info.value)
+    assert "division by zero" in rendered and "CAST" in rendered
+    assert secret not in rendered
+    assert "hidden" in rendered

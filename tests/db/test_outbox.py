@@ -9,9 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
-from nexus.jobs import outbox
+from nexus.jobs import outbox, relay
 from nexus.messaging.messages import DomainEvent
-from nexus.messaging.publisher import PublishError
+from nexus.messaging.publisher import MessageRejected, PublishError
 from tests.support.processes import poll
 
 
@@ -95,9 +95,9 @@ async def test_failed_publish_leaves_rows_for_the_relay_in_order(
     assert err.publish_attempts == 1 and "broker down" in err.last_error
     # The relay only takes rows older than its threshold...
     pub = RecordingPublisher()
-    young = await outbox.relay_once(sessionmaker, pub, older_than_seconds=3600, batch=10)
+    young = await relay.relay_once(sessionmaker, pub, older_than_seconds=3600, batch=10)
     assert young.published == 0
-    relayed = await outbox.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10)
+    relayed = await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10)
     assert relayed.published == 2
     assert [v["entity_id"] for _, _, v, _ in pub.sent] == ["e1", "e2"]
     assert await _unpublished(sessionmaker) == []
@@ -111,8 +111,8 @@ async def test_concurrent_relays_never_publish_a_row_twice(
             await outbox.enqueue(s, "t.events", f"k{n}", _event(n))
     pubs = [RecordingPublisher(delay=0.001) for _ in range(3)]
     await asyncio.gather(
-        *(outbox.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
-        *(outbox.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
+        *(relay.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
+        *(relay.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
     )
     sent = [v["entity_id"] for p in pubs for _, _, v, _ in p.sent]
     assert len(sent) == len(set(sent)) == 40
@@ -122,7 +122,7 @@ async def test_stats_report_backlog(sessionmaker: async_sessionmaker[AsyncSessio
     async with transaction(sessionmaker) as s:
         await outbox.enqueue(s, "t.events", "k", _event(1))
     async with sessionmaker() as s:
-        st = await outbox.stats(s)
+        st = await relay.stats(s)
     assert st.unpublished == 1 and st.oldest_age_seconds is not None and st.oldest_age_seconds >= 0
 
 
@@ -179,3 +179,119 @@ async def test_a_publish_failure_is_recorded_at_once_even_with_batched_marks(
     assert attempts[1][1] == "broker down"
     assert await _unpublished(sessionmaker) == [r.id for r in rows[1:]]
     await marks.close()
+
+
+class RefusingPublisher(RecordingPublisher):
+    """Refuses messages of one entity (as a broker refuses a too-large message)."""
+
+    def __init__(self, refuse: str, *, down: bool = False) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.down = down
+
+    async def publish(
+        self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
+    ) -> None:
+        if self.down:
+            raise PublishError("broker down")
+        if json.loads(value)["entity_id"] == self.refuse:
+            raise MessageRejected("refused: MessageSizeTooLargeError")
+        await super().publish(topic, key, value, headers)
+
+
+FAST = relay.RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.05)
+
+
+async def _row(sm: async_sessionmaker[AsyncSession], row_id: int) -> dict:
+    async with sm() as s:
+        r = await s.execute(
+            text(
+                "SELECT publish_attempts, last_error, next_attempt_at, parked_at, published_at "
+                "FROM outbox WHERE id = :row_id"
+            ),
+            {"row_id": row_id},
+        )
+        return dict(r.one()._mapping)
+
+
+async def test_a_refused_row_backs_off_then_parks_without_blocking_later_rows(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        for n in range(5):
+            await outbox.enqueue(s, "t.events", "same-key", _event(n))
+        ids = outbox.enqueued_ids(s)
+    pub = RefusingPublisher(refuse="e1")
+    first = await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10, policy=FAST)
+    # Every other row went out in the same tick, the refused one is charged and backs off.
+    assert (first.published, first.failed, first.parked) == (4, 1, 0)
+    assert [v["entity_id"] for _, _, v, _ in pub.sent] == ["e0", "e2", "e3", "e4"]
+    row = await _row(sessionmaker, ids[1])
+    assert row["publish_attempts"] == 1 and "MessageSizeTooLarge" in row["last_error"]
+    assert row["next_attempt_at"] is not None and row["parked_at"] is None
+
+    async def parked() -> bool:
+        await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10, policy=FAST)
+        return (await _row(sessionmaker, ids[1]))["parked_at"] is not None
+
+    await poll(parked, deadline_s=10, what="the refused row to park")
+    row = await _row(sessionmaker, ids[1])
+    assert row["publish_attempts"] == FAST.max_attempts and row["published_at"] is None
+    async with sessionmaker() as s:
+        st = await relay.stats(s)
+        listed = await relay.list_rows(s, status="parked", limit=10)
+    assert (st.unpublished, st.parked) == (0, 1)
+    assert [item.id for item in listed] == [ids[1]]
+    # A parked row is never tried again by the relay...
+    again = await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10, policy=FAST)
+    assert (again.published, again.failed) == (0, 0)
+
+
+async def test_an_operator_retry_gives_a_parked_row_a_fresh_start(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        row_id = await outbox.enqueue(s, "t.events", "k", _event(7))
+        other = await outbox.enqueue(s, "t.events", "k", _event(8))
+    policy = relay.RetryPolicy(max_attempts=1)
+    refusing = RefusingPublisher(refuse="e7")
+    await relay.relay_once(sessionmaker, refusing, older_than_seconds=0, batch=10, policy=policy)
+    assert (await _row(sessionmaker, row_id))["parked_at"] is not None
+    async with transaction(sessionmaker) as s:
+        assert await relay.retry_parked(s, row_id) is True
+        assert await relay.retry_parked(s, other) is False  # published: nothing to do
+        assert await relay.retry_parked(s, 10**12) is None
+    fixed = RecordingPublisher()
+    report = await relay.relay_once(sessionmaker, fixed, older_than_seconds=0, batch=10)
+    assert report.published == 1 and fixed.sent[0][2]["entity_id"] == "e7"
+    assert (await _row(sessionmaker, row_id))["published_at"] is not None
+
+
+async def test_a_broker_outage_stops_the_tick_and_parks_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        for n in range(3):
+            await outbox.enqueue(s, "t.events", "k", _event(n))
+        ids = outbox.enqueued_ids(s)
+    down = RefusingPublisher(refuse="none", down=True)
+    policy = relay.RetryPolicy(max_attempts=1)
+    for _ in range(3):
+        report = await relay.relay_once(
+            sessionmaker, down, older_than_seconds=0, batch=10, policy=policy
+        )
+        assert report.broker_down and (report.published, report.failed, report.parked) == (0, 3, 0)
+    first = await _row(sessionmaker, ids[0])
+    assert first["parked_at"] is None and first["next_attempt_at"] is None
+    assert first["publish_attempts"] == 3 and "broker down" in first["last_error"]
+    # The rows behind it were not tried while the broker was down, and all go out after.
+    assert (await _row(sessionmaker, ids[1]))["publish_attempts"] == 0
+    up = RecordingPublisher()
+    report = await relay.relay_once(sessionmaker, up, older_than_seconds=0, batch=10)
+    assert report.published == 3
+    assert [v["entity_id"] for _, _, v, _ in up.sent] == ["e0", "e1", "e2"]
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    policy = relay.RetryPolicy(max_attempts=10, base_seconds=1.0, max_seconds=300.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 9, 10)] == [1.0, 2.0, 4.0, 256.0, 300.0]

@@ -24,7 +24,15 @@ import pytest_asyncio
 
 from nexus.config import Settings
 from tests.e2e.conftest import Client, Stack
-from tests.fetch.server import LocalServer, Request, endless, redirect, respond, slow_headers
+from tests.fetch.server import (
+    LocalServer,
+    Request,
+    endless,
+    gzipped,
+    redirect,
+    respond,
+    slow_headers,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -203,3 +211,45 @@ async def test_events_over_http(stack: Stack, client: Client, site: LocalServer)
     assert {e["media_id"] for e in seen} == {media_id}
     resp = await client.http.get(f"/media/{uuid.uuid4()}/events")
     assert resp.status_code == 404
+
+
+# Labels Python's codec registry accepts but no browser does (issue 11 point 1). Before the
+# fix `punycode` decoded quadratically on the agents' event loop (the whole worker froze)
+# and the others raised (transient E_INTERNAL, retried).
+ODD_LABELS = ("idna", "rot13", "hex", "undefined", "base64", "utf-7", "x-unknown")
+# What browsers treat as the "replacement" encoding: they show nothing.
+REFUSED_LABEL = "iso-2022-kr"
+# After the page's last "-", 2 MiB of letters: punycode's quadratic path. Gzip makes it a
+# few KiB on the wire.
+PUNYCODE_PAGE = ARTICLE + b"<div hidden>-" + b"a" * (2 * 1024 * 1024) + b"</div>"
+
+
+async def test_odd_charsets_neither_freeze_nor_retry(
+    stack: Stack, client: Client, site: LocalServer
+) -> None:
+    site.routes["/punycode"] = gzipped(PUNYCODE_PAGE, "text/html; charset=punycode")
+    for label in (*ODD_LABELS, REFUSED_LABEL):
+        site.routes[f"/odd/{label}"] = respond(200, ARTICLE, f"text/html; charset={label}")
+    punycode_id = await client.accepted(site.url("/punycode"))
+    normal_id = await client.accepted(site.url("/article"))
+    odd_ids = {label: await client.accepted(site.url(f"/odd/{label}")) for label in ODD_LABELS}
+    refused_id = await client.accepted(site.url(f"/odd/{REFUSED_LABEL}"))
+
+    # The page submitted alongside is read while the punycode page is in the works.
+    normal = await client.settled(normal_id, deadline_s=60)
+    assert normal["processing_status"] == "ready_for_reading", normal
+
+    punycode = await client.settled(punycode_id, deadline_s=60)
+    assert punycode["processing_status"] == "ready_for_reading", punycode
+    frags = (await client.http.get(f"/media/{punycode_id}/fragments")).json()["data"]
+    assert frags and "aaaa" not in "".join(f["canonical_text"] for f in frags)
+    for label, media_id in odd_ids.items():
+        media = await client.settled(media_id)
+        assert media["processing_status"] == "ready_for_reading", (label, media)
+        assert attempts(await job_history(stack.dsn, media_id)) == 1, label
+    refused = await client.settled(refused_id)
+    assert (refused["processing_status"], refused["last_error_code"]) == (
+        "failed",
+        "E_UNSUPPORTED_CONTENT",
+    )
+    assert attempts(await job_history(stack.dsn, refused_id)) == 1

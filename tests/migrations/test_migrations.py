@@ -45,6 +45,10 @@ SPEC_TABLES = {
     "rate_limit_windows",
     # Pre-signed upload state (token nonce, filename): docs/uploads.md.
     "media_uploads",
+    # SPEC §10 "Workers".
+    "workers",
+    # Background operator operations (bulk requeue), each one a job: docs/operations.md.
+    "operations",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.

@@ -117,7 +117,7 @@ async def test_undecodable_messages_go_to_the_dead_letter_topic(
         ).json()
     assert stats["counters"][f"dead_letter:{topics.backfill}"] == 2
     assert stats["leader"] is True
-    assert set(stats["outbox"]) >= {"unpublished", "oldest_age_seconds"}
+    assert set(stats["outbox"]) >= {"unpublished", "parked", "oldest_age_seconds"}
 
 
 async def test_ready_view_reports_assignment(pipeline_settings: Settings, agents: Child) -> None:

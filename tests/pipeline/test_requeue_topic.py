@@ -323,4 +323,4 @@ async def test_replay_dead_letter_reproduces_the_original_value(
         "alerting",
     }
     assert "nexus_backfill_backlog_pending 0.0" in metrics
-    assert "nexus_backfill_backlog_up 1.0" in metrics
+    assert "nexus_db_gauges_up 1.0" in metrics

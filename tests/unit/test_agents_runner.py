@@ -171,5 +171,14 @@ class FakeApp:
     ],
 )
 def test_readiness(rebalancing: bool, count: int, assigned: set[TP], ready: bool) -> None:
-    ok, body = views.readiness(FakeApp(FakeConsumer(assigned), rebalancing, count))
+    ctx = AgentContext.create(Settings(topic_prefix="t."))
+    ok, body = views.readiness(FakeApp(FakeConsumer(assigned), rebalancing, count), ctx)
     assert ok is ready and body["ready"] is ready
+
+
+@pytest.mark.parametrize(("draining", "stalled"), [(True, None), (False, "loop blocked")])
+def test_not_ready_while_draining_or_stalled(draining: bool, stalled: str | None) -> None:
+    ctx = AgentContext.create(Settings(topic_prefix="t."))
+    ctx.draining, ctx.stall_reason = draining, stalled
+    ok, body = views.readiness(FakeApp(FakeConsumer({TP("t.backfill", 0)}), False, 1), ctx)
+    assert not ok and (body["draining"], body["stalled"]) == (draining, stalled)

@@ -95,19 +95,44 @@ def test_invalid_settings_exit_2(
     assert "database_url" in capsys.readouterr().err
 
 
+def test_api_workers_default_to_the_cores_in_production_and_one_locally() -> None:
+    import os
+
+    assert make_settings().api_worker_count == 1
+    assert make_settings(api_workers=3).api_worker_count == 3
+    assert serve.api_argv(make_settings(api_workers=2))[-2:] == ["--workers", "2"]
+    from nexus.config import Env
+
+    prod = make_settings().model_copy(update={"env": Env.PROD})
+    assert prod.api_worker_count == (os.cpu_count() or 1)
+
+
 def test_process_command_lines() -> None:
     settings = make_settings(api_port=8123, agents_web_port=6123)
     api = serve.api_argv(settings)
-    assert api[1:] == ["-m", "hypercorn", "web.asgi:app", "--bind", "127.0.0.1:8123"]
+    assert api[1:] == [
+        "-m",
+        "hypercorn",
+        "web.asgi:app",
+        "--config",
+        "python:web.serving.hypercorn",
+        "--bind",
+        "127.0.0.1:8123",
+        "--workers",
+        "1",
+    ]
     agents = serve.agents_argv(settings)
     assert agents[1:] == [
         "-m",
         "faust",
+        "--quiet",
         "-A",
         "agents.app",
         "worker",
         "-l",
         "info",
+        "--web-host",
+        "127.0.0.1",
         "--web-port",
         "6123",
     ]

@@ -141,3 +141,77 @@ def test_run_foreground_forwards_the_signal_and_exits_with_the_child(tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_child_dies_with_its_sigkilled_supervisor(tmp_path: Path) -> None:
+    """SPEC §10: a SIGKILLed supervisor must not leave its child running as an orphan."""
+    import subprocess
+
+    child_pid = tmp_path / "child.pid"
+    child = (
+        f"import os, time; open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    parent = (
+        "import sys; from runtime.processes import run_foreground;"
+        f"sys.exit(run_foreground([{PY!r}, '-c', {child!r}]))"
+    )
+    proc = subprocess.Popen([PY, "-c", parent])
+    try:
+        assert wait_until(lambda: child_pid.exists() and child_pid.read_text() != "", timeout=10)
+        pid = int(child_pid.read_text())
+        proc.kill()
+        proc.wait(timeout=10)
+        assert wait_until(lambda: not pid_alive(pid), timeout=10), "the child outlived its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_supervised_restarts_a_failing_child_with_backoff(tmp_path: Path) -> None:
+    import subprocess
+
+    runs = tmp_path / "runs"
+    # Fails twice (as a watchdog exit would), then exits cleanly.
+    child = (
+        "import sys; from pathlib import Path;"
+        f"p = Path({str(runs)!r}); n = len(p.read_text()) if p.exists() else 0;"
+        "p.write_text('x' * (n + 1)); sys.exit(70 if n < 2 else 0)"
+    )
+    parent = (
+        "import sys; from runtime.processes import RestartPolicy, run_supervised;"
+        "policy = RestartPolicy(first_seconds=0.2, max_seconds=0.4, stable_after_seconds=60);"
+        f"sys.exit(run_supervised([{PY!r}, '-c', {child!r}], policy=policy))"
+    )
+    started = time.monotonic()
+    out = subprocess.run([PY, "-c", parent], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert runs.read_text() == "xxx"
+    assert time.monotonic() - started >= 0.2 + 0.4  # it backed off between the restarts
+    assert out.stderr.count("exited with status 70; restarting") == 2
+
+
+def test_run_supervised_forwards_a_stop_and_does_not_restart(tmp_path: Path) -> None:
+    import subprocess
+
+    ready = tmp_path / "ready"
+    child = (
+        "import signal, sys, time;"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0));"
+        f"open({str(ready)!r}, 'a').write('x');"
+        "time.sleep(60)"
+    )
+    parent = (
+        "import sys; from runtime.processes import RestartPolicy, run_supervised;"
+        f"sys.exit(run_supervised([{PY!r}, '-c', {child!r}], policy=RestartPolicy()))"
+    )
+    proc = subprocess.Popen([PY, "-c", parent])
+    try:
+        assert wait_until(ready.exists, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert ready.read_text() == "x"  # started once, never restarted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,4 +1,4 @@
-"""`nexus ops requeue|jobs|replay-dead-letter` argument handling (no I/O)."""
+"""`nexus ops requeue|jobs|replay-dead-letter|operations` argument handling (no I/O)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def test_requeue_requested_by_and_wait() -> None:
         ["ops", "requeue", "--default-library", IDS[0]],
         ["ops", "jobs", "--status", "bogus"],
         ["ops", "jobs", "--limit", "0"],
+        ["ops", "operations", "show", "not-a-uuid"],
+        ["ops", "operations", "show"],
     ],
 )
 def test_bad_usage_exits_2(argv: list[str]) -> None:

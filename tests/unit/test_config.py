@@ -88,19 +88,25 @@ def test_empty_internal_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
 def test_delays_are_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(
         monkeypatch,
-        {"NEXUS_BACKFILL_RETRY_DELAYS": " 1, 2.5,3 ", "NEXUS_INGEST_RETRY_DELAYS": "0"},
+        {
+            "NEXUS_BACKFILL_RETRY_DELAYS": " 1, 2.5,3 ",
+            "NEXUS_INGEST_RETRY_DELAYS": "0",
+            "NEXUS_OPERATION_RETRY_DELAYS": "4,8",
+        },
     )
     s = load_settings()
     assert s.backfill_retry_delays == (1, 2.5, 3)
     assert s.backfill_max_attempts == 4
     assert s.ingest_retry_delays == (0,)
     assert s.ingest_max_attempts == 2
+    assert s.operation_retry_delays == (4, 8)
 
 
 @pytest.mark.parametrize("bad", ["", "1,-2", "a,b", ","])
-def test_bad_delays_are_refused(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
-    monkeypatch.setenv("NEXUS_BACKFILL_RETRY_DELAYS", bad)
-    with pytest.raises(SettingsError, match="backfill_retry_delays"):
+@pytest.mark.parametrize("name", ["backfill_retry_delays", "operation_retry_delays"])
+def test_bad_delays_are_refused(monkeypatch: pytest.MonkeyPatch, bad: str, name: str) -> None:
+    monkeypatch.setenv(f"NEXUS_{name.upper()}", bad)
+    with pytest.raises(SettingsError, match=name):
         load_settings()
 
 

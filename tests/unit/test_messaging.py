@@ -15,16 +15,18 @@ from nexus.messaging.topics import Topics
 
 def test_topics_come_from_the_prefix_with_final_partition_counts() -> None:
     topics = Topics.from_settings(Settings(topic_prefix="x.", topic_partitions=6))
-    assert (topics.ingest, topics.backfill, topics.backfill_requeue) == (
+    assert (topics.ingest, topics.backfill, topics.backfill_requeue, topics.operations) == (
         "x.ingest",
         "x.backfill",
         "x.backfill-requeue",
+        "x.operations",
     )
     specs = {s.name: s.partitions for s in topics.specs()}
     assert specs == {
         "x.ingest": 6,
         "x.backfill": 6,
         "x.backfill-requeue": 6,
+        "x.operations": 6,
         "x.events": 6,
         "x.dead-letter": 1,
     }

@@ -50,9 +50,11 @@ def test_dangerous_link_schemes_are_dropped(href: str) -> None:
         " DATA:image/svg+xml,<svg onload=alert(1)>",
         "javascript:alert(1)",
         "mailto:someone@example.com",
+        "http://example.com/a.png",
+        "HTTP://example.com/a.png",
     ],
 )
-def test_image_src_must_be_http(src: str) -> None:
+def test_image_src_must_be_https(src: str) -> None:
     out = sanitize_html(f'<img src="{src}" alt="pic">', BASE)
     assert "src=" not in out
     assert 'alt="pic"' in out
@@ -64,8 +66,37 @@ def test_event_handlers_and_style_are_removed() -> None:
         '<img src="/a.png" onerror="alert(1)" onload="x()" srcset="/b.png 2x">t</p>',
         BASE,
     )
-    assert _attrs(out) == [("img", "src", "https://example.com/a.png")]
+    assert sorted(_attrs(out)) == [
+        ("img", "loading", "lazy"),
+        ("img", "referrerpolicy", "no-referrer"),
+        ("img", "src", "https://example.com/a.png"),
+    ]
     assert "on" not in "".join(k for _, k, _ in _attrs(out))
+
+
+def test_images_send_no_referrer_and_load_lazily_whatever_the_page_said() -> None:
+    html = (
+        '<img src="/a.png" referrerpolicy="unsafe-url" loading="eager" alt="a">'
+        '<img src="https://cdn.example/b.png" alt="b">'
+        '<a title="&quot;x&quot;" href="/l">loading="lazy" referrerpolicy="no-referrer"&gt;</a>'
+    )
+    out = sanitize_html(html, BASE)
+    images = [el for el in _tree(out).iter("img")]
+    assert [(i.get("src"), i.get("referrerpolicy"), i.get("loading")) for i in images] == [
+        ("https://example.com/a.png", "no-referrer", "lazy"),
+        ("https://cdn.example/b.png", "no-referrer", "lazy"),
+    ]
+    link = next(_tree(out).iter("a"))
+    assert link.get("title") == '"x"'
+    assert link.text == 'loading="lazy" referrerpolicy="no-referrer">'
+    # Deterministic: the same input always gives the same text, and the output is a fixpoint.
+    assert {sanitize_html(html, BASE) for _ in range(20)} == {out}
+    assert sanitize_html(out, BASE) == out
+
+
+def test_http_pages_keep_their_text_but_not_their_plain_http_images() -> None:
+    out = sanitize_html('<p>t<img src="/a.png" alt="pic"></p>', "http://plain.example/")
+    assert "src=" not in out and 'alt="pic"' in out and "<p>t" in out
 
 
 def test_script_style_and_friends_go_with_their_content() -> None:

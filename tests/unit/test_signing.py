@@ -72,3 +72,14 @@ def test_signing_key_outside_production() -> None:
     # the secret itself.
     assert len({a, b, dev}) == 3 and b"secret-a" not in a
     assert Settings(internal_secret="secret-a").upload_signing_key_bytes == a
+
+
+@pytest.mark.parametrize(
+    "expiry", ["²", "1²", "٣٣٣٣٣٣٣٣٣٣", "\uff11\uff18" + "\uff10" * 8, "+1", " 1", "1" * 13]
+)
+def test_non_ascii_or_odd_expiries_are_forbidden_not_crashes(expiry: str) -> None:
+    media = uuid.uuid4()
+    t = signing.sign(KEY, "download", media, ttl_seconds=900, now=NOW)
+    with pytest.raises(NexusError) as info:
+        signing.verify(KEY, _parts(t.token, 2, expiry), "download", media, now=NOW)
+    assert info.value.code == "E_FORBIDDEN"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -417,18 +417,29 @@ async def test_bulk_dry_run_counts_and_samples(
     assert await _actions(sessionmaker) == []
 
 
-async def test_bulk_real_run_is_throttled_skips_running_and_audits(
+async def _operation(sm: async_sessionmaker[AsyncSession], operation_id: str) -> Any:
+    async with sm() as s:
+        return (
+            await s.execute(
+                text("SELECT * FROM operations WHERE id = :i"), {"i": uuid.UUID(operation_id)}
+            )
+        ).one()
+
+
+async def test_bulk_real_run_answers_202_and_records_the_operation(
     api: Api,
     tokens: dict[str, str],
     sessionmaker: async_sessionmaker[AsyncSession],
     publisher: FakePublisher,
 ) -> None:
+    """A real run is not done in the request: it records an operation (pending job row,
+    ledger row, message on the operations topic) and an audit row, and answers 202."""
     jobs = await _bulk_fixture(sessionmaker)
-    running_before = [await _status(sessionmaker, k) for k in jobs["running"]]
-    started = time.monotonic()
+    before = {k["user_id"]: await _status(sessionmaker, k) for v in jobs.values() for k in v}
     r = await api.post(
         BULK,
         token=tokens["admin"],
+        headers={"X-Request-ID": "bulk-req-1"},
         json={
             "error_code": "E_FETCH_FAILED",
             "dry_run": False,
@@ -436,80 +447,118 @@ async def test_bulk_real_run_is_throttled_skips_running_and_audits(
             "reason": "fix",
         },
     )
-    elapsed = time.monotonic() - started
-    assert r.status_code == 200
-    assert (await r.get_json())["data"] == {
-        "dry_run": False,
-        "requeued": 5,
-        "skipped_running": 2,
-        "not_found": 0,
-        "enqueue_dispatched_count": 5,
-    }
-    assert elapsed >= 4 / 20  # 5 jobs at 20/s: the last starts 0.2 s after the first
-    for k in jobs["failed"]:
-        assert (await _status(sessionmaker, k)).status == "pending"
-    assert [await _status(sessionmaker, k) for k in jobs["running"]] == running_before
-    assert (await _status(sessionmaker, jobs["completed"][0])).status == "completed"
-    assert len(publisher.sent) == 5
-    actions = await _actions(sessionmaker)
-    per_job = [a for a in actions if a.action == "backfill.requeue"]
-    assert len(per_job) == 5 and {a.outcome for a in per_job} == {"requeued"}
-    assert all(a.details["via"] == "bulk" and a.details["reason"] == "fix" for a in per_job)
-    [summary] = [a for a in actions if a.action == "backfill.requeue_bulk"]
-    assert summary.target == {"error_code": "E_FETCH_FAILED"}
-    assert summary.details["requeued"] == 5 and summary.details["skipped_running"] == 2
-    assert summary.actor.startswith("admin-")
+    assert r.status_code == 202
+    data = (await r.get_json())["data"]
+    assert data["dry_run"] is False and data["status"] == "pending"
+    location = f"/internal/operations/{data['operation_id']}"
+    assert data["location"] == location and r.headers["Location"] == location
 
-
-async def test_bulk_rechecks_rows_a_job_that_started_running_is_left_alone(
-    api: Api,
-    tokens: dict[str, str],
-    sessionmaker: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Between selection and reset a job may start running or vanish: the guarded reset
-    leaves the first alone and reports the second as not_found."""
-    from nexus.sharing import operations
-
-    jobs = await _bulk_fixture(sessionmaker)
-    real_select = operations.select_for_requeue
-    started, gone = jobs["failed"][0], jobs["failed"][1]
-
-    async def racing_select(*args: Any, **kwargs: Any) -> Any:
-        selection = await real_select(*args, **kwargs)
-        async with transaction(sessionmaker) as s:
+    op = await _operation(sessionmaker, data["operation_id"])
+    assert (op.kind, op.status, op.attempts) == ("backfill.requeue_bulk", "pending", 0)
+    assert op.params["error_code"] == "E_FETCH_FAILED" and op.params["rate_per_second"] == 20
+    assert op.params["reason"] == "fix" and "dry_run" not in op.params
+    assert op.requested_by.startswith("admin-") and op.request_id == "bulk-req-1"
+    assert (op.progress, op.result) == ({}, None)
+    # Nothing was requeued by the request itself.
+    assert {k["user_id"]: await _status(sessionmaker, k) for v in jobs.values() for k in v} == (
+        before
+    )
+    [(topic, key, value, _)] = publisher.sent
+    assert topic.endswith("operations") and key == data["operation_id"]
+    assert json.loads(value)["operation_id"] == data["operation_id"]
+    async with sessionmaker() as s:
+        ledger = (
             await s.execute(
                 text(
-                    "UPDATE default_library_backfill_jobs SET status='running', finished_at=NULL, "
-                    "lease_token=gen_random_uuid(), lease_owner='w9', "
-                    "lease_expires_at=now() + interval '5 minutes' WHERE user_id = :u"
+                    "SELECT from_status, to_status FROM job_events "
+                    "WHERE job_type = 'operation' AND job_key ->> 'id' = :i"
                 ),
-                {"u": started["user_id"]},
+                {"i": data["operation_id"]},
             )
-            await s.execute(
-                text("DELETE FROM default_library_backfill_jobs WHERE user_id = :u"),
-                {"u": gone["user_id"]},
-            )
-        return selection
+        ).all()
+    assert [tuple(row) for row in ledger] == [(None, "pending")]
+    [action] = await _actions(sessionmaker)
+    assert (action.action, action.outcome) == ("backfill.requeue_bulk", "accepted")
+    assert action.target == {"error_code": "E_FETCH_FAILED"}
+    assert action.details["operation_id"] == data["operation_id"]
+    assert action.request_id == "bulk-req-1"
 
-    monkeypatch.setattr(operations, "select_for_requeue", racing_select)
-    r = await api.post(
-        BULK,
-        token=tokens["admin"],
-        json={"status": "failed", "dry_run": False, "rate_per_second": 1000},
+    r = await api.get(location, token=tokens["viewer"])
+    assert r.status_code == 200
+    shown = (await r.get_json())["data"]
+    assert shown["id"] == data["operation_id"] and shown["status"] == "pending"
+    assert shown["kind"] == "backfill.requeue_bulk" and shown["params"] == op.params
+    assert shown["progress"] == {} and shown["result"] is None and shown["error"] is None
+
+
+async def test_operation_shows_progress_error_and_result(
+    api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    r = await api.post(BULK, token=tokens["admin"], json={"dry_run": False})
+    operation_id = (await r.get_json())["data"]["operation_id"]
+    path = f"/internal/operations/{operation_id}"
+    partial = {"total": 3, "processed": 2, "requeued": 1, "skipped_running": 1, "not_found": 0}
+    done = {**partial, "processed": 3, "requeued": 2}
+
+    async def update(sql: str, **params: Any) -> dict[str, Any]:
+        async with transaction(sessionmaker) as s:
+            await s.execute(
+                text(f"UPDATE operations SET {sql} WHERE id = :i"),
+                {"i": uuid.UUID(operation_id), **params},
+            )
+        return (await (await api.get(path, token=tokens["viewer"])).get_json())["data"]
+
+    # A failed attempt that will be retried: its progress so far and its error.
+    shown = await update(
+        "attempts = 1, progress = CAST(:p AS jsonb), checkpoint = '{\"after\": [1]}', "
+        "last_error_code = 'E_INTERNAL', last_error_message = 'database unavailable'",
+        p=json.dumps(partial),
     )
-    assert (await r.get_json())["data"] == {
-        "dry_run": False,
-        "requeued": 3,
-        "skipped_running": 1,
-        "not_found": 1,
-        "enqueue_dispatched_count": 3,
-    }
-    assert (await _status(sessionmaker, started)).status == "running"
-    outcomes = sorted(
-        a.outcome for a in await _actions(sessionmaker) if a.action == "backfill.requeue"
+    assert (shown["status"], shown["attempts"], shown["progress"]) == ("pending", 1, partial)
+    assert shown["error"] == {"code": "E_INTERNAL", "message": "database unavailable"}
+    assert shown["result"] is None and "checkpoint" not in shown
+    # Completed by the next attempt.
+    shown = await update(
+        "status = 'completed', attempts = 2, finished_at = now(), last_error_code = NULL, "
+        "last_error_message = NULL, progress = CAST(:p AS jsonb), result = CAST(:p AS jsonb)",
+        p=json.dumps(done),
     )
-    assert outcomes == ["noop_running", "not_found", "requeued", "requeued", "requeued"]
+    assert (shown["status"], shown["result"], shown["error"]) == ("completed", done, None)
+    assert shown["finished_at"] is not None
+
+
+async def test_operation_route_checks_key_id_and_existence(
+    api: Api, tokens: dict[str, str]
+) -> None:
+    path = f"/internal/operations/{uuid.uuid4()}"
+    r = await api.get(path)
+    assert r.status_code == 401 and (await r.get_json())["error"]["code"] == "E_UNAUTHENTICATED"
+    r = await api.get(path, internal=None, token=tokens["admin"])
+    assert r.status_code == 403 and (await r.get_json())["error"]["code"] == "E_INTERNAL_ONLY"
+    r = await api.get(path, token=tokens["viewer"])
+    body = await r.get_json()
+    assert r.status_code == 404 and body["error"]["code"] == "E_NOT_FOUND"
+    assert body["error"]["request_id"]
+    r = await api.get("/internal/operations/not-a-uuid", token=tokens["viewer"])
+    assert r.status_code == 400
+    assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"
+
+
+async def test_bulk_real_run_validates_before_recording(
+    api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    for body in (
+        {"dry_run": False, "rate_per_second": 0},
+        {"dry_run": False, "status": "exploded"},
+        {"dry_run": False, "updated_before": "2026-01-01T00:00:00"},  # naive: ambiguous
+        {"dry_run": False, "user_id": "nope"},
+    ):
+        r = await api.post(BULK, token=tokens["admin"], json=body)
+        assert r.status_code == 400, body
+        assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"
+    async with sessionmaker() as s:
+        assert await s.scalar(text("SELECT count(*) FROM operations")) == 0
+    assert await _actions(sessionmaker) == []
 
 
 # ---------------------------------------------------------------- backlog health
@@ -544,4 +593,4 @@ async def test_stats_and_metrics_report_backlog_health(
     assert "nexus_backfill_backlog_pending 3.0" in metrics
     assert "nexus_backfill_backlog_degraded 1.0" in metrics
     assert "nexus_backfill_backlog_alerting 0.0" in metrics
-    assert "nexus_backfill_backlog_up 1.0" in metrics
+    assert "nexus_db_gauges_up 1.0" in metrics

@@ -202,7 +202,7 @@ async def test_body_too_large_is_413(build_app: AppFactory) -> None:
     async with app.test_app():
         r = await Api(app.test_client()).post("/_test/things", json={"name": "x" * 200})
     assert r.status_code == 413
-    _assert_error(await r.get_json(), "E_FILE_TOO_LARGE")
+    _assert_error(await r.get_json(), "E_PAYLOAD_TOO_LARGE")
 
 
 async def test_nexus_error_status_and_headers(tapi: Api) -> None:

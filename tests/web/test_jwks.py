@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from nexus.config import Settings
+from tests.support.processes import poll
 from tests.support.services import free_port
 from tests.support.webapp import Api, AppFactory, make_token
 from web.state import nexus_state
@@ -283,3 +284,30 @@ async def test_jwks_garbage_document_is_503(
     async with app.test_app():
         status, payload = await _me(Api(app.test_client()), rsa_key.token())
     assert (status, payload["error"]["code"]) == (503, "E_AUTH_UNAVAILABLE")
+
+
+async def test_cached_keys_stop_verifying_once_too_stale(
+    build_app: AppFactory, settings: Settings, rsa_key: SigningKey
+) -> None:
+    """NEXUS_JWKS_MAX_STALE_SECONDS bounds how long an outage keeps old keys alive."""
+    with JwksServer() as server:
+        server.keys = [rsa_key.jwk]
+        app = build_app(
+            settings=_jwks_settings(
+                settings, server.url, jwks_cache_seconds=0, jwks_max_stale_seconds=1
+            )
+        )
+        async with app.test_app():
+            api = Api(app.test_client())
+            assert (await _me(api, rsa_key.token()))[0] == 200
+            server.httpd.shutdown()
+            server.httpd.server_close()
+
+            async def refused() -> tuple[int, Any] | None:
+                status, payload = await _me(api, rsa_key.token())
+                return (status, payload) if status != 200 else None
+
+            status, payload = await poll(refused, deadline_s=10, what="stale keys refused")
+            assert (status, payload["error"]["code"]) == (503, "E_AUTH_UNAVAILABLE")
+            # And it stays refused: a stale key never comes back without a fetch.
+            assert (await _me(api, rsa_key.token()))[0] == 503

@@ -43,17 +43,23 @@ class Stream:
         frame, _, self.buffer = self.buffer.partition(b"\n\n")
         return frame.decode()
 
-    async def next_event(self, wait: float = DEADLINE) -> dict[str, Any] | None:
+    async def next_fields(self, wait: float = DEADLINE) -> dict[str, str] | None:
+        """The next event's fields (`id`, `event`, `data`), keep-alives skipped."""
         while True:
             frame = await self.next_frame(wait)
             if frame is None:
                 return None
             if frame.startswith(":"):
                 continue
-            lines = dict(line.split(": ", 1) for line in frame.splitlines())
-            assert lines["event"] == "status"
-            data: dict[str, Any] = json.loads(lines["data"])
-            return data
+            return dict(line.split(": ", 1) for line in frame.splitlines())
+
+    async def next_event(self, wait: float = DEADLINE) -> dict[str, Any] | None:
+        lines = await self.next_fields(wait)
+        if lines is None:
+            return None
+        assert lines["event"] == "status"
+        data: dict[str, Any] = json.loads(lines["data"])
+        return data
 
     async def assert_ended(self) -> None:
         assert await self.next_event() is None
@@ -62,8 +68,12 @@ class Stream:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(api: Api, user: User, media_id: uuid.UUID) -> AsyncIterator[Stream]:
+async def open_stream(
+    api: Api, user: User, media_id: uuid.UUID, *, last_event_id: str | None = None
+) -> AsyncIterator[Stream]:
     headers = {"Authorization": f"Bearer {user.token}", "X-Nexus-Internal": "test-internal-secret"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
     async with api.client.request(f"/media/{media_id}/events", method="GET", headers=headers) as c:
         await c.send_complete()
         stream = Stream(c)
@@ -252,3 +262,87 @@ async def test_listener_reconnects(alice: User, api: Api, sessionmaker: Sm) -> N
         await set_status(sessionmaker, m, "ready_for_reading")
         assert status_of(await stream.next_event()) == "ready_for_reading"
         await stream.assert_ended()
+
+
+# ------------------------------------------------------------------ bounds (issue 11 §5)
+
+
+@pytest.fixture
+async def bounded_api(build_app: AppFactory, settings: Settings) -> AsyncIterator[Api]:
+    bounded = settings.model_copy(update={"sse_max_streams_per_user": 2, "sse_max_seconds": 2.0})
+    app = build_app(settings=bounded)
+    async with app.test_app():
+        yield Api(app.test_client())
+
+
+async def test_open_streams_per_user_are_limited(bounded_api: Api, sessionmaker: Sm) -> None:
+    api = bounded_api
+    alice, bob = await new_user(api), await new_user(api)
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    n = await insert_media(sessionmaker, intrinsic_for=bob.default_library_id)
+    async with open_stream(api, alice, m) as s1, open_stream(api, alice, m) as s2:
+        assert status_of(await s1.next_event()) == "pending"
+        assert status_of(await s2.next_event()) == "pending"
+        async with asyncio.timeout(DEADLINE):  # without a limit this would be a stream
+            r = await alice.get(f"/media/{m}/events")
+        assert (r.status, r.code) == (429, "E_TOO_MANY_STREAMS")
+        assert int(r.headers["Retry-After"]) >= 1
+        async with open_stream(api, bob, n) as other:  # another user is not affected
+            assert status_of(await other.next_event()) == "pending"
+    # Closed streams give their slots back.
+    async with open_stream(api, alice, m) as s3, open_stream(api, alice, m) as s4:
+        assert status_of(await s3.next_event()) == "pending"
+        assert status_of(await s4.next_event()) == "pending"
+
+
+async def test_a_finished_stream_frees_its_slot(bounded_api: Api, sessionmaker: Sm) -> None:
+    alice = await new_user(bounded_api)
+    done = await insert_media(sessionmaker, status="ready", intrinsic_for=alice.default_library_id)
+    for _ in range(5):  # more than the limit, one after the other
+        async with open_stream(bounded_api, alice, done) as stream:
+            assert status_of(await stream.next_event()) == "ready"
+            await stream.assert_ended()
+
+
+async def test_a_stream_ends_after_its_maximum_duration(bounded_api: Api, sessionmaker: Sm) -> None:
+    alice = await new_user(bounded_api)
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    async with open_stream(bounded_api, alice, m) as stream:
+        assert status_of(await stream.next_event()) == "pending"
+        end = await stream.next_fields()
+        assert end is not None
+        assert end["event"] == "end"
+        assert json.loads(end["data"]) == {"reason": "max_duration"}
+        assert "id" not in end  # the client resumes from the last status it received
+        await stream.assert_ended()
+
+
+async def test_last_event_id_resumes_without_repeating(
+    alice: User, api: Api, sessionmaker: Sm
+) -> None:
+    m = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    async with open_stream(api, alice, m) as stream:
+        fields = await stream.next_fields()
+        assert fields is not None and json.loads(fields["data"])["processing_status"] == "pending"
+        last_id = fields["id"]
+    async with open_stream(api, alice, m, last_event_id=last_id) as resumed:
+        # The client already has `pending`: the first event is the next change.
+        await set_status(sessionmaker, m, "extracting")
+        fields = await resumed.next_fields()
+        assert fields is not None
+        assert json.loads(fields["data"])["processing_status"] == "extracting"
+        assert fields["id"] != last_id
+        stale_id = last_id
+        last_id = fields["id"]
+    # Changes while disconnected: an older id gets the current state at once.
+    async with open_stream(api, alice, m, last_event_id=stale_id) as behind:
+        assert status_of(await behind.next_event()) == "extracting"
+    # A terminal state is always sent, so a resumed client learns the stream is over.
+    await set_status(sessionmaker, m, "ready_for_reading")
+    async with open_stream(api, alice, m) as stream:
+        fields = await stream.next_fields()
+        assert fields is not None
+        final_id = fields["id"]
+    async with open_stream(api, alice, m, last_event_id=final_id) as resumed:
+        assert status_of(await resumed.next_event()) == "ready_for_reading"
+        await resumed.assert_ended()

@@ -114,8 +114,8 @@ async def test_stats_shape_and_counts(
     assert r.status_code == 200
     assert await r.get_json() == {
         "data": {
-            "outbox": {"unpublished": 0, "oldest_age_seconds": None},
-            "jobs": {"backfill": {}, "ingest": {}},
+            "outbox": {"unpublished": 0, "parked": 0, "oldest_age_seconds": None},
+            "jobs": {"backfill": {}, "ingest": {}, "operation": {}},
             "backfill_backlog": {
                 "pending_count": 0,
                 "pending_age_p95_seconds": None,
@@ -153,7 +153,7 @@ async def test_stats_shape_and_counts(
     data = (await r.get_json())["data"]
     assert data["outbox"]["unpublished"] == 1
     assert data["outbox"]["oldest_age_seconds"] >= 0
-    assert data["jobs"] == {"backfill": {"pending": 1}, "ingest": {}}
+    assert data["jobs"] == {"backfill": {"pending": 1}, "ingest": {}, "operation": {}}
 
     async with sessionmaker() as s:
         assert await s.scalar(select(func.count()).select_from(OperatorAction)) == 0

@@ -7,23 +7,24 @@ guard runs before query/body validation (no key, no schema hints).
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
 from nexus.db.tx import transaction
 from nexus.errors import NotFound
 from nexus.messaging.topics import Topics
+from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, record_action
 from nexus.sharing import backfill, operations
+from nexus.sharing import requeue_bulk as requeue_bulk_kind
 from nexus.sharing.operations import JobFilters
+from nexus.sharing.requeue_bulk import BulkRequeueParams
 from web.auth import operator_required
 from web.envelope import Data
 from web.pagination import ListQuery, Paged, after_key, page_of
@@ -220,18 +221,12 @@ async def backfill_timeline(query_args: TimelineQuery, operator: OperatorIdentit
 
 # ----------------------------------------------------------------- bulk requeue
 
-MAX_BULK = 10_000
 SAMPLE_SIZE = 20
 
 
-class BulkRequeueIn(BackfillFilterFields):
-    # A misspelt filter must not silently widen the selection to every job.
-    model_config = ConfigDict(extra="forbid")
-
+class BulkRequeueIn(BulkRequeueParams):
+    # extra="forbid" (inherited): a misspelt filter must not widen the selection.
     dry_run: bool = True
-    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK)
-    rate_per_second: float = Field(default=50.0, gt=0, le=10_000)
-    reason: str | None = Field(default=None, max_length=1000)
 
 
 class BulkDryRunOut(BaseModel):
@@ -241,103 +236,67 @@ class BulkDryRunOut(BaseModel):
     sample: list[BackfillJobOut]
 
 
-class BulkRunOut(BaseModel):
+class BulkAcceptedOut(BaseModel):
     dry_run: Literal[False] = False
-    requeued: int
-    skipped_running: int
-    not_found: int
-    enqueue_dispatched_count: int
+    operation_id: uuid.UUID
+    status: str
+    # Where progress and result are read (also sent as the Location header).
+    location: str
 
 
 @bp.post("/libraries/backfill-jobs/requeue-bulk")
-@validate_response(Data[BulkDryRunOut | BulkRunOut])
+@validate_response(Data[BulkDryRunOut], 200)
+@validate_response(Data[BulkAcceptedOut], 202)
 @operator_required(Role.ADMIN)
 @validate_request(BulkRequeueIn)
 async def requeue_bulk(
     data: BulkRequeueIn, operator: OperatorIdentity
-) -> Data[BulkDryRunOut | BulkRunOut]:
+) -> tuple[Data[BulkDryRunOut], int] | tuple[Data[BulkAcceptedOut], int, dict[str, str]]:
     """Requeue every non-running backfill job matching the filters (newest first, at most
-    `limit`), one guarded reset per job in its own transaction, at most `rate_per_second`.
+    `limit`, at most `rate_per_second`), in the background.
 
-    `dry_run` (the default) only counts and samples. A running job is never requeued: it is
-    excluded from the selection and, if it started running since, the guarded reset leaves
-    it alone (counted in `skipped_running`). Each job gets its own `operator_actions` row
-    (details.via = "bulk", details.bulk_id) and the run one summary row
-    (`backfill.requeue_bulk`)."""
+    Order: admin key (401/403) → body (400). `dry_run` (the default) answers 200 with the
+    count, the running matches (never requeued) and a sample, and writes nothing. A real
+    run records an operation (kind `backfill.requeue_bulk`, `GET /internal/operations/{id}`)
+    and an `operator_actions` row (outcome `accepted`) in one transaction and answers 202
+    with the operation id; the agents run it (nexus.sharing.requeue_bulk), writing one
+    audit row per job and a summary row when it ends."""
     filters = data.filters()
-    async with unit_of_work() as uow:
-        selection = await operations.select_for_requeue(
-            uow.session, filters, limit=data.limit, sample_size=SAMPLE_SIZE
-        )
     if data.dry_run:
-        return Data(
-            data=BulkDryRunOut(
-                count=len(selection.keys),
-                skipped_running=selection.running,
-                sample=[BackfillJobOut.model_validate(item) for item in selection.sample],
+        async with unit_of_work() as uow:
+            selection = await operations.select_for_requeue(
+                uow.session, filters, limit=data.limit, sample_size=SAMPLE_SIZE
             )
+        out = BulkDryRunOut(
+            count=len(selection.keys),
+            skipped_running=selection.running,
+            sample=[BackfillJobOut.model_validate(item) for item in selection.sample],
         )
-    counts = await _run_bulk(selection.keys, data, operator)
-    counts["skipped_running"] += selection.running
-    async with transaction(nexus_state().sessionmaker) as session:
-        await record_action(
-            session,
-            actor=operator.name,
-            action="backfill.requeue_bulk",
-            target=operations.filters_summary(filters),
-            outcome="completed",
+        return Data(data=out), 200
+    params = data.model_dump(mode="json", exclude={"dry_run"})
+    async with unit_of_work() as uow:
+        operation = await operations_service.create(
+            uow.session,
+            kind=requeue_bulk_kind.NAME,
+            params=params,
+            requested_by=operator.name,
             operator_key_id=operator.key_id,
-            details={
-                **counts,
-                "bulk_id": g.request_id,
-                "limit": data.limit,
-                "rate_per_second": data.rate_per_second,
-                "reason": data.reason,
-            },
+            topics=Topics.from_settings(nexus_state().settings),
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+        await record_action(
+            uow.session,
+            actor=operator.name,
+            action=requeue_bulk_kind.NAME,
+            target=operations.filters_summary(filters),
+            outcome="accepted",
+            operator_key_id=operator.key_id,
+            details={"operation_id": str(operation.id), **params},
             request_id=g.request_id,
         )
-    return Data(data=BulkRunOut(**counts))
-
-
-async def _run_bulk(
-    keys: list[backfill.BackfillKey], data: BulkRequeueIn, operator: OperatorIdentity
-) -> dict[str, int]:
-    state = nexus_state()
-    topics = Topics.from_settings(state.settings)
-    counts = {"requeued": 0, "skipped_running": 0, "not_found": 0, "enqueue_dispatched_count": 0}
-    started = time.monotonic()
-    for i, key in enumerate(keys):
-        delay = started + i / data.rate_per_second - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        audit: dict[str, Any] = {
-            "actor": operator.name,
-            "action": "backfill.requeue",
-            "target": key.as_dict(),
-            "operator_key_id": operator.key_id,
-            "details": {"via": "bulk", "bulk_id": g.request_id, "reason": data.reason},
-            "request_id": g.request_id,
-        }
-        try:
-            async with unit_of_work() as uow:
-                result = await backfill.requeue(
-                    uow.session,
-                    key,
-                    topics,
-                    actor=f"operator:{operator.name}",
-                    request_id=g.request_id,
-                    correlation_id=g.correlation_id,
-                )
-                outcome = "noop_running" if result.idempotent else "requeued"
-                await record_action(uow.session, outcome=outcome, **audit)
-        except NotFound:
-            async with transaction(state.sessionmaker) as session:
-                await record_action(session, outcome="not_found", **audit)
-            counts["not_found"] += 1
-            continue
-        if result.idempotent:
-            counts["skipped_running"] += 1
-        else:
-            counts["requeued"] += 1
-            counts["enqueue_dispatched_count"] += int(uow.enqueue_dispatched)
-    return counts
+    location = f"/internal/operations/{operation.id}"
+    accepted = BulkAcceptedOut(
+        operation_id=operation.id, status=operation.status, location=location
+    )
+    return Data(data=accepted), 202, {"Location": location}

@@ -55,9 +55,9 @@ def _scope(base: str, status: InviteStatus | None) -> str:
 
 
 @bp.get("/libraries/invites")
+@user_required
 @validate_querystring(InviteListQuery)
 @validate_response(Paged[LibraryInvitationOut])
-@user_required
 async def list_my_invites(query_args: InviteListQuery) -> Paged[LibraryInvitationOut]:
     """Invitations addressed to the caller, oldest first, optionally of one `status`.
     Order: 400 limit/cursor/status."""
@@ -75,9 +75,9 @@ async def list_my_invites(query_args: InviteListQuery) -> Paged[LibraryInvitatio
 
 
 @bp.get("/libraries/<uuid:library_id>/invites")
+@user_required
 @validate_querystring(InviteListQuery)
 @validate_response(Paged[LibraryInvitationOut])
-@user_required
 async def list_library_invites(
     library_id: uuid.UUID, query_args: InviteListQuery
 ) -> Paged[LibraryInvitationOut]:
@@ -100,9 +100,9 @@ async def list_library_invites(
 
 
 @bp.post("/libraries/<uuid:library_id>/invites")
+@user_required
 @validate_request(InviteCreateIn)
 @validate_response(Data[LibraryInvitationOut], 201)
-@user_required
 async def create_invite(library_id: uuid.UUID, data: InviteCreateIn) -> Reply:
     """Invite an existing user (201). Order: 400 id/body → 400 Idempotency-Key → replay or
     409 E_IDEMPOTENCY_KEY_REUSED → 404 E_LIBRARY_NOT_FOUND → 403

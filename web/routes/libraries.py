@@ -44,9 +44,9 @@ TIME_KEY = (datetime, uuid.UUID)
 
 
 @bp.get("/libraries")
+@user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryOut])
-@user_required
 async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
     """Libraries the caller is a member of (the default library included), with the
     caller's role; oldest first. Order: 400 limit/cursor."""
@@ -60,14 +60,15 @@ async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
 
 
 @bp.post("/libraries")
+@user_required
 @validate_request(LibraryCreateIn)
 @validate_response(Data[LibraryOut], 201)
-@user_required
 async def create_library(data: LibraryCreateIn) -> Reply:
     """Create a shared (non-default) library owned by the caller, who becomes its admin.
 
-    Order: 400 body → 400 Idempotency-Key → replay (same key and body) or 409
-    E_IDEMPOTENCY_KEY_REUSED (same key, other body) → 400 E_NAME_INVALID."""
+    Order: 401 → 400 body (413 E_PAYLOAD_TOO_LARGE over 1 MiB) → 400 Idempotency-Key →
+    replay (same key and body) or 409 E_IDEMPOTENCY_KEY_REUSED (same key, other body) → 400
+    E_NAME_INVALID."""
     async with idempotent_unit_of_work(data) as work:
         if work.replay is not None:
             return work.replay
@@ -86,9 +87,9 @@ async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
 
 
 @bp.patch("/libraries/<uuid:library_id>")
+@user_required
 @validate_request(LibraryRenameIn)
 @validate_response(Data[LibraryOut])
-@user_required
 async def rename_library(library_id: uuid.UUID, data: LibraryRenameIn) -> Data[LibraryOut]:
     """Rename. Order: 400 id/body → 404 E_LIBRARY_NOT_FOUND → 403
     E_DEFAULT_LIBRARY_FORBIDDEN → 403 E_FORBIDDEN (not admin) → 400 E_NAME_INVALID."""
@@ -114,9 +115,9 @@ async def delete_library(library_id: uuid.UUID) -> Response:
 
 
 @bp.get("/libraries/<uuid:library_id>/media")
+@user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[MediaOut])
-@user_required
 async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Paged[MediaOut]:
     """Media of a library, in the order they were added. In a default library only media
     the caller may read are listed (SPEC §5). Order: 400 id/limit/cursor → 404
@@ -132,10 +133,10 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Pa
 
 
 @bp.post("/libraries/<uuid:library_id>/media")
+@user_required
 @validate_request(LibraryMediaIn)
 @validate_response(Data[MediaOut], 201)
 @validate_response(Data[MediaOut], 200)
-@user_required
 async def add_library_media(library_id: uuid.UUID, data: LibraryMediaIn) -> tuple[Any, int]:
     """Add media the caller can read: 201 when the link was created, 200 when it existed.
     A merged id adds (and answers) its winner. Order: 400 id/body → 404
@@ -165,9 +166,9 @@ async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Re
 
 
 @bp.get("/libraries/<uuid:library_id>/members")
+@user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryMemberOut])
-@user_required
 async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[LibraryMemberOut]:
     """Members, oldest first; any member may list. Order: 400 id/limit/cursor → 404
     E_LIBRARY_NOT_FOUND."""
@@ -181,9 +182,9 @@ async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[Li
 
 
 @bp.patch("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@user_required
 @validate_request(MemberRoleIn)
 @validate_response(Data[LibraryMemberOut])
-@user_required
 async def set_member_role(
     library_id: uuid.UUID, user_id: uuid.UUID, data: MemberRoleIn
 ) -> Data[LibraryMemberOut]:
@@ -212,9 +213,9 @@ async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
 
 
 @bp.post("/libraries/<uuid:library_id>/transfer-ownership")
+@user_required
 @validate_request(TransferOwnershipIn)
 @validate_response(Data[LibraryOut])
-@user_required
 async def transfer_ownership(library_id: uuid.UUID, data: TransferOwnershipIn) -> Data[LibraryOut]:
     """Make another member the owner (and an admin); the caller stays an admin. Order: 400
     id/body → 404 E_LIBRARY_NOT_FOUND → 403 E_DEFAULT_LIBRARY_FORBIDDEN → 403

@@ -50,9 +50,9 @@ async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
+@user_required
 @validate_querystring(ListQuery)
 @validate_response(FragmentsPage)
-@user_required
 async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> FragmentsPage:
     """Fragments in reading order (by `idx`) with the media's capabilities. Order: 400
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
@@ -87,16 +87,16 @@ class FromUrlOut(BaseModel):
 
 
 @bp.post("/media/from_url")
+@user_required
 @validate_request(FromUrlIn)
 @validate_response(Data[FromUrlOut], 202)
 @validate_response(Data[FromUrlOut], 200)
-@user_required
 @rate_limited()
 async def from_url(data: FromUrlIn) -> Reply:
     """Save a web article by URL: 202 when a new media is created and queued, 200 with
     `duplicate: true` when an article with the same canonical URL exists (it is added to
-    the caller's default library). Order: 400 body → 401 → 429 E_RATE_LIMITED (shared with
-    upload init) → 400 Idempotency-Key → replay or 409
+    the caller's default library). Order: 401 → 400 body → 429 E_RATE_LIMITED
+    (shared with upload init and retry) → 400 Idempotency-Key → replay or 409
     E_IDEMPOTENCY_KEY_REUSED → 400 E_INVALID_URL."""
     state = nexus_state()
     user = current_user()
@@ -129,10 +129,12 @@ class RetryOut(BaseModel):
 @bp.post("/media/<uuid:media_id>/retry")
 @validate_response(Data[RetryOut], 202)
 @user_required
+@rate_limited()
 async def retry_media(media_id: uuid.UUID) -> tuple[Data[RetryOut], int]:
     """Reset a failed media per its failure stage and re-enqueue it → 202.
 
-    Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 403
+    Order: 400 id → 401 → 429 E_RATE_LIMITED (the ingest limit: every attempt counts) →
+    merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 403
     E_FORBIDDEN unless creator or admin of a library containing it → 409
     E_MEDIA_NOT_RETRYABLE unless failed → 400 E_STORAGE_MISSING (upload stage, file gone).
     """

@@ -7,20 +7,37 @@ stream ends at `ready_for_reading`, `ready` or `failed`. Every event:
     event: status
     data: {"media_id": ..., "processing_status": ..., "failure_stage": ..., "last_error_code": ...}
 
+    id: <opaque id of this state>
+
 Comments (`: keep-alive`) are sent when nothing happened for a while. Access as for
 `GET /media/{id}`: internal header, user JWT, 404 E_MEDIA_NOT_FOUND unless readable; the
 stream ends early if the media becomes unreadable or disappears.
+
+Bounds (docs/security.md):
+- at most `NEXUS_SSE_MAX_STREAMS_PER_USER` open streams per user in each API process
+  (not global: N processes allow N times as many) → 429 E_TOO_MANY_STREAMS with
+  `Retry-After`; a slot is freed when its stream ends or its client goes away;
+- a stream lasts at most `NEXUS_SSE_MAX_SECONDS`, then sends `event: end` with
+  `data: {"reason": "max_duration"}` and closes: the client reconnects;
+- `Last-Event-ID` resumes: the id names a state, so when the current state is the one the
+  client last received it is not sent again (unless terminal: a resumed client always
+  learns that the stream is over). Events missed while disconnected are not replayed; the
+  stream is of states, and the first event after a resume is the current one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 
-from quart import Blueprint, Quart, Response, current_app, make_response
+from quart import Blueprint, Quart, Response, current_app, make_response, request
 
 from nexus.db.tx import transaction
+from nexus.errors import NexusError
 from nexus.media import events
 from nexus.media import service as media
 from web.auth import current_user, user_required
@@ -29,6 +46,65 @@ from web.state import nexus_state
 bp = Blueprint("media_events", __name__)
 
 _HUB_KEY = "nexus_media_events"
+_SLOTS_KEY = "nexus_media_event_slots"
+# Seconds a refused client waits before trying again (a slot frees when a stream ends).
+RETRY_AFTER_SECONDS = 5
+_MAX_EVENT_ID_CHARS = 64
+
+
+class TooManyStreamsError(NexusError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "E_TOO_MANY_STREAMS",
+            f"at most {limit} open event streams per user",
+            details={"limit": limit},
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+
+
+class StreamSlots:
+    """Open streams per user in this process (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[uuid.UUID, int] = {}
+
+    def open_count(self, user_id: uuid.UUID) -> int:
+        return self._open.get(user_id, 0)
+
+    def acquire(self, user_id: uuid.UUID) -> StreamSlot:
+        """A slot for one stream of `user_id`; 429 E_TOO_MANY_STREAMS when all are taken."""
+        if self.open_count(user_id) >= self.limit:
+            raise TooManyStreamsError(self.limit)
+        self._open[user_id] = self.open_count(user_id) + 1
+        return StreamSlot(self, user_id)
+
+    def _release(self, user_id: uuid.UUID) -> None:
+        left = self.open_count(user_id) - 1
+        if left > 0:
+            self._open[user_id] = left
+        else:
+            self._open.pop(user_id, None)
+
+
+class StreamSlot:
+    """Released once: by the stream when it ends, or when the slot is garbage (a response
+    whose body was never iterated, e.g. the client left before the first byte)."""
+
+    def __init__(self, slots: StreamSlots, user_id: uuid.UUID) -> None:
+        self._finalizer = weakref.finalize(self, slots._release, user_id)
+
+    def release(self) -> None:
+        self._finalizer()
+
+
+def _slots() -> StreamSlots:
+    slots = current_app.extensions.get(_SLOTS_KEY)
+    if slots is None:
+        limit = nexus_state().settings.sse_max_streams_per_user
+        slots = current_app.extensions[_SLOTS_KEY] = StreamSlots(limit)
+    assert isinstance(slots, StreamSlots)
+    return slots
 
 
 def media_event_hub(app: Quart | None = None) -> events.MediaEventHub:
@@ -49,36 +125,81 @@ async def _close_hub() -> None:
         await hub.close()
 
 
+def event_id(status: events.MediaStatus) -> str:
+    """An opaque id naming the state (equal states, equal ids)."""
+    raw = json.dumps(status.as_json(), sort_keys=True).encode()
+    return hashlib.blake2s(raw, digest_size=8).hexdigest()
+
+
 def _frame(status: events.MediaStatus | None) -> bytes:
     if status is None:
         return b": keep-alive\n\n"
-    return f"event: status\ndata: {json.dumps(status.as_json())}\n\n".encode()
+    data = json.dumps(status.as_json())
+    return f"id: {event_id(status)}\nevent: status\ndata: {data}\n\n".encode()
+
+
+_END_FRAME = b'event: end\ndata: {"reason": "max_duration"}\n\n'
+
+
+def _last_event_id() -> str | None:
+    sent = request.headers.get("Last-Event-ID", "").strip()
+    return sent if 0 < len(sent) <= _MAX_EVENT_ID_CHARS else None
 
 
 @bp.get("/media/<uuid:media_id>/events")
 @user_required
 async def media_events(media_id: uuid.UUID) -> Response:
-    """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 200
-    `text/event-stream`."""
+    """Order: 400 id → 401 → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 429
+    E_TOO_MANY_STREAMS → 200 `text/event-stream`."""
     state = nexus_state()
     viewer = current_user().user_id
     async with transaction(state.sessionmaker) as session:
         resolved = await media.readable_media_id(session, viewer, media_id)
     hub = media_event_hub()
+    slot = _slots().acquire(viewer)
+    resume_from = _last_event_id()
+    max_seconds = state.settings.sse_max_seconds
 
     async def read(mid: uuid.UUID) -> events.MediaStatus | None:
         async with transaction(state.sessionmaker) as session:
             return await events.read_status(session, viewer, mid)
 
     async def stream() -> AsyncIterator[bytes]:
-        async for item in events.watch(
+        updates = events.watch(
             hub,
             read,
             resolved,
             reread_seconds=state.settings.media_events_reread_seconds,
             keepalive_seconds=state.settings.media_events_keepalive_seconds,
-        ):
-            yield _frame(item)
+        )
+        deadline = asyncio.get_running_loop().time() + max_seconds
+        first = True
+        try:
+            while True:
+                # The deadline wraps only the wait for the next item, never a `yield`.
+                bound = asyncio.timeout_at(deadline)
+                try:
+                    async with bound:
+                        item = await anext(updates)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not bound.expired():
+                        raise
+                    yield _END_FRAME
+                    return
+                skip = (
+                    first
+                    and item is not None
+                    and not item.terminal
+                    and event_id(item) == resume_from
+                )
+                first = False
+                if not skip:
+                    yield _frame(item)
+        finally:
+            slot.release()
+            await updates.aclose()
 
     response = await make_response(
         stream(),

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest.models import IngestJob
-from nexus.jobs import outbox
+from nexus.jobs import relay
+from nexus.operations.models import Operation
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from nexus.sharing.health import Thresholds, backlog_health
@@ -24,12 +25,14 @@ bp = Blueprint("stats", __name__, url_prefix="/internal")
 
 class OutboxStatsOut(BaseModel):
     unpublished: int
+    parked: int
     oldest_age_seconds: float | None
 
 
 class JobsStatsOut(BaseModel):
     backfill: dict[str, int]
     ingest: dict[str, int]
+    operation: dict[str, int]
 
 
 class BacklogOut(BaseModel):
@@ -48,7 +51,7 @@ class StatsOut(BaseModel):
 
 
 async def _count_by_status(
-    session: AsyncSession, model: type[BackfillJob] | type[IngestJob]
+    session: AsyncSession, model: type[BackfillJob] | type[IngestJob] | type[Operation]
 ) -> dict[str, int]:
     rows = await session.execute(select(model.status, func.count()).group_by(model.status))
     return {str(status): int(count) for status, count in rows}
@@ -62,16 +65,19 @@ async def stats(operator: OperatorIdentity) -> Data[StatsOut]:
     del operator
     thresholds = Thresholds.from_settings(nexus_state().settings)
     async with unit_of_work() as uow:
-        ob = await outbox.stats(uow.session)
+        ob = await relay.stats(uow.session)
         health = await backlog_health(uow.session, thresholds)
         backfill = await _count_by_status(uow.session, BackfillJob)
         ingest = await _count_by_status(uow.session, IngestJob)
+        operation = await _count_by_status(uow.session, Operation)
     return Data(
         data=StatsOut(
             outbox=OutboxStatsOut(
-                unpublished=ob.unpublished, oldest_age_seconds=ob.oldest_age_seconds
+                unpublished=ob.unpublished,
+                parked=ob.parked,
+                oldest_age_seconds=ob.oldest_age_seconds,
             ),
-            jobs=JobsStatsOut(backfill=backfill, ingest=ingest),
+            jobs=JobsStatsOut(backfill=backfill, ingest=ingest, operation=operation),
             backfill_backlog=BacklogOut(**health.as_dict()),
         )
     )

@@ -31,6 +31,7 @@ from nexus.uploads import service as uploads
 from nexus.uploads import signing
 from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, internal_exempt, user_required
+from web.deadline import idle_bounded
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.ratelimit import rate_limited
@@ -114,14 +115,14 @@ def _at(unix: int) -> datetime:
 
 
 @bp.post("/media/upload/init")
+@user_required
 @validate_request(UploadInitIn)
 @validate_response(Data[UploadInitOut], 201)
-@user_required
 @rate_limited()
 async def upload_init(data: UploadInitIn) -> Reply:
     """Create a pending media for a file to upload; 201 with a pre-signed `upload_url`.
 
-    Order: 400 body (kind must be pdf|epub) → 401 → 429 E_RATE_LIMITED → Idempotency-Key
+    Order: 401 → 400 body (kind must be pdf|epub) → 429 E_RATE_LIMITED → Idempotency-Key
     replay / 409 → 400 size ≤ 0 → 400 E_INVALID_CONTENT_TYPE → 413 E_FILE_TOO_LARGE."""
     state = nexus_state()
     user = current_user()
@@ -148,11 +149,14 @@ async def upload_init(data: UploadInitIn) -> Reply:
         return await work.respond(Data(data=out), 201)
 
 
-async def _exactly(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """The body, failing (400) when it ends before `size` bytes; the storage enforces the
-    upper bound."""
+async def _exactly(
+    chunks: AsyncIterator[bytes], size: int, idle_seconds: float
+) -> AsyncIterator[bytes]:
+    """The body, failing (400) when it ends before `size` bytes, and (503) when no byte
+    arrives for `idle_seconds` (this route's bound instead of the request deadline,
+    web/deadline.py); the storage enforces the upper bound."""
     received = 0
-    async for chunk in chunks:
+    async for chunk in idle_bounded(chunks, idle_seconds):
         received += len(chunk)
         yield chunk
     if received < size:
@@ -197,7 +201,9 @@ async def put_upload(media_id: uuid.UUID) -> tuple[Data[UploadedOut], int]:
         _check_content_length(target.size_bytes)
         limit = min(target.size_bytes, uploads.SIZE_LIMITS[target.kind])
         size = await storage.put_stream(
-            target.storage_path, _exactly(request.body, target.size_bytes), max_bytes=limit
+            target.storage_path,
+            _exactly(request.body, target.size_bytes, state.settings.request_timeout_seconds),
+            max_bytes=limit,
         )
         async with transaction(state.sessionmaker) as session:
             done = await uploads.complete_upload(session, media_id, token.nonce)

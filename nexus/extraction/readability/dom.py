@@ -28,13 +28,26 @@ def inner_text(el: HtmlElement, normalize: bool = True) -> str:
     return pt.SPACES.sub(" ", text) if normalize else text
 
 
+def component_id(el: HtmlElement) -> str:
+    """The element's id when it names a component; "" when it is the anchor slug of the
+    element's own heading (`<section id="sharing-with-a-team"><h2>Sharing with a team`),
+    whose words say what the section is about, not what kind of block it is."""
+    value = el.get("id") or ""
+    if "-" not in value and "_" not in value:
+        return value
+    heading = next(el.iter(*pt.HEADINGS), None)
+    if heading is not None and pt.words(value) == pt.words(heading.text_content()):
+        return ""
+    return value
+
+
 def match_string(el: HtmlElement) -> str:
-    return f"{el.get('class') or ''} {el.get('id') or ''}"
+    return f"{el.get('class') or ''} {component_id(el)}"
 
 
 def class_weight(el: HtmlElement) -> int:
     weight = 0
-    for value in (el.get("class"), el.get("id")):
+    for value in (el.get("class"), component_id(el)):
         if value:
             if pt.NEGATIVE.search(value):
                 weight -= 25

@@ -195,6 +195,10 @@ def _climb_to_shared_ancestor(
     state: Pass, top: HtmlElement, others: list[HtmlElement]
 ) -> HtmlElement:
     best = state.scores[top]
+    if best == 0:
+        # Nothing scored (every paragraph is all links): no runner-up can be "close" to a
+        # winner with no score, so the winner stands alone.
+        return top
     lineages = [set(dom.ancestors(o)) for o in others if state.scores[o] / best >= 0.75]
     if len(lineages) < MIN_AGREEING_CANDIDATES:
         return top

@@ -100,7 +100,7 @@ def unescape_entities(text: str) -> str:
 
 
 def _is_article_type(value: Any) -> bool:
-    return isinstance(value, str) and bool(pt.JSONLD_ARTICLE_TYPES.search(value))
+    return pt.is_article_type(value)
 
 
 def _pick_article(parsed: Any) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""Operations: long operator actions run in the background as jobs (docs/architecture-notes.md)."""

@@ -1,0 +1,134 @@
+"""Worker identity and heartbeats (SPEC §10 "Workers").
+
+A worker registers at start (`register`), beats every `heartbeat_seconds` (`beat`, which
+also records its assigned partitions and status), and marks itself `stopped` on a clean
+exit. It is *dead* once it has missed `MISSED_BEATS` beats: the leader's rescue treats its
+leases as lost (`dead_worker_ids`), and listings show it as not alive. Every write is one
+upsert, so a worker whose row was pruned or never written (a database outage at start)
+comes back on its next beat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+MISSED_BEATS = 3
+STATUSES = ("running", "draining", "stopped")
+
+
+def new_worker_id() -> str:
+    """`host-pid-random`: unique across restarts and machines."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+_UPSERT = text(
+    """
+    INSERT INTO workers (id, host, pid, status, assigned, version)
+    VALUES (:worker_id, :host, :pid, :status, CAST(:assigned AS jsonb), :version)
+    ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = now(), status = EXCLUDED.status,
+        assigned = EXCLUDED.assigned
+    """
+)
+
+
+@dataclass(frozen=True)
+class Beat:
+    worker_id: str
+    status: str
+    assigned: Sequence[str]
+    version: str
+    host: str = ""
+    pid: int = 0
+
+
+async def beat(conn: AsyncSession | AsyncConnection, b: Beat) -> None:
+    """Register or refresh this worker's row (one statement)."""
+    if b.status not in STATUSES:
+        raise ValueError(f"unknown worker status {b.status!r}")
+    await conn.execute(
+        _UPSERT,
+        {
+            "worker_id": b.worker_id,
+            "host": b.host or socket.gethostname(),
+            "pid": b.pid or os.getpid(),
+            "status": b.status,
+            "assigned": json.dumps(sorted(b.assigned)),
+            "version": b.version,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    status: str
+    assigned: list[str]
+    version: str
+    alive: bool
+
+
+_LIST = text(
+    """
+    SELECT id, host, pid, started_at, last_heartbeat_at, status, assigned, version,
+        status <> 'stopped'
+            AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds) AS alive
+    FROM workers
+    WHERE (:include_gone OR (status <> 'stopped'
+        AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)))
+    ORDER BY started_at DESC, id
+    LIMIT :limit
+    """
+)
+
+
+async def list_workers(
+    session: AsyncSession,
+    *,
+    heartbeat_seconds: float,
+    include_gone: bool = False,
+    limit: int = 200,
+) -> list[WorkerInfo]:
+    """Live workers (or every known one with `include_gone`), newest first."""
+    rows = await session.execute(
+        _LIST,
+        {
+            "dead_after_seconds": MISSED_BEATS * heartbeat_seconds,
+            "include_gone": include_gone,
+            "limit": limit,
+        },
+    )
+    return [WorkerInfo(**dict(r._mapping)) for r in rows]
+
+
+def dead_workers_sql() -> str:
+    """SQL condition on a `lease_owner` column: the owner is a known worker that stopped
+    or missed `MISSED_BEATS` beats (binds `:dead_after_seconds`). Owners unknown to the
+    table are never judged by it (their leases expire as usual)."""
+    return (
+        "lease_owner IN (SELECT id FROM workers WHERE status = 'stopped' OR "
+        "last_heartbeat_at < now() - make_interval(secs => :dead_after_seconds))"
+    )
+
+
+_PRUNE = text(
+    "DELETE FROM workers WHERE last_heartbeat_at < now() - make_interval(secs => :older_than)"
+)
+
+
+async def prune(conn: AsyncSession | AsyncConnection, *, older_than_seconds: float) -> int:
+    """Forget workers not heard of for a long time (their leases are long rescued)."""
+    result = await conn.execute(_PRUNE, {"older_than": older_than_seconds})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
