@@ -6,8 +6,10 @@
 # from the lock (tox would build three more environments). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
 bash scripts/install.sh
 bash scripts/ensure-postgres.sh
+echo "== install and PostgreSQL: ok ($((SECONDS - started)) s)"
 export PATH="$PWD/.venv/bin:$PATH"
 
 failed=()
@@ -30,6 +32,7 @@ step layers lint-imports
 step types mypy nexus web agents runtime cli
 step tests pytest --cov --cov-report=term:skip-covered "${@:--q}"
 
+echo "== all: $((SECONDS - started)) s"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed: ${failed[*]}" >&2
   exit 1
