@@ -15,12 +15,12 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agents import faults, lifecycle, routes, views
+from agents import faults, jobs, lifecycle, metrics, monitor, routes, views
 from agents.context import AgentContext
 from agents.runner import Route, process
 from agents.timers import (
+    clean_storage,
     prune_expired_state,
     relay_outbox,
     rescue_expired_leases,
@@ -28,18 +28,14 @@ from agents.timers import (
 )
 from agents.transport import Transport
 from agents.watchdog import Watchdog
+from agents.webhooks import deliver_webhooks
 from agents.worker import NexusWorker
 from nexus.config import Settings, load_settings
-from nexus.sharing.health import Thresholds
-from runtime.db_gauges import DatabaseGauges
-from runtime.kafka import ensure_topics
+from runtime.kafka import client_options, ensure_topics
 from runtime.logs import configure_logging
 from runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
-_METRICS_CONTENT_TYPE = "; ".join(
-    p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset")
-)
 
 
 def _configure_logging(ctx: AgentContext) -> None:
@@ -81,7 +77,11 @@ async def _create_topics(ctx: AgentContext, *, patience_seconds: float = 120.0) 
     deadline = time.monotonic() + patience_seconds
     while True:
         try:
-            await ensure_topics(ctx.settings.kafka_bootstrap, ctx.topics.specs())
+            await ensure_topics(
+                ctx.settings.kafka_bootstrap,
+                ctx.topics.specs(),
+                options=client_options(ctx.settings),
+            )
             return
         except (KafkaError, OSError, TimeoutError) as exc:
             if time.monotonic() > deadline:
@@ -90,11 +90,30 @@ async def _create_topics(ctx: AgentContext, *, patience_seconds: float = 120.0) 
             await asyncio.sleep(1.0)
 
 
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's form of the broker security settings (None for PLAINTEXT): Faust hands it
+    to its consumer, producer and admin client as the same aiokafka options every other
+    client of ours gets from `runtime.kafka.client_options`."""
+    options = client_options(settings)
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"],
+        ssl_context=options.get("ssl_context"),
+    )
+
+
 def build_app(settings: Settings) -> NexusApp:
     ctx = AgentContext.create(settings)
     app = NexusApp(
         settings.faust_app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
         processing_guarantee="at_least_once",
         store="memory://",
         # Faust keeps only scratch files here (no tables); keep them out of the work tree.
@@ -131,13 +150,18 @@ def build_app(settings: Settings) -> NexusApp:
         )
 
     def consume(topic: str, route: Route) -> None:
+        ctx.rates.declare(route.name)
+
         @app.agent(work_topic(topic), name=f"{topic}-agent", concurrency=route.concurrency)
         async def agent(stream: Any) -> None:
             async for event in stream.events():
                 await process(ctx, route, event)
+                ctx.rates.add(route.name)  # every message, whatever its outcome
 
-    for topic, route in routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency):
+    consumed = routes.consumed(topics, ingest_concurrency=settings.ingest_concurrency)
+    for topic, route in consumed:
         consume(topic, route)
+    metrics.install(ctx, [spec.job for spec in jobs.registry(topics)], [t for t, _ in consumed])
 
     _register_timers(app, ctx)
     _register_views(app, ctx)
@@ -164,40 +188,33 @@ def _register_timers(app: NexusApp, ctx: AgentContext) -> None:
     async def prune() -> None:
         await prune_expired_state(ctx)
 
+    @app.timer(settings.webhook_interval_seconds, on_leader=True)
+    async def webhooks() -> None:
+        await deliver_webhooks(ctx)
+
     @app.timer(settings.worker_heartbeat_seconds)
     async def worker_heartbeat() -> None:
         await lifecycle.heartbeat(ctx, app)
 
+    @app.timer(settings.upload_cleanup_interval_seconds, on_leader=True)
+    async def storage_cleanup() -> None:
+        await clean_storage(ctx)
+
 
 def _register_views(app: NexusApp, ctx: AgentContext) -> None:
-    """Monitoring views on the Faust web port."""
+    """Monitoring views on the Faust web port: readiness and metrics here; stats, the
+    dashboard and its JSON in agents/monitor.py."""
 
     @app.page("/nexus/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         ok, body = views.readiness(app, ctx)
         return web.json(body, status=200 if ok else 503)
 
-    @app.page("/nexus/stats")
-    async def stats_view(web: Any, request: Any) -> Any:
-        try:
-            return web.json(await views.stats(ctx, app))
-        except Exception as exc:
-            log.warning("stats unavailable: %s", type(exc).__name__)
-            return web.json(
-                {"error": {"code": "E_DEPENDENCY_UNAVAILABLE", "message": "stats unavailable"}},
-                status=503,
-            )
-
-    backlog_registry = CollectorRegistry()
-    backlog = DatabaseGauges(backlog_registry, max_age_seconds=settings.metrics_db_cache_seconds)
+    monitor.register(app, ctx)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
-        if ctx.sessionmaker is not None:
-            await backlog.refresh(ctx.sessionmaker, Thresholds.from_settings(ctx.settings))
-        body = generate_latest() + generate_latest(backlog_registry)
-        # aiohttp refuses a charset inside content_type (the exposition is UTF-8 anyway).
-        return web.bytes(body, content_type=_METRICS_CONTENT_TYPE)
+        return web.bytes(await metrics.render(ctx), content_type=metrics.CONTENT_TYPE)
 
 
 settings = load_settings()

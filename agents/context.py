@@ -7,21 +7,25 @@ import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agents.rates import RateWindow
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
 from nexus.extraction.pool import ExtractionPool
 from nexus.jobs import outbox
+from nexus.jobs.machine import JobType
+from nexus.jobs.worker import JobPolicy, OnFinish, Staged, Work, run_job
 from nexus.messaging.topics import Topics
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import Metrics
 
 
 def default_worker_id(settings: Settings) -> str:
@@ -39,6 +43,8 @@ class AgentContext:
     extraction: ExtractionPool | None = None
     marks: outbox.PublishedMarks | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    # Messages each agent finished with over the last minute (`rates` in /nexus/stats).
+    rates: RateWindow = field(default_factory=RateWindow)
     # Self-healing state (agents/lifecycle.py, agents/watchdog.py): set once SIGTERM starts
     # the drain; messages being handled now; when a message was last taken or finished;
     # why the watchdog judged this worker wedged.
@@ -49,9 +55,16 @@ class AgentContext:
     # Lag of the assigned partitions, refreshed by the watchdog's ticker (agents/watchdog.py).
     lags: list[Any] = field(default_factory=list)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # This worker's Prometheus registry (`GET /metrics`); the job code reports to it.
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.metrics = Metrics(
+            db_cache_seconds=self.settings.metrics_db_cache_seconds,
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+            engine=lambda: self.engine,
+        )
 
     def work_started(self) -> None:
         self.inflight += 1
@@ -78,8 +91,8 @@ class AgentContext:
         self.engine = make_engine(self.settings)
         self.sessionmaker = make_sessionmaker(self.engine)
         self.marks = outbox.PublishedMarks(self.sessionmaker)
-        self.publisher = KafkaPublisher(
-            self.settings.kafka_bootstrap, timeout_seconds=self.settings.publish_timeout_seconds
+        self.publisher = KafkaPublisher.from_settings(
+            self.settings, timeout_seconds=self.settings.publish_timeout_seconds
         )
         self.extraction = ExtractionPool(
             processes=self.settings.ingest_extract_processes,
@@ -115,6 +128,25 @@ class AgentContext:
         if self.sessionmaker is None:
             raise RuntimeError("agent context is not open")
         return self.sessionmaker
+
+    async def run_attempt(
+        self,
+        job: JobType,
+        key: Mapping[str, Any],
+        work: Work | Staged,
+        *,
+        delays: Sequence[float],
+        on_finish: OnFinish,
+    ) -> str:
+        """One attempt of `job` for `key`, leased by this worker and reported to its
+        metrics; the outcome's value (what the agent counts)."""
+        policy = JobPolicy(
+            owner=self.worker_id, lease_seconds=self.settings.lease_seconds, delays=delays
+        )
+        outcome = await run_job(
+            self.db, job, key, work, policy, on_finish=on_finish, metrics=self.metrics
+        )
+        return outcome.value
 
     @property
     def extractors(self) -> ExtractionPool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from agents.context import AgentContext
 from nexus.fetching.fetch import FetchPolicy
 from nexus.ingest import jobs, worker
-from nexus.jobs.worker import JobPolicy, run_job
 from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
@@ -29,17 +28,10 @@ def _deps(ctx: AgentContext) -> worker.IngestDeps:
 
 async def handle_ingest(ctx: AgentContext, msg: IngestRequested) -> str:
     deps = _deps(ctx)
-    policy = JobPolicy(
-        owner=ctx.worker_id,
-        lease_seconds=ctx.settings.lease_seconds,
-        delays=ctx.settings.ingest_retry_delays,
-    )
-    outcome = await run_job(
-        ctx.db,
+    return await ctx.run_attempt(
         jobs.JOB,
         {"media_id": msg.media_id},
         worker.make_work(deps),
-        policy,
+        delays=ctx.settings.ingest_retry_delays,
         on_finish=worker.on_finish(deps.topics),
     )
-    return outcome.value

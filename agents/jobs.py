@@ -9,7 +9,7 @@ from typing import Any
 from nexus.config import Settings
 from nexus.ingest import jobs as ingest_jobs
 from nexus.jobs.machine import JobType
-from nexus.messaging.messages import BackfillRequested, Message
+from nexus.messaging.messages import Message
 from nexus.messaging.topics import Topics
 from nexus.operations import jobs as operation_jobs
 from nexus.sharing import backfill
@@ -24,13 +24,8 @@ class JobSpec:
 
 
 def _backfill_message(row: Any) -> Message:
-    return BackfillRequested(
-        default_library_id=row.default_library_id,
-        source_library_id=row.source_library_id,
-        user_id=row.user_id,
-        request_id=row.request_id,
-        correlation_id=row.correlation_id,
-    )
+    key = backfill.BackfillKey(row.default_library_id, row.source_library_id, row.user_id)
+    return backfill.request_message(key, row.request_id, row.correlation_id)
 
 
 def registry(topics: Topics) -> list[JobSpec]:

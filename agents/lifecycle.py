@@ -21,6 +21,7 @@ from typing import Any
 from agents import jobs
 from agents.context import AgentContext
 from nexus.jobs import machine, outbox
+from nexus.jobs.states import JobStatus
 from nexus.workers import service as workers
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ async def release_leases(ctx: AgentContext) -> int:
                 message = spec.make_message(row)
                 await outbox.enqueue(session, spec.topic, getattr(message, "key", None), message)
         released += len(rows)
+        for _ in rows:
+            ctx.metrics.job_transition(spec.job.name, JobStatus.RUNNING, JobStatus.PENDING)
     return released
 
 

@@ -5,17 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from agents.context import AgentContext
-from nexus.jobs.worker import JobPolicy, run_job
 from nexus.messaging.messages import OperationRequested
 from nexus.operations import jobs, service
 
 
 async def handle_operation(ctx: AgentContext, msg: OperationRequested) -> str:
-    policy = JobPolicy(
-        owner=ctx.worker_id,
-        lease_seconds=ctx.settings.lease_seconds,
-        delays=ctx.settings.operation_retry_delays,
-    )
     deps = service.OperationDeps(
         topics=ctx.topics,
         # Each step's outbox rows (the requeued jobs' messages) go out right after commit.
@@ -23,12 +17,10 @@ async def handle_operation(ctx: AgentContext, msg: OperationRequested) -> str:
         chunk_size=ctx.settings.operation_chunk_size,
         sleep=asyncio.sleep,
     )
-    outcome = await run_job(
-        ctx.db,
+    return await ctx.run_attempt(
         jobs.JOB,
         {"id": msg.operation_id},
         service.make_work(deps),
-        policy,
+        delays=ctx.settings.operation_retry_delays,
         on_finish=service.on_finish(ctx.topics),
     )
-    return outcome.value

@@ -7,9 +7,11 @@ from agents.ingest import handle_ingest
 from agents.operations import handle_operation
 from agents.requeue import handle_backfill_requeue
 from agents.runner import Route
+from agents.webhooks import handle_event
 from nexus.messaging.messages import (
     BackfillRequested,
     BackfillRequeueRequested,
+    DomainEvent,
     IngestRequested,
     OperationRequested,
 )
@@ -27,4 +29,6 @@ def consumed(topics: Topics, *, ingest_concurrency: int = 1) -> list[tuple[str, 
             Route("backfill-requeue", BackfillRequeueRequested, handle_backfill_requeue),
         ),
         (topics.operations, Route("operations", OperationRequested, handle_operation)),
+        # Domain events: recorded as webhook deliveries (agents/webhooks.py).
+        (topics.events, Route("events", DomainEvent, handle_event)),
     ]

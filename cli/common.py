@@ -66,3 +66,13 @@ def guarded(handler: Handler) -> Handler:
 
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def usage(parser: argparse.ArgumentParser) -> Handler:
+    """The handler of a command group called without a subcommand: its help, exit 2."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        parser.print_help()
+        return EXIT_USAGE
+
+    return handler

@@ -30,7 +30,7 @@ from nexus.config import Env, Settings
 from nexus.db.migrate import migrate
 from nexus.messaging.topics import Topics
 from runtime.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
-from runtime.kafka import broker_answers, ensure_topics
+from runtime.kafka import ClientOptions, broker_answers, client_options, ensure_topics
 from runtime.processes import ManagedProcess, Supervisor, stop_signals, wait_until
 
 log = logging.getLogger(__name__)
@@ -81,13 +81,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _probe_broker(bootstrap: str, *, timeout: float) -> bool:
+def _probe_broker(bootstrap: str, *, timeout: float, options: ClientOptions) -> bool:
     """Does a broker answer? aiokafka logs each refused connection at ERROR: mute that."""
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL)
     try:
-        return asyncio.run(broker_answers(bootstrap, timeout_seconds=timeout))
+        return asyncio.run(broker_answers(bootstrap, timeout_seconds=timeout, options=options))
     finally:
         kafka_log.setLevel(level)
 
@@ -131,7 +131,8 @@ class DevStack:
 
     def start_broker(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
-        if _probe_broker(bootstrap, timeout=2.0):
+        options = client_options(self.settings)
+        if _probe_broker(bootstrap, timeout=2.0, options=options):
             out(f"using the broker at {bootstrap}")
         else:
             host, port = bootstrap_host_port(bootstrap)
@@ -140,7 +141,7 @@ class DevStack:
             )
             try:
                 ready = wait_until(
-                    lambda: _probe_broker(bootstrap, timeout=1.0),
+                    lambda: _probe_broker(bootstrap, timeout=1.0, options=options),
                     timeout=BROKER_START_SECONDS,
                     abort=self._abort_if(self.broker),
                 )
@@ -151,7 +152,7 @@ class DevStack:
                 raise DevError(f"the broker at {bootstrap} did not answer in time")
         self._check_stop()
         specs = Topics.from_settings(self.settings).specs()
-        asyncio.run(ensure_topics(bootstrap, specs))
+        asyncio.run(ensure_topics(bootstrap, specs, options=options))
 
     def start_database(self) -> None:
         url = self.settings.database_url
@@ -211,7 +212,8 @@ class DevStack:
         out("Nexus dev stack:")
         out(f"  API         {api}   (health {api}/health, ready {api}/ready)")
         out(f"  API docs    {api}/docs   (OpenAPI {api}/openapi.json)")
-        out(f"  Agents web  {agents}/nexus/stats   (ready {agents}/nexus/ready)")
+        out(f"  Dashboard   {agents}/nexus/dashboard   (stats {agents}/nexus/stats)")
+        out(f"  Agents web  {agents}/nexus/ready   (metrics {agents}/metrics)")
         out(f"  Broker      {s.kafka_bootstrap}   ({broker})")
         out(f"  Database    {db}   ({database})")
         out(f"  Logs        {VAR_DIR / 'log'}/ (broker, postgres); API and agents below")

@@ -11,7 +11,7 @@ import hmac
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -42,6 +42,11 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _missing(*checks: tuple[str, bool]) -> list[str]:
+    """The variable names whose check failed, in order (for one refusal naming them all)."""
+    return [name for name, present in checks if not present]
 
 
 class Settings(BaseSettings):
@@ -132,6 +137,15 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = Field(default=1.0, gt=0)
     outbox_backoff_max_seconds: float = Field(default=300.0, gt=0)
     publish_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Signed webhooks (SPEC §10; docs/webhooks.md): a failed delivery (network error, 5xx,
+    # 429) waits base x 2^(attempt-1) seconds, capped (60 s ... 8 h: 12 attempts span ~24 h),
+    # or what `Retry-After` asks (up to the cap); after the last attempt it is `dead`.
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_backoff_base_seconds: float = Field(default=60.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=28800.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_interval_seconds: float = Field(default=1.0, gt=0)
+    webhook_batch: int = Field(default=50, ge=1, le=1000)
     # Scheduler and lease rescue (leader-only timers in the agents).
     scheduler_interval_seconds: float = Field(default=2.0, gt=0)
     scheduler_redeliver_after_seconds: float = Field(default=300.0, gt=0)
@@ -151,6 +165,24 @@ class Settings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     log_level: str = "INFO"
     log_json: bool = True
+    # Kafka security (SPEC §10, docs/operations.md "Locking Kafka down"): used by every
+    # producer, consumer and admin client, the agents' Faust app included.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Storage quota (docs/uploads.md): the declared sizes of a user's uploads (files kept
+    # plus uploads in flight) may not exceed this; counted at upload init.
+    storage_quota_bytes_per_user: int = Field(default=1024**3, ge=0)
+    # An upload not completed within its URL lifetime plus this grace is removed with its
+    # media by the agents' leader (`upload_cleanup_interval_seconds` between sweeps).
+    upload_cleanup_grace_seconds: float = Field(default=3600.0, ge=0)
+    upload_cleanup_interval_seconds: float = Field(default=300.0, gt=0)
+    # Per operator key, per minute (docs/operations.md "Operator keys"), by the key's role.
+    operator_rate_limit_viewer_per_minute: int = Field(default=600, ge=1)
+    operator_rate_limit_operator_per_minute: int = Field(default=300, ge=1)
+    operator_rate_limit_admin_per_minute: int = Field(default=300, ge=1)
     # OpenTelemetry's standard variable (no NEXUS_ prefix): the OTLP/HTTP base URL
     # (spans go to <url>/v1/traces). Unset: no tracing, no exporter.
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -158,16 +190,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("otel_exporter_otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     )
 
-    @field_validator("jwt_audiences", "fetch_allow_hosts", "fetch_allowed_ports", mode="before")
-    @classmethod
-    def _csv_list(cls, value: object) -> object:
-        return _split_csv(value)
-
     @field_validator(
-        "backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays", mode="before"
+        "jwt_audiences",
+        "fetch_allow_hosts",
+        "fetch_allowed_ports",
+        "backfill_retry_delays",
+        "ingest_retry_delays",
+        "operation_retry_delays",
+        mode="before",
     )
     @classmethod
-    def _csv_delays(cls, value: object) -> object:
+    def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("backfill_retry_delays", "ingest_retry_delays", "operation_retry_delays")
@@ -207,6 +240,52 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl:
+            missing = _missing(
+                ("NEXUS_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism is not None),
+                ("NEXUS_KAFKA_SASL_USERNAME", bool(self.kafka_sasl_username)),
+                (
+                    "NEXUS_KAFKA_SASL_PASSWORD",
+                    self.kafka_sasl_password is not None
+                    and bool(self.kafka_sasl_password.get_secret_value()),
+                ),
+            )
+            if missing:
+                raise ValueError(
+                    f"NEXUS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                    f"requires {', '.join(missing)}"
+                )
+        elif (
+            self.kafka_sasl_mechanism is not None
+            or self.kafka_sasl_username is not None
+            or self.kafka_sasl_password is not None
+        ):
+            raise ValueError(
+                "NEXUS_KAFKA_SASL_* are set but NEXUS_KAFKA_SECURITY_PROTOCOL is "
+                f"{self.kafka_security_protocol} (use SASL_PLAINTEXT or SASL_SSL)"
+            )
+        if self.kafka_ssl_cafile is not None:
+            if not tls:
+                raise ValueError(
+                    "NEXUS_KAFKA_SSL_CAFILE is set but NEXUS_KAFKA_SECURITY_PROTOCOL is "
+                    f"{self.kafka_security_protocol} (use SSL or SASL_SSL)"
+                )
+            if not self.kafka_ssl_cafile.is_file():
+                raise ValueError(f"NEXUS_KAFKA_SSL_CAFILE {self.kafka_ssl_cafile} is not a file")
+        return self
+
+    def operator_rate_limit(self, role: str) -> int:
+        """Requests per minute allowed to one operator key of `role`."""
+        return {
+            "viewer": self.operator_rate_limit_viewer_per_minute,
+            "operator": self.operator_rate_limit_operator_per_minute,
+            "admin": self.operator_rate_limit_admin_per_minute,
+        }[role]
+
+    @model_validator(mode="after")
     def _per_environment(self) -> Self:
         if self.internal_secret is not None and not self.internal_secret.get_secret_value().strip():
             raise ValueError("NEXUS_INTERNAL_SECRET must not be empty when set")
@@ -223,17 +302,13 @@ class Settings(BaseSettings):
 
     def _production_requirements(self) -> None:
         """staging/prod fail closed (docs/security.md): every refusal names its variable."""
-        missing = [
-            name
-            for name, present in (
-                ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
-                ("NEXUS_JWKS_URL", bool(self.jwks_url)),
-                ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
-                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
-                ("NEXUS_JWT_ISSUER", "jwt_issuer" in self.model_fields_set),
-            )
-            if not present
-        ]
+        missing = _missing(
+            ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+            ("NEXUS_JWKS_URL", bool(self.jwks_url)),
+            ("NEXUS_DATABASE_URL", "database_url" in self.model_fields_set),
+            ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
+            ("NEXUS_JWT_ISSUER", "jwt_issuer" in self.model_fields_set),
+        )
         if missing:
             raise ValueError(f"{self.env.value} requires {', '.join(missing)}")
         if self.jwt_hs256_secret is not None:
@@ -268,14 +343,10 @@ class Settings(BaseSettings):
         its own URL-signing key (the derived development key would be forgeable)."""
         if secret_rules.is_loopback(self.api_host):
             return
-        missing = [
-            name
-            for name, value in (
-                ("NEXUS_INTERNAL_SECRET", self.internal_secret),
-                ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key),
-            )
-            if value is None
-        ]
+        missing = _missing(
+            ("NEXUS_INTERNAL_SECRET", self.internal_secret is not None),
+            ("NEXUS_UPLOAD_SIGNING_KEY", self.upload_signing_key is not None),
+        )
         if missing:
             raise ValueError(
                 f"NEXUS_API_HOST={self.api_host} is not a loopback address: "

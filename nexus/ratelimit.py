@@ -1,4 +1,5 @@
-"""Per-user rate limits held in Postgres (`rate_limit_windows`), shared by every API process.
+"""Rate limits held in Postgres, shared by every API process: per user
+(`rate_limit_windows`) and per operator key (`operator_rate_limit_windows`).
 
 Fixed windows: a hit is one statement, `INSERT ... ON CONFLICT DO UPDATE SET hits = hits + 1
 RETURNING hits`, on the row of (user, bucket, start of the current window), with the
@@ -21,27 +22,47 @@ from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import TextClause
 
 from nexus.errors import NexusError
 
 INGEST_BUCKET = "ingest"
+OPERATOR_BUCKET = "operator"
 DEFAULT_WINDOW_SECONDS = 60
 # Windows older than this are garbage (kept a little so operators can look at recent ones).
 RETENTION = timedelta(hours=1)
 
-_HIT = text(
-    """
-    WITH w AS (
-        SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) / :w) * :w) AS start
+
+@dataclass(frozen=True)
+class Counters:
+    """A table of fixed-window counters and the column naming whose they are."""
+
+    table: str
+    subject: str
+
+
+USERS = Counters("rate_limit_windows", "user_id")
+OPERATOR_KEYS = Counters("operator_rate_limit_windows", "operator_key_id")
+
+
+def _hit_sql(counters: Counters) -> TextClause:
+    return text(
+        f"""
+        WITH w AS (
+            SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) / :w) * :w)
+                AS start
+        )
+        INSERT INTO {counters.table} AS r ({counters.subject}, bucket, window_start, hits)
+        SELECT :u, :b, w.start, 1 FROM w
+        ON CONFLICT ({counters.subject}, bucket, window_start) DO UPDATE SET hits = r.hits + 1
+        RETURNING r.hits,
+            extract(epoch FROM r.window_start + make_interval(secs => :w) - clock_timestamp())
+                AS remaining
+        """
     )
-    INSERT INTO rate_limit_windows AS r (user_id, bucket, window_start, hits)
-    SELECT :u, :b, w.start, 1 FROM w
-    ON CONFLICT (user_id, bucket, window_start) DO UPDATE SET hits = r.hits + 1
-    RETURNING r.hits,
-        extract(epoch FROM r.window_start + make_interval(secs => :w) - clock_timestamp())
-            AS remaining
-    """
-)
+
+
+_HIT = {counters: _hit_sql(counters) for counters in (USERS, OPERATOR_KEYS)}
 
 
 @dataclass(frozen=True)
@@ -77,10 +98,13 @@ async def hit(
     *,
     limit: int,
     window_seconds: int = DEFAULT_WINDOW_SECONDS,
+    counters: Counters = USERS,
 ) -> Hit:
-    """Count one hit of `user_id` on `bucket` in the current window (every attempt counts,
-    refused ones too) and report whether it is within `limit`."""
-    row = (await session.execute(_HIT, {"u": user_id, "b": bucket, "w": window_seconds})).one()
+    """Count one hit of `user_id` (an operator key id with `counters=OPERATOR_KEYS`) on
+    `bucket` in the current window (every attempt counts, refused ones too) and report
+    whether it is within `limit`."""
+    params = {"u": user_id, "b": bucket, "w": window_seconds}
+    row = (await session.execute(_HIT[counters], params)).one()
     return Hit(hits=int(row.hits), limit=limit, seconds_left=float(row.remaining))
 
 
@@ -100,9 +124,15 @@ async def check(
 
 
 async def prune_windows(session: AsyncSession, *, older_than: timedelta = RETENTION) -> int:
-    """Delete windows that started more than `older_than` ago; returns how many."""
-    result = await session.execute(
-        text("DELETE FROM rate_limit_windows WHERE window_start < now() - CAST(:age AS interval)"),
-        {"age": older_than},
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Delete windows (users' and operator keys') that started more than `older_than` ago;
+    returns how many."""
+    total = 0
+    for counters in (USERS, OPERATOR_KEYS):
+        result = await session.execute(
+            text(
+                f"DELETE FROM {counters.table} WHERE window_start < now() - CAST(:age AS interval)"
+            ),
+            {"age": older_than},
+        )
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total

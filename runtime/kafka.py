@@ -3,6 +3,10 @@
 The producer starts lazily and is rebuilt after failures, so a process can start while the
 broker is down and recover when it returns. Idempotence and transactions stay off: the local
 broker (Tansu) supports neither, and the outbox + guarded job rows make duplicates harmless.
+
+Every client a process builds (producer, consumer, admin) takes `client_options(settings)`:
+the broker's security protocol, SASL mechanism and credentials, and the TLS context (SPEC
+§10, docs/operations.md). Without options a client speaks PLAINTEXT (test helpers).
 """
 
 from __future__ import annotations
@@ -11,16 +15,64 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import BrokerResponseError, KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
+from nexus.config import Settings
 from nexus.messaging.publisher import MessageRejected, PublishError
 from nexus.messaging.topics import TopicSpec
 
 log = logging.getLogger(__name__)
+
+ClientOptions = Mapping[str, Any]
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments for the configured broker security (validated by
+    `Settings`): `security_protocol`, the SASL mechanism and credentials, and an SSL
+    context trusting `NEXUS_KAFKA_SSL_CAFILE` (or the system's CAs) for SSL/SASL_SSL."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        options["ssl_context"] = create_ssl_context(cafile=cafile)
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    return options
+
+
+def new_admin(
+    bootstrap: str, *, timeout_seconds: float, options: ClientOptions | None = None
+) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_seconds * 1000),
+        **dict(options or {}),
+    )
+
+
+def new_consumer(
+    bootstrap: str, *, timeout_seconds: float, options: ClientOptions | None = None
+) -> AIOKafkaConsumer:
+    """A group-less consumer that never commits (operator commands read, then stop)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=int(timeout_seconds * 1000),
+        **dict(options or {}),
+    )
 
 
 class KafkaPublisher:
@@ -32,23 +84,43 @@ class KafkaPublisher:
     """
 
     def __init__(
-        self, bootstrap: str, *, timeout_seconds: float = 5.0, cooldown_seconds: float = 2.0
+        self,
+        bootstrap: str,
+        *,
+        timeout_seconds: float = 5.0,
+        cooldown_seconds: float = 2.0,
+        options: ClientOptions | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        self._options = dict(options or {})
         self._timeout = timeout_seconds
         self._cooldown = cooldown_seconds
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Future[AIOKafkaProducer] | None = None
         self._down_until = 0.0
 
-    async def _start(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout_seconds: float) -> KafkaPublisher:
+        """The publisher of a process: the configured broker, with its security options."""
+        return cls(
+            settings.kafka_bootstrap,
+            timeout_seconds=timeout_seconds,
+            options=client_options(settings),
+        )
+
+    def new_producer(self) -> AIOKafkaProducer:
+        """A producer (not started) with this publisher's broker and security options."""
+        return AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=False,
             request_timeout_ms=int(self._timeout * 1000),
             linger_ms=0,
+            **self._options,
         )
+
+    async def _start(self) -> AIOKafkaProducer:
+        producer = self.new_producer()
         try:
             await asyncio.wait_for(producer.start(), self._timeout)
         except BaseException:
@@ -120,7 +192,9 @@ class KafkaPublisher:
             raise PublishError(f"publish to {topic} failed: {type(exc).__name__}") from exc
 
     async def ping(self) -> bool:
-        return await broker_answers(self._bootstrap, timeout_seconds=min(self._timeout, 2.0))
+        return await broker_answers(
+            self._bootstrap, timeout_seconds=min(self._timeout, 2.0), options=self._options
+        )
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
@@ -142,11 +216,11 @@ async def _stop_quietly(producer: AIOKafkaProducer, wait_seconds: float) -> None
         await asyncio.wait_for(producer.stop(), wait_seconds)
 
 
-async def broker_answers(bootstrap: str, *, timeout_seconds: float = 2.0) -> bool:
+async def broker_answers(
+    bootstrap: str, *, timeout_seconds: float = 2.0, options: ClientOptions | None = None
+) -> bool:
     """True when an admin `list_topics()` succeeds within the timeout."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000)
-    )
+    admin = new_admin(bootstrap, timeout_seconds=timeout_seconds, options=options)
     try:
         await asyncio.wait_for(admin.start(), timeout_seconds)
         await asyncio.wait_for(admin.list_topics(), timeout_seconds)
@@ -159,12 +233,14 @@ async def broker_answers(bootstrap: str, *, timeout_seconds: float = 2.0) -> boo
 
 
 async def ensure_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], *, wait_seconds: float = 15
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    *,
+    wait_seconds: float = 15,
+    options: ClientOptions | None = None,
 ) -> None:
     """Create missing topics with their final partition count (no later repartitioning)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(wait_seconds * 1000)
-    )
+    admin = new_admin(bootstrap, timeout_seconds=wait_seconds, options=options)
     await asyncio.wait_for(admin.start(), wait_seconds)
     try:
         existing = set(await admin.list_topics())

@@ -11,7 +11,7 @@ import time
 
 import structlog
 from quart import Quart, Response, g, request
-from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, QuartSchema
+from quart_schema import QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from nexus.config import Settings, load_settings
@@ -20,16 +20,19 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
+from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
-from web import http_spans, request_ids
-from web.auth import INTERNAL_HEADER, check_internal_header
+from web import docs_ui, http_spans, request_ids
+from web.auth import check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
 from web.metrics import HttpMetrics
+from web.openapi_doc import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
+    dead_letters,
     ingest_jobs,
     invites,
     libraries,
@@ -41,14 +44,17 @@ from web.routes import (
     outbox,
     stats,
     uploads,
+    webhooks,
+    workers,
 )
 from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
 
 log = structlog.get_logger("nexus.web.access")
 
-# quart-schema's endpoints: the OpenAPI document and the docs page are public.
-_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui"}
+# quart-schema's endpoints: the OpenAPI document and the docs page (with its assets) are
+# public.
+_SCHEMA_ENDPOINTS = {"openapi", "swagger_ui", docs_ui.ASSET_ENDPOINT}
 
 
 def create_app(
@@ -68,15 +74,17 @@ def create_app(
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
+    docs_ui.configure(app)  # before QuartSchema: /docs loads Swagger UI from our assets
     QuartSchema(
         app,
-        info={"title": "Nexus API", "version": "0.1.0"},
+        info={
+            "title": "Nexus API",
+            "version": "0.1.0",
+            "description": "Generate a client from this document: docs/web.md.",
+        },
         redoc_ui_path=None,
         scalar_ui_path=None,
-        security_schemes={
-            "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
-            "internal": APIKeySecurityScheme(in_="header", name=INTERNAL_HEADER),
-        },
+        openapi_provider_class=NexusOpenAPIProvider,
     )
     install_strict_json(app)  # after QuartSchema, which installs its own provider
 
@@ -86,8 +94,8 @@ def create_app(
         sessionmaker = make_sessionmaker(engine)
     owns_publisher = publisher is None
     if publisher is None:
-        publisher = KafkaPublisher(
-            settings.kafka_bootstrap, timeout_seconds=settings.publish_timeout_seconds
+        publisher = KafkaPublisher.from_settings(
+            settings, timeout_seconds=settings.publish_timeout_seconds
         )
 
     state = NexusState(
@@ -95,7 +103,11 @@ def create_app(
         sessionmaker=sessionmaker,
         publisher=publisher,
         verifier=TokenVerifier(settings),
-        metrics=HttpMetrics(db_cache_seconds=settings.metrics_db_cache_seconds),
+        metrics=HttpMetrics(
+            db_cache_seconds=settings.metrics_db_cache_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            engine=lambda: engine_of(sessionmaker),
+        ),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
     )
@@ -109,6 +121,8 @@ def create_app(
     app.register_blueprint(me.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(outbox.bp)
+    app.register_blueprint(dead_letters.bp)
+    app.register_blueprint(workers.bp)
     app.register_blueprint(backfill_jobs.bp)
     app.register_blueprint(invites.bp)
     app.register_blueprint(libraries.bp)
@@ -117,6 +131,7 @@ def create_app(
     app.register_blueprint(operations.bp)
     app.register_blueprint(media_events.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(webhooks.bp)
 
     warm_up: list[asyncio.Future[bool]] = []
 

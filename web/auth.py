@@ -2,29 +2,39 @@
 
 Order on every request (SPEC §1): the internal header is checked first (a `before_request`
 hook, so it also guards unknown routes), then the route's own guard: `@user_required`
-(bearer JWT) or `@operator_required(role)` (bearer operator key).
+(bearer JWT) or `@operator_required(role)` (bearer operator key: 401 → per-key rate limit
+429 → role 403; every refusal is logged and written to `operator_actions`).
 """
 
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import structlog
 from quart import current_app, g, request
-from quart_schema import document_response, security_scheme
 
+from nexus import ratelimit
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, authenticate
+from nexus.operators.service import (
+    OperatorIdentity,
+    Refusal,
+    find_key,
+    record_refusal,
+    role_too_low,
+)
 from nexus.users.service import CurrentUser, default_library_of, ensure_user
-from web.envelope import ErrorBody
+from web.openapi import INTERNAL_EXEMPT_ATTR, OPERATOR, USER, guard
 from web.state import nexus_state
 
+log = structlog.get_logger("nexus.web.auth")
+
 INTERNAL_HEADER = "X-Nexus-Internal"
-_EXEMPT_ATTR = "_nexus_internal_exempt"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,7 +48,7 @@ class InternalOnlyError(NexusError):
 
 def internal_exempt(func: F) -> F:
     """Mark a view as callable without the internal header (ops routes, pre-signed URLs)."""
-    setattr(func, _EXEMPT_ATTR, True)
+    setattr(func, INTERNAL_EXEMPT_ATTR, True)
     return func
 
 
@@ -49,7 +59,7 @@ def _is_exempt() -> bool:
     if endpoint in nexus_state().internal_exempt_endpoints:
         return True
     view = current_app.view_functions.get(endpoint)
-    return bool(getattr(view, _EXEMPT_ATTR, False))
+    return bool(getattr(view, INTERNAL_EXEMPT_ATTR, False))
 
 
 async def check_internal_header() -> None:
@@ -86,10 +96,36 @@ async def authenticate_user() -> CurrentUser:
     if library_id is not None:
         user = CurrentUser(user_id=user_id, default_library_id=library_id)
     else:
-        async with transaction(state.sessionmaker) as session:
-            user = await ensure_user(session, user_id)
+        user = await bootstrap(user_id)
     g.nexus_user = user
     return user
+
+
+def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """`@user_required` for reads whose statement also checks the bootstrap (see
+    `web.uow.read_as_viewer`): the JWT is verified here, the bootstrap costs no statement
+    of its own. The view reads the user id with `viewer_id()`."""
+
+    @wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        g.nexus_viewer_id = await nexus_state().verifier.verify(bearer_token())
+        return await func(*args, **kwargs)
+
+    return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
+
+
+def viewer_id() -> uuid.UUID:
+    """The verified user id of this request (inside `@viewer_required` views)."""
+    user_id = g.get("nexus_viewer_id")
+    if not isinstance(user_id, uuid.UUID):
+        raise RuntimeError("viewer_id() outside a @viewer_required view")
+    return user_id
+
+
+async def bootstrap(user_id: uuid.UUID) -> CurrentUser:
+    """Create whatever of the user's rows is missing (own short transaction)."""
+    async with transaction(nexus_state().sessionmaker) as session:
+        return await ensure_user(session, user_id)
 
 
 def current_user() -> CurrentUser:
@@ -100,14 +136,6 @@ def current_user() -> CurrentUser:
     return user
 
 
-def _document_guard(view: F, statuses: tuple[int, ...]) -> F:
-    """OpenAPI: the route needs the internal header + a bearer and may answer these errors."""
-    security_scheme([{"internal": [], "bearer": []}])(view)
-    for status in statuses:
-        document_response(ErrorBody, status)(view)
-    return view
-
-
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Require a valid user JWT; the view reads the user with `current_user()`."""
 
@@ -116,7 +144,7 @@ def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await authenticate_user()
         return await func(*args, **kwargs)
 
-    return _document_guard(wrapper, (401, 403, 503))
+    return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
 
 
 def operator_required(
@@ -124,19 +152,82 @@ def operator_required(
 ) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     """Require an operator key of at least `role`; passes `operator: OperatorIdentity`.
 
-    401 E_UNAUTHENTICATED for a missing/unknown/disabled key, 403 E_FORBIDDEN for a role
-    too low. The key's `last_used_at` is updated in its own short transaction.
+    Order: 401 E_UNAUTHENTICATED for a missing/unknown/disabled key → 429 E_RATE_LIMITED
+    (with Retry-After) past the key's per-minute limit for its role → 403 E_FORBIDDEN for a
+    role too low. The key's `last_used_at` is updated in its own short transaction.
     """
 
     def decorator(func: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> R:
-            token = bearer_token()
-            async with transaction(nexus_state().sessionmaker) as session:
-                identity: OperatorIdentity = await authenticate(session, token, role)
+            identity = await authorize_operator(role)
             g.nexus_operator = identity
             return await func(*args, operator=identity, **kwargs)
 
-        return _document_guard(wrapper, (401, 403))
+        return guard(wrapper, ("E_UNAUTHENTICATED", "E_FORBIDDEN", "E_RATE_LIMITED"), OPERATOR)
 
     return decorator
+
+
+def _route() -> str:
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    return f"{request.method} {rule}"
+
+
+async def authorize_operator(required: Role) -> OperatorIdentity:
+    """The operator of this request, or the refusal (see `operator_required`), recorded."""
+    state = nexus_state()
+    route = _route()
+    try:
+        token = bearer_token()
+    except Unauthenticated as exc:
+        await _refuse(Refusal("E_UNAUTHENTICATED", route, required), exc)
+    async with transaction(state.sessionmaker) as session:
+        identity = await find_key(session, token)
+    if identity is None:
+        await _refuse(
+            Refusal("E_UNAUTHENTICATED", route, required, token=token),
+            Unauthenticated("unknown or disabled operator key"),
+        )
+    # Its own autocommit statement: refused hits count too, and the row is never held.
+    async with autocommit(state.sessionmaker) as conn:
+        hit = await ratelimit.hit(
+            conn,
+            identity.key_id,
+            ratelimit.OPERATOR_BUCKET,
+            limit=state.settings.operator_rate_limit(identity.role.value),
+            counters=ratelimit.OPERATOR_KEYS,
+        )
+    if not hit.allowed:
+        # Logged every time; audited once per key and window (the first refused hit), so
+        # a runaway script cannot flood the ledger.
+        await _refuse(
+            Refusal("E_RATE_LIMITED", route, required, token=token, identity=identity),
+            ratelimit.RateLimited(hit.retry_after),
+            audit=hit.hits == hit.limit + 1,
+        )
+    if not identity.role.allows(required):
+        await _refuse(
+            Refusal("E_FORBIDDEN", route, required, token=token, identity=identity),
+            role_too_low(identity),
+        )
+    return identity
+
+
+async def _refuse(refusal: Refusal, error: NexusError, *, audit: bool = True) -> NoReturn:
+    """Log the refusal, write its audit row (own transaction), then raise `error`."""
+    log.warning(
+        "operator request refused",
+        code=refusal.code,
+        route=refusal.route,
+        **{k: v for k, v in refusal.details().items() if k != "route"},
+    )
+    if audit:
+        try:
+            async with transaction(nexus_state().sessionmaker) as session:
+                await record_refusal(session, refusal, request_id=g.get("request_id"))
+        except Exception:
+            # The request is refused either way; a failed audit write must not turn the
+            # refusal into a 500 (it is logged above and here).
+            log.exception("could not record an operator refusal", route=refusal.route)
+    raise error

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import TypeVar
 
 import structlog
 from quart import Quart
@@ -27,6 +28,8 @@ from quart.globals import request_ctx
 from quart.typing import ResponseReturnValue
 
 from nexus.errors import NexusError
+
+T = TypeVar("T")
 
 log = structlog.get_logger("nexus.web")
 
@@ -62,18 +65,31 @@ class DeadlineQuart(Quart):
             raise DeadlineExceededError(seconds) from None
 
 
+class WaitExpired(Exception):
+    """`next_within`'s bound ran out (a timeout raised by the iterator itself propagates)."""
+
+
+async def next_within(iterator: AsyncIterator[T], bound: asyncio.Timeout) -> T:
+    """The next item, waited for under `bound` only (never a consumer's `yield`).
+
+    Raises StopAsyncIteration at the end and `WaitExpired` when `bound` expires."""
+    try:
+        async with bound:
+            return await anext(iterator)
+    except TimeoutError:
+        if not bound.expired():
+            raise
+        raise WaitExpired from None
+
+
 async def idle_bounded(chunks: AsyncIterable[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
     """`chunks`, failing with 503 when none arrives for `idle_seconds`."""
     iterator = aiter(chunks)
     while True:
-        bound = asyncio.timeout(idle_seconds)
         try:
-            async with bound:
-                chunk = await anext(iterator)
+            chunk = await next_within(iterator, asyncio.timeout(idle_seconds))
         except StopAsyncIteration:
             return
-        except TimeoutError:
-            if not bound.expired():
-                raise
+        except WaitExpired:
             raise DeadlineExceededError(idle_seconds, "no bytes were received") from None
         yield chunk

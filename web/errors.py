@@ -40,6 +40,11 @@ _MESSAGES: dict[str, str] = {
 _FILE_BODY_ENDPOINTS = frozenset({"uploads.put_upload"})
 
 
+def framework_code(status: int) -> str:
+    """The code answered when the framework itself fails a request with `status`."""
+    return _CODE_BY_STATUS.get(status, "E_INVALID_REQUEST" if status < 500 else "E_INTERNAL")
+
+
 def nexus_error_response(exc: NexusError) -> Response:
     headers = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return error_response(
@@ -71,7 +76,7 @@ async def _on_schema_error(exc: RequestSchemaValidationError) -> Response:
 
 async def _on_http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    code = _CODE_BY_STATUS.get(status, "E_INVALID_REQUEST" if status < 500 else "E_INTERNAL")
+    code = framework_code(status)
     if status == 413 and request.endpoint in _FILE_BODY_ENDPOINTS:
         code = "E_FILE_TOO_LARGE"
     headers: dict[str, str] = {}

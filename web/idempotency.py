@@ -1,6 +1,8 @@
 """`Idempotency-Key` for creating POST routes (SPEC §2): a unit of work that replays.
 
     @bp.post("/things")
+    @raises(...)
+    @idempotent
     @validate_request(ThingIn)
     @validate_response(Data[ThingOut], 201)
     @user_required
@@ -28,11 +30,12 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel
-from quart import request
+from quart import current_app, request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.idempotency import service
 from web.auth import current_user
+from web.openapi import IDEMPOTENT_ATTR
 from web.uow import UnitOfWork, unit_of_work
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -89,6 +92,10 @@ class IdempotentWork:
         return self._uow
 
     async def __aenter__(self) -> IdempotentWork:
+        view = current_app.view_functions.get(request.endpoint or "")
+        if not getattr(view, IDEMPOTENT_ATTR, False):
+            # The OpenAPI document must show the header and its 409 (web/openapi.py).
+            raise RuntimeError("a view using idempotent_unit_of_work must be @idempotent")
         raw = request.headers.get(IDEMPOTENCY_HEADER)
         if raw is not None:
             self._key = service.check_key(raw)

@@ -1,30 +1,51 @@
-"""Prometheus metrics for one app instance (its own registry, so test apps never clash)."""
+"""The API's Prometheus metrics: the shared series (`runtime.metrics.Metrics`) plus HTTP.
+
+Labels are bounded whoever sends the request: the method is one of the standard set or
+`other`, the route is the URL rule's template (never the path) or `unmatched`, and the
+status is the one this app answered.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from collections.abc import Callable
 
-from runtime.db_gauges import DatabaseGauges
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-UNMATCHED_ROUTE = "<unmatched>"
+from runtime.metrics import Metrics
+
+UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class HttpMetrics:
-    content_type = CONTENT_TYPE_LATEST
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER_METHOD
 
-    def __init__(self, *, db_cache_seconds: float = 5.0) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+
+class HttpMetrics(Metrics):
+    def __init__(
+        self,
+        *,
+        db_cache_seconds: float = 5.0,
+        heartbeat_seconds: float = 5.0,
+        engine: Callable[[], AsyncEngine | None] = lambda: None,
+    ) -> None:
+        super().__init__(
+            db_cache_seconds=db_cache_seconds, heartbeat_seconds=heartbeat_seconds, engine=engine
+        )
         self.requests = Counter(
             "nexus_http_requests",
-            "HTTP requests by route template, method and status.",
+            "HTTP requests by method, route template and status.",
             ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "nexus_http_request_duration_seconds",
-            "HTTP request latency by route template and method.",
-            ["method", "route"],
+            "HTTP request latency by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.outbox_publish = Counter(
@@ -33,12 +54,8 @@ class HttpMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.backlog = DatabaseGauges(self.registry, max_age_seconds=db_cache_seconds)
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        label = route or UNMATCHED_ROUTE
-        self.requests.labels(method=method, route=label, status=str(status)).inc()
-        self.latency.labels(method=method, route=label).observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+        labels = (method_label(method), route or UNMATCHED_ROUTE, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)

@@ -42,12 +42,21 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = None
+    limit: int = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Items per page (1 to 200)."
+    )
+    cursor: str | None = Field(
+        default=None,
+        json_schema_extra={"maxLength": MAX_CURSOR_CHARS},  # checked: E_INVALID_CURSOR
+        description="Opaque: the `page.next_cursor` of the previous page of the same list "
+        "(same filters); anything else is 400 E_INVALID_CURSOR. Omit for the first page.",
+    )
 
 
 class Page(BaseModel):
-    next_cursor: str | None
+    """Keyset pagination: pass `next_cursor` as `cursor` to get the next page."""
+
+    next_cursor: str | None = Field(description="null on the last page.")
     has_more: bool
 
 

@@ -13,12 +13,10 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from quart_schema import document_response
-
 from nexus import ratelimit
 from nexus.db.tx import autocommit
 from web.auth import current_user
-from web.envelope import ErrorBody
+from web.openapi import guard
 from web.state import nexus_state
 
 P = ParamSpec("P")
@@ -48,7 +46,6 @@ def rate_limited(
             await enforce(bucket)
             return await func(*args, **kwargs)
 
-        document_response(ErrorBody, 429)(wrapper)
-        return wrapper
+        return guard(wrapper, ("E_RATE_LIMITED",), None)
 
     return decorate

@@ -16,7 +16,8 @@ import asyncio
 import math
 import time
 import uuid
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 import httpx
 import jwt
@@ -29,6 +30,17 @@ log = structlog.get_logger("nexus.web.auth")
 
 LEEWAY_SECONDS = 60
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "ES256"})
+# Verified tokens remembered per process (a BFF sends the same token on every request of a
+# session): a bounded LRU keyed by the token itself.
+VERIFIED_CACHE_SIZE = 10_000
+
+
+class _Verified(NamedTuple):
+    user_id: uuid.UUID
+    # Wall-clock second after which PyJWT would refuse the token (exp + leeway).
+    valid_until: float
+    # The signing key's id for a JWKS token: a hit still needs that key in the key set.
+    kid: str | None
 
 
 class AuthUnavailableError(NexusError):
@@ -176,8 +188,27 @@ class TokenVerifier:
             if settings.jwks_url
             else None
         )
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def verify(self, token: str) -> uuid.UUID:
+        """The token's user id. A token already verified by this process is answered from
+        the cache until it expires (with the leeway PyJWT allows); a JWKS token only while
+        its signing key is still in the (fresh or usable stale) key set."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() < hit.valid_until and (
+                hit.kid is None or (self.jwks is not None and await self.jwks.get(hit.kid))
+            ):
+                self._verified.move_to_end(token)
+                return hit.user_id
+            self._verified.pop(token, None)
+        user_id, valid_until, kid = await self._verify(token)
+        self._verified[token] = _Verified(user_id, valid_until, kid)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return user_id
+
+    async def _verify(self, token: str) -> tuple[uuid.UUID, float, str | None]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -186,13 +217,16 @@ class TokenVerifier:
         if not isinstance(alg, str):  # any JSON value can arrive here (a list: unhashable)
             raise Unauthenticated("token algorithm not accepted")
         key: Any
+        kid: str | None = None
         if alg == "HS256" and self.hs256_key is not None:
             key = self.hs256_key
         elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
             key = await self._jwks_key(header, str(alg))
+            kid = str(header["kid"])
         else:
             raise Unauthenticated("token algorithm not accepted")
-        return self._decode(token, key, str(alg))
+        user_id, exp = self._decode(token, key, str(alg))
+        return user_id, exp + LEEWAY_SECONDS, kid
 
     async def _jwks_key(self, header: dict[str, Any], alg: str) -> Any:
         assert self.jwks is not None
@@ -208,7 +242,7 @@ class TokenVerifier:
             raise Unauthenticated("token algorithm does not match its key")
         return jwk.key
 
-    def _decode(self, token: str, key: Any, alg: str) -> uuid.UUID:
+    def _decode(self, token: str, key: Any, alg: str) -> tuple[uuid.UUID, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -225,7 +259,7 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthenticated("invalid token") from None
         try:
-            return uuid.UUID(str(claims["sub"]))
+            return uuid.UUID(str(claims["sub"])), float(claims["exp"])
         except ValueError:
             raise Unauthenticated("token subject is not a user id") from None
 

@@ -10,16 +10,24 @@ published stays in the outbox and the agents' relay publishes it later.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeVar
 
 import structlog
 from quart import g
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus import tracing
-from nexus.db.tx import transaction
+from nexus.db.tx import autocommit, transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
+from nexus.users.service import NotBootstrapped
+from web.auth import bootstrap, viewer_id
 from web.state import NexusState, nexus_state
+
+T = TypeVar("T")
 
 log = structlog.get_logger("nexus.web.uow")
 
@@ -90,6 +98,27 @@ class UnitOfWork:
         metric.labels(outcome="published").inc(self.report.published)
         metric.labels(outcome="deferred").inc(self.report.failed)
         g.enqueue_dispatched = self.enqueue_dispatched
+
+
+def reading() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+    """A pooled connection for a read-only request: no ORM session and no BEGIN/COMMIT
+    round trips (each statement sees its own snapshot, as it would in the READ COMMITTED
+    transaction of a unit of work). Only for views that write nothing."""
+    return autocommit(nexus_state().sessionmaker)
+
+
+async def read_as_viewer(read: Callable[[AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
+    """`read(conn, viewer)` on a `reading()` connection for the `@viewer_required` user.
+    Its statement checks the user's bootstrap: when it raises `NotBootstrapped` the user
+    is bootstrapped (`web.auth.bootstrap`) and the read runs again."""
+    user_id = viewer_id()
+    try:
+        async with reading() as conn:
+            return await read(conn, user_id)
+    except NotBootstrapped:
+        await bootstrap(user_id)
+    async with reading() as conn:
+        return await read(conn, user_id)
 
 
 def unit_of_work() -> UnitOfWork:

@@ -10,37 +10,45 @@ status; wrap them in `cli.common.guarded` so domain errors become exit status 1.
 
 from __future__ import annotations
 
-import argparse
 from types import ModuleType
 
-from cli.common import EXIT_USAGE, SubParsers
-from cli.ops import dead_letter, jobs, keys, operations, outbox, requeue
-from nexus.config import Settings
+from cli.common import SubParsers, usage
+from cli.ops import (
+    audit,
+    dead_letter,
+    dead_letters,
+    jobs,
+    keys,
+    operations,
+    outbox,
+    requeue,
+    webhooks,
+    workers,
+)
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     keys,
     requeue,
     jobs,
     dead_letter,
+    dead_letters,
     outbox,
     operations,
+    workers,
+    webhooks,
+    audit,
 )
 
 
 def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "ops",
-        help="operator commands (keys, requeue, jobs, replay-dead-letter, outbox, operations)",
+        help=(
+            "operator commands (keys, requeue, jobs, dead-letter, replay-dead-letter, outbox, "
+            "operations, workers, webhooks, audit)"
+        ),
     )
-    parser.set_defaults(handler=_usage(parser))
+    parser.set_defaults(handler=usage(parser))
     ops_subparsers = parser.add_subparsers(title="operator commands", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(ops_subparsers)
-
-
-def _usage(parser: argparse.ArgumentParser) -> object:
-    def handler(args: argparse.Namespace, settings: Settings) -> int:
-        parser.print_help()
-        return EXIT_USAGE
-
-    return handler

@@ -12,15 +12,19 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from nexus.config import Settings
+from runtime.kafka import client_options, new_consumer
 
-async def open_consumer(bootstrap: str, *, timeout_s: float = 10.0) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=int(timeout_s * 1000),
+
+def build_consumer(settings: Settings, *, timeout_s: float = 10.0) -> AIOKafkaConsumer:
+    """A group-less consumer of the configured broker, with its security options."""
+    return new_consumer(
+        settings.kafka_bootstrap, timeout_seconds=timeout_s, options=client_options(settings)
     )
+
+
+async def open_consumer(settings: Settings, *, timeout_s: float = 10.0) -> AIOKafkaConsumer:
+    consumer = build_consumer(settings, timeout_s=timeout_s)
     await asyncio.wait_for(consumer.start(), timeout_s)
     return consumer
 

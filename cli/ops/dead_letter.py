@@ -1,12 +1,19 @@
-"""`nexus ops replay-dead-letter`: re-produce dead-lettered values to their original topic.
+"""`nexus ops replay-dead-letter`: re-produce dead-lettered values to their original topic,
+reading the dead-letter TOPIC (letters of any shape, pre-0014 ones included). The audited
+tool that reads the `dead_letters` table and replays through the outbox is
+`nexus ops dead-letter replay` (cli/ops/dead_letters.py); this one remains for letters
+that only the topic holds.
 
 Reads the dead-letter topic (one partition) without a consumer group from `--from-offset`
 up to the end offset taken at start (letters produced while replaying are not re-read),
 and produces each letter's original key and value to its original topic with a
-`replayed_from` header. Prints one JSON line per letter and a summary line with the next
-offset to continue from. Replaying is safe: work messages only name jobs whose guarded
-rows decide, and requeue messages are de-duplicated by message_id; a value that is still
-invalid simply dead-letters again.
+`replayed_from` header. Only this deployment's work topics (ingest, backfill,
+backfill-requeue, operations) are ever produced to: a letter naming any other topic is refused (the
+dead-letter topic's content is not trusted to choose where we write), and so is a
+`--topic` that is not one of them (exit status 2). Prints one JSON line per letter and a
+summary line with the next offset to continue from. Replaying is safe: work messages only
+name jobs whose guarded rows decide, and requeue messages are de-duplicated by message_id;
+a value that is still invalid simply dead-letters again.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cli.common import EXIT_FAILURE, EXIT_OK, SubParsers, err, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SubParsers, err, out, run_service
 from cli.ops.broker import assign_at_end, open_consumer, partitions_of
 from nexus.config import Settings
+from nexus.messaging.messages import DeadLetter
 from nexus.messaging.publisher import PublishError
 from nexus.messaging.topics import Topics
 from runtime.kafka import KafkaPublisher
@@ -45,6 +53,20 @@ def resolve_topic(name: str | None, topics: Topics) -> str | None:
     return name if name in known or prefixed not in known else prefixed
 
 
+class RefusedTopic(ValueError):
+    """A replay target that is not one of this deployment's work topics."""
+
+
+def check_target(topic: str, topics: Topics) -> str:
+    """`topic` when it is one of our work topics; `RefusedTopic` otherwise."""
+    if topic not in topics.work():
+        raise RefusedTopic(
+            f"refusing to produce to {topic!r}: replay only targets the work topics "
+            f"{', '.join(topics.work())}"
+        )
+    return topic
+
+
 async def _letters(
     consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
 ) -> list[tuple[int, dict[str, Any]]]:
@@ -65,9 +87,9 @@ async def _letters(
 async def replay(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     topics = Topics.from_settings(settings)
     only = resolve_topic(args.topic, topics)
-    consumer = await open_consumer(settings.kafka_bootstrap)
-    publisher = KafkaPublisher(settings.kafka_bootstrap, timeout_seconds=10.0)
-    replayed = skipped = 0
+    consumer = await open_consumer(settings)
+    publisher = KafkaPublisher.from_settings(settings, timeout_seconds=10.0)
+    replayed = skipped = refused = 0
     next_offset = args.from_offset
     try:
         tps = await partitions_of(consumer, topics.dead_letter)
@@ -75,24 +97,40 @@ async def replay(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
         for tp in tps:
             for offset, letter in await _letters(consumer, tp, args.from_offset, ends[tp]):
                 if args.limit is not None and replayed >= args.limit:
-                    return {"replayed": replayed, "skipped": skipped, "next_offset": offset}
+                    return {
+                        "replayed": replayed,
+                        "skipped": skipped,
+                        "refused": refused,
+                        "next_offset": offset,
+                    }
                 next_offset = offset + 1
-                topic, value = letter.get("topic"), letter.get("value")
-                if not topic or value is None or (only and topic != only):
+                try:
+                    parsed = DeadLetter.model_validate(letter)
+                    topic, value = parsed.original_topic, parsed.raw_value()
+                except ValueError:  # pydantic's ValidationError, bad base64
                     skipped += 1
+                    continue
+                if only and topic != only:
+                    skipped += 1
+                    continue
+                try:
+                    check_target(str(topic), topics)
+                except RefusedTopic as exc:
+                    err(f"offset {offset}: {exc}")
+                    refused += 1
                     continue
                 line = {
                     "offset": offset,
                     "topic": topic,
-                    "key": letter.get("key"),
-                    "reason": letter.get("reason"),
+                    "key": parsed.key,
+                    "reason": parsed.error_message,
                     "dry_run": bool(args.dry_run),
                 }
                 if not args.dry_run:
                     await publisher.publish(
                         topic,
-                        letter.get("key"),
-                        str(value).encode(),
+                        parsed.key,
+                        value,
                         {"replayed_from": f"{tp.topic}:{tp.partition}:{offset}"},
                     )
                 out(json.dumps(line))
@@ -100,10 +138,24 @@ async def replay(settings: Settings, args: argparse.Namespace) -> dict[str, Any]
     finally:
         await publisher.close()
         await asyncio.wait_for(consumer.stop(), 10)
-    return {"replayed": replayed, "skipped": skipped, "next_offset": next_offset}
+    return {
+        "replayed": replayed,
+        "skipped": skipped,
+        "refused": refused,
+        "next_offset": next_offset,
+    }
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit status: 0 done, 1 broker failure or some letter refused, 2 a refused --topic."""
+    topics = Topics.from_settings(settings)
+    only = resolve_topic(args.topic, topics)
+    if only is not None:
+        try:
+            check_target(only, topics)
+        except RefusedTopic as exc:
+            err(f"error: {exc}")
+            return EXIT_USAGE
     try:
         summary = run_service(lambda: replay(settings, args))
     except (PublishError, LookupError, OSError, TimeoutError) as exc:
@@ -111,4 +163,4 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILURE
     verb = "would replay" if args.dry_run else "replayed"
     out(json.dumps({"summary": verb, **summary}))
-    return EXIT_OK
+    return EXIT_FAILURE if summary["refused"] else EXIT_OK

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import uuid
-from datetime import datetime
 from typing import Any
 
-from cli.common import EXIT_OK, SubParsers, guarded, out, run_service
+from cli.common import EXIT_OK, SubParsers, guarded, run_service
 from cli.ops.db import session_scope
-from cli.ops.keys import format_table
+from cli.ops.output import plain, print_rows
 from nexus.config import Settings
 from nexus.sharing import operations
 from nexus.sharing.operations import JobFilters
@@ -60,14 +58,6 @@ def filters_from(args: argparse.Namespace) -> JobFilters:
     return JobFilters(keys=keys, status=args.status, error_code=args.error_code)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     async def listing() -> list[dict[str, Any]]:
         async with session_scope(settings) as session:
@@ -76,13 +66,6 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
             )
         return [operations.job_item(operations.BACKFILL_JOB, r) for r in rows[: args.limit]]
 
-    items = [{k: _plain(v) for k, v in item.items()} for item in run_service(listing)]
-    if args.json:
-        out(json.dumps(items))
-    elif not items:
-        out("no backfill jobs match")
-    else:
-        rows = [{c: None if item[c] is None else str(item[c]) for c in COLUMNS} for item in items]
-        for line in format_table(rows, COLUMNS):
-            out(line)
+    items = [{k: plain(v) for k, v in item.items()} for item in run_service(listing)]
+    print_rows(items, COLUMNS, as_json=args.json, empty="no backfill jobs match")
     return EXIT_OK

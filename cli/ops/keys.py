@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
+from cli.common import EXIT_OK, SubParsers, guarded, out, run_service, usage
 from cli.ops.db import session_scope
 from nexus.config import Settings
 from nexus.operators import service
@@ -16,7 +16,7 @@ from nexus.operators.roles import Role
 
 def register(subparsers: SubParsers) -> None:
     keys = subparsers.add_parser("keys", help="create, list and disable operator keys")
-    keys.set_defaults(handler=lambda args, settings: _help(keys))
+    keys.set_defaults(handler=usage(keys))
     sub = keys.add_subparsers(title="key commands", metavar="COMMAND")
 
     create = sub.add_parser("create", help="create a key and print its token once")
@@ -32,11 +32,6 @@ def register(subparsers: SubParsers) -> None:
     disable = sub.add_parser("disable", help="disable a key by name or id (idempotent)")
     disable.add_argument("name_or_id", metavar="NAME_OR_ID")
     disable.set_defaults(handler=guarded(run_disable))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 def _ts(value: datetime | None) -> str:

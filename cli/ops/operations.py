@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
-from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, out, run_service
+from cli.common import EXIT_OK, SubParsers, guarded, out, run_service, usage
 from cli.ops.db import session_scope
+from cli.ops.output import plain
 from nexus.config import Settings
 from nexus.errors import NotFound
 from nexus.operations import service
@@ -17,25 +17,12 @@ from nexus.operations import service
 
 def register(subparsers: SubParsers) -> None:
     group = subparsers.add_parser("operations", help="background operations (bulk requeue)")
-    group.set_defaults(handler=lambda args, settings: _help(group))
+    group.set_defaults(handler=usage(group))
     sub = group.add_subparsers(title="operation commands", metavar="COMMAND")
     show = sub.add_parser("show", help="status, progress and result of one operation")
     show.add_argument("operation_id", type=uuid.UUID, metavar="ID")
     show.add_argument("--json", action="store_true", help="print the operation as JSON")
     show.set_defaults(handler=guarded(run_show))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
 
 
 def lines(operation: dict[str, Any]) -> list[str]:
@@ -54,7 +41,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             operation = await service.get(session, args.operation_id)
         if operation is None:
             raise NotFound(f"no operation {args.operation_id}")
-        return {k: _plain(v) for k, v in operation.public().items()}
+        return {k: plain(v) for k, v in operation.public().items()}
 
     operation = run_service(show)
     if args.json:

@@ -69,8 +69,8 @@ def build_message(args: argparse.Namespace) -> BackfillRequeueRequested:
 
 
 async def _produce(settings: Settings, topic: str, msg: BackfillRequeueRequested) -> None:
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap, timeout_seconds=max(settings.publish_timeout_seconds, 5.0)
+    publisher = KafkaPublisher.from_settings(
+        settings, timeout_seconds=max(settings.publish_timeout_seconds, 5.0)
     )
     try:
         await publisher.publish(topic, msg.key, msg.to_bytes(), msg.trace_headers())
@@ -106,7 +106,7 @@ async def requeue(
     if not wait:
         await _produce(settings, topics.backfill_requeue, msg)
         return None
-    consumer = await open_consumer(settings.kafka_bootstrap)
+    consumer = await open_consumer(settings)
     try:
         # Position before producing, so the answer cannot slip past us.
         await assign_at_end(consumer, await partitions_of(consumer, topics.events))

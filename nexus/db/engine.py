@@ -40,10 +40,19 @@ def _mark_used(dbapi_conn: Any, record: Any) -> None:
 
 
 def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    # By default no overflow: the pool keeps every connection it opened, up to twice the
+    # setting (the capacity it had as size + overflow). An overflow connection is closed
+    # on check-in, so a burst above the pool size (32 requests in flight on the API) forked
+    # a new PostgreSQL backend for nearly every request. An explicit small `pool_size`
+    # (CLI commands, tests) keeps the setting as overflow for rare bursts.
+    if pool_size is None:
+        size, overflow = settings.database_pool_size * 2, 0
+    else:
+        size, overflow = pool_size, settings.database_pool_size
     engine = create_async_engine(
         settings.database_url,
-        pool_size=pool_size or settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        pool_size=size,
+        max_overflow=overflow,
         pool_timeout=10,
         # Errors (and the logs and tracebacks that render them) never carry bound values:
         # they hold user data, URLs and token hashes.

@@ -426,3 +426,54 @@ class _Decoder:
             tail = self._inflater.flush()
             if tail:
                 yield tail
+
+
+# --- one checked POST (webhook deliveries) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status: int
+    headers: dict[str, str]
+
+
+async def post_checked(
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    *,
+    policy: FetchPolicy,
+    resolver: Resolver | None = None,
+) -> PostResult:
+    """POST `content` to `url` once, under the fetcher's address rules: the host is checked
+    and the connection pinned to the checked addresses exactly as in `fetch_url`; redirects
+    are not followed (a 3xx is returned as is); the response body is discarded.
+
+    Raises `TerminalError` (`E_SSRF_BLOCKED`; `E_FETCH_FAILED` for an invalid URL or a name
+    that does not resolve) or `TransientError` (`E_FETCH_TIMEOUT`; `E_FETCH_FAILED` for
+    connection errors and temporary DNS failures).
+    """
+    run_resolver = resolver or resolve_host
+    try:
+        async with asyncio.timeout(policy.timeout):
+            target = await _check_target(url, policy, run_resolver, first=True)
+            backend = _PinnedBackend()
+            backend.pin(target.host.name, target.port, target.addresses)
+            async with httpx.AsyncClient(
+                transport=_PinnedTransport(backend),
+                follow_redirects=False,
+                trust_env=False,
+                timeout=httpx.Timeout(policy.timeout),
+                headers={"User-Agent": policy.user_agent},
+            ) as client:
+                request = client.build_request("POST", url, content=content, headers=headers)
+                # Streamed and closed unread: a receiver's body is never loaded.
+                response = await client.send(request, stream=True)
+                await response.aclose()
+                return PostResult(response.status_code, dict(response.headers))
+    except TimeoutError:
+        raise TransientError("E_FETCH_TIMEOUT", f"no answer in {policy.timeout:g} s") from None
+    except httpx.TimeoutException as exc:
+        raise TransientError("E_FETCH_TIMEOUT", f"timed out: {type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise TransientError("E_FETCH_FAILED", f"connection failed: {type(exc).__name__}") from None

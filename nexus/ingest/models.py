@@ -27,7 +27,8 @@ class MediaUpload(Base):
 
     `nonce` is the one the current upload token was signed with: the token is usable while
     `uploaded_at` is NULL and no other upload holds it (`claimed_at`); the first upload that
-    completes sets `uploaded_at`, which spends the token for good."""
+    completes sets `uploaded_at`, which spends the token for good. An upload still not
+    completed after its URL lifetime plus a grace is removed with its media by the agents."""
 
     __tablename__ = "media_uploads"
 
@@ -38,4 +39,7 @@ class MediaUpload(Base):
     filename: Mapped[str] = mapped_column(String(255), nullable=False)
     claimed_at: Mapped[datetime | None] = tstz()
     uploaded_at: Mapped[datetime | None] = tstz()
+    # Set when the stored bytes passed the type check (magic bytes) at ingest: only then can
+    # the file be downloaded or the media shared.
+    verified_at: Mapped[datetime | None] = tstz()
     created_at: Mapped[datetime] = created_at()

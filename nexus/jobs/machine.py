@@ -57,6 +57,8 @@ class Claim:
     correlation_id: str | None
     # The lease length this attempt was granted; `renew_lease` extends by the same amount.
     lease_seconds: float | None = None
+    # How long the job had been due when this claim took it (pending → running wait).
+    queued_seconds: float | None = None
 
 
 def _key_sql(job: JobType) -> str:
@@ -113,12 +115,17 @@ class Rider:
             raise ValueError(f"rider parameters must start with r_: {clashing}")
 
 
-def _with_rider(moved_and_ledger: str, rider_ctes: str | None, result: str | None) -> TextClause:
+def _with_rider(
+    moved_and_ledger: str, rider_ctes: str | None, result: str | None, extra: str = ""
+) -> TextClause:
+    """The statement's final SELECT; `extra` adds columns (read from `moved`)."""
     if rider_ctes is None:
-        return text(moved_and_ledger + " SELECT attempt, request_id, correlation_id FROM ledger")
+        return text(
+            moved_and_ledger + f" SELECT attempt, request_id, correlation_id{extra} FROM ledger"
+        )
     return text(
         f"""{moved_and_ledger}, {rider_ctes}
-        SELECT attempt, request_id, correlation_id,
+        SELECT attempt, request_id, correlation_id{extra},
                (SELECT to_jsonb(r) FROM {result} r LIMIT 1) AS rider
         FROM ledger
         """
@@ -137,7 +144,9 @@ def _claim_sql(
                 lease_expires_at = now() + make_interval(secs => :lease), updated_at = now()
             WHERE {_key_sql(job)} AND status = 'pending' AND next_attempt_at <= now()
                 AND ({guard})
-            RETURNING attempts, request_id, correlation_id
+            RETURNING attempts, request_id, correlation_id,
+                CAST(extract(epoch FROM now() - next_attempt_at) AS double precision)
+                    AS queued_seconds
         )
         """
         + _LEDGER_FROM_MOVED.format(
@@ -145,6 +154,7 @@ def _claim_sql(
         ),
         rider_ctes,
         result,
+        ", (SELECT queued_seconds FROM moved) AS queued_seconds",
     )
 
 
@@ -296,7 +306,10 @@ async def claim_with(
     row = (await session.execute(sql, params)).one_or_none()
     if row is None:
         return None
-    claim_ = Claim(dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds)
+    queued = None if row.queued_seconds is None else max(0.0, float(row.queued_seconds))
+    claim_ = Claim(
+        dict(key), token, row.attempt, row.request_id, row.correlation_id, lease_seconds, queued
+    )
     return claim_, (row.rider if rider is not None else None)
 
 

@@ -69,11 +69,13 @@ class JobColumns:
 
 
 class JobEvent(Base):
-    """Append-only ledger of every job transition."""
+    """Append-only ledger of every job transition, hash-chained per job key (`prev_hash`,
+    `hash`: set by the `job_events_chain` trigger, migration 0013; `nexus.audit`)."""
 
     __tablename__ = "job_events"
     __table_args__ = (
-        Index("ix_job_events_job_type_job_key", "job_type", "job_key"),
+        # The chain of one job key in order: the trigger's head lookup and `audit verify`.
+        Index("ix_job_events_job_type_job_key_id", "job_type", "job_key", "id"),
         Index("ix_job_events_at", "at"),
     )
 
@@ -89,6 +91,8 @@ class JobEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     correlation_id: Mapped[str | None] = mapped_column(String(128))
     at: Mapped[datetime] = created_at()
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class OutboxRow(Base):

@@ -60,6 +60,26 @@ async def enqueue(session: AsyncSession, topic: str, key: str | None, message: M
     return remember(session, int(row_id), topic, key, message, value)
 
 
+async def enqueue_raw(
+    session: AsyncSession, topic: str, key: str | None, value: bytes, headers: dict[str, str]
+) -> int:
+    """Write one outbox row for an already serialised JSON document `value` (a replayed
+    message, whose bytes are not ours to re-encode) in the current transaction; published
+    after commit with exactly these bytes (the relay, if it has to, sends the same JSON
+    re-serialised). Raises ValueError if `value` is not JSON the `payload` column holds."""
+    text_value = value.decode("utf-8")
+    json.loads(text_value)
+    if "\\u0000" in text_value:
+        raise ValueError("JSON with NUL characters cannot be stored")
+    row_id = await session.scalar(
+        _INSERT, {"t": topic, "k": key, "p": text_value, "h": json.dumps(headers)}
+    )
+    assert row_id is not None
+    entry = Enqueued(int(row_id), topic, key, value, dict(headers))
+    session.info.setdefault(_PENDING, []).append(entry)
+    return entry.id
+
+
 def row_headers(message: Message) -> dict[str, str]:
     """The headers stored with a row (sent as Kafka headers): the message's ids and the
     trace context current where the row is written (`traceparent`, when tracing)."""

@@ -9,10 +9,10 @@ are harmless: the claim is guarded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, tuple_, update
+from sqlalchemy import func, literal, or_, select, text, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.jobs import outbox
@@ -86,3 +86,18 @@ async def backlog(session: AsyncSession, job: JobType) -> dict[str, float | int 
         "pending_age_p95_seconds": float(row[1]) if row[1] is not None else None,
         "oldest_pending_age_seconds": float(row[2]) if row[2] is not None else None,
     }
+
+
+async def counts(session: AsyncSession, jobs: Sequence[JobType]) -> dict[tuple[str, str], int]:
+    """Jobs by (job type, status) for every type in `jobs`, in one statement (scrapes call
+    it; each table's status index answers it)."""
+    if not jobs:
+        return {}
+    parts = [
+        select(literal(job.name).label("job_type"), job.table.c.status, func.count()).group_by(
+            job.table.c.status
+        )
+        for job in jobs
+    ]
+    rows = (await session.execute(union_all(*parts))).all()
+    return {(str(job_type), str(status)): int(n) for job_type, status, n in rows}

@@ -23,6 +23,8 @@ from nexus.db.tx import autocommit, transaction
 from nexus.errors import ErrorKind, JobFailure, NexusError
 from nexus.jobs import machine
 from nexus.jobs.machine import Claim, JobType, LeaseLost, Rider
+from nexus.jobs.states import JobStatus
+from nexus.metrics import NULL_RECORDER, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,10 @@ async def run_job(
     policy: JobPolicy,
     *,
     on_finish: OnFinish | None = None,
+    metrics: Recorder = NULL_RECORDER,
 ) -> Outcome:
-    """Run one attempt. Database outages while claiming propagate (caller backs off).
+    """Run one attempt; its transitions, wait and duration are reported to `metrics`.
+    Database outages while claiming propagate (caller backs off).
 
     Round trips are the worker's main cost besides the work itself, so the claim (with a
     `Staged` start) is one autocommit statement, and so is the completion when the work
@@ -122,6 +126,9 @@ async def run_job(
             span.set_attribute("nexus.job.outcome", Outcome.NOOP.value)
             return Outcome.NOOP
         claim, started = claimed
+        metrics.job_transition(job.name, JobStatus.PENDING, JobStatus.RUNNING)
+        if claim.queued_seconds is not None:
+            metrics.job_queued(job.name, claim.queued_seconds)
         fields: dict[str, str | int] = {
             "job_type": job.name,
             "job_key": job_key(key),
@@ -134,10 +141,28 @@ async def run_job(
                 sessionmaker, job, claim, started, work, policy, on_finish
             )
             _log_outcome(outcome, error, claim, fields, began)
+        _count_outcome(metrics, job, outcome, time.perf_counter() - began)
         if span.is_recording():
             span.set_attributes({f"nexus.{name}": value for name, value in fields.items()})
             span.set_attribute("nexus.job.outcome", outcome.value)
         return outcome
+
+
+# The transition each outcome of a claimed attempt made (a lost lease made none of its own).
+_OUTCOME_TO = {
+    Outcome.COMPLETED: JobStatus.COMPLETED,
+    Outcome.RETRY: JobStatus.PENDING,
+    Outcome.FAILED: JobStatus.FAILED,
+}
+
+
+def _count_outcome(metrics: Recorder, job: JobType, outcome: Outcome, seconds: float) -> None:
+    metrics.job_run(job.name, outcome.value, seconds)
+    to_status = _OUTCOME_TO.get(outcome)
+    if to_status is not None:
+        metrics.job_transition(job.name, JobStatus.RUNNING, to_status)
+    if outcome is Outcome.RETRY:
+        metrics.job_retried(job.name)
 
 
 def job_key(key: Mapping[str, Any]) -> str:

@@ -19,10 +19,9 @@ from nexus.errors import Conflict, Forbidden, NexusError, NotFound
 from nexus.jobs import machine, outbox
 from nexus.libraries.service import (
     MemberView,
-    _default_forbidden,
     _require_admin,
-    access,
     default_library_id,
+    governed,
 )
 from nexus.libraries.states import InviteStatus, LibraryRole
 from nexus.messaging.topics import Topics
@@ -81,9 +80,7 @@ async def create_invite(
 ) -> InviteView:
     """Order: 404 library → 403 default → 403 not admin → 404 E_USER_NOT_FOUND →
     409 E_INVITE_MEMBER_EXISTS → 409 E_INVITE_ALREADY_EXISTS."""
-    lib = await access(session, viewer, library_id, lock="SHARE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id, lock="SHARE")
     _require_admin(lib)
     if await session.scalar(text("SELECT 1 FROM users WHERE id = :u"), {"u": invitee}) is None:
         raise NotFound("no such user", code="E_USER_NOT_FOUND")
@@ -160,6 +157,14 @@ def _terminal(row: Any, wanted: InviteStatus) -> bool:
     return False
 
 
+async def _respond(session: AsyncSession, row: Any, status: InviteStatus) -> RespondResult:
+    """Move a pending invite (`row`, locked) to `status`; an idempotent repeat when it is
+    already there; 409 E_INVITE_NOT_PENDING from any other status."""
+    if _terminal(row, status):
+        return RespondResult(_invite(row), True)
+    return RespondResult(_invite(await _set_status(session, row.id, status)), False)
+
+
 async def accept_invite(
     session: AsyncSession,
     viewer: uuid.UUID,
@@ -223,11 +228,7 @@ async def decline_invite(
     session: AsyncSession, viewer: uuid.UUID, invite_id: uuid.UUID
 ) -> RespondResult:
     row = await _as_invitee(session, viewer, invite_id)
-    if _terminal(row, InviteStatus.DECLINED):
-        return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.DECLINED)), False
-    )
+    return await _respond(session, row, InviteStatus.DECLINED)
 
 
 async def revoke_invite(
@@ -249,11 +250,7 @@ async def revoke_invite(
         if row.invitee_user_id == viewer:
             raise Forbidden("only a library admin may revoke an invitation")
         raise invite_not_found()
-    if _terminal(row, InviteStatus.REVOKED):
-        return RespondResult(_invite(row), True)
-    return RespondResult(
-        _invite(await _set_status(session, invite_id, InviteStatus.REVOKED)), False
-    )
+    return await _respond(session, row, InviteStatus.REVOKED)
 
 
 async def get_visible_invite(

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from nexus.users.service import checked_rows, checking_viewer
 
 TimeKey = tuple[datetime, uuid.UUID]
 
@@ -28,20 +30,27 @@ def _after(condition: str, after: Sequence[Any] | None) -> tuple[str, dict[str, 
 
 
 async def list_libraries(
-    session: AsyncSession, viewer: uuid.UUID, *, limit: int, after: Sequence[Any] | None
+    session: AsyncSession | AsyncConnection,
+    viewer: uuid.UUID,
+    *,
+    limit: int,
+    after: Sequence[Any] | None,
 ) -> Sequence[Any]:
-    """Libraries the viewer is a member of, with their role; by (created_at, id)."""
+    """Libraries the viewer is a member of, with their role; by (created_at, id). The same
+    statement checks the viewer's bootstrap (`NotBootstrapped`)."""
     cond, params = _after("(l.created_at, l.id)", after)
     result = await session.execute(
         text(
-            "SELECT l.id, l.name, l.owner_user_id, l.is_default, m.role, l.created_at, "
-            "l.updated_at FROM libraries l "
-            "JOIN memberships m ON m.library_id = l.id AND m.user_id = :v "
-            f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :n"
+            checking_viewer(
+                "SELECT l.id, l.name, l.owner_user_id, l.is_default, m.role, l.created_at, "
+                "l.updated_at FROM libraries l "
+                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :v "
+                f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :n"
+            )
         ),
         {"v": viewer, "n": limit + 1, **params},
     )
-    return result.all()
+    return checked_rows(result.all(), "id")
 
 
 async def list_members(

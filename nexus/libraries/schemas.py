@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from nexus.libraries.states import InviteStatus, LibraryRole
 
@@ -21,14 +21,18 @@ class _Out(BaseModel):
 
 # ------------------------------------------------------------------------- inputs
 
+# A library name: 1 to 100 characters after trimming, not blank (checked by the service).
+NAME_DOC: dict[str, JsonValue] = {"minLength": 1, "maxLength": 100, "pattern": r"\S"}
+
 
 class LibraryCreateIn(_In):
-    # Length and blankness are the service's rule (E_NAME_INVALID), not a schema error.
-    name: str
+    # Length and blankness are the service's rule (E_NAME_INVALID), not a schema error;
+    # the schema only documents them.
+    name: str = Field(json_schema_extra=NAME_DOC)
 
 
 class LibraryRenameIn(_In):
-    name: str
+    name: str = Field(json_schema_extra=NAME_DOC)
 
 
 class LibraryMediaIn(_In):

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Forbidden, NexusError, NotFound
 from nexus.libraries.states import LibraryRole, clean_name
+from nexus.media import service as media_service
 from nexus.sharing import closure
 
 
@@ -120,6 +121,23 @@ async def _repair_owner_admin(session: AsyncSession, library_id: uuid.UUID) -> N
     )
 
 
+async def governed(
+    session: AsyncSession, viewer: uuid.UUID, library_id: uuid.UUID, *, lock: str = "UPDATE"
+) -> LibraryView:
+    """The library locked for a governance change (404 unless a member); 403
+    E_DEFAULT_LIBRARY_FORBIDDEN for a default library, which is never governed."""
+    lib = await access(session, viewer, library_id, lock=lock)
+    if lib.is_default:
+        raise _default_forbidden()
+    return lib
+
+
+async def _keep_an_admin(session: AsyncSession, library_id: uuid.UUID, target: Any) -> None:
+    """403 E_LAST_ADMIN_FORBIDDEN when `target` (a membership row) is the last admin."""
+    if target.role == LibraryRole.ADMIN and await _admin_count(session, library_id) <= 1:
+        raise Forbidden("a library keeps at least one admin", code="E_LAST_ADMIN_FORBIDDEN")
+
+
 # ------------------------------------------------------------------ libraries
 
 
@@ -145,9 +163,7 @@ async def rename_library(
     session: AsyncSession, viewer: uuid.UUID, library_id: uuid.UUID, name: str
 ) -> LibraryView:
     """Order: 404 not a member → 403 default → 403 not admin → 400 name."""
-    lib = await access(session, viewer, library_id, lock="UPDATE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id)
     _require_admin(lib)
     clean = _name_or_raise(name)
     await session.execute(
@@ -160,9 +176,7 @@ async def rename_library(
 
 async def delete_library(session: AsyncSession, viewer: uuid.UUID, library_id: uuid.UUID) -> None:
     """Order: 404 → 403 default → 403 E_OWNER_REQUIRED. GC runs before the cascade."""
-    lib = await access(session, viewer, library_id, lock="UPDATE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id)
     if lib.owner_user_id != viewer:
         raise Forbidden("only the owner may delete a library", code="E_OWNER_REQUIRED")
     await closure.lock_memberships(session, library_id, exclusive=True)
@@ -223,9 +237,7 @@ async def set_member_role(
 ) -> MemberView:
     """Order: 404 → 403 default → 403 not admin → 404 no such member → 403 owner (must stay
     admin: E_OWNER_EXIT_FORBIDDEN) → 403 last admin."""
-    lib = await access(session, viewer, library_id, lock="UPDATE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id)
     _require_admin(lib)
     await closure.lock_memberships(session, library_id, exclusive=True)
     target = await _member(session, library_id, user_id)
@@ -235,8 +247,7 @@ async def set_member_role(
                 "the owner is always an admin; transfer ownership first",
                 code="E_OWNER_EXIT_FORBIDDEN",
             )
-        if target.role == LibraryRole.ADMIN and await _admin_count(session, library_id) <= 1:
-            raise Forbidden("a library keeps at least one admin", code="E_LAST_ADMIN_FORBIDDEN")
+        await _keep_an_admin(session, library_id, target)
     await session.execute(
         text("UPDATE memberships SET role = :r WHERE library_id = :l AND user_id = :u"),
         {"r": role.value, "l": library_id, "u": user_id},
@@ -254,9 +265,7 @@ async def remove_member(
     403 E_OWNER_EXIT_FORBIDDEN (the owner) → 403 last admin. Strict revocation: library row,
     then membership rows, then edges + GC + the backfill job row, in this transaction.
     """
-    lib = await access(session, viewer, library_id, lock="UPDATE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id)
     if user_id != viewer:
         _require_admin(lib)
     await closure.lock_memberships(session, library_id, exclusive=True)
@@ -265,8 +274,7 @@ async def remove_member(
         raise Forbidden(
             "the owner cannot leave; transfer ownership first", code="E_OWNER_EXIT_FORBIDDEN"
         )
-    if target.role == LibraryRole.ADMIN and await _admin_count(session, library_id) <= 1:
-        raise Forbidden("a library keeps at least one admin", code="E_LAST_ADMIN_FORBIDDEN")
+    await _keep_an_admin(session, library_id, target)
     await session.execute(
         text("DELETE FROM memberships WHERE library_id = :l AND user_id = :u"),
         {"l": library_id, "u": user_id},
@@ -280,9 +288,7 @@ async def transfer_ownership(
 ) -> LibraryView:
     """Order: 404 → 403 default → 403 E_OWNER_REQUIRED → 409 target not another member.
     The new owner becomes admin; the previous owner stays an admin member."""
-    lib = await access(session, viewer, library_id, lock="UPDATE")
-    if lib.is_default:
-        raise _default_forbidden()
+    lib = await governed(session, viewer, library_id)
     if lib.owner_user_id != viewer:
         raise Forbidden("only the owner may transfer ownership", code="E_OWNER_REQUIRED")
     await closure.lock_memberships(session, library_id, exclusive=True)
@@ -314,7 +320,8 @@ async def add_media(
 ) -> bool:
     """Link readable media into a library; True when created (201), False if it existed.
 
-    Order: 404 library → 403 not admin → 404 media not readable by the viewer.
+    Order: 404 library → 403 not admin → 404 media not readable by the viewer → (shared
+    library) 403 E_FORBIDDEN for an upload not yet past its type check.
     The library row is locked (`FOR SHARE`) before the membership is checked, so an admin
     removed concurrently cannot add with a stale authorisation.
     """
@@ -324,6 +331,7 @@ async def add_media(
         raise media_not_found()
     if lib.is_default:
         return await closure.add_to_default(session, library_id, media_id)
+    await media_service.check_shareable(session, media_id)
     return await closure.add_to_shared(session, library_id, media_id)
 
 

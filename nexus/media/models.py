@@ -87,6 +87,10 @@ class Media(Base):
 
 
 class MediaFile(Base):
+    """The stored file of a media. Deleting the row queues the file's deletion from storage
+    and gives the charged bytes back to `charged_user_id`'s quota (trigger
+    `media_file_deleted`, migration 0013; docs/uploads.md)."""
+
     __tablename__ = "media_file"
     __table_args__ = (CheckConstraint("size_bytes >= 0", name="size_non_negative"),)
 
@@ -96,6 +100,10 @@ class MediaFile(Base):
     storage_path: Mapped[str] = mapped_column(Text, nullable=False)
     content_type: Mapped[str] = mapped_column(String(255), nullable=False)
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The user whose storage quota this file counts against (uploads; NULL for fetched files).
+    charged_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
 
 
 class Fragment(Base):

@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.errors import NotFound
+from nexus.errors import Forbidden, NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
-from nexus.media.schemas import Capabilities, MediaOut
-from nexus.media.states import READABLE, MediaKind, ProcessingStatus
+from nexus.media.repo import Executor
+from nexus.media.schemas import MediaOut
+from nexus.media.states import READABLE, MediaKind
 from nexus.sharing import closure
 
 PLAYABLE_KINDS = frozenset({MediaKind.VIDEO, MediaKind.PODCAST_EPISODE})
@@ -28,52 +29,58 @@ def media_not_found() -> NotFound:
     return NotFound("media not found", code="E_MEDIA_NOT_FOUND")
 
 
-def capabilities(
+def capability_flags(
     *,
     kind: str,
     status: str,
     has_file: bool,
     has_text: bool,
     external_playback_url: str | None,
-) -> Capabilities:
+) -> dict[str, bool]:
     """SPEC §8: ready = status in (ready_for_reading, embedding, ready); pdf `can_read` =
     its file exists; every other kind `can_read` = ready (a video or podcast is read through
     its transcript); `can_highlight` = `can_read`; `can_quote`/`can_search` = a fragment
     has text; `can_play` = video/podcast with a playback URL; `can_download_file` = a file
-    exists."""
-    ready = ProcessingStatus(status) in READABLE
-    media_kind = MediaKind(kind)
-    can_read = has_file if media_kind == MediaKind.PDF else ready
-    return Capabilities(
-        can_read=can_read,
-        can_highlight=can_read,
-        can_quote=has_text,
-        can_search=has_text,
-        can_play=media_kind in PLAYABLE_KINDS and bool(external_playback_url),
-        can_download_file=has_file,
-    )
+    exists. (`kind` and `status` compare as their enums' string values.)"""
+    can_read = bool(has_file) if kind == MediaKind.PDF else status in READABLE
+    return {
+        "can_read": can_read,
+        "can_highlight": can_read,
+        "can_quote": bool(has_text),
+        "can_search": bool(has_text),
+        "can_play": kind in PLAYABLE_KINDS and bool(external_playback_url),
+        "can_download_file": bool(has_file),
+    }
 
 
-def media_out(row: Any) -> MediaOut:
-    """A `repo` media row (with has_file/has_text) as the public shape."""
-    return MediaOut(
-        id=row.id,
-        kind=row.kind,
-        title=row.title,
-        canonical_source_url=row.canonical_source_url,
-        processing_status=row.processing_status,
-        failure_stage=row.failure_stage,
-        last_error_code=row.last_error_code,
-        capabilities=capabilities(
+def media_dict(row: Any) -> dict[str, Any]:
+    """A `repo` media row (with has_file/has_text) as the public `MediaOut` shape, as a
+    plain dict in the model's field order: pages of media are serialised from these
+    (pydantic_core.to_json gives the same bytes as the model would) without building and
+    validating 50 models from our own rows, which cost a fifth of the request's CPU."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "title": row.title,
+        "canonical_source_url": row.canonical_source_url,
+        "processing_status": row.processing_status,
+        "failure_stage": row.failure_stage,
+        "last_error_code": row.last_error_code,
+        "capabilities": capability_flags(
             kind=row.kind,
             status=row.processing_status,
             has_file=row.has_file,
             has_text=row.has_text,
             external_playback_url=row.external_playback_url,
         ),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def media_out(row: Any) -> MediaOut:
+    """A `repo` media row (with has_file/has_text) as the public model (validated)."""
+    return MediaOut.model_validate(media_dict(row))
 
 
 async def resolve_merged_id(session: AsyncSession, media_id: uuid.UUID) -> uuid.UUID:
@@ -92,11 +99,20 @@ async def readable_media_id(
     return resolved
 
 
-async def get_media(session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
-    """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable."""
-    resolved = await readable_media_id(session, viewer, media_id)
-    row = await repo.get_media(session, resolved)
-    if row is None:  # deleted between the two statements
+async def check_shareable(session: AsyncSession, media_id: uuid.UUID) -> None:
+    """403 E_FORBIDDEN for an upload whose file has not passed its type check (magic bytes,
+    at POST /media/{id}/ingest): until then only its creator may see it."""
+    if await repo.has_unchecked_upload(session, media_id):
+        raise Forbidden(
+            "an uploaded file can be shared once it has passed its type check "
+            "(POST /media/{id}/ingest)"
+        )
+
+
+async def get_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+    """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable (one statement)."""
+    row = await repo.readable_media(session, viewer, media_id)
+    if row is None:
         raise media_not_found()
     return media_out(row)
 
@@ -108,7 +124,7 @@ class FragmentPage:
 
 
 async def list_fragments(
-    session: AsyncSession,
+    session: Executor,
     viewer: uuid.UUID,
     media_id: uuid.UUID,
     *,
@@ -124,7 +140,7 @@ async def list_fragments(
 
 
 async def list_library_media(
-    session: AsyncSession,
+    session: Executor,
     viewer: uuid.UUID,
     library_id: uuid.UUID,
     *,
@@ -137,11 +153,7 @@ async def list_library_media(
     viewer may read are listed (a bare `library_media` row grants nothing, SPEC §5); in a
     shared library membership already makes every row readable.
     """
-    lib = await libraries.access(session, viewer, library_id)
-    return await repo.list_library_media(
-        session,
-        library_id,
-        readable_by=viewer if lib.is_default else None,
-        limit=limit,
-        after=after,
-    )
+    rows = await repo.member_library_media(session, viewer, library_id, limit=limit, after=after)
+    if rows is None:
+        raise libraries.library_not_found()
+    return rows

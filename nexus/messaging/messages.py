@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 
 def _now() -> datetime:
@@ -102,15 +103,62 @@ class DomainEvent(Message):
 
 
 class DeadLetter(BaseModel):
-    """What the dead-letter topic carries: the original bytes (as text) and why."""
+    """What the dead-letter topic carries (SPEC §10): where the message came from, its
+    bytes (base64, so any value survives), its headers, and why it could not be processed.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `id` is the `dead_letters` row that records it (None when that write failed). The
+    pre-0014 names are still read: `topic` → `original_topic`, `reason` → `error_message`,
+    a text `value` (those letters were all decode failures: `E_MESSAGE_INVALID`); and
+    written too (`topic`, `reason`), so older readers of the topic keep working.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     kind: Literal["dead_letter"] = "dead_letter"
-    topic: str
+    id: int | None = None
+    original_topic: str
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
-    value: str
-    reason: str
+    value: str  # base64 of the original bytes
+    headers: dict[str, str] = Field(default_factory=dict)
+    error_code: str
+    error_message: str
+    worker_id: str | None = None
     at: datetime = Field(default_factory=_now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "original_topic" in data:
+            return data
+        old = dict(data)
+        old["original_topic"] = old.pop("topic", None)
+        old["error_message"] = old.pop("reason", None) or "unknown (legacy letter)"
+        old.setdefault("error_code", "E_MESSAGE_INVALID")
+        value = old.get("value")
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, bytes | bytearray):
+            old["value"] = base64.b64encode(value).decode()
+        return old
+
+    @classmethod
+    def of(cls, raw: bytes, **fields: Any) -> DeadLetter:
+        """A letter for the original bytes `raw`."""
+        return cls(value=base64.b64encode(raw).decode(), **fields)
+
+    def raw_value(self) -> bytes:
+        return base64.b64decode(self.value, validate=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def topic(self) -> str:
+        """Pre-0014 name of `original_topic`."""
+        return self.original_topic
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reason(self) -> str:
+        """Pre-0014 name of `error_message`."""
+        return self.error_message

@@ -39,9 +39,20 @@ class Topics:
             replication_factor=settings.topic_replication_factor,
         )
 
+    def full_name(self, name: str) -> str:
+        """`name` as a full topic name: the short name of one of our topics (`backfill`)
+        gets the prefix; anything else is returned as given."""
+        known = {spec.name for spec in self.specs()}
+        prefixed = f"{self.events.removesuffix('events')}{name}"
+        return prefixed if name not in known and prefixed in known else name
+
+    def work(self) -> tuple[str, ...]:
+        """The topics the agents consume work from (the only targets of a replay)."""
+        return (self.ingest, self.backfill, self.backfill_requeue, self.operations)
+
     def specs(self) -> list[TopicSpec]:
         """Every topic Nexus uses, with the partition count it must be created with."""
-        work = [self.ingest, self.backfill, self.backfill_requeue, self.operations]
+        work = list(self.work())
         rf = self.replication_factor
         return [TopicSpec(name, self.partitions, rf) for name in work] + [
             TopicSpec(self.events, self.partitions, rf),

@@ -4,7 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,7 +40,9 @@ class OperatorKey(Base):
 
 
 class OperatorAction(Base):
-    """Audit row for every operator action (HTTP, CLI or requeue topic)."""
+    """Audit row for every operator action (HTTP, CLI or requeue topic) and every refused
+    operator request; one hash chain over the table (`prev_hash`, `hash`: set by the
+    `operator_actions_chain` trigger, migration 0013; `nexus.audit`)."""
 
     __tablename__ = "operator_actions"
     __table_args__ = (
@@ -49,3 +61,23 @@ class OperatorAction(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(128))
     at: Mapped[datetime] = created_at()
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class OperatorRateLimitWindow(Base):
+    """Fixed-window request counters per operator key (`nexus.ratelimit`)."""
+
+    __tablename__ = "operator_rate_limit_windows"
+    __table_args__ = (
+        PrimaryKeyConstraint("operator_key_id", "bucket", "window_start"),
+        CheckConstraint("hits >= 0", name="hits_non_negative"),
+        Index("ix_operator_rate_limit_windows_window_start", "window_start"),
+    )
+
+    operator_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("operator_keys.id", ondelete="CASCADE")
+    )
+    bucket: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hits: Mapped[int] = mapped_column(Integer, nullable=False)

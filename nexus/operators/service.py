@@ -2,6 +2,12 @@
 
 Tokens are 256-bit random values, so a fast hash is enough: there is nothing to brute-force,
 and lookups stay one indexed equality per request.
+
+Refused operator requests (no or unknown key, disabled key, role too low, rate limited)
+are audit rows too (`record_refusal`): action `auth.failed` / `auth.denied` /
+`auth.rate_limited`, outcome the error code, details `{key_hash_prefix, role,
+required_role, route}`. Only a prefix of the key's hash is kept: enough to tell keys
+apart, useless to guess a token.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from nexus.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from nexus.operators.models import OperatorAction, OperatorKey
 from nexus.operators.roles import Role
 
 TOKEN_PREFIX = "nxop_"
+# Hex characters of a key's SHA-256 kept in refusal audit rows and logs.
+KEY_HASH_PREFIX = 12
 
 
 def hash_token(token: str) -> str:
@@ -100,8 +108,9 @@ async def disable_key(session: AsyncSession, name_or_id: str) -> KeyInfo:
     return KeyInfo(row.id, row.name, row.role, row.created_at, row.disabled_at, row.last_used_at)
 
 
-async def authenticate(session: AsyncSession, token: str, required: Role) -> OperatorIdentity:
-    """Resolve a bearer token to an operator; 401 unknown/disabled, 403 role too low."""
+async def find_key(session: AsyncSession, token: str) -> OperatorIdentity | None:
+    """The enabled key whose token this is (its `last_used_at` refreshed at most once a
+    minute, never waiting on a busy key's row); None for an unknown or disabled key."""
     row = (
         await session.execute(
             select(OperatorKey.id, OperatorKey.name, OperatorKey.role).where(
@@ -110,7 +119,7 @@ async def authenticate(session: AsyncSession, token: str, required: Role) -> Ope
         )
     ).one_or_none()
     if row is None:
-        raise Unauthenticated("unknown or disabled operator key")
+        return None
     # At most one write a minute per key, and never a wait: busy keys do not serialise.
     await session.execute(
         text(
@@ -121,10 +130,63 @@ async def authenticate(session: AsyncSession, token: str, required: Role) -> Ope
         ),
         {"k": row.id},
     )
-    identity = OperatorIdentity(key_id=row.id, name=row.name, role=Role(row.role))
-    if not identity.role.allows(required):
-        raise Forbidden(f"operator role {identity.role.value!r} may not do this")
-    return identity
+    return OperatorIdentity(key_id=row.id, name=row.name, role=Role(row.role))
+
+
+def role_too_low(identity: OperatorIdentity) -> Forbidden:
+    return Forbidden(f"operator role {identity.role.value!r} may not do this")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An operator request refused before its view ran, as the audit trail keeps it."""
+
+    code: str  # E_UNAUTHENTICATED | E_FORBIDDEN | E_RATE_LIMITED
+    route: str  # "<METHOD> <route template>"
+    required_role: Role
+    token: str | None = None  # the bearer presented (only a prefix of its hash is kept)
+    identity: OperatorIdentity | None = None
+
+    @property
+    def key_hash_prefix(self) -> str | None:
+        return hash_token(self.token)[:KEY_HASH_PREFIX] if self.token else None
+
+    @property
+    def action(self) -> str:
+        return {"E_FORBIDDEN": "auth.denied", "E_RATE_LIMITED": "auth.rate_limited"}.get(
+            self.code, "auth.failed"
+        )
+
+    def details(self) -> dict[str, str | None]:
+        return {
+            "key_hash_prefix": self.key_hash_prefix,
+            "role": self.identity.role.value if self.identity else None,
+            "required_role": self.required_role.value,
+            "route": self.route,
+        }
+
+
+async def record_refusal(
+    session: AsyncSession, refusal: Refusal, *, request_id: str | None
+) -> None:
+    """One `operator_actions` row for a refused operator request (caller's transaction)."""
+    who = refusal.identity
+    if who is not None:
+        actor = who.name
+    elif refusal.key_hash_prefix is not None:
+        actor = f"key:{refusal.key_hash_prefix}"
+    else:
+        actor = "anonymous"
+    await record_action(
+        session,
+        actor=actor,
+        action=refusal.action,
+        target={"route": refusal.route},
+        outcome=refusal.code,
+        operator_key_id=who.key_id if who else None,
+        details=refusal.details(),
+        request_id=request_id,
+    )
 
 
 async def record_action(

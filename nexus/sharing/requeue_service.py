@@ -78,7 +78,9 @@ async def requeue_from_message(
     Outcomes: `requeued` (reset + backfill message in the outbox), `noop_running` (job
     running: unchanged), `not_found` (no job), `duplicate` (this message_id was already
     applied: nothing written). Every outcome but `duplicate` writes one `operator_actions`
-    row (actor = requested_by, details {reason, message_id, via: topic}) and one
+    row (actor = requested_by, details {reason, message_id, via: topic, requested_by:
+    "claimed"}: the topic is a trust boundary, whoever may produce to it names the
+    requester and nothing here can verify it; docs/operations.md "Locking Kafka down") and one
     `backfill.requeue.result` event on the events topic through the outbox.
     """
     key = backfill.BackfillKey(msg.default_library_id, msg.source_library_id, msg.user_id)
@@ -99,7 +101,12 @@ async def requeue_from_message(
         job, idempotent = result.job, result.idempotent
     except NotFound:
         outcome, job, idempotent = "not_found", None, False
-    details = {"reason": msg.reason, "message_id": message_id, "via": "topic"}
+    details = {
+        "reason": msg.reason,
+        "message_id": message_id,
+        "via": "topic",
+        "requested_by": "claimed",
+    }
     await record_action(
         session,
         actor=msg.requested_by,

@@ -1,12 +1,19 @@
 """Uploading PDFs and EPUBs (SPEC §8, docs/uploads.md).
 
-1. `init_upload`: media `pending` + `media_file` (declared size and type) + the upload row
-   (token nonce, original filename) + the caller's intrinsic, in the caller's transaction.
+1. `init_upload`: the declared size charged to the caller's storage quota (409
+   E_QUOTA_EXCEEDED past it), media `pending` + `media_file` (declared size and type) + the
+   upload row (token nonce, original filename) + the caller's intrinsic, in the caller's
+   transaction.
 2. `claim_upload` / `complete_upload` / `release_upload`: the pre-signed PUT holds the
    token while it streams, spends it when the file is stored, gives it back on failure.
-3. `ingest_upload`: the creator asks for extraction: magic bytes, size, sha256, per-user
-   dedupe (the older media wins), or enqueue.
-4. `readable_file` / `downloadable_file`: what a pre-signed download serves.
+3. `ingest_upload`: the creator asks for extraction: magic bytes (passing marks the upload
+   `verified_at`), size, sha256, per-user dedupe (the older media wins), or enqueue.
+4. `readable_file` / `downloadable_file`: what a pre-signed download serves: only a file
+   whose type check passed (or a fetched one).
+
+Deleting a `media_file` row (a refused file, a merged or deleted media) queues the file's
+deletion from storage and gives its bytes back to the quota (trigger of migration 0013);
+`nexus.uploads.cleanup` deletes the files after commit and removes abandoned uploads.
 
 Every function runs in the caller's transaction and never commits.
 """
@@ -25,7 +32,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.errors import Forbidden, InvalidRequest, NexusError
+from nexus.errors import Conflict, Forbidden, InvalidRequest, NexusError
 from nexus.extraction import filetypes
 from nexus.ingest import jobs
 from nexus.ingest import service as ingest_service
@@ -111,6 +118,38 @@ def check_declaration(kind: str, content_type: str, size_bytes: int) -> None:
         raise NexusError("E_FILE_TOO_LARGE", f"a {kind} may be at most {SIZE_LIMITS[kind]} bytes")
 
 
+# One statement: the row lock of the upsert serialises a user's concurrent inits, and the
+# guard sees the latest committed usage (ON CONFLICT works on the current row version).
+_CHARGE = text(
+    """
+    INSERT INTO storage_usage AS u (user_id, bytes)
+    SELECT :v, CAST(:n AS bigint) WHERE CAST(:n AS bigint) <= CAST(:quota AS bigint)
+    ON CONFLICT (user_id) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes, updated_at = now()
+        WHERE u.bytes + EXCLUDED.bytes <= CAST(:quota AS bigint)
+    RETURNING bytes
+    """
+)
+
+
+async def charge_storage(
+    session: AsyncSession, viewer: uuid.UUID, size_bytes: int, *, quota_bytes: int
+) -> int:
+    """Add `size_bytes` to the viewer's storage usage (held until the caller commits);
+    409 E_QUOTA_EXCEEDED when that would pass `quota_bytes`. Returns the new usage."""
+    used = await session.scalar(_CHARGE, {"v": viewer, "n": size_bytes, "quota": quota_bytes})
+    if used is None:
+        current = await session.scalar(
+            text("SELECT bytes FROM storage_usage WHERE user_id = :v"), {"v": viewer}
+        )
+        raise Conflict(
+            "E_QUOTA_EXCEEDED",
+            f"this upload ({size_bytes} bytes) would exceed your storage quota of "
+            f"{quota_bytes} bytes ({current or 0} in use)",
+            details={"quota_bytes": quota_bytes, "used_bytes": int(current or 0)},
+        )
+    return int(used)
+
+
 async def init_upload(
     session: AsyncSession,
     viewer: uuid.UUID,
@@ -122,11 +161,14 @@ async def init_upload(
     size_bytes: int,
     signing_key: bytes,
     ttl_seconds: int,
+    quota_bytes: int,
 ) -> UploadTicket:
-    """Create the pending media, its file row and upload row, and the caller's intrinsic;
-    return the upload token (valid `ttl_seconds`). Errors: see `check_declaration`."""
+    """Charge the declared size to the caller's quota, create the pending media, its file
+    row and upload row, and the caller's intrinsic; return the upload token (valid
+    `ttl_seconds`). Errors: see `check_declaration`, then 409 E_QUOTA_EXCEEDED."""
     check_declaration(kind, content_type, size_bytes)
     name = clean_filename(filename)
+    await charge_storage(session, viewer, size_bytes, quota_bytes=quota_bytes)
     media_id = await session.scalar(
         text(
             "INSERT INTO media (kind, title, created_by_user_id) VALUES (:k, :t, :v) RETURNING id"
@@ -137,10 +179,16 @@ async def init_upload(
     token = signing.sign(signing_key, "upload", media_id, ttl_seconds=ttl_seconds)
     await session.execute(
         text(
-            "INSERT INTO media_file (media_id, storage_path, content_type, size_bytes) "
-            "VALUES (:m, :p, :c, :n)"
+            "INSERT INTO media_file (media_id, storage_path, content_type, size_bytes, "
+            "charged_user_id) VALUES (:m, :p, :c, :n, :v)"
         ),
-        {"m": media_id, "p": media_key(media_id), "c": CONTENT_TYPES[kind], "n": size_bytes},
+        {
+            "m": media_id,
+            "p": media_key(media_id),
+            "c": CONTENT_TYPES[kind],
+            "n": size_bytes,
+            "v": viewer,
+        },
     )
     await session.execute(
         text("INSERT INTO media_uploads (media_id, nonce, filename) VALUES (:m, :n, :f)"),
@@ -302,6 +350,10 @@ async def ingest_upload(
         return await _reject(
             session, media, "E_INVALID_FILE_TYPE", f"the uploaded file is not a {media.kind}"
         )
+    # The type check passed: from now on the file may be downloaded and the media shared.
+    await session.execute(
+        text("UPDATE media_uploads SET verified_at = now() WHERE media_id = :m"), {"m": media.id}
+    )
     return await _dedupe_or_enqueue(
         session,
         viewer,
@@ -361,12 +413,14 @@ async def _dedupe_or_enqueue(
     return IngestOutcome(media.id, False, ProcessingStatus.PENDING.value, 202)
 
 
+# An uploaded file is served only once its type check passed (`verified_at`, set at
+# ingest); a fetched file (no upload row) was checked by the fetcher.
 _FILE = """
     SELECT f.media_id, f.storage_path, f.content_type, m.kind, m.title, u.filename
     FROM media_file f
     JOIN media m ON m.id = f.media_id
     LEFT JOIN media_uploads u ON u.media_id = f.media_id
-    WHERE f.media_id = :m AND (u.media_id IS NULL OR u.uploaded_at IS NOT NULL)
+    WHERE f.media_id = :m AND (u.media_id IS NULL OR u.verified_at IS NOT NULL)
 """
 
 
@@ -377,8 +431,8 @@ def _stored_file(row: Any) -> StoredFile:
 
 
 async def downloadable_file(session: AsyncSession, media_id: uuid.UUID) -> StoredFile | None:
-    """The stored file of `media_id` (None when there is none or it is not uploaded yet).
-    No access check: the caller holds a signed download token."""
+    """The stored file of `media_id` (None when there is none, or it is an upload whose type
+    check has not passed yet). No access check: the caller holds a signed download token."""
     row = (await session.execute(text(_FILE), {"m": media_id})).one_or_none()
     return _stored_file(row) if row is not None else None
 
@@ -387,7 +441,8 @@ async def readable_file(
     session: AsyncSession, viewer: uuid.UUID, media_id: uuid.UUID
 ) -> StoredFile:
     """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 400
-    E_STORAGE_MISSING unless the media has a stored (uploaded) file."""
+    E_STORAGE_MISSING unless the media has a stored file (an upload: uploaded and past its
+    type check at ingest)."""
     resolved = await media_service.readable_media_id(session, viewer, media_id)
     found = await downloadable_file(session, resolved)
     if found is None:

@@ -9,7 +9,9 @@ common case (user already bootstrapped) is a single SELECT.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -27,14 +29,37 @@ class CurrentUser:
     default_library_id: uuid.UUID
 
 
-_DEFAULT_LIBRARY = text(
-    """
+class NotBootstrapped(Exception):
+    """A read found its viewer (`:v`) not bootstrapped: `ensure_user`, then read again."""
+
+
+# The bootstrap check of user `:u` as a SQL expression; reads of a known user embed it
+# (`BOOTSTRAPPED_VIEWER`, on `:v`) so the check costs no statement of its own.
+_DEFAULT_LIBRARY_OF = """
     SELECT l.id FROM libraries l
     JOIN memberships m ON m.library_id = l.id AND m.user_id = l.owner_user_id
         AND m.role = 'admin'
-    WHERE l.owner_user_id = :u AND l.is_default
-    """
-)
+    WHERE l.owner_user_id = {user} AND l.is_default
+"""
+_DEFAULT_LIBRARY = text(_DEFAULT_LIBRARY_OF.format(user=":u"))
+BOOTSTRAPPED_VIEWER = f"EXISTS ({_DEFAULT_LIBRARY_OF.format(user=':v')})"
+
+
+def checking_viewer(query: str) -> str:
+    """`query` (a SELECT on viewer `:v`, WITH allowed) with a first column `booted`: always
+    at least one row, whose other columns are NULL when `query` found nothing."""
+    return (
+        f"SELECT b.booted, q.* FROM (SELECT {BOOTSTRAPPED_VIEWER} AS booted) b "
+        f"LEFT JOIN LATERAL ({query}) q ON true"
+    )
+
+
+def checked_rows(rows: Sequence[Any], key: str) -> list[Any]:
+    """The rows of a `checking_viewer` query (those whose `key` column is set); raises
+    `NotBootstrapped` when the viewer is not bootstrapped."""
+    if not rows or not rows[0].booted:
+        raise NotBootstrapped()
+    return [r for r in rows if getattr(r, key) is not None]
 
 
 async def default_library_of(

@@ -80,17 +80,8 @@ class WorkerInfo:
     alive: bool
 
 
-_LIST = text(
-    """
-    SELECT id, host, pid, started_at, last_heartbeat_at, status, assigned, version,
-        status <> 'stopped'
-            AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds) AS alive
-    FROM workers
-    WHERE (:include_gone OR (status <> 'stopped'
-        AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)))
-    ORDER BY started_at DESC, id
-    LIMIT :limit
-    """
+_IS_ALIVE = (
+    "status <> 'stopped' AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)"
 )
 
 
@@ -100,15 +91,26 @@ async def list_workers(
     heartbeat_seconds: float,
     include_gone: bool = False,
     limit: int = 200,
+    after: tuple[datetime, str] | None = None,
 ) -> list[WorkerInfo]:
-    """Live workers (or every known one with `include_gone`), newest first."""
+    """Live workers (or every known one with `include_gone`), newest `started_at` first
+    (then id, descending); `after` is the (started_at, id) of the last row of the previous
+    page (keyset pagination)."""
+    where = ["true" if include_gone else _IS_ALIVE]
+    params: dict[str, object] = {
+        "dead_after_seconds": MISSED_BEATS * heartbeat_seconds,
+        "lim": limit,
+    }
+    if after is not None:
+        where.append("(started_at, id) < (:after_started_at, :after_id)")
+        params["after_started_at"], params["after_id"] = after
     rows = await session.execute(
-        _LIST,
-        {
-            "dead_after_seconds": MISSED_BEATS * heartbeat_seconds,
-            "include_gone": include_gone,
-            "limit": limit,
-        },
+        text(
+            "SELECT id, host, pid, started_at, last_heartbeat_at, status, assigned, version, "
+            f"{_IS_ALIVE} AS alive FROM workers WHERE {' AND '.join(where)} "
+            "ORDER BY started_at DESC, id DESC LIMIT :lim"
+        ),
+        params,
     )
     return [WorkerInfo(**dict(r._mapping)) for r in rows]
 
@@ -132,3 +134,17 @@ async def prune(conn: AsyncSession | AsyncConnection, *, older_than_seconds: flo
     """Forget workers not heard of for a long time (their leases are long rescued)."""
     result = await conn.execute(_PRUNE, {"older_than": older_than_seconds})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_ALIVE = text(
+    """
+    SELECT count(*) FROM workers WHERE status <> 'stopped'
+        AND last_heartbeat_at > now() - make_interval(secs => :dead_after_seconds)
+    """
+)
+
+
+async def count_alive(session: AsyncSession, *, heartbeat_seconds: float) -> int:
+    """Workers that are not stopped and have not missed `MISSED_BEATS` beats."""
+    n = await session.scalar(_ALIVE, {"dead_after_seconds": MISSED_BEATS * heartbeat_seconds})
+    return int(n or 0)

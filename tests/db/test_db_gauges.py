@@ -4,6 +4,7 @@ per cache period (SPEC §10: a scrape never runs more than one cheap query)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +16,7 @@ from nexus.jobs import outbox
 from nexus.messaging.messages import DomainEvent
 from nexus.sharing.health import Thresholds
 from runtime.db_gauges import DatabaseGauges
+from tests.support import factories as f
 
 
 class CountingSessions:
@@ -60,3 +62,39 @@ async def test_outbox_gauges_and_one_refresh_per_period(
     for _ in range(3):
         await fresh.refresh(sessions, Thresholds())  # type: ignore[arg-type]
     assert sessions.opened == 4
+
+
+def _sample(registry: CollectorRegistry, line_start: str) -> float:
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not exported")
+
+
+async def test_jobs_by_type_and_status_and_live_workers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as s:
+        for status in ("pending", "pending", "failed"):
+            sc = await f.sharing_scenario(s, n_media=1)
+            finished = {"finished_at": datetime.now(UTC)} if status == "failed" else {}
+            await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], status=status, **finished)
+        await s.execute(
+            text(
+                "INSERT INTO workers (id, host, pid, status, assigned, version, last_heartbeat_at)"
+                " VALUES ('live', 'h', 1, 'running', '[]', 'v', now()),"
+                " ('draining', 'h', 2, 'draining', '[]', 'v', now()),"
+                " ('stopped', 'h', 3, 'stopped', '[]', 'v', now()),"
+                " ('silent', 'h', 4, 'running', '[]', 'v', now() - interval '16 s')"
+            )
+        )
+    registry = CollectorRegistry()
+    gauges = DatabaseGauges(registry, max_age_seconds=60, heartbeat_seconds=5)
+    await gauges.refresh(sessionmaker, Thresholds())
+    jobs = 'nexus_jobs{job_type="%s",status="%s"}'
+    assert _sample(registry, jobs % ("backfill", "pending")) == 2
+    assert _sample(registry, jobs % ("backfill", "failed")) == 1
+    assert _sample(registry, jobs % ("backfill", "running")) == 0
+    assert _sample(registry, jobs % ("ingest", "pending")) == 0
+    # Alive: running or draining, heartbeat within 3 beats; not stopped, not silent.
+    assert _sample(registry, "nexus_workers_alive ") == 2

@@ -93,3 +93,33 @@ async def test_database_errors_never_carry_sql_parameters(db_url: str) -> None:
     assert "division by zero" in rendered and "CAST" in rendered
     assert secret not in rendered
     assert "hidden" in rendered
+
+
+async def test_a_burst_above_the_setting_keeps_its_connections(db_url: str) -> None:
+    """The default pool has no overflow: twice the setting, and a connection opened during
+    a burst is kept, not closed at check-in (the next burst starts no backend)."""
+    eng = make_engine(make_settings(database_url=db_url, database_pool_size=2))
+
+    async def burst() -> set[int]:
+        pids: set[int] = set()
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            async with eng.connect() as conn:
+                pids.add((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+                await gate.wait()
+
+        async def all_in() -> bool:
+            return len(pids) == 4
+
+        tasks = [asyncio.ensure_future(hold()) for _ in range(4)]
+        await poll(all_in, what="4 connections checked out")
+        gate.set()
+        await asyncio.gather(*tasks)
+        return pids
+
+    try:
+        assert await burst() == await burst()
+        assert eng.sync_engine.pool.size() == 4  # type: ignore[attr-defined]
+    finally:
+        await eng.dispose()

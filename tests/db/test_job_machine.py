@@ -239,3 +239,13 @@ async def test_a_rider_guard_that_fails_misses_the_transition(session: AsyncSess
     )
     assert await machine.complete(session, JOB, claim, actor="w1", rider=allowed) == {"one": 1}
     assert (await _row(session, key)).status == "completed"
+
+
+async def test_claim_reports_how_long_the_job_waited(session: AsyncSession) -> None:
+    key = await _job(session)
+    await session.execute(
+        text("UPDATE default_library_backfill_jobs SET next_attempt_at = now() - interval '90 s'")
+    )
+    claim = await machine.claim(session, JOB, key, owner="w1", lease_seconds=30)
+    assert claim is not None and claim.queued_seconds is not None
+    assert 90 <= claim.queued_seconds < 120

@@ -62,7 +62,13 @@ async def test_requeue_message_resets_audits_and_announces(session: AsyncSession
         (
             "alice@host",
             "requeued",
-            {"reason": "why", "message_id": str(msg.message_id), "via": "topic"},
+            {
+                "reason": "why",
+                "message_id": str(msg.message_id),
+                "via": "topic",
+                # The requester is whatever the producer wrote (issue #11.7).
+                "requested_by": "claimed",
+            },
         )
     ]
     # The same message delivered again changes nothing and announces nothing.

@@ -45,10 +45,20 @@ SPEC_TABLES = {
     "rate_limit_windows",
     # Pre-signed upload state (token nonce, filename): docs/uploads.md.
     "media_uploads",
+    # Per-user storage usage (SPEC §3) and files to delete from storage (migration 0013).
+    "storage_usage",
+    "storage_deletions",
+    # Per operator key request counters (migration 0013).
+    "operator_rate_limit_windows",
     # SPEC §10 "Workers".
     "workers",
     # Background operator operations (bulk requeue), each one a job: docs/operations.md.
     "operations",
+    # SPEC §10 "Dead letters": the record operators list and replay from.
+    "dead_letters",
+    # SPEC §10 "Signed webhooks".
+    "webhook_subscriptions",
+    "webhook_deliveries",
 }
 
 # Constraint and index names that SPEC §3 and the error translation depend on.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime
@@ -106,11 +107,12 @@ async def test_undecodable_messages_go_to_the_dead_letter_topic(
             await read_until(
                 pipeline_settings.kafka_bootstrap,
                 topics.dead_letter,
-                lambda v, n=needle: n in v.get("value", ""),
+                lambda v, n=needle: n.encode() in base64.b64decode(v.get("value", "")),
             )
         )
-    assert all(letter["topic"] == topics.backfill for letter in letters)
-    assert all("invalid backfill message" in letter["reason"] for letter in letters)
+    assert all(letter["original_topic"] == topics.backfill for letter in letters)
+    assert all(letter["error_code"] == "E_MESSAGE_INVALID" for letter in letters)
+    assert all("invalid backfill message" in letter["error_message"] for letter in letters)
     async with httpx.AsyncClient() as client:
         stats = (
             await client.get(f"http://127.0.0.1:{pipeline_settings.agents_web_port}/nexus/stats")

@@ -4,6 +4,7 @@ requeue --wait` as a subprocess against the real broker."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import uuid
@@ -126,7 +127,12 @@ async def test_topic_requeue_outcomes(
         "backfill.requeue",
         "requeued",
     )
-    assert first.details == {"reason": "fix", "message_id": ids["failed"], "via": "topic"}
+    assert first.details == {
+        "reason": "fix",
+        "message_id": ids["failed"],
+        "via": "topic",
+        "requested_by": "claimed",
+    }
     assert first.target["user_id"] == str(failed["user_id"])
 
     noop = await _result(pipeline_settings, ids["running"])
@@ -184,12 +190,13 @@ async def test_invalid_requeue_messages_are_dead_lettered(
         letter = await read_until(
             pipeline_settings.kafka_bootstrap,
             topics.dead_letter,
-            lambda v, n=needle: n in v.get("value", ""),
+            lambda v, n=needle: n.encode() in base64.b64decode(v.get("value", "")),
             deadline_s=45,
         )
-        assert letter["topic"] == topics.backfill_requeue, name
-        assert letter["reason"].startswith("invalid backfill-requeue message"), name
-    assert "requested_by" in letter["reason"]
+        assert letter["original_topic"] == topics.backfill_requeue, name
+        assert letter["error_code"] == "E_MESSAGE_INVALID", name
+        assert letter["error_message"].startswith("invalid backfill-requeue message"), name
+    assert "requested_by" in letter["error_message"]
     row = await _job(sessionmaker, key)
     assert row.status == "failed"
     async with sessionmaker() as s:
@@ -285,7 +292,7 @@ async def test_replay_dead_letter_reproduces_the_original_value(
     await read_until(
         pipeline_settings.kafka_bootstrap,
         topics.dead_letter,
-        lambda v: marker in v.get("value", ""),
+        lambda v: marker.encode() in base64.b64decode(v.get("value", "")),
     )
     code, lines, stderr = await _cli(
         pipeline_settings, "replay-dead-letter", "--topic", "backfill-requeue", "--dry-run"

@@ -6,9 +6,10 @@ publisher are stand-ins so each branch can be forced.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from agents import runner, views
 from agents.context import AgentContext
 from nexus.config import Settings
 from nexus.errors import DependencyUnavailable
-from nexus.messaging.messages import BackfillRequested
+from nexus.messaging.messages import BackfillRequested, DeadLetter
 from nexus.messaging.publisher import PublishError
 
 
@@ -29,6 +30,7 @@ class Msg:
     offset: int = 7
     key: bytes | None = b"k"
     value: bytes = b""
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,20 +98,74 @@ async def test_undecodable_message_is_dead_lettered_with_its_position() -> None:
     assert outcome == "dead_lettered"
     [(topic, letter, headers)] = pub.sent
     assert topic == "t.dead-letter"
-    assert letter["value"] == "{oops" and letter["offset"] == 7 and letter["topic"] == "t.backfill"
+    assert base64.b64decode(letter["value"]) == b"{oops"
+    assert (letter["original_topic"], letter["partition"], letter["offset"]) == (
+        "t.backfill",
+        0,
+        7,
+    )
+    assert letter["error_code"] == "E_MESSAGE_INVALID" and letter["key"] == "k"
+    assert letter["error_message"].startswith("invalid backfill message")
+    assert letter["worker_id"] == ctx.worker_id and letter["at"]
+    # the pre-0014 names are still written
+    assert letter["topic"] == "t.backfill" and letter["reason"] == letter["error_message"]
     assert headers["original_topic"] == "t.backfill"
     assert ctx.counters["dead_letter:t.backfill"] == 1
 
 
-async def test_handler_errors_are_contained_and_counted() -> None:
-    ctx = _ctx(FakePublisher())
+async def test_handler_errors_are_dead_lettered_and_counted() -> None:
+    pub = FakePublisher()
+    ctx = _ctx(pub)
 
     async def boom(ctx: AgentContext, msg: Any) -> str:
         raise KeyError("bug")
 
     route = runner.Route("backfill", BackfillRequested, boom)
-    assert await runner.process(ctx, route, Event(Msg(value=_valid()))) == "error"
-    assert ctx.counters["backfill:error"] == 1
+    value = _valid()
+    headers = [("message_type", b"backfill.requested"), ("request_id", b"r1")]
+    outcome = await runner.process(ctx, route, Event(Msg(value=value, headers=headers)))
+    assert outcome == "dead_lettered"
+    assert ctx.counters["backfill:error"] == 1 and ctx.counters["dead_letter:t.backfill"] == 1
+    [(_, letter, _)] = pub.sent
+    assert letter["error_code"] == "E_HANDLER_FAILED"
+    assert "KeyError" in letter["error_message"] and "bug" in letter["error_message"]
+    assert base64.b64decode(letter["value"]) == value
+    assert letter["headers"] == {"message_type": "backfill.requested", "request_id": "r1"}
+
+
+async def test_a_message_of_another_type_is_unknown() -> None:
+    pub = FakePublisher()
+    ctx = _ctx(pub)
+
+    async def never(ctx: AgentContext, msg: Any) -> str:
+        raise AssertionError("handler must not run")
+
+    route = runner.Route("backfill", BackfillRequested, never)
+    event = Event(Msg(value=_valid(), headers=[("message_type", b"operation.requested")]))
+    assert await runner.process(ctx, route, event) == "dead_lettered"
+    [(_, letter, _)] = pub.sent
+    assert letter["error_code"] == "E_MESSAGE_UNKNOWN"
+    assert "operation.requested" in letter["error_message"]
+
+
+def test_legacy_letters_are_still_read() -> None:
+    old = {"kind": "dead_letter", "topic": "t.ingest", "value": "{x", "reason": "invalid"}
+    letter = DeadLetter.model_validate(old)
+    assert (letter.original_topic, letter.error_message, letter.raw_value()) == (
+        "t.ingest",
+        "invalid",
+        b"{x",
+    )
+    assert letter.error_code == "E_MESSAGE_INVALID"
+    again = DeadLetter.model_validate_json(letter.model_dump_json())
+    assert again == letter
+    # built with the old keyword names (bytes or text values)
+    built = DeadLetter(topic="t.events", key="e1", value=b"\x00raw", reason="dead")
+    assert (built.original_topic, built.raw_value(), built.error_message) == (
+        "t.events",
+        b"\x00raw",
+        "dead",
+    )
 
 
 async def test_database_outage_is_retried_with_backoff(_no_real_sleep: list[float]) -> None:
@@ -135,9 +191,13 @@ async def test_endless_outage_gives_up_after_the_schedule(_no_real_sleep: list[f
     async def down(ctx: AgentContext, msg: Any) -> str:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
 
+    pub = FakePublisher()
+    ctx.publisher = pub  # type: ignore[assignment]
     route = runner.Route("backfill", BackfillRequested, down)
-    assert await runner.process(ctx, route, Event(Msg(value=_valid()))) == "error"
-    assert _no_real_sleep == list(runner.OUTAGE_BACKOFF)
+    assert await runner.process(ctx, route, Event(Msg(value=_valid()))) == "dead_lettered"
+    assert _no_real_sleep[: len(runner.OUTAGE_BACKOFF)] == list(runner.OUTAGE_BACKOFF)
+    [(_, letter, _)] = pub.sent
+    assert letter["error_code"] == "E_DEPENDENCY_UNAVAILABLE"
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,11 @@ async def test_requeue_roles(
     r = await api.post(REQUEUE, token=tokens["viewer"], json=_body(key))
     assert r.status_code == 403 and (await r.get_json())["error"]["code"] == "E_FORBIDDEN"
     assert (await _status(sessionmaker, key)).status == "completed"
-    assert await _actions(sessionmaker) == []
+    # Only the two refusals are audited (issue #11.8); no requeue was attempted.
+    assert [(a.action, a.outcome) for a in await _actions(sessionmaker)] == [
+        ("auth.failed", "E_UNAUTHENTICATED"),
+        ("auth.denied", "E_FORBIDDEN"),
+    ]
     r = await api.post(REQUEUE, token=tokens["operator"], json={"default_library_id": "x"})
     assert r.status_code == 400
 
@@ -394,7 +398,12 @@ async def test_bulk_roles(
     assert r.status_code == 400  # a misspelt filter never widens a real run
     r = await api.post(BULK, token=tokens["admin"], json={"limit": 10_001})
     assert r.status_code == 400
-    assert await _actions(sessionmaker) == []
+    # Only the three refusals are audited (issue #11.8); no requeue was attempted.
+    assert [a.action for a in await _actions(sessionmaker)] == [
+        "auth.failed",
+        "auth.denied",
+        "auth.denied",
+    ]
 
 
 async def test_bulk_dry_run_counts_and_samples(

@@ -240,6 +240,9 @@ async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
             )
         ).all()
     assert [(a.action, a.media_id, a.outcome) for a in actions] == [
+        # The refused requests are audited too (issue #11.8).
+        ("auth.failed", None, "E_UNAUTHENTICATED"),
+        ("auth.denied", None, "E_FORBIDDEN"),
         ("media.retry", str(m), "requeued"),
         ("media.retry", str(m), "E_MEDIA_NOT_RETRYABLE"),
         ("media.retry", str(missing), "E_MEDIA_NOT_FOUND"),

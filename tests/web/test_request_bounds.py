@@ -22,7 +22,14 @@ from web.deadline import SELF_BOUNDED_ENDPOINTS
 from web.json import MAX_BODY_BYTES
 
 # No authentication at all, or authorised by the pre-signed token in the URL.
-PUBLIC = {"ops.health", "ops.ready", "ops.metrics", "openapi", "swagger_ui"}
+PUBLIC = {
+    "ops.health",
+    "ops.ready",
+    "ops.metrics",
+    "openapi",
+    "swagger_ui",
+    "swagger_ui_asset",
+}
 PRESIGNED = {"uploads.put_upload", "uploads.download"}
 
 

@@ -81,6 +81,14 @@ async def uploaded(user: User, data: bytes, **kwargs: Any) -> uuid.UUID:
     return uuid.UUID(r.data["media_id"])
 
 
+async def checked(user: User, data: bytes, **kwargs: Any) -> uuid.UUID:
+    """Uploaded and past its type check (ingested): downloadable and shareable."""
+    media_id = await uploaded(user, data, **kwargs)
+    r = await user.post(f"/media/{media_id}/ingest")
+    assert r.status == 202, r.json
+    return media_id
+
+
 async def stream_put(app: Quart, url: str, chunks: list[bytes]) -> tuple[int, Any]:
     """A PUT with a streamed body and no Content-Length (the size is only known by reading)."""
     client = app.test_client()
@@ -192,6 +200,10 @@ async def test_upload_needs_no_credentials_and_stores_the_bytes(
     assert up.data == {"media_id": r.data["media_id"], "size_bytes": len(data)}
     media_id = uuid.UUID(r.data["media_id"])
     assert (storage_dir / media_key(media_id)).read_bytes() == data
+    # Not downloadable (nor readable) before its type check (issue #11.6) ...
+    m = (await alice.get(f"/media/{media_id}")).data
+    assert not m["capabilities"]["can_download_file"] and not m["capabilities"]["can_read"]
+    assert (await alice.post(f"/media/{media_id}/ingest")).status == 202
     m = (await alice.get(f"/media/{media_id}")).data
     assert m["capabilities"]["can_download_file"] and m["capabilities"]["can_read"]
 
@@ -346,6 +358,7 @@ async def test_only_the_creator_may_ingest(alice: User, bob: User, api: Api) -> 
     assert (stranger.status, stranger.code) == (404, "E_MEDIA_NOT_FOUND")
     shared = await alice.create_library()
     await bob.join(alice, shared)
+    assert (await alice.post(f"/media/{media_id}/ingest")).status == 202
     added = await alice.post(f"/libraries/{shared}/media", json={"media_id": str(media_id)})
     assert added.status in (200, 201), added.json
     reader = await bob.post(f"/media/{media_id}/ingest")
@@ -415,7 +428,7 @@ async def test_download_url_serves_the_file_without_credentials(
     alice: User, settings: Settings
 ) -> None:
     data = pdf_bytes("dl")
-    media_id = await uploaded(alice, data, filename="Reading List.pdf")
+    media_id = await checked(alice, data, filename="Reading List.pdf")
     r = await alice.get(f"/media/{media_id}/file")
     assert r.status == 200, r.json
     assert set(r.data) == {"url", "expires_at"}
@@ -443,7 +456,7 @@ async def test_download_url_serves_the_file_without_credentials(
     for what, t in bad.items():
         r2 = await raw(alice.api, "GET", f"/media/{media_id}/download?token={t}")
         assert (r2.status, r2.code) == (403, "E_FORBIDDEN"), what
-    other = await uploaded(alice, pdf_bytes("other"))
+    other = await checked(alice, pdf_bytes("other"))
     moved = await raw(alice.api, "GET", f"/media/{other}/download?token={token}")
     assert (moved.status, moved.code) == (403, "E_FORBIDDEN")
 
@@ -451,7 +464,7 @@ async def test_download_url_serves_the_file_without_credentials(
 async def test_file_url_is_for_readers_of_uploaded_files(
     alice: User, bob: User, storage_dir: Path
 ) -> None:
-    media_id = await uploaded(alice, pdf_bytes())
+    media_id = await checked(alice, pdf_bytes())
     assert (await bob.get(f"/media/{media_id}/file")).code == "E_MEDIA_NOT_FOUND"
     shared = await alice.create_library()
     await bob.join(alice, shared)
@@ -471,7 +484,7 @@ async def test_file_url_is_for_readers_of_uploaded_files(
 
 async def test_download_of_a_non_ascii_name_and_a_range(alice: User) -> None:
     data = pdf_bytes("range")
-    media_id = await uploaded(alice, data, filename='IDに漢字 "book".pdf')
+    media_id = await checked(alice, data, filename='IDに漢字 "book".pdf')
     url = (await alice.get(f"/media/{media_id}/file")).data["url"]
     got = await raw(alice.api, "GET", url)
     assert got.status == 200

@@ -8,26 +8,29 @@ guard runs before query/body validation (no key, no schema hints).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from nexus.db.tx import transaction
 from nexus.errors import NotFound
+from nexus.jobs.machine import JobType
 from nexus.messaging.topics import Topics
 from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
+from nexus.operators.service import OperatorIdentity
 from nexus.sharing import backfill, operations
 from nexus.sharing import requeue_bulk as requeue_bulk_kind
 from nexus.sharing.operations import JobFilters
 from nexus.sharing.requeue_bulk import BulkRequeueParams
+from web.audit import Audit
 from web.auth import operator_required
 from web.envelope import Data
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.openapi import links, raises
+from web.pagination import ListQuery, Page, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
 
@@ -55,6 +58,7 @@ class RequeueOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue")
+@raises("E_NOT_FOUND")
 @validate_response(Data[RequeueOut])
 @operator_required(Role.OPERATOR)  # before body validation: no key, no schema hints
 @validate_request(RequeueIn)
@@ -68,30 +72,18 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
     """
     state = nexus_state()
     key = backfill.BackfillKey(data.default_library_id, data.source_library_id, data.user_id)
-    audit = {
-        "actor": operator.name,
-        "action": "backfill.requeue",
-        "target": key.as_dict(),
-        "operator_key_id": operator.key_id,
-        "details": {"reason": data.reason} if data.reason else None,
-        "request_id": g.request_id,
-    }
-    try:
-        async with unit_of_work() as uow:
-            result = await backfill.requeue(
-                uow.session,
-                key,
-                Topics.from_settings(state.settings),
-                actor=f"operator:{operator.name}",
-                request_id=g.request_id,
-                correlation_id=g.correlation_id,
-            )
-            outcome = "noop_running" if result.idempotent else "requeued"
-            await record_action(uow.session, outcome=outcome, **audit)
-    except NotFound:
-        async with transaction(state.sessionmaker) as session:
-            await record_action(session, outcome="not_found", **audit)
-        raise
+    details = {"reason": data.reason} if data.reason else None
+    audit = Audit(operator, "backfill.requeue", key.as_dict(), details)
+    async with audit.refusals(NotFound, lambda exc: "not_found"), unit_of_work() as uow:
+        result = await backfill.requeue(
+            uow.session,
+            key,
+            Topics.from_settings(state.settings),
+            actor=f"operator:{operator.name}",
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+        await audit.record(uow.session, "noop_running" if result.idempotent else "requeued")
     return Data(
         data=RequeueOut(
             **result.job,
@@ -110,22 +102,16 @@ BACKFILL_KEY_TYPES = (datetime, uuid.UUID, uuid.UUID, uuid.UUID)
 
 class JobFilterFields(BaseModel):
     status: Status | None = None
-    error_code: str | None = Field(default=None, max_length=64)
+    # A registered code's shape: anything else (NUL included, which PostgreSQL cannot
+    # compare) is 400 E_INVALID_REQUEST rather than a failed statement.
+    error_code: str | None = Field(default=None, max_length=64, pattern=r"^E_[A-Z0-9_]+$")
     updated_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None
-
-
-class BackfillFilterFields(JobFilterFields):
-    default_library_id: uuid.UUID | None = None
-    source_library_id: uuid.UUID | None = None
-    user_id: uuid.UUID | None = None
+    # The job type's key columns a subclass declares as optional filter fields.
+    KEY_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def filters(self) -> JobFilters:
-        keys = {
-            name: value
-            for name in ("default_library_id", "source_library_id", "user_id")
-            if (value := getattr(self, name)) is not None
-        }
+        keys = {n: value for n in self.KEY_FIELDS if (value := getattr(self, n)) is not None}
         return JobFilters(
             keys=keys,
             status=self.status,
@@ -133,6 +119,14 @@ class BackfillFilterFields(JobFilterFields):
             updated_before=self.updated_before,
             updated_after=self.updated_after,
         )
+
+
+class BackfillFilterFields(JobFilterFields):
+    KEY_FIELDS = operations.BACKFILL_JOB.key_columns
+
+    default_library_id: uuid.UUID | None = None
+    source_library_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
 
 
 class BackfillJobsQuery(BackfillFilterFields, ListQuery):
@@ -159,6 +153,7 @@ class BackfillJobOut(JobFieldsOut):
 
 
 @bp.get("/backfill-jobs")
+@raises()
 @validate_response(Paged[BackfillJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(BackfillJobsQuery)
@@ -168,18 +163,32 @@ async def list_backfill_jobs(
     """Backfill jobs, newest `updated_at` first, filtered; cursor pagination (SPEC §2).
     Order: 401/403 key → 400 query/limit/cursor."""
     del operator
-    job = operations.BACKFILL_JOB
-    after = after_key(query_args.cursor, BACKFILL_SCOPE, BACKFILL_KEY_TYPES)
+    items, page = await job_page(
+        operations.BACKFILL_JOB,
+        query_args,
+        query_args.filters(),
+        BACKFILL_SCOPE,
+        BACKFILL_KEY_TYPES,
+    )
+    return Paged(data=[BackfillJobOut.model_validate(i) for i in items], page=page)
+
+
+async def job_page(
+    job: JobType,
+    query_args: ListQuery,
+    filters: JobFilters,
+    scope: str,
+    key_types: Sequence[type],
+) -> tuple[list[dict[str, Any]], Page]:
+    """One page of `job`'s rows as list items, newest `updated_at` first (the backfill
+    and ingest job lists share it)."""
+    after = after_key(query_args.cursor, scope, key_types)
     async with unit_of_work() as uow:
         rows = await operations.list_jobs(
-            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
+            uow.session, job, filters, limit=query_args.limit, after=after
         )
-    items, page = page_of(
-        rows, query_args.limit, BACKFILL_SCOPE, lambda r: operations.sort_key(job, r)
-    )
-    return Paged(
-        data=[BackfillJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
-    )
+    items, page = page_of(rows, query_args.limit, scope, lambda r: operations.sort_key(job, r))
+    return [operations.job_item(job, r) for r in items], page
 
 
 # -------------------------------------------------------------------- timeline
@@ -199,6 +208,7 @@ class TimelineOut(BaseModel):
 
 
 @bp.get("/backfill-jobs/timeline")
+@raises("E_NOT_FOUND")
 @validate_response(TimelineOut)
 @operator_required(Role.VIEWER)
 @validate_querystring(TimelineQuery)
@@ -245,6 +255,8 @@ class BulkAcceptedOut(BaseModel):
 
 
 @bp.post("/libraries/backfill-jobs/requeue-bulk")
+@raises()
+@links(202, get_operation={"operation_id": "$response.body#/data/operation_id"})
 @validate_response(Data[BulkDryRunOut], 200)
 @validate_response(Data[BulkAcceptedOut], 202)
 @operator_required(Role.ADMIN)
@@ -285,15 +297,9 @@ async def requeue_bulk(
             request_id=g.request_id,
             correlation_id=g.correlation_id,
         )
-        await record_action(
-            uow.session,
-            actor=operator.name,
-            action=requeue_bulk_kind.NAME,
-            target=operations.filters_summary(filters),
-            outcome="accepted",
-            operator_key_id=operator.key_id,
-            details={"operation_id": str(operation.id), **params},
-            request_id=g.request_id,
+        audit = Audit(operator, requeue_bulk_kind.NAME, operations.filters_summary(filters))
+        await audit.record(
+            uow.session, "accepted", details={"operation_id": str(operation.id), **params}
         )
     location = f"/internal/operations/{operation.id}"
     accepted = BulkAcceptedOut(

@@ -7,27 +7,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from quart import Blueprint, g
+from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
-from nexus.db.tx import transaction
 from nexus.errors import NexusError
-from nexus.ingest import retry
 from nexus.ingest.jobs import JOB as INGEST_JOB
-from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
-from nexus.sharing import operations
-from nexus.sharing.operations import JobFilters
-from nexus.uploads.storage import LocalStorage
+from nexus.operators.service import OperatorIdentity
+from web.audit import Audit
 from web.auth import operator_required
 from web.envelope import Data
-from web.pagination import ListQuery, Paged, after_key, page_of
-from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields
-from web.routes.media import RetryOut
-from web.state import nexus_state
+from web.openapi import links, raises
+from web.pagination import ListQuery, Paged
+from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields, job_page
+from web.routes.media import RetryOut, reset_media
 from web.uow import unit_of_work
 
 bp = Blueprint("ingest_jobs", __name__, url_prefix="/internal")
@@ -37,16 +31,9 @@ INGEST_KEY_TYPES = (datetime, uuid.UUID)
 
 
 class IngestJobsQuery(JobFilterFields, ListQuery):
-    media_id: uuid.UUID | None = None
+    KEY_FIELDS = INGEST_JOB.key_columns
 
-    def filters(self) -> JobFilters:
-        return JobFilters(
-            keys={"media_id": self.media_id} if self.media_id else {},
-            status=self.status,
-            error_code=self.error_code,
-            updated_before=self.updated_before,
-            updated_after=self.updated_after,
-        )
+    media_id: uuid.UUID | None = None
 
 
 class IngestJobOut(JobFieldsOut):
@@ -58,6 +45,8 @@ class OperatorRetryOut(RetryOut):
 
 
 @bp.get("/ingest-jobs")
+@raises()
+@links(200, operator_retry_media={"media_id": "$response.body#/data/0/media_id"})
 @validate_response(Paged[IngestJobOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(IngestJobsQuery)
@@ -66,21 +55,14 @@ async def list_ingest_jobs(
 ) -> Paged[IngestJobOut]:
     """Ingest jobs (keyed by media_id), same shapes and order as the backfill list."""
     del operator
-    job = INGEST_JOB
-    after = after_key(query_args.cursor, INGEST_SCOPE, INGEST_KEY_TYPES)
-    async with unit_of_work() as uow:
-        rows = await operations.list_jobs(
-            uow.session, job, query_args.filters(), limit=query_args.limit, after=after
-        )
-    items, page = page_of(
-        rows, query_args.limit, INGEST_SCOPE, lambda r: operations.sort_key(job, r)
+    items, page = await job_page(
+        INGEST_JOB, query_args, query_args.filters(), INGEST_SCOPE, INGEST_KEY_TYPES
     )
-    return Paged(
-        data=[IngestJobOut.model_validate(operations.job_item(job, r)) for r in items], page=page
-    )
+    return Paged(data=[IngestJobOut.model_validate(i) for i in items], page=page)
 
 
 @bp.post("/media/<uuid:media_id>/retry")
+@raises("E_MEDIA_NOT_FOUND", "E_MEDIA_NOT_RETRYABLE", "E_STORAGE_MISSING")
 @validate_response(Data[OperatorRetryOut], 202)
 @operator_required(Role.OPERATOR)
 async def operator_retry_media(
@@ -89,36 +71,12 @@ async def operator_retry_media(
     """The same reset without the ownership check. Order: operator key (401/403) → 404
     E_MEDIA_NOT_FOUND → 409 E_MEDIA_NOT_RETRYABLE → 400 E_STORAGE_MISSING. Every call,
     refused ones included, is written to `operator_actions` (action `media.retry`)."""
-    audit: dict[str, Any] = {
-        "actor": operator.name,
-        "action": "media.retry",
-        "target": {"media_id": media_id},
-        "operator_key_id": operator.key_id,
-        "request_id": g.request_id,
-    }
-    state = nexus_state()
-    try:
-        async with unit_of_work() as uow:
-            result = await retry.retry_media(
-                uow.session,
-                media_id,
-                Topics.from_settings(state.settings),
-                LocalStorage(state.settings.storage_dir),
-                viewer=None,
-                actor=f"operator:{operator.name}",
-                request_id=g.request_id,
-                correlation_id=g.correlation_id,
-            )
-            await record_action(
-                uow.session,
-                outcome="requeued",
-                details={"failure_stage": result.failure_stage},
-                **audit,
-            )
-    except NexusError as exc:
-        async with transaction(state.sessionmaker) as session:
-            await record_action(session, outcome=exc.code, **audit)
-        raise
+    audit = Audit(operator, "media.retry", {"media_id": media_id})
+    async with audit.refusals(NexusError, lambda exc: exc.code), unit_of_work() as uow:
+        result = await reset_media(
+            uow.session, media_id, viewer=None, actor=f"operator:{operator.name}"
+        )
+        await audit.record(uow.session, "requeued", {"failure_stage": result.failure_stage})
     out = OperatorRetryOut(
         media_id=result.media_id,
         processing_status="pending",

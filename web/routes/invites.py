@@ -31,6 +31,7 @@ from nexus.messaging.topics import Topics
 from web.auth import current_user, user_required
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -38,6 +39,10 @@ from web.uow import unit_of_work
 bp = Blueprint("invites", __name__)
 
 TIME_KEY = (datetime, uuid.UUID)
+
+RESPOND_CODES = ("E_INVITE_NOT_FOUND", "E_FORBIDDEN", "E_INVITE_NOT_PENDING")
+_NEW_INVITE = {"invite_id": "$response.body#/data/id"}
+INVITE_LINKS = {op: _NEW_INVITE for op in ("accept_invite", "decline_invite", "revoke_invite")}
 
 
 class InviteListQuery(ListQuery):
@@ -55,6 +60,7 @@ def _scope(base: str, status: InviteStatus | None) -> str:
 
 
 @bp.get("/libraries/invites")
+@raises()
 @user_required
 @validate_querystring(InviteListQuery)
 @validate_response(Paged[LibraryInvitationOut])
@@ -75,6 +81,7 @@ async def list_my_invites(query_args: InviteListQuery) -> Paged[LibraryInvitatio
 
 
 @bp.get("/libraries/<uuid:library_id>/invites")
+@raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN")
 @user_required
 @validate_querystring(InviteListQuery)
 @validate_response(Paged[LibraryInvitationOut])
@@ -100,6 +107,17 @@ async def list_library_invites(
 
 
 @bp.post("/libraries/<uuid:library_id>/invites")
+@raises(
+    "E_LIBRARY_NOT_FOUND",
+    "E_DEFAULT_LIBRARY_FORBIDDEN",
+    "E_FORBIDDEN",
+    "E_USER_NOT_FOUND",
+    "E_INVITE_MEMBER_EXISTS",
+    "E_INVITE_ALREADY_EXISTS",
+    "E_INVALID_REQUEST",
+)
+@idempotent
+@links(201, **INVITE_LINKS)
 @user_required
 @validate_request(InviteCreateIn)
 @validate_response(Data[LibraryInvitationOut], 201)
@@ -119,6 +137,7 @@ async def create_invite(library_id: uuid.UUID, data: InviteCreateIn) -> Reply:
 
 
 @bp.post("/libraries/invites/<uuid:invite_id>/accept")
+@raises(*RESPOND_CODES)
 @validate_response(Data[InviteAcceptOut])
 @user_required
 async def accept_invite(invite_id: uuid.UUID) -> Data[InviteAcceptOut]:
@@ -141,6 +160,7 @@ async def accept_invite(invite_id: uuid.UUID) -> Data[InviteAcceptOut]:
 
 
 @bp.post("/libraries/invites/<uuid:invite_id>/decline")
+@raises(*RESPOND_CODES)
 @validate_response(Data[InviteRespondOut])
 @user_required
 async def decline_invite(invite_id: uuid.UUID) -> Data[InviteRespondOut]:
@@ -153,6 +173,7 @@ async def decline_invite(invite_id: uuid.UUID) -> Data[InviteRespondOut]:
 
 
 @bp.delete("/libraries/invites/<uuid:invite_id>")
+@raises(*RESPOND_CODES)
 @validate_response(Data[InviteRespondOut])
 @user_required
 async def revoke_invite(invite_id: uuid.UUID) -> Data[InviteRespondOut]:

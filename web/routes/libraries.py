@@ -14,7 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from quart import Blueprint, Response
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from nexus.libraries import repo
 from nexus.libraries import service as libraries
@@ -29,37 +34,73 @@ from nexus.libraries.schemas import (
 )
 from nexus.media import service as media
 from nexus.media.schemas import MediaOut
-from web.auth import current_user, user_required
-from web.envelope import Data, no_content
+from web.auth import current_user, user_required, viewer_required
+from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import idempotent, links, raises, responds
 from web.pagination import ListQuery, Paged, after_key, page_of
-from web.uow import unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
 
 TIME_KEY = (datetime, uuid.UUID)
+
+# Where a new library leads (OpenAPI links, followed by clients and stateful testing).
+_NEW_LIBRARY = {"library_id": "$response.body#/data/id"}
+LIBRARY_LINKS = {
+    op: _NEW_LIBRARY
+    for op in (
+        "get_library",
+        "rename_library",
+        "delete_library",
+        "list_library_media",
+        "add_library_media",
+        "list_members",
+        "transfer_ownership",
+        "create_invite",
+        "list_library_invites",
+    )
+}
+_ADDED = {"library_id": "$request.path.library_id", "media_id": "$response.body#/data/id"}
+_FIRST_MEMBER = {
+    "library_id": "$request.path.library_id",
+    "user_id": "$response.body#/data/0/user_id",
+}
+MEMBER_CODES = (
+    "E_LIBRARY_NOT_FOUND",
+    "E_DEFAULT_LIBRARY_FORBIDDEN",
+    "E_FORBIDDEN",
+    "E_NOT_FOUND",
+    "E_OWNER_EXIT_FORBIDDEN",
+    "E_LAST_ADMIN_FORBIDDEN",
+)
 
 
 # ---------------------------------------------------------------------- libraries
 
 
 @bp.get("/libraries")
-@user_required
+@raises()
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(Paged[LibraryOut])
-async def list_libraries(query_args: ListQuery) -> Paged[LibraryOut]:
+@document_response(Paged[LibraryOut])
+async def list_libraries(query_args: ListQuery) -> Response:
     """Libraries the caller is a member of (the default library included), with the
     caller's role; oldest first. Order: 400 limit/cursor."""
     after = after_key(query_args.cursor, "libraries", TIME_KEY)
-    async with unit_of_work() as uow:
-        rows = await repo.list_libraries(
-            uow.session, current_user().user_id, limit=query_args.limit, after=after
-        )
+    rows = await read_as_viewer(
+        lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
+    )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
-    return Paged(data=[LibraryOut.model_validate(r) for r in items], page=page)
+    return json_response(
+        Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
+    )
 
 
 @bp.post("/libraries")
+@raises("E_NAME_INVALID")
+@idempotent
+@links(201, **LIBRARY_LINKS)
 @user_required
 @validate_request(LibraryCreateIn)
 @validate_response(Data[LibraryOut], 201)
@@ -77,6 +118,7 @@ async def create_library(data: LibraryCreateIn) -> Reply:
 
 
 @bp.get("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND")
 @validate_response(Data[LibraryOut])
 @user_required
 async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
@@ -87,6 +129,7 @@ async def get_library(library_id: uuid.UUID) -> Data[LibraryOut]:
 
 
 @bp.patch("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_DEFAULT_LIBRARY_FORBIDDEN", "E_FORBIDDEN", "E_NAME_INVALID")
 @user_required
 @validate_request(LibraryRenameIn)
 @validate_response(Data[LibraryOut])
@@ -101,6 +144,8 @@ async def rename_library(library_id: uuid.UUID, data: LibraryRenameIn) -> Data[L
 
 
 @bp.delete("/libraries/<uuid:library_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_DEFAULT_LIBRARY_FORBIDDEN", "E_OWNER_REQUIRED")
+@responds(204, "Deleted.")
 @user_required
 async def delete_library(library_id: uuid.UUID) -> Response:
     """Delete (204). Order: 400 id → 404 E_LIBRARY_NOT_FOUND → 403
@@ -115,24 +160,29 @@ async def delete_library(library_id: uuid.UUID) -> Response:
 
 
 @bp.get("/libraries/<uuid:library_id>/media")
-@user_required
+@raises("E_LIBRARY_NOT_FOUND")
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(Paged[MediaOut])
-async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Paged[MediaOut]:
+@document_response(Paged[MediaOut])
+async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Response:
     """Media of a library, in the order they were added. In a default library only media
     the caller may read are listed (SPEC §5). Order: 400 id/limit/cursor → 404
     E_LIBRARY_NOT_FOUND."""
     scope = f"library-media:{library_id}"
     after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
-        rows = await media.list_library_media(
-            uow.session, current_user().user_id, library_id, limit=query_args.limit, after=after
+    rows = await read_as_viewer(
+        lambda conn, viewer: media.list_library_media(
+            conn, viewer, library_id, limit=query_args.limit, after=after
         )
+    )
     items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
-    return Paged(data=[media.media_out(r) for r in items], page=page)
+    return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 
 @bp.post("/libraries/<uuid:library_id>/media")
+@raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_FOUND")
+@links(201, remove_library_media=_ADDED)
+@links(200, remove_library_media=_ADDED)
 @user_required
 @validate_request(LibraryMediaIn)
 @validate_response(Data[MediaOut], 201)
@@ -151,6 +201,8 @@ async def add_library_media(library_id: uuid.UUID, data: LibraryMediaIn) -> tupl
 
 
 @bp.delete("/libraries/<uuid:library_id>/media/<uuid:media_id>")
+@raises("E_LIBRARY_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_FOUND")
+@responds(204, "Removed.")
 @user_required
 async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Response:
     """Remove media from a library (204). Order: 400 ids → 404 E_LIBRARY_NOT_FOUND → 403
@@ -166,6 +218,8 @@ async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Re
 
 
 @bp.get("/libraries/<uuid:library_id>/members")
+@raises("E_LIBRARY_NOT_FOUND")
+@links(200, set_member_role=_FIRST_MEMBER, remove_member=_FIRST_MEMBER)
 @user_required
 @validate_querystring(ListQuery)
 @validate_response(Paged[LibraryMemberOut])
@@ -182,6 +236,7 @@ async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[Li
 
 
 @bp.patch("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@raises(*MEMBER_CODES)
 @user_required
 @validate_request(MemberRoleIn)
 @validate_response(Data[LibraryMemberOut])
@@ -200,6 +255,8 @@ async def set_member_role(
 
 
 @bp.delete("/libraries/<uuid:library_id>/members/<uuid:user_id>")
+@raises(*MEMBER_CODES)
+@responds(204, "Removed (or left).")
 @user_required
 async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
     """Remove a member (admins), or leave (the caller's own id; any member). 204.
@@ -213,6 +270,12 @@ async def remove_member(library_id: uuid.UUID, user_id: uuid.UUID) -> Response:
 
 
 @bp.post("/libraries/<uuid:library_id>/transfer-ownership")
+@raises(
+    "E_LIBRARY_NOT_FOUND",
+    "E_DEFAULT_LIBRARY_FORBIDDEN",
+    "E_OWNER_REQUIRED",
+    "E_OWNERSHIP_TRANSFER_INVALID",
+)
 @user_required
 @validate_request(TransferOwnershipIn)
 @validate_response(Data[LibraryOut])

@@ -10,8 +10,11 @@ from quart_schema import validate_response
 
 from web.auth import current_user, user_required
 from web.envelope import Data
+from web.openapi import links, raises
 
 bp = Blueprint("me", __name__)
+
+_DEFAULT_LIBRARY = {"library_id": "$response.body#/data/default_library_id"}
 
 
 class MeOut(BaseModel):
@@ -20,6 +23,14 @@ class MeOut(BaseModel):
 
 
 @bp.get("/me")
+@raises()
+@links(
+    200,
+    get_library=_DEFAULT_LIBRARY,
+    list_library_media=_DEFAULT_LIBRARY,
+    add_library_media=_DEFAULT_LIBRARY,
+    list_members=_DEFAULT_LIBRARY,
+)
 @validate_response(Data[MeOut])
 @user_required
 async def me() -> Data[MeOut]:

@@ -8,25 +8,41 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel
-from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from pydantic import BaseModel, Field
+from quart import Blueprint, Response, g
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.fetching.urls import MAX_URL_LENGTH
+from nexus.ingest import jobs as ingest_jobs
 from nexus.ingest import retry
 from nexus.ingest import service as ingest
+from nexus.jobs.states import JobStatus
 from nexus.media import service as media
 from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
+from nexus.metrics import CREATED
 from nexus.uploads.storage import LocalStorage
-from web.auth import current_user, user_required
-from web.envelope import Data
+from web.auth import current_user, user_required, viewer_required
+from web.envelope import Data, json_response
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Page, after_key, page_of
 from web.ratelimit import rate_limited
 from web.state import nexus_state
-from web.uow import unit_of_work
+from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("media", __name__)
+
+_SAVED = {"media_id": "$response.body#/data/media_id"}
+MEDIA_LINKS = {
+    op: _SAVED for op in ("get_media", "list_fragments", "retry_media", "media_events", "file_url")
+}
 
 
 class FragmentsPage(BaseModel):
@@ -40,44 +56,62 @@ class FragmentsPage(BaseModel):
 
 
 @bp.get("/media/<uuid:media_id>")
-@validate_response(Data[MediaOut])
-@user_required
-async def get_media(media_id: uuid.UUID) -> Data[MediaOut]:
+@raises("E_MEDIA_NOT_FOUND")
+@document_response(Data[MediaOut])
+@viewer_required
+async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    async with unit_of_work() as uow:
-        out = await media.get_media(uow.session, current_user().user_id, media_id)
-    return Data(data=out)
+    out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
+    return json_response(Data[MediaOut](data=out))
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
-@user_required
+@raises("E_MEDIA_NOT_FOUND")
+@viewer_required
 @validate_querystring(ListQuery)
-@validate_response(FragmentsPage)
-async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> FragmentsPage:
+@document_response(FragmentsPage)
+async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response:
     """Fragments in reading order (by `idx`) with the media's capabilities. Order: 400
     id/limit/cursor → merges followed → 404 E_MEDIA_NOT_FOUND."""
     scope = f"fragments:{media_id}"
     after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
-        result = await media.list_fragments(
-            uow.session,
-            current_user().user_id,
+    result = await read_as_viewer(
+        lambda conn, viewer: media.list_fragments(
+            conn,
+            viewer,
             media_id,
             limit=query_args.limit,
             after_idx=int(after[0]) if after else None,
         )
+    )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
-    return FragmentsPage(
-        data=[FragmentOut.model_validate(r) for r in items],
-        media_id=result.media.id,
-        capabilities=result.media.capabilities,
-        page=page,
+    return json_response(
+        FragmentsPage(
+            # Our own rows, typed by their columns: not re-validated.
+            data=[
+                FragmentOut.model_construct(
+                    id=r.id,
+                    idx=r.idx,
+                    canonical_text=r.canonical_text,
+                    html_sanitized=r.html_sanitized,
+                    created_at=r.created_at,
+                )
+                for r in items
+            ],
+            media_id=result.media.id,
+            capabilities=result.media.capabilities,
+            page=page,
+        )
     )
 
 
 class FromUrlIn(BaseModel):
-    # Length and shape are checked by the service so that every bad URL is E_INVALID_URL.
-    url: str
+    # Length and shape are checked by the service so that every bad URL is E_INVALID_URL;
+    # the schema only documents them.
+    url: str = Field(
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH},
+        examples=["https://example.com/articles/a-long-read"],
+    )
 
 
 class FromUrlOut(BaseModel):
@@ -87,6 +121,10 @@ class FromUrlOut(BaseModel):
 
 
 @bp.post("/media/from_url")
+@raises("E_INVALID_URL")
+@idempotent
+@links(202, **MEDIA_LINKS)
+@links(200, **MEDIA_LINKS)
 @user_required
 @validate_request(FromUrlIn)
 @validate_response(Data[FromUrlOut], 202)
@@ -118,7 +156,10 @@ async def from_url(data: FromUrlIn) -> Reply:
             duplicate=result.duplicate,
             processing_status=result.processing_status,
         )
-        return await work.respond(Data(data=body), result.status_code)
+        reply = await work.respond(Data(data=body), result.status_code)
+    if not result.duplicate:  # committed: a new media and its pending ingest job
+        state.metrics.job_transition(ingest_jobs.JOB.name, CREATED, JobStatus.PENDING)
+    return reply
 
 
 class RetryOut(BaseModel):
@@ -126,7 +167,26 @@ class RetryOut(BaseModel):
     processing_status: str
 
 
+async def reset_media(
+    session: AsyncSession, media_id: uuid.UUID, *, viewer: uuid.UUID | None, actor: str
+) -> retry.RetryResult:
+    """`retry.retry_media` with this request's topics, storage and ids; `viewer=None` is
+    the operator retry (no ownership check)."""
+    settings = nexus_state().settings
+    return await retry.retry_media(
+        session,
+        media_id,
+        Topics.from_settings(settings),
+        LocalStorage(settings.storage_dir),
+        viewer=viewer,
+        actor=actor,
+        request_id=g.request_id,
+        correlation_id=g.correlation_id,
+    )
+
+
 @bp.post("/media/<uuid:media_id>/retry")
+@raises("E_MEDIA_NOT_FOUND", "E_FORBIDDEN", "E_MEDIA_NOT_RETRYABLE", "E_STORAGE_MISSING")
 @validate_response(Data[RetryOut], 202)
 @user_required
 @rate_limited()
@@ -138,17 +198,7 @@ async def retry_media(media_id: uuid.UUID) -> tuple[Data[RetryOut], int]:
     E_FORBIDDEN unless creator or admin of a library containing it → 409
     E_MEDIA_NOT_RETRYABLE unless failed → 400 E_STORAGE_MISSING (upload stage, file gone).
     """
-    state = nexus_state()
     user = current_user().user_id
     async with unit_of_work() as uow:
-        result = await retry.retry_media(
-            uow.session,
-            media_id,
-            Topics.from_settings(state.settings),
-            LocalStorage(state.settings.storage_dir),
-            viewer=user,
-            actor=f"user:{user}",
-            request_id=g.request_id,
-            correlation_id=g.correlation_id,
-        )
+        result = await reset_media(uow.session, media_id, viewer=user, actor=f"user:{user}")
     return Data(data=RetryOut(media_id=result.media_id, processing_status="pending")), 202

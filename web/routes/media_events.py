@@ -33,6 +33,7 @@ import json
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 from quart import Blueprint, Quart, Response, current_app, make_response, request
 
@@ -41,6 +42,8 @@ from nexus.errors import NexusError
 from nexus.media import events
 from nexus.media import service as media
 from web.auth import current_user, user_required
+from web.deadline import WaitExpired, next_within
+from web.openapi import header_param, raises, responds
 from web.state import nexus_state
 
 bp = Blueprint("media_events", __name__)
@@ -107,6 +110,49 @@ def _slots() -> StreamSlots:
     return slots
 
 
+# OpenAPI 3.1 (as schemathesis reads it): the schema of each event of the stream.
+_STATUS_DATA = {
+    "type": "object",
+    "required": ["media_id", "processing_status"],
+    "properties": {
+        "media_id": {"type": "string", "format": "uuid"},
+        "processing_status": {"type": "string"},
+        "failure_stage": {"type": ["string", "null"]},
+        "last_error_code": {"type": ["string", "null"]},
+    },
+}
+_END_DATA = {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}}
+
+
+def _event(name: str, data: dict[str, Any], *, with_id: bool) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "object",
+        "required": ["event", "data", *(["id"] if with_id else [])],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+        },
+    }
+    if with_id:
+        event["properties"]["id"] = {"type": "string"}
+    return event
+
+
+# OpenAPI 3.1 (as schemathesis reads it): the schema of each event of the stream.
+SSE_CONTENT = {
+    "text/event-stream": {
+        "oneOf": [
+            _event("status", _STATUS_DATA, with_id=True),
+            _event("end", _END_DATA, with_id=False),
+        ]
+    }
+}
+
+
 def media_event_hub(app: Quart | None = None) -> events.MediaEventHub:
     """The app's hub (one LISTEN connection per process), created on first use."""
     app = app or current_app
@@ -147,6 +193,14 @@ def _last_event_id() -> str | None:
 
 
 @bp.get("/media/<uuid:media_id>/events")
+@raises("E_MEDIA_NOT_FOUND", "E_TOO_MANY_STREAMS")
+@header_param("Last-Event-ID", "Resume: the id of the last event received.")
+@responds(
+    200,
+    "Server-sent `status` events (with ids) until the media is terminal, or `end` after "
+    "NEXUS_SSE_MAX_SECONDS (reconnect with `Last-Event-ID`).",
+    SSE_CONTENT,
+)
 @user_required
 async def media_events(media_id: uuid.UUID) -> Response:
     """Order: 400 id → 401 → merges followed → 404 E_MEDIA_NOT_FOUND unless readable → 429
@@ -176,16 +230,11 @@ async def media_events(media_id: uuid.UUID) -> Response:
         first = True
         try:
             while True:
-                # The deadline wraps only the wait for the next item, never a `yield`.
-                bound = asyncio.timeout_at(deadline)
                 try:
-                    async with bound:
-                        item = await anext(updates)
+                    item = await next_within(updates, asyncio.timeout_at(deadline))
                 except StopAsyncIteration:
                     return
-                except TimeoutError:
-                    if not bound.expired():
-                        raise
+                except WaitExpired:
                     yield _END_FRAME
                     return
                 skip = (

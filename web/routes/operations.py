@@ -20,6 +20,7 @@ from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.uow import unit_of_work
 
 bp = Blueprint("operations", __name__, url_prefix="/internal")
@@ -51,6 +52,7 @@ class OperationOut(BaseModel):
 
 
 @bp.get("/operations/<uuid:operation_id>")
+@raises("E_NOT_FOUND")
 @validate_response(Data[OperationOut])
 @operator_required(Role.VIEWER)
 async def get_operation(operation_id: uuid.UUID, operator: OperatorIdentity) -> Data[OperationOut]:

@@ -7,12 +7,13 @@ import asyncio
 import structlog
 from pydantic import BaseModel
 from quart import Blueprint, Response
-from quart_schema import document_response, validate_response
+from quart_schema import validate_response
 from sqlalchemy import text
 
 from nexus.sharing.health import Thresholds
 from web.auth import internal_exempt
-from web.envelope import Data, ErrorBody, error_response
+from web.envelope import Data, error_response
+from web.openapi import raises, responds
 from web.state import nexus_state
 
 log = structlog.get_logger("nexus.web.ops")
@@ -32,6 +33,7 @@ class ReadyOut(BaseModel):
 
 
 @bp.get("/health")
+@raises()
 @internal_exempt
 @validate_response(Data[HealthOut])
 async def health() -> Data[HealthOut]:
@@ -60,9 +62,9 @@ async def _broker_ok() -> bool:
 
 
 @bp.get("/ready")
+@raises("E_DEPENDENCY_UNAVAILABLE")
 @internal_exempt
 @validate_response(Data[ReadyOut], 200)
-@document_response(ErrorBody, 503)
 async def ready() -> Data[ReadyOut] | Response:
     """200 when the database and the broker answer, else 503 naming what is down."""
     database, broker = await asyncio.gather(_database_ok(), _broker_ok())
@@ -79,11 +81,12 @@ async def ready() -> Data[ReadyOut] | Response:
 
 
 @bp.get("/metrics")
+@raises()
+@responds(200, "Prometheus text exposition.", {"text/plain": {"type": "string"}})
 @internal_exempt
 async def metrics() -> Response:
-    """Prometheus text exposition of this process's metrics (backlog gauges refreshed)."""
+    """Prometheus text exposition of this process's metrics (database gauges refreshed at
+    most once per `NEXUS_METRICS_DB_CACHE_SECONDS`)."""
     state = nexus_state()
-    await state.metrics.backlog.refresh(
-        state.sessionmaker, Thresholds.from_settings(state.settings)
-    )
+    await state.metrics.db.refresh(state.sessionmaker, Thresholds.from_settings(state.settings))
     return Response(state.metrics.render(), content_type=state.metrics.content_type)

@@ -11,15 +11,16 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
-from quart import Blueprint, g
+from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
-from nexus.errors import NotFound
 from nexus.jobs import relay
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
+from nexus.operators.service import OperatorIdentity
+from web.audit import Audit, audited_retry
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
 from web.uow import unit_of_work
 
@@ -49,6 +50,7 @@ class OutboxRetryOut(BaseModel):
 
 
 @bp.get("/outbox")
+@raises()
 @validate_response(Paged[OutboxRowOut])
 @operator_required(Role.VIEWER)
 @validate_querystring(OutboxQuery)
@@ -71,22 +73,16 @@ async def list_outbox(query_args: OutboxQuery, operator: OperatorIdentity) -> Pa
 
 
 @bp.post("/outbox/<id:row_id>/retry")
+@raises("E_NOT_FOUND")
 @validate_response(Data[OutboxRetryOut])
 @operator_required(Role.OPERATOR)
 async def retry_outbox_row(row_id: int, operator: OperatorIdentity) -> Data[OutboxRetryOut]:
     """Unpark a row: attempts back to 0, due now; the relay publishes it on its next tick.
     Order: 401/403 key → 404 E_NOT_FOUND → 200 (`retried: false` when it was not parked)."""
-    async with unit_of_work() as uow:
-        retried = await relay.retry_parked(uow.session, row_id)
-        await record_action(
-            uow.session,
-            actor=operator.name,
-            action="outbox.retry",
-            target={"outbox_id": row_id},
-            outcome={True: "retried", False: "not_parked", None: "not_found"}[retried],
-            operator_key_id=operator.key_id,
-            request_id=g.request_id,
-        )
-    if retried is None:
-        raise NotFound(f"no outbox row {row_id}")
+    retried = await audited_retry(
+        Audit(operator, "outbox.retry", {"outbox_id": row_id}),
+        lambda session: relay.retry_parked(session, row_id),
+        not_retried="not_parked",
+        missing=f"no outbox row {row_id}",
+    )
     return Data(data=OutboxRetryOut(id=row_id, retried=retried))

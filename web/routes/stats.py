@@ -17,6 +17,7 @@ from nexus.sharing.health import Thresholds, backlog_health
 from nexus.sharing.models import BackfillJob
 from web.auth import operator_required
 from web.envelope import Data
+from web.openapi import raises
 from web.state import nexus_state
 from web.uow import unit_of_work
 
@@ -58,6 +59,7 @@ async def _count_by_status(
 
 
 @bp.get("/stats")
+@raises()
 @validate_response(Data[StatsOut])
 @operator_required(Role.VIEWER)
 async def stats(operator: OperatorIdentity) -> Data[StatsOut]:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 from quart import Blueprint, Quart, Response, g, request, send_file
 from quart.wrappers import Request
 from quart_schema import validate_request, validate_response
@@ -34,6 +34,7 @@ from web.auth import current_user, internal_exempt, user_required
 from web.deadline import idle_bounded
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
+from web.openapi import BINARY, binary_body, idempotent, links, presigned, raises, responds
 from web.ratelimit import rate_limited
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -43,6 +44,15 @@ log = structlog.get_logger("nexus.web.uploads")
 bp = Blueprint("uploads", __name__)
 
 _UPLOAD_PATH = re.compile(r"/media/[^/]+/upload/?")
+
+FILE_TYPES = sorted(set(uploads.CONTENT_TYPES.values()))
+_CONTENT_TYPES: list[JsonValue] = list(FILE_TYPES)
+_TICKET = {"media_id": "$response.body#/data/media_id"}
+UPLOAD_LINKS = {
+    "put_upload": {**_TICKET, "token": "$response.body#/data/upload_token"},
+    "ingest_upload": _TICKET,
+    "file_url": _TICKET,
+}
 
 
 def _upload_aware(base: type[Request]) -> type[Request]:
@@ -71,8 +81,13 @@ def _install_request_class(setup: Any) -> None:
 class UploadInitIn(BaseModel):
     kind: Literal["pdf", "epub"]
     filename: str = Field(min_length=1, max_length=1024)
-    content_type: str = Field(max_length=255)
-    size_bytes: int
+    content_type: str = Field(
+        max_length=255,
+        # Checked by the service (E_INVALID_CONTENT_TYPE / E_FILE_TOO_LARGE / 400 for a
+        # size ≤ 0); documented here.
+        json_schema_extra={"enum": _CONTENT_TYPES},
+    )
+    size_bytes: int = Field(json_schema_extra={"minimum": 1, "maximum": uploads.MAX_UPLOAD_BYTES})
 
 
 class UploadInitOut(BaseModel):
@@ -115,6 +130,9 @@ def _at(unix: int) -> datetime:
 
 
 @bp.post("/media/upload/init")
+@raises("E_INVALID_REQUEST", "E_INVALID_CONTENT_TYPE", "E_FILE_TOO_LARGE")
+@idempotent
+@links(201, **UPLOAD_LINKS)
 @user_required
 @validate_request(UploadInitIn)
 @validate_response(Data[UploadInitOut], 201)
@@ -123,7 +141,9 @@ async def upload_init(data: UploadInitIn) -> Reply:
     """Create a pending media for a file to upload; 201 with a pre-signed `upload_url`.
 
     Order: 401 → 400 body (kind must be pdf|epub) → 429 E_RATE_LIMITED → Idempotency-Key
-    replay / 409 → 400 size ≤ 0 → 400 E_INVALID_CONTENT_TYPE → 413 E_FILE_TOO_LARGE."""
+    replay / 409 → 400 size ≤ 0 → 400 E_INVALID_CONTENT_TYPE → 413 E_FILE_TOO_LARGE → 409
+    E_QUOTA_EXCEEDED (declared sizes of the caller's uploads past
+    NEXUS_STORAGE_QUOTA_BYTES_PER_USER)."""
     state = nexus_state()
     user = current_user()
     async with idempotent_unit_of_work(data) as work:
@@ -139,6 +159,7 @@ async def upload_init(data: UploadInitIn) -> Reply:
             size_bytes=data.size_bytes,
             signing_key=state.settings.upload_signing_key_bytes,
             ttl_seconds=state.settings.upload_url_ttl_seconds,
+            quota_bytes=state.settings.storage_quota_bytes_per_user,
         )
         out = UploadInitOut(
             media_id=ticket.media_id,
@@ -180,6 +201,9 @@ async def _release(media_id: uuid.UUID, nonce: str) -> None:
 
 
 @bp.put("/media/<uuid:media_id>/upload")
+@raises("E_FORBIDDEN", "E_FILE_TOO_LARGE", "E_INVALID_REQUEST")
+@presigned
+@binary_body("The file's bytes, exactly the declared size.", ["application/octet-stream"])
 @validate_response(Data[UploadedOut], 200)
 @internal_exempt
 async def put_upload(media_id: uuid.UUID) -> tuple[Data[UploadedOut], int]:
@@ -217,6 +241,7 @@ async def put_upload(media_id: uuid.UUID) -> tuple[Data[UploadedOut], int]:
 
 
 @bp.post("/media/<uuid:media_id>/ingest")
+@raises("E_MEDIA_NOT_FOUND", "E_FORBIDDEN", "E_STORAGE_MISSING", "E_INVALID_FILE_TYPE")
 @validate_response(Data[IngestOut], 202)
 @validate_response(Data[IngestOut], 200)
 @user_required
@@ -255,14 +280,15 @@ async def ingest_upload(media_id: uuid.UUID) -> tuple[Data[IngestOut], int]:
 
 
 @bp.get("/media/<uuid:media_id>/file")
+@raises("E_MEDIA_NOT_FOUND", "E_STORAGE_MISSING")
 @validate_response(Data[FileUrlOut], 200)
 @user_required
 async def file_url(media_id: uuid.UUID) -> Data[FileUrlOut]:
     """A pre-signed download URL (valid NEXUS_DOWNLOAD_URL_TTL_SECONDS, reusable until then).
 
     Order: 400 id → 404 E_MEDIA_NOT_FOUND unless readable (merges followed) → 400
-    E_STORAGE_MISSING when the media has no stored file (never uploaded, refused, or gone
-    from storage)."""
+    E_STORAGE_MISSING when the media has no stored file (never uploaded, not yet past its
+    type check at POST /media/{id}/ingest, refused, or gone from storage)."""
     state = nexus_state()
     async with unit_of_work() as uow:
         found = await uploads.readable_file(uow.session, current_user().user_id, media_id)
@@ -286,12 +312,16 @@ def content_disposition(filename: str) -> str:
 
 
 @bp.get("/media/<uuid:media_id>/download")
+@raises("E_FORBIDDEN", "E_NOT_FOUND")
+@presigned
+@responds(200, "The file as an attachment.", {t: BINARY for t in FILE_TYPES})
 @internal_exempt
 async def download(media_id: uuid.UUID) -> Response:
     """The pre-signed download: the stored bytes as an attachment with their content type.
 
     403 E_FORBIDDEN for a missing/tampered/expired token; 404 E_NOT_FOUND when the media or
-    its file no longer exists. Supports conditional and range requests."""
+    its file no longer exists or is an upload not yet past its type check. Supports
+    conditional and range requests."""
     state = nexus_state()
     signing.verify(
         state.settings.upload_signing_key_bytes, request.args.get("token"), "download", media_id

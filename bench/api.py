@@ -1,0 +1,300 @@
+"""API read benchmark: the BFF's hottest reads against a bare Quart endpoint returning the
+same JSON, same server configuration, same run.
+
+Reads: `GET /me`, `GET /libraries`, `GET /libraries/{default}/media?limit=50`, `GET
+/media/{id}`, `GET /media/{id}/fragments` (50 fragments), as a real BFF calls them: the
+internal header, a real HS256 JWT, one known user whose default library holds 60 media.
+Each read runs for BENCH_API_SECONDS (default 8) after a 1 s warm-up, with
+BENCH_API_CONNECTIONS (default 32) requests in flight from an aiohttp client in this process.
+Then the same path against the baseline (bench/_bare_api.py: Quart under Hypercorn with the
+API's config and worker count, answering each path with the body the API gave, parsed and
+re-serialised per request). Ratios: API req/s over bare req/s (goal ≥ 0.6) and API p99
+over bare p99 (goal ≤ 2). The API is then started with 2 workers and measured again.
+
+PostgreSQL backends of the API (`application_name = 'nexus'` on the bench database) are
+counted after the warm-up and after the steady state, and backends started during the
+steady state are counted too (goal: 0 opened).
+
+Everything is started here and torn down after (a fresh database, a broker the API can
+warm up against, the API and the bare app as Hypercorn subprocesses). Prints ONE JSON
+object. Run: `python bench/api.py` (~3 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
+import jwt  # noqa: E402
+
+from bench._common import Stack, analyze, stack  # noqa: E402
+from nexus.config import Settings  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    Child,
+    settings_env,
+    spawn,
+    start_api,
+    wait_http,
+)
+from tests.support.services import free_port  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
+WARMUP = 1.0
+CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
+# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the API worker during each
+# API phase and writes <dir>/<read>.txt (collapsed stacks).
+PROFILE_DIR = os.environ.get("BENCH_API_PROFILE")
+MEDIA = 60
+FRAGMENTS = 60
+
+
+def token(settings: Settings, user_id: uuid.UUID) -> str:
+    assert settings.jwt_hs256_secret is not None
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audiences[0],
+        "iat": now,
+        "exp": now + timedelta(hours=2),
+    }
+    return jwt.encode(claims, settings.jwt_hs256_secret.get_secret_value(), algorithm="HS256")
+
+
+async def seed(dsn: str, library_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID:
+    """MEDIA ready web articles in the user's default library (intrinsics, so readable);
+    FRAGMENTS fragments on the first one. Returns that media's id."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = [uuid.uuid4() for _ in range(MEDIA)]
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO media (id, kind, title, canonical_source_url, processing_status,"
+                " created_by_user_id) VALUES ($1, 'web_article', $2, $3, 'ready_for_reading', $4)",
+                [
+                    (m, f"Article number {i} about reading", f"https://example.org/a/{i}", user_id)
+                    for i, m in enumerate(ids)
+                ],
+            )
+            await conn.executemany(
+                "INSERT INTO default_library_intrinsics (default_library_id, media_id) "
+                "VALUES ($1, $2)",
+                [(library_id, m) for m in ids],
+            )
+            await conn.executemany(
+                "INSERT INTO library_media (library_id, media_id) VALUES ($1, $2)",
+                [(library_id, m) for m in ids],
+            )
+            text = "A paragraph of the article, long enough to look like real prose. " * 6
+            await conn.executemany(
+                "INSERT INTO fragments (media_id, idx, canonical_text, html_sanitized) "
+                "VALUES ($1, $2, $3, $4)",
+                [(ids[0], i, text, f"<p>{text}</p>") for i in range(FRAGMENTS)],
+            )
+        return ids[0]
+    finally:
+        await conn.close()
+
+
+async def backends(dsn: str, db: str, since: datetime | None = None) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+            "AND application_name = 'nexus'"
+        )
+        if since is None:
+            return int(await conn.fetchval(sql, db))
+        return int(await conn.fetchval(sql + " AND backend_start >= $2", db, since))
+    finally:
+        await conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, Any]:
+    """CONNECTIONS loops of sequential GETs for `seconds` (after the warm-up)."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        stop_warm = time.perf_counter() + WARMUP
+
+        async def loop(until: float, record: bool) -> None:
+            nonlocal errors
+            while (started := time.perf_counter()) < until:
+                async with http.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                if record:
+                    latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(loop(stop_warm, False) for _ in range(CONNECTIONS)))
+        began = time.perf_counter()
+        await asyncio.gather(*(loop(began + seconds, True) for _ in range(CONNECTIONS)))
+        elapsed = time.perf_counter() - began
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "errors": errors,
+    }
+
+
+def profile(api: Child, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the API's (one) worker process for the phase's steady state."""
+    if not PROFILE_DIR:
+        return None
+    workers = subprocess.run(
+        ["pgrep", "-P", str(api.proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    target = workers[-1] if workers else str(api.proc.pid)
+    out = Path(PROFILE_DIR) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "--pid", target, "--format", "raw", "--output", str(out)]
+    argv += ["--duration", str(int(SECONDS)), "--rate", "200", "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def start_bare(settings: Settings, fixtures: Path, logs: Path, workers: int) -> Child:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "bench._bare_api:app",
+        "--config",
+        "python:web.serving.hypercorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+    ]
+    env = settings_env(settings, BENCH_BARE_FIXTURES=str(fixtures))
+    env["PYTHONPATH"] = str(ROOT)
+    child = spawn(f"bare{workers}", argv, env, logs)
+    child.port = port  # type: ignore[attr-defined]
+    await wait_http(child, f"http://127.0.0.1:{port}/health")
+    return child
+
+
+async def run(s: Stack) -> dict[str, Any]:
+    db = s.settings.database_url.rsplit("/", 1)[1]
+    settings = s.settings.model_copy(update={"api_workers": 1})
+    api = await start_api(settings, s.logs, name="api1")
+    base = f"http://127.0.0.1:{settings.api_port}"
+    user_id = uuid.uuid4()
+    assert settings.internal_secret is not None
+    headers = {
+        "Authorization": f"Bearer {token(settings, user_id)}",
+        "X-Nexus-Internal": settings.internal_secret.get_secret_value(),
+    }
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(base + "/me") as response:
+            me = (await response.json())["data"]
+    library_id = uuid.UUID(me["default_library_id"])
+    media_id = await seed(s.dsn, library_id, user_id)
+    await analyze(s.dsn)
+    paths = {
+        "me": "/me",
+        "libraries": "/libraries",
+        "library_media": f"/libraries/{library_id}/media?limit=50",
+        "media": f"/media/{media_id}",
+        "fragments": f"/media/{media_id}/fragments",
+    }
+    fixtures: dict[str, Any] = {}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for path in paths.values():
+            async with http.get(base + path) as response:
+                assert response.status == 200, (path, response.status, await response.text())
+                fixtures[path.split("?")[0]] = await response.json()
+    fixture_file = s.logs / "bare-fixtures.json"
+    fixture_file.write_text(json.dumps(fixtures))
+    assert len(fixtures["/libraries/" + str(library_id) + "/media"]["data"]) == 50
+
+    results: dict[str, Any] = {"reads": {}, "workers_2": {}}
+    bare = await start_bare(settings, fixture_file, s.logs, 1)
+    bare_base = f"http://127.0.0.1:{bare.port}"  # type: ignore[attr-defined]
+    try:
+        for name, path in paths.items():
+            before = await backends(s.dsn, db)
+            since = datetime.now(UTC) + timedelta(seconds=WARMUP)
+            spy = profile(api, name)
+            api_stats = await load(base + path, headers, SECONDS)
+            if spy is not None:
+                spy.wait()
+            opened = await backends(s.dsn, db, since)
+            after = await backends(s.dsn, db)
+            bare_stats = await load(bare_base + path, {}, SECONDS)
+            results["reads"][name] = {
+                "api": api_stats,
+                "bare": bare_stats,
+                "rps_ratio": round(api_stats["rps"] / bare_stats["rps"], 3),
+                "p99_ratio": round(api_stats["p99_ms"] / bare_stats["p99_ms"], 3),
+                "backends_before": before,
+                "backends_after": after,
+                "backends_opened_in_steady_state": opened,
+            }
+    finally:
+        bare.stop()
+        api.stop()
+
+    # Two workers: the API and the bare app again, the list read only (the heaviest).
+    settings2 = s.settings.model_copy(update={"api_workers": 2, "api_port": free_port()})
+    api2 = await start_api(settings2, s.logs, name="api2")
+    bare2 = await start_bare(settings2, fixture_file, s.logs, 2)
+    try:
+        path = paths["library_media"]
+        two = await load(f"http://127.0.0.1:{settings2.api_port}{path}", headers, SECONDS)
+        bare_two = await load(f"http://127.0.0.1:{bare2.port}{path}", {}, SECONDS)  # type: ignore[attr-defined]
+        one = results["reads"]["library_media"]["api"]
+        results["workers_2"] = {
+            "library_media": {
+                "api": two,
+                "bare": bare_two,
+                "api_rps_2_over_1": round(two["rps"] / one["rps"], 3),
+            }
+        }
+    finally:
+        bare2.stop()
+        api2.stop()
+    reads = results["reads"]
+    results["goals_met"] = all(
+        r["rps_ratio"] >= 0.6 and r["p99_ratio"] <= 2 and r["backends_opened_in_steady_state"] == 0
+        for r in reads.values()
+    )
+    results["seconds_per_phase"] = SECONDS
+    results["connections"] = CONNECTIONS
+    results["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return results
+
+
+async def main() -> None:
+    started = time.perf_counter()
+    async with stack(log_level="WARNING") as s:
+        results = await run(s)
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Dead letters: messages the agents could not process, kept for operators (SPEC §10)."""

@@ -1,0 +1,88 @@
+"""The hottest reads cost one statement for a known user (bootstrap check, access and page
+together) and still bootstrap a new or broken user like every route."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from nexus.libraries.models import Library, Membership
+from tests.support.webapp import Api, make_token
+
+
+@contextlib.contextmanager
+def statements(sm: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """Every SQL statement run on the app's engine inside the block."""
+    engine = sm.kw["bind"].sync_engine
+    seen: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+
+async def test_known_user_reads_are_one_statement_each(
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    sub = uuid.uuid4()
+    token = make_token(sub)
+    me = (await (await api.get("/me", token=token)).get_json())["data"]
+    default = me["default_library_id"]
+    for path, status in (
+        ("/libraries", 200),
+        (f"/libraries/{default}/media?limit=50", 200),
+        (f"/libraries/{uuid.uuid4()}/media", 404),
+        (f"/media/{uuid.uuid4()}", 404),
+        (f"/media/{uuid.uuid4()}/fragments", 404),
+    ):
+        with statements(sessionmaker) as seen:
+            r = await api.get(path, token=token)
+        assert r.status_code == status, path
+        assert len(seen) == 1, (path, seen)
+
+
+async def test_first_read_of_a_new_user_bootstraps_them(
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    sub = uuid.uuid4()
+    r = await api.get("/libraries", token=make_token(sub))
+    assert r.status_code == 200
+    (lib,) = (await r.get_json())["data"]
+    assert (lib["owner_user_id"], lib["is_default"], lib["role"]) == (str(sub), True, "admin")
+    me = (await (await api.get("/me", token=make_token(sub))).get_json())["data"]
+    assert me["default_library_id"] == lib["id"]
+
+
+async def test_a_read_repairs_a_missing_membership(
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    sub = uuid.uuid4()
+    token = make_token(sub)
+    me = (await (await api.get("/me", token=token)).get_json())["data"]
+    async with sessionmaker() as s, s.begin():
+        await s.execute(delete(Membership).where(Membership.user_id == sub))
+    r = await api.get(f"/libraries/{me['default_library_id']}/media", token=token)
+    # Not a 404: the statement saw the user unbootstrapped, the bootstrap repaired the
+    # membership and the read ran again.
+    assert r.status_code == 200
+    assert (await r.get_json())["data"] == []
+    r = await api.get(f"/media/{uuid.uuid4()}", token=token)
+    assert r.status_code == 404
+    async with sessionmaker() as s:
+        members = await s.scalar(
+            select(func.count()).select_from(Membership).where(Membership.user_id == sub)
+        )
+        libraries = await s.scalar(
+            select(func.count()).select_from(Library).where(Library.owner_user_id == sub)
+        )
+    assert (members, libraries) == (1, 1)

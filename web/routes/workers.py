@@ -1,0 +1,63 @@
+"""Operator route for agents workers (SPEC §10 "Workers"): who is consuming, and since when.
+
+Guard: viewer. Live workers (running or draining, heard from within three heartbeats) by
+default; `include_gone=true` adds stopped and dead ones (until they are pruned), each with
+`alive` saying which it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import validate_querystring, validate_response
+
+from nexus.operators.roles import Role
+from nexus.operators.service import OperatorIdentity
+from nexus.workers import service as workers
+from web.auth import operator_required
+from web.openapi import raises
+from web.pagination import ListQuery, Paged, after_key, page_of
+from web.state import nexus_state
+from web.uow import unit_of_work
+
+bp = Blueprint("workers", __name__, url_prefix="/internal")
+
+
+class WorkersQuery(ListQuery):
+    include_gone: bool = False
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat_at: datetime
+    status: str
+    assigned: list[str]
+    version: str
+    alive: bool
+
+
+@bp.get("/workers")
+@raises()
+@validate_response(Paged[WorkerOut])
+@operator_required(Role.VIEWER)
+@validate_querystring(WorkersQuery)
+async def list_workers(query_args: WorkersQuery, operator: OperatorIdentity) -> Paged[WorkerOut]:
+    """Workers newest first. Order: 401/403 key → 400 query/limit/cursor."""
+    del operator
+    scope = "workers:all" if query_args.include_gone else "workers:live"
+    after = after_key(query_args.cursor, scope, (datetime, str))
+    async with unit_of_work() as uow:
+        rows = await workers.list_workers(
+            uow.session,
+            heartbeat_seconds=nexus_state().settings.worker_heartbeat_seconds,
+            include_gone=query_args.include_gone,
+            limit=query_args.limit + 1,
+            after=(after[0], after[1]) if after else None,
+        )
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.started_at, r.id))
+    return Paged(data=[WorkerOut.model_validate(r, from_attributes=True) for r in items], page=page)
