@@ -20,6 +20,7 @@ from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.migrate import migrate_async
 from tests.support.services import (
     Broker,
+    DatabasePool,
     broker_ready,
     create_database,
     drop_database,
@@ -45,7 +46,7 @@ def _clean_nexus_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest_asyncio.fixture(scope="session")
 async def template_db() -> AsyncIterator[str]:
-    """A database migrated to head once per run; clones are made from it."""
+    """A database migrated to head once per run; every test database is cloned from it."""
     name = unique_name("nexus_tpl")
     await create_database(name)
     try:
@@ -55,15 +56,24 @@ async def template_db() -> AsyncIterator[str]:
         await drop_database(name)
 
 
+@pytest_asyncio.fixture(scope="session")
+async def db_pool(template_db: str) -> AsyncIterator[DatabasePool]:
+    pool = DatabasePool(template_db)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 @pytest_asyncio.fixture
-async def db_name(template_db: str) -> AsyncIterator[str]:
-    """A fresh database cloned from the template, for tests that commit or race."""
-    name = unique_name("nexus_t")
-    await create_database(name, template=template_db)
+async def db_name(db_pool: DatabasePool) -> AsyncIterator[str]:
+    """A database of this test's own, as freshly migrated, for tests that commit or race
+    (API and agents processes included). Emptied and reused after the test."""
+    name = await db_pool.acquire()
     try:
         yield name
     finally:
-        await drop_database(name)
+        await db_pool.release(name)
 
 
 @pytest.fixture
@@ -90,8 +100,16 @@ def make_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-def settings(db_url: str) -> Settings:
-    return make_settings(database_url=db_url, kafka_bootstrap="127.0.0.1:1")
+def storage_dir(tmp_path: Path) -> Path:
+    """Where uploads go in this test (never the working tree's ./var/storage)."""
+    return tmp_path / "storage"
+
+
+@pytest.fixture
+def settings(db_url: str, storage_dir: Path) -> Settings:
+    return make_settings(
+        database_url=db_url, kafka_bootstrap="127.0.0.1:1", storage_dir=storage_dir
+    )
 
 
 @pytest_asyncio.fixture
@@ -108,17 +126,37 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
 
 
+@pytest_asyncio.fixture(scope="session")
+async def rollback_engine(db_pool: DatabasePool) -> AsyncIterator[AsyncEngine]:
+    """An engine on one database shared by every test that only needs a transaction."""
+    name = await db_pool.acquire()
+    eng = make_engine(make_settings(database_url=sqlalchemy_url(name)), pool_size=2)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+        await db_pool.release(name)
+
+
 @pytest_asyncio.fixture
-async def session(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """A session inside a transaction that is rolled back after the test."""
-    async with sessionmaker() as s:
-        await s.begin()
+async def session(rollback_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session inside a transaction that is rolled back after the test, on a database
+    shared by such tests (no clone). The code under test may commit: with
+    `create_savepoint` its transactions are savepoints inside the one rolled back.
+    A test that also needs committed data seen by other connections uses `sessionmaker`."""
+    async with rollback_engine.connect() as conn:
+        outer = await conn.begin()
+        s = AsyncSession(
+            bind=conn,
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+            autoflush=False,
+        )
         try:
             yield s
         finally:
-            await s.rollback()
+            await s.close()
+            await outer.rollback()
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ from nexus.operators.service import create_key
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
 from tests.support.processes import start_api
 from tests.support.services import Broker, free_port
-from tests.web.conftest import make_token
+from tests.support.webapp import make_token
 
 pytestmark = pytest.mark.e2e
 

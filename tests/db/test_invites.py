@@ -10,18 +10,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.config import Settings
 from nexus.errors import NexusError
 from nexus.libraries import invites, service
 from nexus.libraries.states import LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
+from tests.conftest import make_settings
 from tests.support import factories as f
 
 
 @pytest.fixture
-def topics(settings: Settings) -> Topics:
-    return Topics.from_settings(settings)
+def topics() -> Topics:
+    return Topics.from_settings(make_settings())
 
 
 async def _code(awaitable: Awaitable[Any]) -> str:

@@ -12,7 +12,7 @@ the NexusError code the check order yields). After each step:
   intrinsic, or m in a non-default library u belongs to (an edge only ever exists when
   both hold, which the previous point checks).
 
-Each example starts from an empty database (TRUNCATE of every table).
+Each example starts from an empty database (every table emptied).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from nexus.libraries.states import LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill, closure
 from tests.support import factories as f
+from tests.support.services import EMPTY_ALL_TABLES
 
 N_USERS, N_SLOTS, N_MEDIA = 3, 3, 5
 
@@ -380,15 +381,8 @@ async def _fresh_model(sm: async_sessionmaker[AsyncSession]) -> Model:
     """An empty database (so every failure shrinks to its own example), then 3 users and
     media i created by user i % 3 (intrinsic); no libraries yet."""
     async with transaction(sm) as s:
-        tables = (
-            await s.execute(
-                text(
-                    "SELECT quote_ident(tablename) FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                )
-            )
-        ).scalars()
-        await s.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        await s.execute(text("SET LOCAL session_replication_role = replica"))
+        await s.execute(text(EMPTY_ALL_TABLES))
     async with transaction(sm) as s:
         accounts = [await f.account(s) for _ in range(N_USERS)]
         media = await f.media(s, n=N_MEDIA)

@@ -20,10 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.conftest import TEST_INTERNAL_SECRET
 from tests.support import factories as f
 from tests.support.processes import Child, poll, start_agents, start_api
-from tests.support.services import Broker, free_port
 
 pytestmark = pytest.mark.e2e
 N_FAILED = 40
@@ -31,18 +30,17 @@ CHUNK = 7  # 40 jobs: six steps of 7 and one of 5
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture
+def stack_settings(stack_settings: Settings) -> Settings:
+    return stack_settings.model_copy(update={"operation_chunk_size": CHUNK})
+
+
 @pytest_asyncio.fixture
-async def stack(db_url: str, broker: Broker, logs_dir: Path) -> AsyncIterator[Settings]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        operation_chunk_size=CHUNK,
-    )
-    agents = await start_agents(settings, logs_dir)
+async def worker(stack_settings: Settings, logs_dir: Path) -> AsyncIterator[Settings]:
+    """Only the agents: the test starts and stops the API itself."""
+    agents = await start_agents(stack_settings, logs_dir)
     try:
-        yield settings
+        yield stack_settings
     finally:
         agents.stop()
 
@@ -97,9 +95,9 @@ async def _rows(sm: async_sessionmaker[AsyncSession], sql: str, **params: Any) -
 
 
 async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
-    stack: Settings, sessionmaker: async_sessionmaker[AsyncSession], logs_dir: Path
+    worker: Settings, sessionmaker: async_sessionmaker[AsyncSession], logs_dir: Path
 ) -> None:
-    settings = stack
+    settings = worker
     seeded = await _seed(sessionmaker)
     base = f"http://127.0.0.1:{settings.api_port}"
     api: Child = await start_api(settings, logs_dir)

@@ -6,21 +6,19 @@ API and agents run as subprocesses; the broker is a real Tansu; nothing is mocke
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.operators.service import create_key
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.e2e.conftest import Stack
 from tests.support import factories as f
 from tests.support.processes import Child, poll, start_agents, start_api
 from tests.support.services import Broker, broker_ready, free_port
@@ -78,31 +76,11 @@ async def _completed(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -
     return status == "completed"
 
 
-@pytest_asyncio.fixture
-async def stack(
-    db_url: str, broker: Broker, logs_dir: Path
-) -> AsyncIterator[tuple[Settings, Child, Child]]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-    )
-    agents = await start_agents(settings, logs_dir)
-    api = await start_api(settings, logs_dir)
-    try:
-        yield settings, api, agents
-    finally:
-        api.stop()
-        agents.stop()
-
-
 async def test_request_outbox_publish_worker_transition(
-    stack: tuple[Settings, Child, Child], sessionmaker: async_sessionmaker[AsyncSession]
+    stack: Stack, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    settings, _, _ = stack
     sc = await _seed(sessionmaker)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as client:
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
         resp = await client.post(
             "/internal/libraries/backfill-jobs/requeue",
             json=_requeue_body(sc),

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from nexus.config import Settings
 from tests.conftest import TEST_INTERNAL_SECRET
-from tests.e2e.test_ingest_path import site, stack  # noqa: F401  (shared fixtures)
+from tests.e2e.conftest import Stack
+from tests.e2e.test_ingest_path import site  # noqa: F401  (shared fixture)
 from tests.fetch.server import LocalServer
 from tests.support.processes import poll
-from tests.web.conftest import make_token
+from tests.support.webapp import make_token
 from web.openapi_doc import EXAMPLES_FILE
 
 pytestmark = pytest.mark.e2e
@@ -61,9 +61,9 @@ def _generate(api_url: str, out: Path) -> None:
 
 
 @pytest.fixture
-def generated(stack: Settings, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
+def generated(stack: Stack, tmp_path: Path) -> Iterator[Any]:
     """The generated package, imported from a temporary directory."""
-    _generate(f"http://127.0.0.1:{stack.api_port}", tmp_path)
+    _generate(stack.base_url, tmp_path)
     sys.path.insert(0, str(tmp_path))
     try:
         yield importlib.import_module(PACKAGE)
@@ -114,7 +114,7 @@ def _check_examples(recorded: dict[str, Any]) -> None:
 @pytest.mark.timeout(300)
 async def test_main_bff_flow_through_the_generated_client(
     generated: Any,
-    stack: Settings,  # noqa: F811
+    stack: Stack,
     site: LocalServer,  # noqa: F811
 ) -> None:
     models = importlib.import_module(f"{PACKAGE}.models")
@@ -122,7 +122,7 @@ async def test_main_bff_flow_through_the_generated_client(
 
     def client_for(user: uuid.UUID) -> Any:
         return generated.AuthenticatedClient(
-            base_url=f"http://127.0.0.1:{stack.api_port}",
+            base_url=stack.base_url,
             token=make_token(user, exp=int(time.time()) + 600),
             headers={"X-Nexus-Internal": TEST_INTERNAL_SECRET},
             raise_on_unexpected_status=True,

@@ -14,7 +14,6 @@ import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from nexus.config import Settings
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.e2e.conftest import Client, Stack
 from tests.fetch.server import (
     LocalServer,
     Request,
@@ -34,9 +33,6 @@ from tests.fetch.server import (
     respond,
     slow_headers,
 )
-from tests.support.processes import Child, poll, start_agents, start_api
-from tests.support.services import Broker, asyncpg_dsn, free_port
-from tests.web.conftest import make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -44,7 +40,9 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ARTICLE = (SHARED / "article-pages" / "bbc-1" / "source.html").read_bytes()
 PDF = (SHARED / "pdfs" / "004-pdflatex-4-pages" / "pdflatex-4-pages.pdf").read_bytes()
 DELAYS = (0.2, 0.2)  # 3 attempts
-FETCH_TIMEOUT = 1.0
+# Long enough for /huge to pass the 10 MiB cap first on a busy machine (measured processes
+# included); /slow answers only after three times this.
+FETCH_TIMEOUT = 2.0
 
 
 def html(body: bytes = ARTICLE) -> Any:
@@ -90,77 +88,15 @@ async def site() -> AsyncIterator[LocalServer]:
         await server.stop()
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    dsn: str
-    agents: Child
-    api: Child
-
-
-@pytest_asyncio.fixture
-async def stack(
-    db_name: str, db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        fetch_allow_hosts=["127.0.0.1"],
-        fetch_timeout_seconds=FETCH_TIMEOUT,
-        ingest_retry_delays=DELAYS,
-        scheduler_interval_seconds=0.3,
-        storage_dir=tmp_path / "storage",
+@pytest.fixture
+def stack_settings(stack_settings: Settings) -> Settings:
+    return stack_settings.model_copy(
+        update={
+            "fetch_timeout_seconds": FETCH_TIMEOUT,
+            "ingest_retry_delays": DELAYS,
+            "scheduler_interval_seconds": 0.3,
+        }
     )
-    agents = await start_agents(settings, logs_dir)
-    api = await start_api(settings, logs_dir)
-    try:
-        yield Stack(settings, asyncpg_dsn(db_name), agents, api)
-    finally:
-        api.stop()
-        agents.stop()
-
-
-class Client:
-    def __init__(self, settings: Settings) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            headers={
-                "Authorization": f"Bearer {make_token(uuid.uuid4())}",
-                "X-Nexus-Internal": TEST_INTERNAL_SECRET,
-            },
-            timeout=30,
-        )
-
-    async def save(self, url: str) -> str:
-        resp = await self.http.post("/media/from_url", json={"url": url})
-        assert resp.status_code == 202, resp.text
-        media_id: str = resp.json()["data"]["media_id"]
-        return media_id
-
-    async def media(self, media_id: str) -> dict[str, Any]:
-        resp = await self.http.get(f"/media/{media_id}")
-        assert resp.status_code == 200, resp.text
-        data: dict[str, Any] = resp.json()["data"]
-        return data
-
-    async def settled(self, media_id: str, deadline_s: float = 60) -> dict[str, Any]:
-        async def done() -> dict[str, Any] | None:
-            m = await self.media(media_id)
-            return m if m["processing_status"] in ("ready_for_reading", "failed") else None
-
-        result: dict[str, Any] = await poll(done, deadline_s=deadline_s, what=f"media {media_id}")
-        return result
-
-
-@pytest_asyncio.fixture
-async def client(stack: Stack) -> AsyncIterator[Client]:
-    c = Client(stack.settings)
-    try:
-        yield c
-    finally:
-        await c.http.aclose()
 
 
 async def job_history(dsn: str, media_id: str) -> list[tuple[str, str, int, str | None]]:
@@ -182,9 +118,9 @@ def attempts(history: list[tuple[str, str, int, str | None]]) -> int:
 
 
 async def test_transient_failures_retry(stack: Stack, client: Client, site: LocalServer) -> None:
-    flaky_id = await client.save(site.url("/flaky"))
-    down_id = await client.save(site.url("/down"))
-    slow_id = await client.save(site.url("/slow"))
+    flaky_id = await client.accepted(site.url("/flaky"))
+    down_id = await client.accepted(site.url("/down"))
+    slow_id = await client.accepted(site.url("/slow"))
 
     ok = await client.settled(flaky_id)
     assert ok["processing_status"] == "ready_for_reading", ok
@@ -231,8 +167,8 @@ async def test_terminal_failures_and_pdf(stack: Stack, client: Client, site: Loc
         "/hop0": "E_FETCH_FAILED",
         "/metadata": "E_SSRF_BLOCKED",
     }
-    ids = {path: await client.save(site.url(path)) for path in cases}
-    pdf_id = await client.save(site.url("/paper"))
+    ids = {path: await client.accepted(site.url(path)) for path in cases}
+    pdf_id = await client.accepted(site.url("/paper"))
     for path, code in cases.items():
         media = await client.settled(ids[path])
         assert (media["processing_status"], media["last_error_code"]) == ("failed", code), path
@@ -261,7 +197,7 @@ async def test_events_over_http(stack: Stack, client: Client, site: LocalServer)
     # Freeze the worker so the media is still pending when the stream opens.
     os.killpg(stack.agents.proc.pid, signal.SIGSTOP)
     try:
-        media_id = await client.save(site.url("/article"))
+        media_id = await client.accepted(site.url("/article"))
         seen: list[dict[str, Any]] = []
         async with asyncio.timeout(60):
             async with client.http.stream("GET", f"/media/{media_id}/events") as resp:
@@ -296,10 +232,10 @@ async def test_odd_charsets_neither_freeze_nor_retry(
     site.routes["/punycode"] = gzipped(PUNYCODE_PAGE, "text/html; charset=punycode")
     for label in (*ODD_LABELS, REFUSED_LABEL):
         site.routes[f"/odd/{label}"] = respond(200, ARTICLE, f"text/html; charset={label}")
-    punycode_id = await client.save(site.url("/punycode"))
-    normal_id = await client.save(site.url("/article"))
-    odd_ids = {label: await client.save(site.url(f"/odd/{label}")) for label in ODD_LABELS}
-    refused_id = await client.save(site.url(f"/odd/{REFUSED_LABEL}"))
+    punycode_id = await client.accepted(site.url("/punycode"))
+    normal_id = await client.accepted(site.url("/article"))
+    odd_ids = {label: await client.accepted(site.url(f"/odd/{label}")) for label in ODD_LABELS}
+    refused_id = await client.accepted(site.url(f"/odd/{REFUSED_LABEL}"))
 
     # The page submitted alongside is read while the punycode page is in the works.
     normal = await client.settled(normal_id, deadline_s=60)

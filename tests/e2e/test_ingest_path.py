@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import pytest_asyncio
 
-from nexus.config import Settings
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.e2e.conftest import Client, Stack
 from tests.fetch.server import LocalServer, redirect, respond
-from tests.support.processes import poll, start_agents, start_api
-from tests.support.services import Broker, asyncpg_dsn, free_port
-from tests.web.conftest import make_token
+from tests.support.processes import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -41,74 +35,10 @@ async def site() -> AsyncIterator[LocalServer]:
         await server.stop()
 
 
-@pytest_asyncio.fixture
-async def stack(
-    db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
-) -> AsyncIterator[Settings]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        fetch_allow_hosts=["127.0.0.1"],
-        ingest_retry_delays=(0.2, 0.2),
-        storage_dir=tmp_path / "storage",
-    )
-    agents = await start_agents(settings, logs_dir)
-    api = await start_api(settings, logs_dir)
-    try:
-        yield settings
-    finally:
-        api.stop()
-        agents.stop()
-
-
-@pytest_asyncio.fixture
-async def client(stack: Settings) -> AsyncIterator[Any]:
-    """`client()` makes an API client for a new user; all are closed after the test."""
-    made: list[Client] = []
-
-    def make() -> Client:
-        made.append(Client(stack, uuid.uuid4()))
-        return made[-1]
-
-    try:
-        yield make
-    finally:
-        for c in made:
-            await c.http.aclose()
-
-
-class Client:
-    def __init__(self, settings: Settings, user: uuid.UUID) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.api_port}",
-            headers={
-                "Authorization": f"Bearer {make_token(user)}",
-                "X-Nexus-Internal": TEST_INTERNAL_SECRET,
-            },
-            timeout=30,
-        )
-
-    async def save(self, url: str) -> httpx.Response:
-        return await self.http.post("/media/from_url", json={"url": url})
-
-    async def media(self, media_id: str) -> dict[str, Any]:
-        resp = await self.http.get(f"/media/{media_id}")
-        assert resp.status_code == 200, resp.text
-        return resp.json()["data"]
-
-    async def settled(self, media_id: str) -> dict[str, Any]:
-        async def done() -> dict[str, Any] | None:
-            m = await self.media(media_id)
-            return m if m["processing_status"] in ("ready_for_reading", "failed") else None
-
-        result: dict[str, Any] = await poll(done, deadline_s=60, what=f"media {media_id}")
-        return result
-
-
-async def test_from_url_to_readable_fragments(client: Any, site: LocalServer, db_name: str) -> None:
-    alice = client()
+async def test_from_url_to_readable_fragments(
+    clients: Callable[[], Client], site: LocalServer, stack: Stack
+) -> None:
+    alice = clients()
     saved: list[str] = []
     for name in SAMPLE:
         resp = await alice.save(site.url(f"/{name}"))
@@ -127,7 +57,7 @@ async def test_from_url_to_readable_fragments(client: Any, site: LocalServer, db
         saved.append(created["media_id"])
     # Each completion announced itself once (the outbox row rides in the completion), and
     # each job's ledger is the plain lifecycle.
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
+    conn = await asyncpg.connect(stack.dsn)
     try:
         for media_id in saved:
             events = await conn.fetch(
@@ -149,8 +79,10 @@ async def test_from_url_to_readable_fragments(client: Any, site: LocalServer, db
         await conn.close()
 
 
-async def test_duplicates_and_redirect_merges(client: Any, site: LocalServer) -> None:
-    alice, bob = client(), client()
+async def test_duplicates_and_redirect_merges(
+    clients: Callable[[], Client], site: LocalServer
+) -> None:
+    alice, bob = clients(), clients()
     first = (await alice.save(site.url("/aclu"))).json()["data"]
     await alice.settled(first["media_id"])
     # Same canonical URL (tracking parameter dropped): attached, not fetched again.
@@ -175,14 +107,13 @@ async def test_duplicates_and_redirect_merges(client: Any, site: LocalServer) ->
     assert [m["id"] for m in items] == [first["media_id"]]
 
 
-async def test_failures_are_recorded_on_the_media(client: Any, site: LocalServer) -> None:
-    alice = client()
-    missing = (await alice.save(site.url("/no-such-page"))).json()["data"]
-    empty = (await alice.save(site.url("/empty"))).json()["data"]
-    failed = await alice.settled(missing["media_id"])
+async def test_failures_are_recorded_on_the_media(client: Client, site: LocalServer) -> None:
+    missing = (await client.save(site.url("/no-such-page"))).json()["data"]
+    empty = (await client.save(site.url("/empty"))).json()["data"]
+    failed = await client.settled(missing["media_id"])
     assert (failed["processing_status"], failed["last_error_code"]) == ("failed", "E_FETCH_FAILED")
     assert failed["failure_stage"] == "extract"
-    nothing = await alice.settled(empty["media_id"])
+    nothing = await client.settled(empty["media_id"])
     assert (nothing["processing_status"], nothing["last_error_code"]) == (
         "failed",
         "E_EXTRACTION_EMPTY",
@@ -190,9 +121,8 @@ async def test_failures_are_recorded_on_the_media(client: Any, site: LocalServer
     assert not nothing["capabilities"]["can_read"]
 
 
-async def test_invalid_urls_are_refused(client: Any) -> None:
-    alice = client()
+async def test_invalid_urls_are_refused(client: Client) -> None:
     for url in ("ftp://example.com/x", "http://10.0.0.1/", "http://localhost/", "x" * 3000):
-        resp = await alice.save(url)
+        resp = await client.save(url)
         assert resp.status_code == 400, url
         assert resp.json()["error"]["code"] == "E_INVALID_URL"

@@ -33,7 +33,7 @@ from tests.support import factories as f
 from tests.support.kafka import produce
 from tests.support.processes import poll, start_agents, start_api
 from tests.support.services import Broker, free_port
-from tests.web.conftest import make_token
+from tests.support.webapp import make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

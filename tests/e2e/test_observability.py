@@ -30,7 +30,7 @@ from tests.fetch.server import LocalServer, respond
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import Child, poll, start_agents, start_api
 from tests.support.services import Broker, free_port
-from tests.web.conftest import make_token
+from tests.support.webapp import make_token
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b
 CALLER = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 
 
-def stack_settings(db_url: str, broker: Broker, tmp_path: Path, **overrides: Any) -> Settings:
+def observed_settings(db_url: str, broker: Broker, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": db_url,
         "kafka_bootstrap": broker.bootstrap,
@@ -121,7 +121,7 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
     site.routes["/article"] = respond(200, PAGE_HTML, "text/html; charset=utf-8")
     site.routes["/damaged.pdf"] = respond(200, damaged_pdf(), "application/pdf")
     await site.start()
-    settings = stack_settings(db_url, broker, tmp_path)
+    settings = observed_settings(db_url, broker, tmp_path)
     agents = await start_agents(settings, logs_dir, separate_stderr=True)
     api = await start_api(settings, logs_dir, separate_stderr=True)
     request_id, correlation_id = f"req-{uuid.uuid4().hex}", f"corr-{uuid.uuid4().hex}"
@@ -201,7 +201,7 @@ async def test_one_trace_from_request_to_ready_across_processes(
     site.routes["/relayed"] = respond(200, PAGE_HTML + b"<!-- relayed -->", "text/html")
     await site.start()
     with OtlpReceiver() as receiver:
-        settings = stack_settings(
+        settings = observed_settings(
             db_url, broker, tmp_path, otel_exporter_otlp_endpoint=receiver.endpoint
         )
         # Export within 0.1 s instead of 5 s, so the spans arrive while the test waits.

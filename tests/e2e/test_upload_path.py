@@ -17,14 +17,13 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from nexus.config import Settings
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
-from tests.support.processes import poll, start_agents, start_api
-from tests.support.services import Broker, free_port
+from tests.conftest import TEST_INTERNAL_SECRET
+from tests.e2e.conftest import Stack
+from tests.support.processes import poll
+from tests.support.webapp import make_token
 from tests.unit.test_epub import IMAGE_ONLY as EPUB_IMAGE_ONLY
 from tests.unit.test_pdf import IMAGE_ONLY as PDF_IMAGE_ONLY
 from tests.unit.test_pdf import META as PDF_META
-from tests.web.conftest import make_token
 
 pytestmark = pytest.mark.e2e
 
@@ -44,30 +43,10 @@ def expected_code(path: Path) -> str | None:
 
 
 @pytest_asyncio.fixture
-async def stack(
-    db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
-) -> AsyncIterator[Settings]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        ingest_retry_delays=(0.2, 0.2),
-        storage_dir=tmp_path / "storage",
-    )
-    agents = await start_agents(settings, logs_dir)
-    api = await start_api(settings, logs_dir)
-    try:
-        yield settings
-    finally:
-        api.stop()
-        agents.stop()
-
-
-@pytest_asyncio.fixture
-async def http(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The BFF's client: the internal header; each request names its user."""
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{stack.api_port}",
+        base_url=stack.base_url,
         headers={"X-Nexus-Internal": TEST_INTERNAL_SECRET},
         timeout=60,
     ) as client:

@@ -240,6 +240,9 @@ async def test_broker_loss_with_jobs_pending_loses_no_work(
         agents_web_port=free_port(),
         api_port=free_port(),
         backfill_chunk_size=500,
+        # The test publishes the rows itself once the gate is held; a relay pass while the
+        # 50 accepts commit (slow on a busy machine) would start jobs before the gate.
+        outbox_relay_after_seconds=600.0,
         **FAST,
     )
     topics = Topics.from_settings(settings)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 
 @dataclass

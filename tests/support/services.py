@@ -47,6 +47,148 @@ async def drop_database(name: str) -> None:
         await conn.close()
 
 
+# What a test may change besides rows: tables, columns, constraints, triggers (and whether
+# they fire), functions, types, the migration revision. A database whose fingerprint moved
+# is dropped instead of reused.
+_SCHEMA_FINGERPRINT = """
+SELECT md5(string_agg(item, ',' ORDER BY item)) FROM (
+    SELECT c.relname || ':' || c.relkind::text || ':' || coalesce(a.attname, '') || ':'
+           || coalesce(format_type(a.atttypid, a.atttypmod), '') || ':'
+           || coalesce(a.attnotnull::text, '') AS item
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE n.nspname = 'public'
+    UNION ALL
+    SELECT conname || pg_get_constraintdef(oid) FROM pg_constraint
+    WHERE connamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT t.tgname || t.tgenabled::text FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT proname || md5(prosrc) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'revision ' || version_num FROM alembic_version
+) items
+"""
+
+# Empties every table and restarts the sequences: the database is then as cloned. Run it
+# with session_replication_role = replica (FK and user triggers off: no order is needed and
+# no NOTIFY fires). DELETE, not TRUNCATE: on tables this small it costs far less (TRUNCATE
+# makes and fsyncs new files for every table and index).
+EMPTY_ALL_TABLES = """
+DO $$
+DECLARE
+    item text;
+BEGIN
+    FOR item IN SELECT quote_ident(tablename) FROM pg_tables
+                WHERE schemaname = 'public' AND tablename <> 'alembic_version' LOOP
+        EXECUTE 'DELETE FROM ' || item;
+    END LOOP;
+    FOR item IN SELECT quote_ident(sequence_name) FROM information_schema.sequences
+                WHERE sequence_schema = 'public' LOOP
+        EXECUTE 'ALTER SEQUENCE ' || item || ' RESTART';
+    END LOOP;
+END $$
+"""
+
+
+async def schema_fingerprint(name: str) -> str:
+    conn = await asyncpg.connect(asyncpg_dsn(name))
+    try:
+        return str(await conn.fetchval(_SCHEMA_FINGERPRINT))
+    finally:
+        await conn.close()
+
+
+async def disconnect_all(name: str, deadline_s: float = 10.0) -> None:
+    """End every session on database `name` and wait until they are gone."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            left = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{left} sessions on {name} did not end")
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+class DatabasePool:
+    """Migrated databases cloned from a template and reused: after a test its database is
+    emptied (rows deleted, sequences restarted) instead of dropped. DROP DATABASE forces a
+    checkpoint of the whole server, which made it the costliest step of most tests.
+    A database whose schema the test changed is dropped, never handed out again."""
+
+    def __init__(self, template: str, prefix: str = "nexus_t") -> None:
+        self.template = template
+        self.prefix = prefix
+        self.fingerprint: str | None = None
+        self.free: list[str] = []
+        self.made: set[str] = set()
+
+    async def acquire(self) -> str:
+        if self.free:
+            return self.free.pop()
+        if self.fingerprint is None:
+            self.fingerprint = await schema_fingerprint(self.template)
+        name = unique_name(self.prefix)
+        await create_database(name, template=self.template)
+        self.made.add(name)
+        await _no_fsync_wait(name)
+        return name
+
+    async def release(self, name: str) -> None:
+        try:
+            await disconnect_all(name)
+            reusable = await schema_fingerprint(name) == self.fingerprint
+            if reusable:
+                await _empty(name)
+        except Exception:
+            reusable = False
+        if reusable:
+            self.free.append(name)
+        else:
+            self.made.discard(name)
+            await drop_database(name)
+
+    async def close(self) -> None:
+        for name in sorted(self.made):
+            await drop_database(name)
+        self.made.clear()
+        self.free.clear()
+
+
+async def _no_fsync_wait(name: str) -> None:
+    """Commits on a test database do not wait for the WAL flush: what a commit makes
+    visible is unchanged, only a crash of the server could lose it (nothing to keep)."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    finally:
+        await conn.close()
+
+
+async def _empty(name: str) -> None:
+    conn = await asyncpg.connect(
+        asyncpg_dsn(name),
+        server_settings={"session_replication_role": "replica", "synchronous_commit": "off"},
+    )
+    try:
+        await conn.execute(EMPTY_ALL_TABLES)
+    finally:
+        await conn.close()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -1,103 +1,28 @@
-"""Web test fixtures: the real app on a real (cloned) database, a recording fake publisher."""
+"""Web test fixtures: the real app on a real (cloned) database, a recording fake publisher,
+and the users the tests talk as (alice, bob, carol: each bootstrapped through GET /me)."""
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
-import jwt
 import pytest
 import pytest_asyncio
 from quart import Quart
-from quart.typing import TestClientProtocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.messaging.publisher import PublishError
-from tests.conftest import TEST_INTERNAL_SECRET, TEST_JWT_SECRET
+from tests.support.library_api import User, new_user
+from tests.support.webapp import Api, AppFactory, FakePublisher, make_token
 from web.app import create_app
 
-
-@dataclass
-class FakePublisher:
-    """Records what would have gone to Kafka; can be told to fail or to look down."""
-
-    fail: bool = False
-    up: bool = True
-    sent: list[tuple[str, str | None, bytes, dict[str, str]]] = field(default_factory=list)
-
-    async def publish(
-        self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
-    ) -> None:
-        if self.fail:
-            raise PublishError("broker down (fake)")
-        self.sent.append((topic, key, value, headers))
-
-    async def ping(self) -> bool:
-        return self.up
-
-
-def make_token(
-    sub: object | None = None,
-    *,
-    secret: str = TEST_JWT_SECRET,
-    drop: tuple[str, ...] = (),
-    **claims: Any,
-) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {
-        "sub": str(sub or uuid.uuid4()),
-        "iss": "nexus",
-        "aud": "authenticated",
-        "iat": now,
-        "exp": now + 300,
-    }
-    payload.update(claims)
-    for name in drop:
-        payload.pop(name, None)
-    return jwt.encode(payload, secret, algorithm="HS256")
-
-
-class Api:
-    """A test client that sends the internal header and an optional bearer by default."""
-
-    def __init__(self, client: TestClientProtocol) -> None:
-        self.client = client
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        internal: str | None = TEST_INTERNAL_SECRET,
-        headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        all_headers: dict[str, str] = {}
-        if internal is not None:
-            all_headers["X-Nexus-Internal"] = internal
-        if token is not None:
-            all_headers["Authorization"] = f"Bearer {token}"
-        all_headers.update(headers or {})
-        return await self.client.open(path, method=method, headers=all_headers, **kwargs)
-
-    async def get(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("GET", path, **kwargs)
-
-    async def post(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("POST", path, **kwargs)
+# The helpers used to live here; tests written against that keep importing them from here.
+__all__ = ["Api", "AppFactory", "FakePublisher", "make_token"]
 
 
 @pytest.fixture
 def publisher() -> FakePublisher:
     return FakePublisher()
-
-
-AppFactory = Callable[..., Quart]
 
 
 @pytest.fixture
@@ -132,5 +57,16 @@ def api(app: Quart) -> Api:
     return Api(app.test_client())
 
 
-async def body(response: Any) -> Any:
-    return await response.get_json()
+@pytest.fixture
+async def alice(api: Api) -> User:
+    return await new_user(api)
+
+
+@pytest.fixture
+async def bob(api: Api) -> User:
+    return await new_user(api)
+
+
+@pytest.fixture
+async def carol(api: Api) -> User:
+    return await new_user(api)

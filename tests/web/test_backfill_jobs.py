@@ -15,7 +15,7 @@ from nexus.db.tx import transaction
 from nexus.operators.service import create_key
 from tests.support import factories as f
 from tests.support.processes import poll
-from tests.web.conftest import Api, FakePublisher
+from tests.support.webapp import Api, FakePublisher
 
 REQUEUE = "/internal/libraries/backfill-jobs/requeue"
 BULK = "/internal/libraries/backfill-jobs/requeue-bulk"

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.libraries.models import Library, Membership
 from nexus.users.models import User
 from nexus.users.service import DEFAULT_LIBRARY_NAME, ensure_user
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 
 async def _counts(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> tuple[int, ...]:

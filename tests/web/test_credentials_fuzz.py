@@ -27,7 +27,7 @@ from nexus.config import Settings
 from nexus.operators.service import create_key
 from nexus.uploads import signing
 from tests.support.library_api import new_user
-from tests.web.conftest import Api, AppFactory
+from tests.support.webapp import Api, AppFactory
 
 FUZZ = settings(
     max_examples=150,

@@ -17,7 +17,7 @@ from nexus.deadletters import service as deadletters
 from nexus.messaging.messages import BackfillRequested
 from nexus.messaging.topics import Topics
 from nexus.operators.service import create_key
-from tests.web.conftest import Api, FakePublisher
+from tests.support.webapp import Api, FakePublisher
 
 
 async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from nexus.errors import NexusError
 from tests.conftest import make_settings
 from tests.support.services import free_port
-from tests.web.conftest import Api, AppFactory, FakePublisher, make_token
+from tests.support.webapp import Api, AppFactory, FakePublisher, make_token
 from web.app import create_app
 from web.envelope import Data, no_content
 from web.uow import unit_of_work

@@ -12,21 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.errors import NexusError
 from nexus.idempotency import service
-from tests.support.library_api import User, execute, new_user, scalar
+from tests.support.library_api import User, execute, scalar
 from tests.support.locks import wait_until_blocked
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
 
 
 def key(value: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import pytest
 from quart import Blueprint
 
 from tests.conftest import TEST_INTERNAL_SECRET
-from tests.web.conftest import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token
 from web.auth import internal_exempt
 from web.envelope import Data
 from web.state import nexus_state

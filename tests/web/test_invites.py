@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.support.library_api import User, insert_media, new_user, scalar, walk
-from tests.web.conftest import Api, FakePublisher
+from tests.support.library_api import User, insert_media, scalar, walk
+from tests.support.webapp import FakePublisher
 
 INVITE_KEYS = {
     "id",
@@ -22,21 +22,6 @@ INVITE_KEYS = {
     "responded_at",
 }
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def carol(api: Api) -> User:
-    return await new_user(api)
 
 
 @pytest.fixture

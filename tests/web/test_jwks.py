@@ -18,7 +18,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from nexus.config import Settings
 from tests.support.processes import poll
 from tests.support.services import free_port
-from tests.web.conftest import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token
 from web.state import nexus_state
 
 

@@ -8,7 +8,7 @@ import uuid
 import jwt
 import pytest
 
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 
 async def _code(api: Api, token: str) -> tuple[int, str | None]:

@@ -7,27 +7,12 @@ import uuid
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.support.library_api import User, execute, insert_media, new_user, scalar
-from tests.web.conftest import Api
+from tests.support.library_api import User, execute, insert_media, scalar
+from tests.support.webapp import Api
 
 LIBRARY_KEYS = {"id", "name", "owner_user_id", "is_default", "role", "created_at", "updated_at"}
 MEMBER_KEYS = {"user_id", "role", "is_owner", "created_at"}
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def carol(api: Api) -> User:
-    return await new_user(api)
 
 
 # ---------------------------------------------------------------------- libraries

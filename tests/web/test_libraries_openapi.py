@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 ROUTES = {
     "/libraries": {"get", "post"},

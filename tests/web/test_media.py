@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.media import repo
 from nexus.sharing import closure
-from tests.support.library_api import User, execute, insert_media, new_user, walk
-from tests.web.conftest import Api
+from tests.support.library_api import User, execute, insert_media, walk
 
 MEDIA_KEYS = {
     "id",
@@ -26,16 +25,6 @@ MEDIA_KEYS = {
     "updated_at",
 }
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
 
 
 async def test_get_media_shape(alice: User, sessionmaker: Sm) -> None:

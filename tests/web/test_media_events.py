@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from tests.support.library_api import User, execute, insert_media, new_user, scalar
 from tests.support.processes import poll
-from tests.web.conftest import Api, AppFactory
+from tests.support.webapp import Api, AppFactory
 
 Sm = async_sessionmaker[AsyncSession]
 DEADLINE = 10.0
@@ -96,11 +96,6 @@ async def set_status(sm: Sm, m: uuid.UUID, status: str, **extra: str) -> None:
         s=status,
         m=m,
     )
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
 
 
 async def test_events_follow_the_lifecycle_and_end(alice: User, api: Api, sessionmaker: Sm) -> None:

@@ -8,31 +8,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.config import Settings
 from nexus.operators.service import create_key
 from nexus.sharing import closure
 from nexus.uploads.storage import media_key
 from tests.support.library_api import User, execute, insert_media, new_user, scalar
-from tests.web.conftest import Api, AppFactory, FakePublisher
+from tests.support.webapp import Api, FakePublisher
 
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-def storage_dir(tmp_path: Path) -> Path:
-    return tmp_path / "storage"
-
-
-@pytest.fixture
-async def app(build_app: AppFactory, settings: Settings, storage_dir: Path) -> Any:
-    app: Quart = build_app(settings=settings.model_copy(update={"storage_dir": storage_dir}))
-    async with app.test_app():
-        yield app
 
 
 async def failed_media(
@@ -100,21 +85,6 @@ async def ingest_outbox(sm: Sm, m: uuid.UUID) -> list[Any]:
             {"m": str(m)},
         )
         return [r for r in rows if r.topic.endswith("ingest")]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def carol(api: Api) -> User:
-    return await new_user(api)
 
 
 async def test_creator_retries_a_failed_media(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart
 
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 from web.metrics import METHODS, OTHER_METHOD, UNMATCHED_ROUTE
 
 Series = frozenset[tuple[str, tuple[tuple[str, str], ...]]]

@@ -10,7 +10,7 @@ import pytest
 from quart import Blueprint
 
 from nexus.errors import CODES
-from tests.web.conftest import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token
 from web.auth import INTERNAL_HEADER, user_required
 from web.envelope import Data
 from web.idempotency import idempotent_unit_of_work

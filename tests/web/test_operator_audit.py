@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.audit.chain import verify
 from nexus.config import Settings
 from nexus.operators.service import create_key
-from tests.web.conftest import Api, AppFactory
+from tests.support.webapp import Api, AppFactory
 
 Sm = async_sessionmaker[AsyncSession]
 

@@ -17,7 +17,7 @@ from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity, create_key, disable_key
 from nexus.sharing.models import BackfillJob
 from nexus.users.service import ensure_user
-from tests.web.conftest import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token
 from web.auth import operator_required
 from web.envelope import Data
 

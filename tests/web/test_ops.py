@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 
 async def test_metrics_are_prometheus_text_by_route_template(api: Api) -> None:

@@ -11,7 +11,7 @@ from nexus.db.tx import transaction
 from nexus.jobs import outbox
 from nexus.messaging.messages import DomainEvent
 from nexus.operators.service import create_key
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 
 async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:

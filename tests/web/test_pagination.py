@@ -8,14 +8,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.support.library_api import User, execute, insert_media, new_user, walk
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 Sm = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
 
 
 async def test_libraries_pages(alice: User) -> None:

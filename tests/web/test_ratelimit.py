@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,17 +10,15 @@ from quart import Quart
 
 from nexus.config import Settings
 from tests.support.library_api import Reply, User, execute, new_user
-from tests.web.conftest import Api, AppFactory
+from tests.support.webapp import Api, AppFactory
 from web.app import create_app
 
 LIMIT = 3
 
 
 @pytest.fixture
-def limited(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(
-        update={"rate_limit_ingest_per_minute": LIMIT, "storage_dir": tmp_path / "storage"}
-    )
+def limited(settings: Settings) -> Settings:
+    return settings.model_copy(update={"rate_limit_ingest_per_minute": LIMIT})
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.libraries.models import Library, Membership
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nexus.config import Settings
 from tests.support.library_api import User, new_user
-from tests.web.conftest import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token
 from web.deadline import SELF_BOUNDED_ENDPOINTS
 from web.json import MAX_BODY_BYTES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 
 async def test_valid_request_id_is_echoed(api: Api) -> None:

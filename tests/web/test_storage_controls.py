@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from nexus.uploads import signing
 from tests.support.library_api import User, new_user, scalar
-from tests.web.conftest import Api, AppFactory
+from tests.support.webapp import Api, AppFactory
 from tests.web.test_uploads import epub_bytes, init, pdf_bytes, put, raw, uploaded
 
 Sm = async_sessionmaker[AsyncSession]

@@ -12,7 +12,7 @@ import pytest
 
 from nexus.config import Settings
 from nexus.errors import Unauthenticated
-from tests.web.conftest import make_token
+from tests.support.webapp import make_token
 from web import tokens
 from web.tokens import LEEWAY_SECONDS, TokenVerifier
 

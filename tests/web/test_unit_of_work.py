@@ -15,7 +15,7 @@ from nexus.jobs.models import OutboxRow
 from nexus.jobs.outbox import enqueue
 from nexus.messaging.messages import IngestRequested
 from tests.support.processes import poll
-from tests.web.conftest import Api, AppFactory, FakePublisher
+from tests.support.webapp import Api, AppFactory, FakePublisher
 from web.envelope import Data
 from web.request_ids import current_correlation_id, current_request_id
 from web.uow import unit_of_work

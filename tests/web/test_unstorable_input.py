@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.operators.service import create_key
-from tests.web.conftest import Api, make_token
+from tests.support.webapp import Api, make_token
 
 BODIES = [
     b'{"name": "a\\u0000b"}',

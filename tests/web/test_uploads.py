@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.config import Settings
 from nexus.uploads import signing
 from nexus.uploads.storage import media_key
-from tests.support.library_api import Reply, User, new_user, scalar
-from tests.web.conftest import Api, AppFactory, FakePublisher
+from tests.support.library_api import Reply, User, scalar
+from tests.support.webapp import Api, FakePublisher
 
 Sm = async_sessionmaker[AsyncSession]
 MIB = 1024 * 1024
@@ -41,33 +41,6 @@ def epub_bytes() -> bytes:
         + b"\x00\x00"
     )
     return header + name + content + b"rest of the archive"
-
-
-@pytest.fixture
-def storage_dir(tmp_path: Path) -> Path:
-    return tmp_path / "storage"
-
-
-@pytest.fixture
-def upload_settings(settings: Settings, storage_dir: Path) -> Settings:
-    return settings.model_copy(update={"storage_dir": storage_dir})
-
-
-@pytest.fixture
-async def app(build_app: AppFactory, upload_settings: Settings) -> Any:
-    app: Quart = build_app(settings=upload_settings)
-    async with app.test_app():
-        yield app
-
-
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
 
 
 async def init(
@@ -293,13 +266,13 @@ def _tamper(token: str, index: int, value: str) -> str:
 
 
 async def test_tampered_upload_tokens_are_forbidden(
-    alice: User, upload_settings: Settings, storage_dir: Path
+    alice: User, settings: Settings, storage_dir: Path
 ) -> None:
     data = pdf_bytes()
     first, second = await init(alice, size=len(data)), await init(alice, size=len(data))
     url, token = first.data["upload_url"], first.data["upload_token"]
     _version, _action, expiry, nonce, sig = token.split(".")
-    key = upload_settings.upload_signing_key_bytes
+    key = settings.upload_signing_key_bytes
     media_id = uuid.UUID(first.data["media_id"])
     flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
     bad = {
@@ -452,7 +425,7 @@ async def test_same_bytes_twice_returns_the_first_media(
 
 
 async def test_download_url_serves_the_file_without_credentials(
-    alice: User, upload_settings: Settings
+    alice: User, settings: Settings
 ) -> None:
     data = pdf_bytes("dl")
     media_id = await checked(alice, data, filename="Reading List.pdf")
@@ -470,7 +443,7 @@ async def test_download_url_serves_the_file_without_credentials(
     # Reusable until it expires.
     assert (await raw(alice.api, "GET", url)).status == 200
     token = token_of(url)
-    key = upload_settings.upload_signing_key_bytes
+    key = settings.upload_signing_key_bytes
     _v, _a, expiry, _nonce, sig = token.split(".")
     bad = {
         "later expiry": _tamper(token, 2, str(int(expiry) + 60)),

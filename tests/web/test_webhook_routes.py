@@ -11,7 +11,7 @@ from nexus.db.tx import transaction
 from nexus.messaging.messages import DomainEvent
 from nexus.operators.service import create_key
 from nexus.webhooks import service
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 URL = "https://hooks.example.org/nexus"
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.operators.service import create_key
 from nexus.workers import service as workers
-from tests.web.conftest import Api
+from tests.support.webapp import Api
 
 
 async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
