@@ -10,59 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 
+from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
 from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
-from tests.e2e.test_ingest_faults import DELAYS, Client, Stack, html, job_history, site
+from tests.conftest import TEST_INTERNAL_SECRET
+from tests.e2e.conftest import Client, Stack
+from tests.e2e.test_ingest_faults import DELAYS, html, job_history, site
 from tests.fetch.server import LocalServer, Request
-from tests.support.processes import poll, start_agents, start_api
-from tests.support.services import Broker, asyncpg_dsn, free_port
+from tests.support.processes import poll
 
 __all__ = ["site"]  # the page server fixture, shared with the ingest fault tests
 
 
-@pytest_asyncio.fixture
-async def stack(
-    db_name: str, db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    """The ingest fault tests' stack with a fetch deadline far longer than the test: the
-    worker is still waiting for the held page whenever the cancel lands."""
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        fetch_allow_hosts=["127.0.0.1"],
-        fetch_timeout_seconds=120.0,
-        ingest_retry_delays=DELAYS,
-        scheduler_interval_seconds=0.3,
-        storage_dir=tmp_path / "storage",
+@pytest.fixture
+def stack_settings(stack_settings: Settings) -> Settings:
+    """The e2e stack with a fetch deadline far longer than the test: the worker is still
+    waiting for the held page whenever the cancel lands."""
+    return stack_settings.model_copy(
+        update={
+            "fetch_timeout_seconds": 120.0,
+            "ingest_retry_delays": DELAYS,
+            "scheduler_interval_seconds": 0.3,
+        }
     )
-    agents = await start_agents(settings, logs_dir)
-    api = await start_api(settings, logs_dir)
-    try:
-        yield Stack(settings, asyncpg_dsn(db_name), agents, api)
-    finally:
-        api.stop()
-        agents.stop()
-
-
-@pytest_asyncio.fixture
-async def client(stack: Stack) -> AsyncIterator[Client]:
-    c = Client(stack.settings)
-    try:
-        yield c
-    finally:
-        await c.http.aclose()
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -97,7 +73,7 @@ async def test_cancel_of_a_running_ingest_refuses_its_completion_and_retry_reviv
 
     site.routes["/held"] = held
     token = await _operator_token(stack)
-    media_id = await client.save(site.url("/held"))
+    media_id = await client.accepted(site.url("/held"))
 
     async def fetching() -> bool:
         row = await _one(
