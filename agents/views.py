@@ -14,6 +14,7 @@ from agents.jobs import JobSpec, registry
 from agents.stats import StatsCache
 from nexus.errors import InvalidRequest, NotFound
 from nexus.jobs import monitoring
+from nexus.jobs.machine import DueJob
 
 TIMELINE_PATH = "/nexus/jobs/timeline"
 
@@ -126,7 +127,11 @@ async def job_timeline(ctx: AgentContext, query: Mapping[str, str]) -> dict[str,
     key = _key(spec, query)
     async with ctx.db() as session:
         row = await monitoring.get_job(session, spec.job, key)
-        message_key = getattr(spec.make_message(row), "key", None) if row is not None else None
+        message_key = (
+            getattr(spec.make_message(DueJob.of(spec.job, row)), "key", None)
+            if row is not None
+            else None
+        )
         entries = await monitoring.timeline(session, spec.job, key, message_key=message_key)
     if row is None and not entries:
         raise NotFound(f"nothing recorded for this {spec.job.name} job")
