@@ -3,15 +3,16 @@
 `Audit` fills in what every row from a request shares (actor, key id, request id);
 `Audit.refusals` writes the row for a refused call in its own transaction, since the
 request's own unit of work rolls back; `audited_retry` is the "retry one parked thing"
-shape shared by the outbox and webhook-delivery routes.
+shape shared by the outbox and webhook-delivery routes, `audited_cancel` the shape of the
+two operator cancels.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,3 +71,41 @@ async def audited_retry(audit: Audit, retry: Retry, *, not_retried: str, missing
     if retried is None:
         raise NotFound(missing)
     return retried
+
+
+class Cancelled(Protocol):
+    """What a cancel reports for its audit row."""
+
+    @property
+    def from_status(self) -> str: ...
+
+    @property
+    def lease_owner(self) -> str | None: ...
+
+
+C = TypeVar("C", bound=Cancelled)
+Reason = str | None | Callable[[], Awaitable[str | None]]
+
+
+async def audited_cancel(
+    audit: Audit, reason: Reason, cancel: Callable[[AsyncSession, str | None], Awaitable[C]]
+) -> C:
+    """Run an operator cancel and its audit row in one unit of work: outcome `cancelled`
+    with the status it left (and the lease owner it fenced out); a refusal, reading the
+    reason included, is recorded with its code in a transaction of its own."""
+    given: dict[str, Any] = {}
+    try:
+        why = await reason() if callable(reason) else reason
+        if why:
+            given["reason"] = why
+        async with unit_of_work() as uow:
+            result = await cancel(uow.session, why)
+            details = {**given, "from_status": result.from_status}
+            if result.lease_owner:
+                details["lease_owner"] = result.lease_owner
+            await audit.record(uow.session, "cancelled", details)
+    except NexusError as exc:
+        async with transaction(nexus_state().sessionmaker) as session:
+            await audit.record(session, exc.code, given or None)
+        raise
+    return result

@@ -16,20 +16,20 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.db.tx import transaction
-from nexus.errors import NexusError, NotFound
+from nexus.errors import NotFound
 from nexus.jobs.machine import JobType
 from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
+from nexus.operators.service import OperatorIdentity
 from nexus.sharing import backfill, operations
 from nexus.sharing import requeue_bulk as requeue_bulk_kind
 from nexus.sharing.operations import JobFilters
 from nexus.sharing.requeue_bulk import BulkRequeueParams
-from web.audit import Audit
+from web.audit import Audit, audited_cancel
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
@@ -131,33 +131,20 @@ async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
     written to `operator_actions` (action `backfill.cancel`)."""
     state = nexus_state()
     key = backfill.BackfillKey(data.default_library_id, data.source_library_id, data.user_id)
-    audit: dict[str, Any] = {
-        "actor": operator.name,
-        "action": "backfill.cancel",
-        "target": key.as_dict(),
-        "operator_key_id": operator.key_id,
-        "request_id": g.request_id,
-    }
-    reason = {"reason": data.reason} if data.reason else {}
-    try:
-        async with unit_of_work() as uow:
-            result = await backfill.cancel(
-                uow.session,
-                key,
-                Topics.from_settings(state.settings),
-                requested_by=operator.name,
-                reason=data.reason,
-                request_id=g.request_id,
-                correlation_id=g.correlation_id,
-            )
-            details = {**reason, "from_status": result.from_status}
-            if result.lease_owner:
-                details["lease_owner"] = result.lease_owner
-            await record_action(uow.session, outcome="cancelled", details=details, **audit)
-    except NexusError as exc:
-        async with transaction(state.sessionmaker) as session:
-            await record_action(session, outcome=exc.code, details=reason or None, **audit)
-        raise
+
+    async def run(session: AsyncSession, why: str | None) -> backfill.CancelResult:
+        return await backfill.cancel(
+            session,
+            key,
+            Topics.from_settings(state.settings),
+            requested_by=operator.name,
+            reason=why,
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+
+    audit = Audit(operator, "backfill.cancel", key.as_dict())
+    result = await audited_cancel(audit, data.reason, run)
     state.metrics.job_transition(backfill.JOB.name, result.from_status, JobStatus.CANCELLED)
     return Data(
         data=CancelOut(

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, g, request
 from quart_schema import validate_querystring, validate_response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from nexus.db.tx import transaction
 from nexus.errors import InvalidRequest, NexusError
 from nexus.ingest import cancel
 from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, record_action
-from web.audit import Audit
+from nexus.operators.service import OperatorIdentity
+from web.audit import Audit, audited_cancel
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
@@ -112,36 +111,24 @@ async def cancel_ingest_job(
     Order: operator key (401/403) → body (400) → job exists (404 E_NOT_FOUND) → pending
     or running, else 409 E_JOB_NOT_CANCELLABLE. Every call, refused ones included, is
     written to `operator_actions` (action `ingest.cancel`)."""
-    audit: dict[str, Any] = {
-        "actor": operator.name,
-        "action": "ingest.cancel",
-        "target": {"media_id": media_id},
-        "operator_key_id": operator.key_id,
-        "request_id": g.request_id,
-    }
     state = nexus_state()
-    reason: dict[str, Any] = {}
-    try:
-        data = await _cancel_body()
-        reason = {"reason": data.reason} if data.reason else {}
-        async with unit_of_work() as uow:
-            result = await cancel.cancel_ingest(
-                uow.session,
-                media_id,
-                Topics.from_settings(state.settings),
-                requested_by=operator.name,
-                reason=data.reason,
-                request_id=g.request_id,
-                correlation_id=g.correlation_id,
-            )
-            details = {**reason, "from_status": result.from_status}
-            if result.lease_owner:
-                details["lease_owner"] = result.lease_owner
-            await record_action(uow.session, outcome="cancelled", details=details, **audit)
-    except NexusError as exc:
-        async with transaction(state.sessionmaker) as session:
-            await record_action(session, outcome=exc.code, details=reason or None, **audit)
-        raise
+
+    async def reason() -> str | None:
+        return (await _cancel_body()).reason
+
+    async def run(session: AsyncSession, why: str | None) -> cancel.IngestCancelResult:
+        return await cancel.cancel_ingest(
+            session,
+            media_id,
+            Topics.from_settings(state.settings),
+            requested_by=operator.name,
+            reason=why,
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
+
+    audit = Audit(operator, "ingest.cancel", {"media_id": media_id})
+    result = await audited_cancel(audit, reason, run)
     state.metrics.job_transition(INGEST_JOB.name, result.from_status, JobStatus.CANCELLED)
     out = IngestCancelOut(
         media_id=result.media_id,
