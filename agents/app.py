@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.tables import TableManager
 
 from agents import faults, jobs, lifecycle, metrics, monitor, routes, views
 from agents.context import AgentContext
@@ -40,6 +41,16 @@ log = logging.getLogger(__name__)
 
 def _configure_logging(ctx: AgentContext) -> None:
     configure_logging(ctx.settings, fields={"worker_id": ctx.worker_id})
+
+
+class TablelessManager(TableManager):
+    """Faust's table manager waits a fixed second at start for tables to be declared; this
+    app declares none (state lives in PostgreSQL), so the consumer subscribes at once."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class NexusApp(faust.App):
@@ -132,6 +143,7 @@ def build_app(settings: Settings) -> NexusApp:
         autodiscover=False,
         # SIGTERM drains before stopping; Faust logs through our set-up (agents/worker.py).
         Worker=NexusWorker,
+        TableManager=TablelessManager,
     )
     app.nexus = ctx
     fault = faults.armed(settings)

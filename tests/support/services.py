@@ -189,10 +189,37 @@ async def _empty(name: str) -> None:
         await conn.close()
 
 
+# Ports are handed out from a block of this test process's own, below the kernel's
+# ephemeral range (32768+ here): a port the kernel gave out with bind(0) and we closed can be
+# given again to another test process running in parallel (pytest-xdist) or taken by an
+# outgoing connection before our child binds it; a port of our block can be neither.
+PORT_BLOCK = 1500
+_FIRST_PORT = 10000
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    start = _FIRST_PORT + (index % 14) * PORT_BLOCK
+    return range(start, start + PORT_BLOCK)
+
+
+_ports = _port_block()
+_next_port = [uuid.uuid4().int % PORT_BLOCK]
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, not handed out by this process recently."""
+    for _ in range(PORT_BLOCK):
+        port = _ports[_next_port[0] % PORT_BLOCK]
+        _next_port[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_ports}")
 
 
 def tansu_binary() -> str:
