@@ -22,6 +22,7 @@ from nexus.jobs import outbox
 from nexus.jobs.machine import JobType
 from nexus.jobs.worker import JobPolicy, OnFinish, Staged, Work, run_job
 from nexus.messaging.topics import Topics
+from nexus.metrics import count_transitions, noted_transitions
 from nexus.workers.service import new_worker_id
 from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
@@ -162,10 +163,13 @@ class AgentContext:
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """One transaction; its outbox rows are published right after commit."""
+        """One transaction; once it committed, the job transitions it made are counted and
+        its outbox rows published."""
         async with transaction(self.db) as session:
             yield session
             rows = outbox.enqueued(session)
+            moved = noted_transitions(session)
+        count_transitions(self.metrics, moved)
         if rows:
             # Never fail the message for a publish problem: the relay retries.
             with contextlib.suppress(Exception):

@@ -4,11 +4,22 @@ The processes implement `Recorder` with Prometheus (`runtime/metrics.py`); the d
 never imports a metrics library. Every label value passed here comes from a closed set
 (job type names, job statuses, outcome names, the project's own topics), so the exported
 series stay bounded whatever the input.
+
+Job status changes made in a caller's transaction (creations, requeues and retries,
+cancels) are noted on its session by the job code (`note_transition`) and counted by the
+process's unit of work once the transaction committed (`noted_transitions`,
+`count_transitions`), like the outbox rows it publishes: a rolled-back change is never
+counted, and no route or handler counts by hand. The worker counts the transitions of
+its own attempts (claim, outcome, rescue, release) where their outcome is known.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # The job status a created job comes "from" in `nexus_job_transitions_total`.
 CREATED = "none"
@@ -65,3 +76,37 @@ class NullRecorder:
 
 
 NULL_RECORDER: Recorder = NullRecorder()
+
+
+@dataclass(frozen=True)
+class JobTransition:
+    """One job status change, as `nexus_job_transitions_total` labels it."""
+
+    job_type: str
+    from_status: str  # `CREATED` for a new job
+    to_status: str
+
+
+_NOTED = "nexus.job_transitions"
+
+
+def note_transition(
+    session: AsyncSession, job_type: str, from_status: str | None, to_status: str
+) -> None:
+    """Remember that `session`'s transaction moved a job from `from_status` (None: it
+    created the job) to `to_status`. Nothing is counted until a unit of work reports the
+    committed transaction; a session without one (a tool, a test) counts nothing."""
+    origin = CREATED if from_status is None else str(from_status)
+    moved = JobTransition(job_type, origin, str(to_status))
+    session.info.setdefault(_NOTED, []).append(moved)
+
+
+def noted_transitions(session: AsyncSession) -> list[JobTransition]:
+    """The transitions noted in this session's transaction, in order (count after commit)."""
+    return list(session.info.get(_NOTED, []))
+
+
+def count_transitions(recorder: Recorder, transitions: Iterable[JobTransition]) -> None:
+    """Count committed transitions, one increment each."""
+    for moved in transitions:
+        recorder.job_transition(moved.job_type, moved.from_status, moved.to_status)

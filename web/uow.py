@@ -5,7 +5,8 @@
     uow.enqueue_dispatched  # True when every outbox row of the transaction reached Kafka
 
 Publishing happens after commit and never fails the request: a row that could not be
-published stays in the outbox and the agents' relay publishes it later.
+published stays in the outbox and the agents' relay publishes it later. The job
+transitions the transaction made are counted after commit too (`nexus.metrics`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from nexus import tracing
 from nexus.db.tx import autocommit, transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
+from nexus.metrics import JobTransition, count_transitions, noted_transitions
 from nexus.users.service import NotBootstrapped
 from web.auth import bootstrap, viewer_id
 from web.state import NexusState, nexus_state
@@ -69,15 +71,18 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        moved: list[JobTransition] = []
         if exc_type is None:
             # Read before the session closes: the rows live in session.info.
             self.outbox_rows = enqueued(self.session)
+            moved = noted_transitions(self.session)
         try:
             suppress = await self._tx.__aexit__(exc_type, exc, tb)
         finally:
             self._session = None
             self._span.__exit__(exc_type, exc, tb)
         if exc_type is None:
+            count_transitions(self._state.metrics, moved)
             await self._publish()
         return suppress
 

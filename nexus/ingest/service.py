@@ -17,9 +17,11 @@ from nexus.errors import DependencyUnavailable
 from nexus.fetching.urls import normalise_url, validate_url
 from nexus.ingest import jobs
 from nexus.jobs import machine, outbox
+from nexus.jobs.states import JobStatus
 from nexus.media.states import ProcessingStatus
 from nexus.messaging.messages import IngestRequested
 from nexus.messaging.topics import Topics
+from nexus.metrics import note_transition
 from nexus.sharing import closure
 
 _CREATED = "EXISTS (SELECT 1 FROM created)"
@@ -155,6 +157,7 @@ async def _create_or_find(
     ).one()
     if row.created is not None:
         outbox.remember(session, row.outbox_id, topics.ingest, msg.key, msg, value)
+        note_transition(session, jobs.JOB.name, None, JobStatus.PENDING)
         return FromUrlResult(media_id, False, ProcessingStatus.PENDING.value)
     existing = await _existing_article(session, canonical)
     if existing is None:

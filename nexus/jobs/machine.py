@@ -7,6 +7,10 @@ GIVE_UP, REQUEUE, CANCEL, RELEASE below): a move the state table does not allow 
 A miss is never ignored silently: callers get `None`/`False` for the no-op cases the
 protocol allows (duplicate or stale messages, requeue of a running job) and `LeaseLost`
 when a fenced write finds that its lease was taken away.
+
+The transitions callers make in their own unit of work (create, REQUEUE, CANCEL) are noted
+on the session for `nexus_job_transitions_total`, counted once it commits
+(`nexus.metrics.note_transition`); the worker counts those of its attempts itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from nexus.db.transitions import StateTable, Transition
 from nexus.db.types import BindParams, JsonObject, ResultRow
 from nexus.jobs import ledger
 from nexus.jobs.states import JOB_STATES, REQUEUEABLE, JobStatus
+from nexus.metrics import note_transition
 from nexus.workers import service as workers_service
 
 CLAIM = Transition(JOB_STATES, frozenset({JobStatus.PENDING}), JobStatus.RUNNING)
@@ -565,7 +570,7 @@ async def rescue_expired(
 
 @dataclass(frozen=True)
 class Requeued:
-    from_status: str
+    from_status: str | None  # None: the job was created
     row: ResultRow  # the job row after the reset (every column)
 
 
@@ -608,7 +613,8 @@ async def reset_to_pending(
             await session.execute(_create_sql(job, tuple(insert_values)), params)
         ).one_or_none()
         if created is not None:
-            return Requeued(from_status="", row=created)
+            note_transition(session, job.name, None, REQUEUE.to)
+            return Requeued(from_status=None, row=created)
     t = job.table
     # Lock the row first so the ledger can name the state it left.
     old_status = await session.scalar(
@@ -639,6 +645,7 @@ async def reset_to_pending(
         request_id=request_id,
         correlation_id=correlation_id,
     )
+    note_transition(session, job.name, old_status, REQUEUE.to)
     return Requeued(from_status=old_status, row=moved.row)
 
 
@@ -717,6 +724,7 @@ async def cancel(
         request_id=request_id,
         correlation_id=correlation_id,
     )
+    note_transition(session, job.name, current.status, CANCEL.to)
     owner = current.lease_owner if current.status == JobStatus.RUNNING else None
     return Cancelled(from_status=current.status, lease_owner=owner, row=moved.row)
 

@@ -26,6 +26,7 @@ from nexus.jobs.states import JobStatus
 from nexus.jobs.worker import Finalize, JobError, OnFinish, Work
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.topics import Topics
+from nexus.metrics import note_transition
 from nexus.operations.jobs import JOB, TABLE, request_message
 from nexus.operations.kinds import kind_of
 from nexus.operations.steps import OperationRow, RunContext, UnitOfWork
@@ -72,6 +73,7 @@ async def create(
         request_id=request_id,
         correlation_id=correlation_id,
     )
+    note_transition(session, JOB.name, None, JobStatus.PENDING)
     message = request_message(DueJob.of(JOB, row))
     await outbox.enqueue(session, topics.operations, message.key, message)
     return operation

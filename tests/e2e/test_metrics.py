@@ -4,12 +4,15 @@ Real work through a real stack (API and agents processes, broker, PostgreSQL): a
 that completes, an ingest that fails after one retry, a backfill whose lease expired
 (rescued, then completed) and an undecodable message. Both `/metrics` are scraped and the
 counters and histograms must have moved by exactly what happened; the consumer lag gauge
-must come back to 0. The alert rules pass `promtool check rules` and their unit tests, and
-every metric they use is exported by one of the two processes.
+must come back to 0. Requeues (HTTP, the requeue topic, a bulk operation) are counted by
+the process whose transaction made them, once each. The alert rules pass `promtool check
+rules` and their unit tests, and every metric they use is exported by one of the two
+processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -26,8 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
+from nexus.messaging.messages import BackfillRequeueRequested
 from nexus.messaging.topics import Topics
+from nexus.operators.service import create_key
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
+from tests.e2e.conftest import Stack
 from tests.fetch.server import LocalServer, respond
 from tests.support import factories as f
 from tests.support.kafka import produce
@@ -248,6 +254,108 @@ def _client(settings: Settings) -> httpx.AsyncClient:
         },
         timeout=30,
     )
+
+
+def transitions(samples: Samples) -> dict[tuple[str, str, str], float]:
+    """`nexus_job_transitions_total` of one scrape, by (job_type, from, to)."""
+    out = {}
+    for (name, labels), v in samples.items():
+        if name == "nexus_job_transitions_total":
+            ls = dict(labels)
+            out[(ls["job_type"], ls["from"], ls["to"])] = v
+    return out
+
+
+async def test_requeues_are_counted_by_the_process_that_commits_them(
+    stack: Stack, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """HTTP requeue (failed, cancelled) and the bulk request are counted by the API; a
+    requeue-topic message and the bulk operation's per-job resets by the agents, each
+    once, by the status the job left; every requeued job then runs to completion."""
+    settings = stack.settings
+    old = datetime.now(UTC) - timedelta(minutes=5)
+
+    async def job(s: AsyncSession, status: str, code: str | None = None) -> dict[str, str]:
+        sc = await f.sharing_scenario(s, n_media=1)
+        finished = None if status == "pending" else old
+        key = await f.backfill_job(
+            s,
+            sc["d"],
+            sc["s"],
+            sc["viewer"],
+            status=status,
+            attempts=1,
+            last_error_code=code,
+            finished_at=finished,
+            updated_at=old,
+        )
+        return {k: str(v) for k, v in key.items()}
+
+    async with transaction(sessionmaker) as s:
+        failed = await job(s, "failed", "E_FETCH_FAILED")
+        cancelled = await job(s, "cancelled", "E_CANCELLED")
+        completed = await job(s, "completed")
+        for status in ("failed", "failed", "cancelled"):
+            await job(s, status, "E_BULK_ME")
+        operator = (await create_key(s, name="m-operator", role="operator")).token
+        admin = (await create_key(s, name="m-admin", role="admin")).token
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        for key in (failed, cancelled):
+            r = await http.post(
+                "/internal/libraries/backfill-jobs/requeue", json=key, headers=_operator(operator)
+            )
+            assert r.status_code == 200 and r.json()["data"]["idempotent"] is False, r.text
+        r = await http.post(
+            "/internal/libraries/backfill-jobs/requeue-bulk",
+            json={"error_code": "E_BULK_ME", "dry_run": False, "rate_per_second": 1000},
+            headers=_operator(admin),
+        )
+        assert r.status_code == 202, r.text
+    message = BackfillRequeueRequested(
+        **{k: uuid.UUID(v) for k, v in completed.items()}, requested_by="e2e"
+    )
+    await produce(
+        settings.kafka_bootstrap,
+        Topics.from_settings(settings).backfill_requeue,
+        message.model_dump_json().encode(),
+    )
+
+    agents_url = f"http://127.0.0.1:{settings.agents_web_port}/metrics"
+    expected_agents = {
+        ("backfill", "completed", "pending"): 1,  # the topic's requeue
+        ("backfill", "failed", "pending"): 2,  # the bulk operation's steps
+        ("backfill", "cancelled", "pending"): 1,
+        ("operation", "pending", "running"): 1,
+        ("operation", "running", "completed"): 1,
+        # Every requeued job ran: 2 over HTTP, 1 over the topic, 3 in bulk.
+        ("backfill", "pending", "running"): 6,
+        ("backfill", "running", "completed"): 6,
+    }
+
+    seen: dict[tuple[str, str, str], float] = {}
+
+    async def settled() -> bool:
+        seen.clear()
+        seen.update(transitions((await scrape(agents_url))[0]))
+        return seen == expected_agents
+
+    with contextlib.suppress(TimeoutError):
+        await poll(settled, deadline_s=90, interval=0.5, what="the agents' transitions")
+    assert seen == expected_agents
+    api_samples, _ = await scrape(f"{stack.base_url}/metrics")
+    assert transitions(api_samples) == {
+        ("backfill", "failed", "pending"): 1,
+        ("backfill", "cancelled", "pending"): 1,
+        ("operation", "none", "pending"): 1,
+    }
+    async with sessionmaker() as s:
+        statuses = await s.scalars(text("SELECT status FROM default_library_backfill_jobs"))
+        assert sorted(statuses) == ["completed"] * 6
+
+
+def _operator(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "X-Nexus-Internal": TEST_INTERNAL_SECRET}
 
 
 def test_alert_rules_pass_promtool() -> None:

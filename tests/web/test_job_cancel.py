@@ -20,6 +20,7 @@ from nexus.messaging.topics import Topics
 from tests.support import factories as f
 from tests.web.conftest import Api, FakePublisher
 from tests.web.test_backfill_jobs import REQUEUE, _actions, _body, _job, _status, tokens
+from tests.web.test_job_transition_metrics import counted
 
 __all__ = ["tokens"]  # the fixture, shared with the requeue tests
 
@@ -95,11 +96,15 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
         in metrics
     ), [line for line in metrics.splitlines() if "transitions_total{" in line]
 
-    # A requeue brings it back.
+    # A requeue brings it back, counted from where the cancel left it.
     r = await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
     assert r.status_code == 200
     assert (await r.get_json())["data"]["status"] == "pending"
     assert (await _status(sessionmaker, key)).status == "pending"
+    assert await counted(api) == {
+        ("backfill", status, "cancelled"): 1,
+        ("backfill", "cancelled", "pending"): 1,
+    }
 
 
 @pytest.mark.parametrize("finished", ["completed", "failed", "cancelled"])
@@ -224,6 +229,11 @@ async def test_ingest_cancel_fails_the_media_and_retry_revives_it(
     r = await api.post(f"/internal/media/{media_id}/retry", token=tokens["operator"])
     assert r.status_code == 202
     assert tuple(await _media(sessionmaker, media_id)) == ("pending", None, None, "pending")
+    # The refused cancel moved nothing; the retry reset the cancelled job.
+    assert await counted(api) == {
+        ("ingest", "pending", "cancelled"): 1,
+        ("ingest", "cancelled", "pending"): 1,
+    }
     assert [a.outcome for a in await _actions(sessionmaker)] == [
         "cancelled",
         "E_JOB_NOT_CANCELLABLE",

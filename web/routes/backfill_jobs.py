@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import NotFound
 from nexus.jobs.machine import JobType
-from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operations import service as operations_service
 from nexus.operators.roles import Role
@@ -145,7 +144,6 @@ async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
 
     audit = Audit(operator, "backfill.cancel", key.as_dict())
     result = await audited_cancel(audit, data.reason, run)
-    state.metrics.job_transition(backfill.JOB.name, result.from_status, JobStatus.CANCELLED)
     return Data(
         data=CancelOut(
             **dataclasses.asdict(result.job),

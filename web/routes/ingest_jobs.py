@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from nexus.errors import InvalidRequest, NexusError
 from nexus.ingest import cancel
 from nexus.ingest.jobs import JOB as INGEST_JOB
-from nexus.jobs.states import JobStatus
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
@@ -129,7 +128,6 @@ async def cancel_ingest_job(
 
     audit = Audit(operator, "ingest.cancel", {"media_id": media_id})
     result = await audited_cancel(audit, reason, run)
-    state.metrics.job_transition(INGEST_JOB.name, result.from_status, JobStatus.CANCELLED)
     out = IngestCancelOut(
         media_id=result.media_id,
         status=result.job_status,

@@ -19,14 +19,11 @@ from quart_schema import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.fetching.urls import MAX_URL_LENGTH
-from nexus.ingest import jobs as ingest_jobs
 from nexus.ingest import retry
 from nexus.ingest import service as ingest
-from nexus.jobs.states import JobStatus
 from nexus.media import service as media
 from nexus.media.schemas import Capabilities, FragmentOut, MediaOut
 from nexus.messaging.topics import Topics
-from nexus.metrics import CREATED
 from nexus.uploads.storage import LocalStorage
 from web.auth import current_user, user_required, viewer_required
 from web.envelope import Data, json_response
@@ -156,10 +153,7 @@ async def from_url(data: FromUrlIn) -> Reply:
             duplicate=result.duplicate,
             processing_status=result.processing_status,
         )
-        reply = await work.respond(Data(data=body), result.status_code)
-    if not result.duplicate:  # committed: a new media and its pending ingest job
-        state.metrics.job_transition(ingest_jobs.JOB.name, CREATED, JobStatus.PENDING)
-    return reply
+        return await work.respond(Data(data=body), result.status_code)
 
 
 class RetryOut(BaseModel):
