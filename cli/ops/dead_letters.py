@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import dataclasses
 import getpass
 import json
 from typing import Any
@@ -30,7 +29,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, limit_ok, print_rows
+from cli.ops.output import add_list_options, fields, limit_ok, print_rows
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -95,7 +94,7 @@ def _filters_of(args: argparse.Namespace, settings: Settings, **extra: Any) -> d
 
 
 def _plain(item: deadletters.DeadLetterItem) -> dict[str, Any]:
-    row = dataclasses.asdict(item)
+    row = fields(item)
     value = row.pop("value")
     for name, v in row.items():
         if hasattr(v, "isoformat"):

@@ -1,7 +1,7 @@
 """How `nexus ops` list commands print rows: a JSON array with `--json`, else a table.
 
 One home for the parts every list command shares: the `--limit` range check, turning a
-service dataclass into JSON-safe values, and the JSON-or-table choice; and for the audited
+service row into JSON-safe values, and the JSON-or-table choice; and for the audited
 "retry one row" commands.
 """
 
@@ -14,6 +14,8 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from cli.common import EXIT_FAILURE, EXIT_OK, err, out, run_service
 from cli.ops.db import session_scope
@@ -50,9 +52,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+def fields(item: Any) -> dict[str, Any]:
+    """A service row (a dataclass or a `nexus.db.types.Record`) as a dict, in field order."""
+    return item.model_dump() if isinstance(item, BaseModel) else dataclasses.asdict(item)
+
+
 def plain_row(item: Any) -> dict[str, Any]:
-    """A service dataclass as a dict of JSON-safe values."""
-    return {k: plain(v) for k, v in dataclasses.asdict(item).items()}
+    """A service row as a dict of JSON-safe values."""
+    return {k: plain(v) for k, v in fields(item).items()}
 
 
 def _text(column: str, value: Any) -> str | None:

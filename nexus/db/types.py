@@ -1,8 +1,9 @@
 """Names for the loose shapes that cross module boundaries with the database.
 
 Rows themselves are typed where they leave their module (NamedTuples / dataclasses beside
-the query that makes them); these aliases are for what stays genuinely open: the values
-bound to a statement's `:names`, and JSON objects read back from `jsonb`/`to_jsonb`.
+the query that makes them, or a `Record` when the API shows the row as it is); these
+aliases are for what stays genuinely open: the values bound to a statement's `:names`, and
+JSON objects read back from `jsonb`/`to_jsonb`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Row
 
 BindParams = dict[str, object]
@@ -21,6 +23,14 @@ ResultRow = Row[*tuple[Any, ...]]
 
 # The keyset position of a page ordered by (timestamp, id): the last row already served.
 TimeKey = tuple[datetime, uuid.UUID]
+
+
+class Record(BaseModel):
+    """A typed row that the API shows as it is: immutable like the dataclasses beside other
+    queries, and declared once. A route's response model subclasses it, adding nothing but
+    its schema name in the OpenAPI document (a docstring there would add a description)."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 def fields_of(row: ResultRow) -> dict[str, Any]:

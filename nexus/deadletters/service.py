@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus import tracing
+from nexus.db.types import Record
 from nexus.jobs import outbox
 from nexus.operators.service import record_action
 
@@ -133,9 +134,8 @@ class Filters:
         }
 
 
-@dataclass(frozen=True)
-class DeadLetterItem:
-    """A `dead_letters` row as operators see it (`value` only when asked for)."""
+class DeadLetter(Record):
+    """A `dead_letters` row as operators list it (without its value)."""
 
     id: int
     original_topic: str
@@ -150,6 +150,11 @@ class DeadLetterItem:
     replayed_at: datetime | None
     replay_count: int
     value_bytes: int
+
+
+class DeadLetterItem(DeadLetter):
+    """A letter with its value when it was asked for (`get_letter`)."""
+
     value: bytes | None = None
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus import tracing
+from nexus.db.types import Record
 from nexus.jobs.models import OutboxRow
 from nexus.messaging.publisher import MessageRejected, Publisher, PublishError
 
@@ -185,8 +186,7 @@ async def stats(session: AsyncSession) -> OutboxStats:
     )
 
 
-@dataclass(frozen=True)
-class OutboxItem:
+class OutboxItem(Record):
     """An outbox row as operators see it (`GET /internal/outbox`)."""
 
     id: int

@@ -15,13 +15,14 @@ remembered state (no extra table, no timer, the same answer from every process):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.config import Settings
+from nexus.db.types import Record
 from nexus.jobs.machine import JobType
 from nexus.jobs.scheduler import backlog
 from nexus.jobs.states import JobStatus
@@ -43,8 +44,7 @@ class Thresholds:
         )
 
 
-@dataclass(frozen=True)
-class BacklogHealth:
+class BacklogHealth(Record):
     pending_count: int
     pending_age_p95_seconds: float | None
     oldest_pending_age_seconds: float | None
@@ -53,7 +53,7 @@ class BacklogHealth:
     sustained_pending_count: int
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def evaluate(

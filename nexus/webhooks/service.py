@@ -19,7 +19,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -27,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus import secret_rules
+from nexus.db.types import Record
 from nexus.errors import InvalidRequest, NotFound
 from nexus.fetching.urls import InvalidUrl, is_allowed_host, parse_url, validate_url
 from nexus.messaging.messages import DomainEvent
@@ -37,8 +37,9 @@ MAX_EVENT_TYPES = 50
 _EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-*")
 
 
-@dataclass(frozen=True)
-class Subscription:
+class Subscription(Record):
+    """A subscription without its secret."""
+
     id: uuid.UUID
     url: str
     event_types: list[str]
@@ -49,8 +50,9 @@ class Subscription:
     deactivated_at: datetime | None
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Record):
+    """One delivery of an event to a subscription."""
+
     id: int
     subscription_id: uuid.UUID
     event_id: uuid.UUID

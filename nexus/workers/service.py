@@ -21,6 +21,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from nexus.db.types import Record
+
 MISSED_BEATS = 3
 STATUSES = ("running", "draining", "stopped")
 
@@ -67,8 +69,7 @@ async def beat(conn: AsyncSession | AsyncConnection, b: Beat) -> None:
     )
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
+class WorkerInfo(Record):
     id: str
     host: str
     pid: int

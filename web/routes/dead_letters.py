@@ -10,7 +10,6 @@ transaction with the letters' replay marks and one `operator_actions` row per le
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,20 +60,9 @@ class DeadLettersQuery(FilterFields, ListQuery):
     pass
 
 
-class DeadLetterOut(BaseModel):
-    id: int
-    original_topic: str
-    partition: int | None
-    offset: int | None
-    key: str | None
-    headers: dict[str, str]
-    error_code: str
-    error_message: str
-    worker_id: str | None
-    at: datetime
-    replayed_at: datetime | None
-    replay_count: int
-    value_bytes: int
+# The API's schema name for the service's row (nexus.db.types.Record).
+class DeadLetterOut(deadletters.DeadLetter):
+    pass
 
 
 class DeadLetterDetailOut(DeadLetterOut):

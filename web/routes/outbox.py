@@ -7,7 +7,6 @@ retry, refused ones included, is written to `operator_actions` (action `outbox.r
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -31,16 +30,9 @@ class OutboxQuery(ListQuery):
     status: Literal["parked", "unpublished", "published"] = "parked"
 
 
-class OutboxRowOut(BaseModel):
-    id: int
-    topic: str
-    key: str | None
-    created_at: datetime
-    published_at: datetime | None
-    publish_attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None
-    parked_at: datetime | None
+# The API's schema name for the service's row (nexus.db.types.Record).
+class OutboxRowOut(relay.OutboxItem):
+    pass
 
 
 class OutboxRetryOut(BaseModel):

@@ -13,7 +13,7 @@ from nexus.jobs import relay
 from nexus.operations.models import Operation
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
-from nexus.sharing.health import Thresholds, backlog_health
+from nexus.sharing.health import BacklogHealth, Thresholds, backlog_health
 from nexus.sharing.models import BackfillJob
 from web.auth import operator_required
 from web.envelope import Data
@@ -36,13 +36,9 @@ class JobsStatsOut(BaseModel):
     operation: dict[str, int]
 
 
-class BacklogOut(BaseModel):
-    pending_count: int
-    pending_age_p95_seconds: float | None
-    oldest_pending_age_seconds: float | None
-    degraded: bool
-    alerting: bool
-    sustained_pending_count: int
+# The API's schema name for the service's row (nexus.db.types.Record).
+class BacklogOut(BacklogHealth):
+    pass
 
 
 class StatsOut(BaseModel):

@@ -19,7 +19,6 @@ Order everywhere: 401/403 key → 400 body/query → 404.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,15 +50,9 @@ class WebhookCreateIn(BaseModel):
     description: str | None = Field(default=None, max_length=255)
 
 
-class WebhookOut(BaseModel):
-    id: uuid.UUID
-    url: str
-    event_types: list[str]
-    active: bool
-    description: str | None
-    created_by: str | None
-    created_at: datetime
-    deactivated_at: datetime | None
+# The API's schema name for the service's row (nexus.db.types.Record).
+class WebhookOut(service.Subscription):
+    pass
 
 
 class WebhookCreatedOut(WebhookOut):
@@ -72,19 +65,9 @@ class DeliveryQuery(ListQuery):
     event_id: uuid.UUID | None = None
 
 
-class DeliveryOut(BaseModel):
-    id: int
-    subscription_id: uuid.UUID
-    event_id: uuid.UUID
-    event_type: str
-    status: str
-    attempts: int
-    last_status_code: int | None
-    last_error: str | None
-    next_attempt_at: datetime
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+# The API's schema name for the service's row (nexus.db.types.Record).
+class DeliveryOut(service.Delivery):
+    pass
 
 
 def _out(sub: service.Subscription) -> WebhookOut:

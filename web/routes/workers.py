@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_response
 
@@ -29,16 +28,9 @@ class WorkersQuery(ListQuery):
     include_gone: bool = False
 
 
-class WorkerOut(BaseModel):
-    id: str
-    host: str
-    pid: int
-    started_at: datetime
-    last_heartbeat_at: datetime
-    status: str
-    assigned: list[str]
-    version: str
-    alive: bool
+# The API's schema name for the service's row (nexus.db.types.Record).
+class WorkerOut(workers.WorkerInfo):
+    pass
 
 
 @bp.get("/workers")
