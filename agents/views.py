@@ -15,6 +15,7 @@ from agents.stats import StatsCache
 from nexus.errors import InvalidRequest, NotFound
 from nexus.jobs import monitoring
 from nexus.jobs.machine import DueJob
+from nexus.sharing.operations import ITEM_FIELDS
 
 TIMELINE_PATH = "/nexus/jobs/timeline"
 
@@ -137,27 +138,18 @@ async def job_timeline(ctx: AgentContext, query: Mapping[str, str]) -> dict[str,
         raise NotFound(f"nothing recorded for this {spec.job.name} job")
     job = None
     if row is not None:
-        job = {
-            name: row._mapping[name]
-            for name in (
-                *spec.job.key_columns,
-                "status",
-                "attempts",
-                "last_error_code",
-                "last_error_message",
-                "next_attempt_at",
-                "lease_owner",
-                "created_at",
-                "updated_at",
-                "finished_at",
-            )
-        }
+        job = {name: row._mapping[name] for name in (*spec.job.key_columns, *_NOW_FIELDS)}
     return {
         "job_type": spec.job.name,
         "key": {k: str(v) for k, v in key.items()},
         "job": _jsonable(job),
         "data": [_jsonable(e) for e in entries],
     }
+
+
+# The job item of the operator views (SPEC §7) without its lease deadline, which this page
+# has never shown.
+_NOW_FIELDS = tuple(name for name in ITEM_FIELDS if name != "lease_expires_at")
 
 
 def _jsonable(value: Any) -> Any:

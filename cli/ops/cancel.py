@@ -87,7 +87,7 @@ def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     done = await backfill.cancel(session, key, topics, **common)
                     shown = {
-                        **dataclasses.asdict(done.job),
+                        **done.job.model_dump(),
                         "previous_status": done.from_status,
                         "lease_owner": done.lease_owner,
                     }

@@ -13,7 +13,7 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
-from nexus.db.types import ResultRow
+from nexus.db.types import Record, ResultRow
 from nexus.errors import NotFound, TerminalError
 from nexus.jobs import cancel as job_cancel
 from nexus.jobs import machine, outbox
@@ -53,8 +53,7 @@ def request_message(
     return BackfillRequested(**key.as_dict(), request_id=request_id, correlation_id=correlation_id)
 
 
-@dataclass(frozen=True)
-class BackfillJobState:
+class BackfillJobState(Record):
     """A backfill job as a requeue reports it (SPEC §7)."""
 
     default_library_id: uuid.UUID
@@ -73,7 +72,7 @@ class BackfillJobState:
         return cls(**{name: columns[name] for name in _STATE_FIELDS})
 
 
-_STATE_FIELDS = tuple(BackfillJobState.__dataclass_fields__)
+_STATE_FIELDS = tuple(BackfillJobState.model_fields)
 
 
 @dataclass(frozen=True)

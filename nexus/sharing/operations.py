@@ -13,33 +13,33 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
-from nexus.db.types import ResultRow
+from nexus.db.types import Record, ResultRow
 from nexus.jobs.ledger import json_key
 from nexus.jobs.machine import JobType
 from nexus.jobs.states import JobStatus
 from nexus.sharing.backfill import JOB as BACKFILL_JOB
 from nexus.sharing.backfill import BackfillKey
 
-# Fields of a job item (SPEC §7), after the key columns.
-ITEM_FIELDS = (
-    "status",
-    "attempts",
-    "last_error_code",
-    "last_error_message",
-    "next_attempt_at",
-    "lease_owner",
-    "lease_expires_at",
-    "created_at",
-    "updated_at",
-    "finished_at",
-)
 TIMELINE_CAP = 1000  # rows per source; a tuple with more history is an anomaly anyway
+
+
+class FilterFields(Protocol):
+    """Where job filters come from: an operator query, or a bulk operation's params."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+    @property
+    def updated_before(self) -> datetime | None: ...
+    @property
+    def updated_after(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,22 @@ class JobFilters:
     updated_before: datetime | None = None
     updated_after: datetime | None = None
 
+    @classmethod
+    def of(cls, fields: FilterFields, key_names: Sequence[str]) -> JobFilters:
+        """`fields`' filters; its attributes `key_names` that are set filter by key."""
+        keys = {n: value for n in key_names if (value := getattr(fields, n)) is not None}
+        return cls(
+            keys=keys,
+            status=fields.status,
+            error_code=fields.error_code,
+            updated_before=fields.updated_before,
+            updated_after=fields.updated_after,
+        )
 
-@dataclass(frozen=True)
-class JobRow:
-    """A row of any job table: its key (by column) and the item fields (ITEM_FIELDS)."""
 
-    key: dict[str, uuid.UUID]
+class JobItemFields(Record):
+    """The fields of a job item (SPEC §7) after its key columns, for any job type."""
+
     status: str
     attempts: int
     last_error_code: str | None
@@ -69,10 +79,19 @@ class JobRow:
     updated_at: datetime
     finished_at: datetime | None
 
+
+ITEM_FIELDS = tuple(JobItemFields.model_fields)
+
+
+class JobRow(JobItemFields):
+    """A row of any job table: the item fields and its key (by column)."""
+
+    key: dict[str, uuid.UUID]
+
     @classmethod
     def of(cls, job: JobType, row: ResultRow) -> JobRow:
         columns = row._mapping
-        return cls(job.key_of(row), **{name: columns[name] for name in ITEM_FIELDS})
+        return cls(key=job.key_of(row), **{name: columns[name] for name in ITEM_FIELDS})
 
 
 def job_item(job: JobType, row: JobRow) -> dict[str, object]:

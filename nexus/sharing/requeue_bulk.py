@@ -52,14 +52,7 @@ class BulkRequeueParams(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
     def filters(self) -> JobFilters:
-        keys = {name: value for name in _KEY_NAMES if (value := getattr(self, name)) is not None}
-        return JobFilters(
-            keys=keys,
-            status=self.status,
-            error_code=self.error_code,
-            updated_before=self.updated_before,
-            updated_after=self.updated_after,
-        )
+        return JobFilters.of(self, _KEY_NAMES)
 
 
 def audit_target(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ guard runs before query/body validation (no key, no schema hints).
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -46,15 +45,7 @@ class RequeueIn(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class RequeueOut(BaseModel):
-    default_library_id: uuid.UUID
-    source_library_id: uuid.UUID
-    user_id: uuid.UUID
-    status: str
-    attempts: int
-    last_error_code: str | None
-    updated_at: datetime
-    finished_at: datetime | None
+class RequeueOut(backfill.BackfillJobState):
     idempotent: bool
     enqueue_dispatched: bool
 
@@ -88,7 +79,7 @@ async def requeue(data: RequeueIn, operator: OperatorIdentity) -> Data[RequeueOu
         await audit.record(uow.session, "noop_running" if result.idempotent else "requeued")
     return Data(
         data=RequeueOut(
-            **dataclasses.asdict(result.job),
+            **result.job.model_dump(),
             idempotent=result.idempotent,
             enqueue_dispatched=uow.enqueue_dispatched,
         )
@@ -102,15 +93,7 @@ class CancelIn(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class CancelOut(BaseModel):
-    default_library_id: uuid.UUID
-    source_library_id: uuid.UUID
-    user_id: uuid.UUID
-    status: str
-    attempts: int
-    last_error_code: str | None
-    updated_at: datetime
-    finished_at: datetime | None
+class CancelOut(backfill.BackfillJobState):
     # The job's status before the cancel, and the worker fenced out when it was running.
     previous_status: str
     lease_owner: str | None
@@ -146,7 +129,7 @@ async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
     result = await audited_cancel(audit, data.reason, run)
     return Data(
         data=CancelOut(
-            **dataclasses.asdict(result.job),
+            **result.job.model_dump(),
             previous_status=result.from_status,
             lease_owner=result.lease_owner,
         )
@@ -171,14 +154,7 @@ class JobFilterFields(BaseModel):
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def filters(self) -> JobFilters:
-        keys = {n: value for n in self.KEY_FIELDS if (value := getattr(self, n)) is not None}
-        return JobFilters(
-            keys=keys,
-            status=self.status,
-            error_code=self.error_code,
-            updated_before=self.updated_before,
-            updated_after=self.updated_after,
-        )
+        return JobFilters.of(self, self.KEY_FIELDS)
 
 
 class BackfillFilterFields(JobFilterFields):
@@ -193,20 +169,7 @@ class BackfillJobsQuery(BackfillFilterFields, ListQuery):
     pass
 
 
-class JobFieldsOut(BaseModel):
-    status: str
-    attempts: int
-    last_error_code: str | None
-    last_error_message: str | None
-    next_attempt_at: datetime
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-
-class BackfillJobOut(JobFieldsOut):
+class BackfillJobOut(operations.JobItemFields):
     default_library_id: uuid.UUID
     source_library_id: uuid.UUID
     user_id: uuid.UUID

@@ -20,12 +20,13 @@ from nexus.ingest.jobs import JOB as INGEST_JOB
 from nexus.messaging.topics import Topics
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
+from nexus.sharing.operations import JobItemFields
 from web.audit import Audit, audited_cancel
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
 from web.pagination import ListQuery, Paged
-from web.routes.backfill_jobs import JobFieldsOut, JobFilterFields, job_page
+from web.routes.backfill_jobs import JobFilterFields, job_page
 from web.routes.media import RetryOut, reset_media
 from web.state import nexus_state
 from web.uow import unit_of_work
@@ -42,7 +43,7 @@ class IngestJobsQuery(JobFilterFields, ListQuery):
     media_id: uuid.UUID | None = None
 
 
-class IngestJobOut(JobFieldsOut):
+class IngestJobOut(JobItemFields):
     media_id: uuid.UUID
 
 
