@@ -10,6 +10,9 @@ inserts and deletes, no offsets), `h` a digest of the rest, so an edited or trun
 cursor is refused (400 E_INVALID_CURSOR) rather than silently moving somewhere else. The
 digest is an integrity check, not a secret: a forged cursor can only choose a starting
 position, and every page re-applies the viewer's access filter.
+
+`list_page` is the whole round of a list read in a unit of work: decode the cursor, fetch
+`limit + 1` rows after it, split off the page, shape the items.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import NexusError
+from web.uow import unit_of_work
 
 CURSOR_VERSION = 1
 MAX_CURSOR_CHARS = 1024
@@ -35,6 +40,7 @@ MAX_LIMIT = 200
 T = TypeVar("T")
 Row = TypeVar("Row")
 KeyPart = datetime | uuid.UUID | int | str
+After = tuple[Any, ...] | None
 
 
 class ListQuery(BaseModel):
@@ -168,3 +174,39 @@ def page_of(
     has_more = len(rows) > limit
     next_cursor = encode_cursor(scope, key(items[-1])) if has_more and items else None
     return items, Page(next_cursor=next_cursor, has_more=has_more)
+
+
+class Keyset(NamedTuple):
+    """A list's sort key: the types of its parts (to decode a cursor) and how to read it
+    from a row."""
+
+    types: tuple[type, ...]
+    of: Callable[[Any], Sequence[KeyPart]]
+
+
+BY_ID = Keyset((int,), lambda row: (row.id,))
+TIME_KEY = (datetime, uuid.UUID)
+BY_CREATED = Keyset(TIME_KEY, lambda row: (row.created_at, row.id))
+
+
+def after_id(after: After) -> int | None:
+    """The id of a `BY_ID` list's cursor (None on the first page)."""
+    return None if after is None else int(after[0])
+
+
+async def list_page(
+    query: ListQuery,
+    scope: str,
+    keyset: Keyset,
+    fetch: Callable[[AsyncSession, After], Awaitable[Sequence[Any]]],
+    out: Callable[[Any], T],
+) -> Paged[T]:
+    """One page of `scope`: `fetch(session, after)` (up to `query.limit + 1` rows after
+    the cursor's key, in the list's order) in a unit of work, each item shaped by `out`
+    (a response model's `model_validate`). 400 E_INVALID_CURSOR for a cursor that is not
+    one of this list."""
+    after = after_key(query.cursor, scope, keyset.types)
+    async with unit_of_work() as uow:
+        rows = await fetch(uow.session, after)
+    items, page = page_of(rows, query.limit, scope, keyset.of)
+    return Paged(data=[out(r) for r in items], page=page)

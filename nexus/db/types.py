@@ -30,7 +30,8 @@ class Record(BaseModel):
     queries, and declared once. A route's response model subclasses it, adding nothing but
     its schema name in the OpenAPI document (a docstring there would add a description)."""
 
-    model_config = ConfigDict(frozen=True)
+    # from_attributes: the route's model reads the row itself (`Out.model_validate(row)`).
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 def fields_of(row: ResultRow) -> dict[str, Any]:

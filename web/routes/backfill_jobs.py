@@ -8,9 +8,9 @@ guard runs before query/body validation (no key, no schema hints).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
@@ -31,11 +31,12 @@ from web.audit import Audit, audited_cancel
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
-from web.pagination import ListQuery, Page, Paged, after_key, page_of
+from web.pagination import Keyset, ListQuery, Paged, list_page
 from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("backfill_jobs", __name__, url_prefix="/internal")
+T = TypeVar("T")
 
 
 class RequeueIn(BaseModel):
@@ -186,14 +187,14 @@ async def list_backfill_jobs(
     """Backfill jobs, newest `updated_at` first, filtered; cursor pagination (SPEC §2).
     Order: 401/403 key → 400 query/limit/cursor."""
     del operator
-    items, page = await job_page(
+    return await job_page(
         operations.BACKFILL_JOB,
         query_args,
         query_args.filters(),
         BACKFILL_SCOPE,
         BACKFILL_KEY_TYPES,
+        BackfillJobOut.model_validate,
     )
-    return Paged(data=[BackfillJobOut.model_validate(i) for i in items], page=page)
 
 
 async def job_page(
@@ -201,17 +202,20 @@ async def job_page(
     query_args: ListQuery,
     filters: JobFilters,
     scope: str,
-    key_types: Sequence[type],
-) -> tuple[list[dict[str, Any]], Page]:
+    key_types: tuple[type, ...],
+    out: Callable[[dict[str, object]], T],
+) -> Paged[T]:
     """One page of `job`'s rows as list items, newest `updated_at` first (the backfill
     and ingest job lists share it)."""
-    after = after_key(query_args.cursor, scope, key_types)
-    async with unit_of_work() as uow:
-        rows = await operations.list_jobs(
-            uow.session, job, filters, limit=query_args.limit, after=after
-        )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: operations.sort_key(job, r))
-    return [operations.job_item(job, r) for r in items], page
+    return await list_page(
+        query_args,
+        scope,
+        Keyset(key_types, lambda row: operations.sort_key(job, row)),
+        lambda session, after: operations.list_jobs(
+            session, job, filters, limit=query_args.limit, after=after
+        ),
+        lambda row: out(operations.job_item(job, row)),
+    )
 
 
 # -------------------------------------------------------------------- timeline

@@ -24,7 +24,7 @@ from nexus.operators.service import OperatorIdentity
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import raises
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.pagination import BY_ID, ListQuery, Paged, after_id, list_page
 from web.state import nexus_state
 from web.uow import unit_of_work
 
@@ -69,10 +69,6 @@ class DeadLetterDetailOut(DeadLetterOut):
     value: str  # base64 of the original bytes
 
 
-def _out(item: deadletters.DeadLetterItem) -> DeadLetterOut:
-    return DeadLetterOut.model_validate(item, from_attributes=True)
-
-
 @bp.get("/dead-letters")
 @raises()
 @validate_response(Paged[DeadLetterOut])
@@ -84,17 +80,15 @@ async def list_dead_letters(
     """Dead letters newest first, filtered by topic, error code and whether they were
     replayed. Order: 401/403 key → 400 query/limit/cursor."""
     del operator
-    scope = "dead-letters"
-    after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
-        rows = await deadletters.list_letters(
-            uow.session,
-            query_args.filters(),
-            limit=query_args.limit,
-            after_id=int(after[0]) if after else None,
-        )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.id,))
-    return Paged(data=[_out(r) for r in items], page=page)
+    return await list_page(
+        query_args,
+        "dead-letters",
+        BY_ID,
+        lambda session, after: deadletters.list_letters(
+            session, query_args.filters(), limit=query_args.limit, after_id=after_id(after)
+        ),
+        DeadLetterOut.model_validate,
+    )
 
 
 @bp.get("/dead-letters/<id:letter_id>")
@@ -109,7 +103,7 @@ async def show_dead_letter(letter_id: int, operator: OperatorIdentity) -> Data[D
     if item is None:
         raise NotFound(f"no dead letter {letter_id}")
     value = base64.b64encode(item.value or b"").decode()
-    return Data(data=DeadLetterDetailOut(**_out(item).model_dump(), value=value))
+    return Data(data=DeadLetterDetailOut(**item.model_dump(exclude={"value"}), value=value))
 
 
 class ReplayIn(FilterFields):

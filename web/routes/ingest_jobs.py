@@ -62,10 +62,14 @@ async def list_ingest_jobs(
 ) -> Paged[IngestJobOut]:
     """Ingest jobs (keyed by media_id), same shapes and order as the backfill list."""
     del operator
-    items, page = await job_page(
-        INGEST_JOB, query_args, query_args.filters(), INGEST_SCOPE, INGEST_KEY_TYPES
+    return await job_page(
+        INGEST_JOB,
+        query_args,
+        query_args.filters(),
+        INGEST_SCOPE,
+        INGEST_KEY_TYPES,
+        IngestJobOut.model_validate,
     )
-    return Paged(data=[IngestJobOut.model_validate(i) for i in items], page=page)
 
 
 class CancelIngestIn(BaseModel):

@@ -12,14 +12,15 @@ than 204, so a repeated revoke is distinguishable from the first.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Forbidden
 from nexus.libraries import invites, repo
 from nexus.libraries import service as libraries
+from nexus.libraries.repo import InviteView
 from nexus.libraries.schemas import (
     InviteAcceptOut,
     InviteCreateIn,
@@ -32,13 +33,12 @@ from web.auth import current_user, user_required
 from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.pagination import BY_CREATED, After, ListQuery, Paged, list_page
 from web.state import nexus_state
 from web.uow import unit_of_work
 
 bp = Blueprint("invites", __name__)
 
-TIME_KEY = (datetime, uuid.UUID)
 
 RESPOND_CODES = ("E_INVITE_NOT_FOUND", "E_FORBIDDEN", "E_INVITE_NOT_PENDING")
 _NEW_INVITE = {"invite_id": "$response.body#/data/id"}
@@ -47,11 +47,6 @@ INVITE_LINKS = {op: _NEW_INVITE for op in ("accept_invite", "decline_invite", "r
 
 class InviteListQuery(ListQuery):
     status: InviteStatus | None = None
-
-
-def _page(rows: list, limit: int, scope: str) -> Paged[LibraryInvitationOut]:
-    items, page = page_of(rows, limit, scope, lambda r: (r.created_at, r.id))
-    return Paged(data=[LibraryInvitationOut.model_validate(r) for r in items], page=page)
 
 
 def _scope(base: str, status: InviteStatus | None) -> str:
@@ -67,17 +62,19 @@ def _scope(base: str, status: InviteStatus | None) -> str:
 async def list_my_invites(query_args: InviteListQuery) -> Paged[LibraryInvitationOut]:
     """Invitations addressed to the caller, oldest first, optionally of one `status`.
     Order: 400 limit/cursor/status."""
-    scope = _scope("my-invites", query_args.status)
-    after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
-        rows = await repo.list_invites(
-            uow.session,
+    return await list_page(
+        query_args,
+        _scope("my-invites", query_args.status),
+        BY_CREATED,
+        lambda session, after: repo.list_invites(
+            session,
             invitee_user_id=current_user().user_id,
             status=query_args.status.value if query_args.status else None,
             limit=query_args.limit,
             after=after,
-        )
-    return _page(list(rows), query_args.limit, scope)
+        ),
+        LibraryInvitationOut.model_validate,
+    )
 
 
 @bp.get("/libraries/<uuid:library_id>/invites")
@@ -90,20 +87,23 @@ async def list_library_invites(
 ) -> Paged[LibraryInvitationOut]:
     """A library's invitations (admins only), oldest first, optionally of one `status`.
     Order: 400 id/limit/cursor/status → 404 E_LIBRARY_NOT_FOUND → 403 E_FORBIDDEN."""
-    scope = _scope(f"library-invites:{library_id}", query_args.status)
-    after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
-        lib = await libraries.access(uow.session, current_user().user_id, library_id)
+
+    async def fetch(session: AsyncSession, after: After) -> list[InviteView]:
+        lib = await libraries.access(session, current_user().user_id, library_id)
         if lib.role != LibraryRole.ADMIN:
             raise Forbidden("only a library admin may list its invitations")
-        rows = await repo.list_invites(
-            uow.session,
+        return await repo.list_invites(
+            session,
             library_id=library_id,
             status=query_args.status.value if query_args.status else None,
             limit=query_args.limit,
             after=after,
         )
-    return _page(list(rows), query_args.limit, scope)
+
+    scope = _scope(f"library-invites:{library_id}", query_args.status)
+    return await list_page(
+        query_args, scope, BY_CREATED, fetch, LibraryInvitationOut.model_validate
+    )
 
 
 @bp.post("/libraries/<uuid:library_id>/invites")

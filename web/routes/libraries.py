@@ -10,7 +10,6 @@ request's unit of work, and shape the answer.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from quart import Blueprint, Response
@@ -20,9 +19,11 @@ from quart_schema import (
     validate_request,
     validate_response,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.libraries import repo
 from nexus.libraries import service as libraries
+from nexus.libraries.repo import MemberView
 from nexus.libraries.schemas import (
     LibraryCreateIn,
     LibraryMediaIn,
@@ -38,12 +39,11 @@ from web.auth import current_user, user_required, viewer_required
 from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises, responds
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.pagination import TIME_KEY, After, Keyset, ListQuery, Paged, after_key, list_page, page_of
 from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
 
-TIME_KEY = (datetime, uuid.UUID)
 
 # Where a new library leads (OpenAPI links, followed by clients and stateful testing).
 _NEW_LIBRARY = {"library_id": "$response.body#/data/id"}
@@ -226,13 +226,18 @@ async def remove_library_media(library_id: uuid.UUID, media_id: uuid.UUID) -> Re
 async def list_members(library_id: uuid.UUID, query_args: ListQuery) -> Paged[LibraryMemberOut]:
     """Members, oldest first; any member may list. Order: 400 id/limit/cursor → 404
     E_LIBRARY_NOT_FOUND."""
-    scope = f"members:{library_id}"
-    after = after_key(query_args.cursor, scope, TIME_KEY)
-    async with unit_of_work() as uow:
-        await libraries.access(uow.session, current_user().user_id, library_id)
-        rows = await repo.list_members(uow.session, library_id, limit=query_args.limit, after=after)
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.created_at, r.user_id))
-    return Paged(data=[LibraryMemberOut.model_validate(r) for r in items], page=page)
+
+    async def fetch(session: AsyncSession, after: After) -> list[MemberView]:
+        await libraries.access(session, current_user().user_id, library_id)
+        return await repo.list_members(session, library_id, limit=query_args.limit, after=after)
+
+    return await list_page(
+        query_args,
+        f"members:{library_id}",
+        Keyset(TIME_KEY, lambda r: (r.created_at, r.user_id)),
+        fetch,
+        LibraryMemberOut.model_validate,
+    )
 
 
 @bp.patch("/libraries/<uuid:library_id>/members/<uuid:user_id>")

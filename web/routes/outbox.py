@@ -20,8 +20,7 @@ from web.audit import Audit, audited_retry
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import raises
-from web.pagination import ListQuery, Paged, after_key, page_of
-from web.uow import unit_of_work
+from web.pagination import BY_ID, ListQuery, Paged, after_id, list_page
 
 bp = Blueprint("outbox", __name__, url_prefix="/internal")
 
@@ -49,18 +48,14 @@ class OutboxRetryOut(BaseModel):
 async def list_outbox(query_args: OutboxQuery, operator: OperatorIdentity) -> Paged[OutboxRowOut]:
     """Outbox rows of one status in id order. Order: 401/403 key → 400 query/cursor."""
     del operator
-    scope = f"outbox:{query_args.status}"
-    after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
-        rows = await relay.list_rows(
-            uow.session,
-            status=query_args.status,
-            limit=query_args.limit,
-            after_id=int(after[0]) if after else None,
-        )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.id,))
-    return Paged(
-        data=[OutboxRowOut.model_validate(r, from_attributes=True) for r in items], page=page
+    return await list_page(
+        query_args,
+        f"outbox:{query_args.status}",
+        BY_ID,
+        lambda session, after: relay.list_rows(
+            session, status=query_args.status, limit=query_args.limit, after_id=after_id(after)
+        ),
+        OutboxRowOut.model_validate,
     )
 
 

@@ -32,7 +32,7 @@ from web.audit import Audit, audited_retry
 from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.pagination import BY_ID, Keyset, ListQuery, Paged, after_id, list_page
 from web.state import nexus_state
 from web.uow import unit_of_work
 
@@ -70,10 +70,6 @@ class DeliveryOut(service.Delivery):
     pass
 
 
-def _out(sub: service.Subscription) -> WebhookOut:
-    return WebhookOut.model_validate(sub, from_attributes=True)
-
-
 @bp.post("/webhooks")
 @raises("E_INVALID_REQUEST", "E_INVALID_URL")
 @links(201, get_webhook=_CREATED, deactivate_webhook=_CREATED)
@@ -99,7 +95,7 @@ async def create_webhook(
         await audit.record(
             uow.session, "created", details={"url": sub.url, "event_types": sub.event_types}
         )
-    out = WebhookCreatedOut(**_out(sub).model_dump(), secret=secret)
+    out = WebhookCreatedOut(**sub.model_dump(), secret=secret)
     return Data(data=out), 201
 
 
@@ -110,13 +106,15 @@ async def create_webhook(
 @validate_querystring(ListQuery)
 async def list_webhooks(query_args: ListQuery, operator: OperatorIdentity) -> Paged[WebhookOut]:
     del operator
-    after = after_key(query_args.cursor, "webhooks", (uuid.UUID,))
-    async with unit_of_work() as uow:
-        rows = await service.list_subscriptions(
-            uow.session, limit=query_args.limit, after_id=after[0] if after else None
-        )
-    items, page = page_of(rows, query_args.limit, "webhooks", lambda r: (r.id,))
-    return Paged(data=[_out(r) for r in items], page=page)
+    return await list_page(
+        query_args,
+        "webhooks",
+        Keyset((uuid.UUID,), lambda r: (r.id,)),
+        lambda session, after: service.list_subscriptions(
+            session, limit=query_args.limit, after_id=after[0] if after else None
+        ),
+        WebhookOut.model_validate,
+    )
 
 
 @bp.get("/webhooks/<uuid:subscription_id>")
@@ -127,7 +125,7 @@ async def get_webhook(subscription_id: uuid.UUID, operator: OperatorIdentity) ->
     del operator
     async with unit_of_work() as uow:
         sub = await service.get_subscription(uow.session, subscription_id)
-    return Data(data=_out(sub))
+    return Data(data=WebhookOut.model_validate(sub))
 
 
 @bp.delete("/webhooks/<uuid:subscription_id>")
@@ -143,7 +141,7 @@ async def deactivate_webhook(
         await audit.record(
             uow.session, "deactivated", details={"pending_deliveries_stopped": stopped}
         )
-    return Data(data=_out(sub))
+    return Data(data=WebhookOut.model_validate(sub))
 
 
 @bp.get("/webhook-deliveries")
@@ -155,20 +153,19 @@ async def list_webhook_deliveries(
     query_args: DeliveryQuery, operator: OperatorIdentity
 ) -> Paged[DeliveryOut]:
     del operator
-    scope = "webhook-deliveries"
-    after = after_key(query_args.cursor, scope, (int,))
-    async with unit_of_work() as uow:
-        rows = await service.list_deliveries(
-            uow.session,
+    return await list_page(
+        query_args,
+        "webhook-deliveries",
+        BY_ID,
+        lambda session, after: service.list_deliveries(
+            session,
             limit=query_args.limit,
             status=query_args.status,
             subscription_id=query_args.subscription_id,
             event_id=query_args.event_id,
-            before_id=int(after[0]) if after else None,
-        )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.id,))
-    return Paged(
-        data=[DeliveryOut.model_validate(r, from_attributes=True) for r in items], page=page
+            before_id=after_id(after),
+        ),
+        DeliveryOut.model_validate,
     )
 
 

@@ -17,9 +17,8 @@ from nexus.operators.service import OperatorIdentity
 from nexus.workers import service as workers
 from web.auth import operator_required
 from web.openapi import raises
-from web.pagination import ListQuery, Paged, after_key, page_of
+from web.pagination import Keyset, ListQuery, Paged, list_page
 from web.state import nexus_state
-from web.uow import unit_of_work
 
 bp = Blueprint("workers", __name__, url_prefix="/internal")
 
@@ -41,15 +40,16 @@ class WorkerOut(workers.WorkerInfo):
 async def list_workers(query_args: WorkersQuery, operator: OperatorIdentity) -> Paged[WorkerOut]:
     """Workers newest first. Order: 401/403 key → 400 query/limit/cursor."""
     del operator
-    scope = "workers:all" if query_args.include_gone else "workers:live"
-    after = after_key(query_args.cursor, scope, (datetime, str))
-    async with unit_of_work() as uow:
-        rows = await workers.list_workers(
-            uow.session,
+    return await list_page(
+        query_args,
+        "workers:all" if query_args.include_gone else "workers:live",
+        Keyset((datetime, str), lambda r: (r.started_at, r.id)),
+        lambda session, after: workers.list_workers(
+            session,
             heartbeat_seconds=nexus_state().settings.worker_heartbeat_seconds,
             include_gone=query_args.include_gone,
             limit=query_args.limit + 1,
             after=(after[0], after[1]) if after else None,
-        )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.started_at, r.id))
-    return Paged(data=[WorkerOut.model_validate(r, from_attributes=True) for r in items], page=page)
+        ),
+        WorkerOut.model_validate,
+    )
