@@ -29,7 +29,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, fields, limit_ok, print_rows
+from cli.ops.output import add_list_options, fields, limit_ok, run_listing
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -107,17 +107,15 @@ def _plain(item: deadletters.DeadLetterItem) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    if not limit_ok(args.limit, MAX_LIMIT):
-        return EXIT_USAGE
     filters = _filters_of(args, settings, replayed=args.replayed)
-
-    async def listing() -> list[deadletters.DeadLetterItem]:
-        async with session_scope(settings) as session:
-            return await deadletters.list_letters(session, filters, limit=args.limit)
-
-    rows = [_plain(i) for i in run_service(listing)[: args.limit]]
-    print_rows(rows, COLUMNS, as_json=args.json, empty="no dead letters")
-    return EXIT_OK
+    return run_listing(
+        args,
+        settings,
+        lambda session: deadletters.list_letters(session, filters, limit=args.limit),
+        COLUMNS,
+        empty="no dead letters",
+        row=_plain,
+    )
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from cli.common import EXIT_OK, SubParsers, guarded, run_service
-from cli.ops.db import session_scope
-from cli.ops.output import plain, print_rows
+from cli.common import SubParsers, guarded
+from cli.ops.output import plain_row, run_listing
 from nexus.config import Settings
 from nexus.sharing import operations
 from nexus.sharing.operations import JobFilters
@@ -58,13 +57,12 @@ def filters_from(args: argparse.Namespace) -> JobFilters:
 
 
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    async def listing() -> list[dict[str, object]]:
-        async with session_scope(settings) as session:
-            rows = await operations.list_jobs(
-                session, operations.BACKFILL_JOB, filters_from(args), limit=args.limit
-            )
-        return [operations.job_item(operations.BACKFILL_JOB, r) for r in rows[: args.limit]]
-
-    items = [{k: plain(v) for k, v in item.items()} for item in run_service(listing)]
-    print_rows(items, COLUMNS, as_json=args.json, empty="no backfill jobs match")
-    return EXIT_OK
+    job = operations.BACKFILL_JOB
+    return run_listing(
+        args,
+        settings,
+        lambda session: operations.list_jobs(session, job, filters_from(args), limit=args.limit),
+        COLUMNS,
+        empty="no backfill jobs match",
+        row=lambda row: plain_row(operations.job_item(job, row)),
+    )

@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    SubParsers,
-    guarded,
-    run_service,
-    usage,
-)
-from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows, run_audited_retry
+from cli.common import SubParsers, guarded, usage
+from cli.ops.output import add_list_options, run_audited_retry, run_listing
 from nexus.config import Settings
 from nexus.jobs import relay
 
@@ -39,16 +31,13 @@ def register(subparsers: SubParsers) -> None:
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    if not limit_ok(args.limit):
-        return EXIT_USAGE
-
-    async def listing() -> list[relay.OutboxItem]:
-        async with session_scope(settings) as session:
-            return await relay.list_rows(session, status=args.status, limit=args.limit)
-
-    rows = [plain_row(i) for i in run_service(listing)[: args.limit]]
-    print_rows(rows, COLUMNS, as_json=args.json, empty=f"no {args.status} outbox rows")
-    return EXIT_OK
+    return run_listing(
+        args,
+        settings,
+        lambda session: relay.list_rows(session, status=args.status, limit=args.limit),
+        COLUMNS,
+        empty=f"no {args.status} outbox rows",
+    )
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:

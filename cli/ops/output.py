@@ -1,8 +1,8 @@
 """How `nexus ops` list commands print rows: a JSON array with `--json`, else a table.
 
-One home for the parts every list command shares: the `--limit` range check, turning a
-service row into JSON-safe values, and the JSON-or-table choice; and for the audited
-"retry one row" commands.
+One home for the parts every list command shares (`run_listing`: the `--limit` range check,
+the read in one session, turning a service row into JSON-safe values, the JSON-or-table
+choice) and for the audited "retry one row" commands.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import dataclasses
 import getpass
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli.common import EXIT_FAILURE, EXIT_OK, err, out, run_service
+from cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, err, out, run_service
 from cli.ops.db import session_scope
 from cli.ops.keys import format_table
 from nexus.config import Settings
@@ -53,8 +54,11 @@ def plain(value: Any) -> Any:
 
 
 def fields(item: Any) -> dict[str, Any]:
-    """A service row (a dataclass or a `nexus.db.types.Record`) as a dict, in field order."""
-    return item.model_dump() if isinstance(item, BaseModel) else dataclasses.asdict(item)
+    """A service row (a dataclass, a `nexus.db.types.Record` or a mapping) as a dict, in
+    field order."""
+    if isinstance(item, BaseModel):
+        return item.model_dump()
+    return dict(item) if isinstance(item, Mapping) else dataclasses.asdict(item)
 
 
 def plain_row(item: Any) -> dict[str, Any]:
@@ -83,6 +87,30 @@ def print_rows(
         table = [{c: cell(c, r[c]) for c in columns} for r in rows]
         for line in format_table(table, columns):
             out(line)
+
+
+def run_listing(
+    args: argparse.Namespace,
+    settings: Settings,
+    fetch: Callable[[AsyncSession], Awaitable[Sequence[Any]]],
+    columns: Sequence[str],
+    *,
+    empty: str | None = None,
+    cell: Callable[[str, Any], str | None] = _text,
+    row: Callable[[Any], dict[str, Any]] = plain_row,
+) -> int:
+    """A list command: exit 2 when `--limit` is out of range, else `fetch(session)` in one
+    session and its first `--limit` rows printed by `print_rows` (`--json` or a table)."""
+    if not limit_ok(args.limit):
+        return EXIT_USAGE
+
+    async def listing() -> Sequence[Any]:
+        async with session_scope(settings) as session:
+            return await fetch(session)
+
+    rows = [row(item) for item in run_service(listing)[: args.limit]]
+    print_rows(rows, columns, as_json=args.json, empty=empty, cell=cell)
+    return EXIT_OK
 
 
 def run_audited_retry(

@@ -12,18 +12,9 @@ import getpass
 import json
 import uuid
 
-from cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    SubParsers,
-    err,
-    guarded,
-    out,
-    run_service,
-    usage,
-)
+from cli.common import EXIT_OK, SubParsers, err, guarded, out, run_service, usage
 from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows, run_audited_retry
+from cli.ops.output import add_list_options, plain_row, print_rows, run_audited_retry, run_listing
 from nexus.config import Settings
 from nexus.operators.service import record_action
 from nexus.webhooks import service
@@ -123,18 +114,14 @@ def run_deactivate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deliveries(args: argparse.Namespace, settings: Settings) -> int:
-    if not limit_ok(args.limit):
-        return EXIT_USAGE
-
-    async def listing() -> list[service.Delivery]:
-        async with session_scope(settings) as session:
-            return await service.list_deliveries(
-                session, limit=args.limit, status=args.status, subscription_id=args.subscription
-            )
-
-    rows = [plain_row(d) for d in run_service(listing)[: args.limit]]
-    print_rows(rows, DELIVERY_COLUMNS, as_json=args.json)
-    return EXIT_OK
+    return run_listing(
+        args,
+        settings,
+        lambda session: service.list_deliveries(
+            session, limit=args.limit, status=args.status, subscription_id=args.subscription
+        ),
+        DELIVERY_COLUMNS,
+    )
 
 
 def run_retry(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, guarded, run_service
-from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, limit_ok, plain_row, print_rows
+from cli.common import SubParsers, guarded
+from cli.ops.output import add_list_options, run_listing
 from nexus.config import Settings
 from nexus.workers import service as workers
 
@@ -26,22 +25,19 @@ def register(subparsers: SubParsers) -> None:
 
 
 def run_workers(args: argparse.Namespace, settings: Settings) -> int:
-    if not limit_ok(args.limit):
-        return EXIT_USAGE
-
-    async def listing() -> list[workers.WorkerInfo]:
-        async with session_scope(settings) as session:
-            return await workers.list_workers(
-                session,
-                heartbeat_seconds=settings.worker_heartbeat_seconds,
-                include_gone=args.all,
-                limit=args.limit,
-            )
-
-    rows = [plain_row(w) for w in run_service(listing)]
-    empty = "no live workers" if not args.all else "no workers"
-    print_rows(rows, COLUMNS, as_json=args.json, empty=empty, cell=_cell)
-    return EXIT_OK
+    return run_listing(
+        args,
+        settings,
+        lambda session: workers.list_workers(
+            session,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            include_gone=args.all,
+            limit=args.limit,
+        ),
+        COLUMNS,
+        empty="no live workers" if not args.all else "no workers",
+        cell=_cell,
+    )
 
 
 def _cell(column: str, value: Any) -> str | None:

@@ -200,20 +200,6 @@ class OutboxItem(Record):
     parked_at: datetime | None
 
 
-def _item(row: OutboxRow) -> OutboxItem:
-    return OutboxItem(
-        id=row.id,
-        topic=row.topic,
-        key=row.key,
-        created_at=row.created_at,
-        published_at=row.published_at,
-        publish_attempts=row.publish_attempts,
-        last_error=row.last_error,
-        next_attempt_at=row.next_attempt_at,
-        parked_at=row.parked_at,
-    )
-
-
 async def list_rows(
     session: AsyncSession, *, status: str, limit: int, after_id: int | None = None
 ) -> list[OutboxItem]:
@@ -228,7 +214,7 @@ async def list_rows(
     if after_id is not None:
         conds.append(t.id > after_id)
     rows = await session.scalars(select(t).where(*conds).order_by(t.id).limit(limit + 1))
-    return [_item(r) for r in rows]
+    return [OutboxItem.model_validate(r) for r in rows]
 
 
 _UNPARK = text(
