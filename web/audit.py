@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.db.tx import transaction
 from nexus.errors import NexusError, NotFound
+from nexus.jobs.cancel import CancelRequest
 from nexus.operators.retries import Retry, retry_outcome
 from nexus.operators.service import OperatorIdentity, record_action
 from web.state import nexus_state
@@ -88,18 +89,25 @@ Reason = str | None | Callable[[], Awaitable[str | None]]
 
 
 async def audited_cancel(
-    audit: Audit, reason: Reason, cancel: Callable[[AsyncSession, str | None], Awaitable[C]]
+    audit: Audit, reason: Reason, cancel: Callable[[AsyncSession, CancelRequest], Awaitable[C]]
 ) -> C:
-    """Run an operator cancel and its audit row in one unit of work: outcome `cancelled`
-    with the status it left (and the lease owner it fenced out); a refusal, reading the
-    reason included, is recorded with its code in a transaction of its own."""
+    """Run an operator cancel (asked by the audit's operator, with this request's ids) and
+    its audit row in one unit of work: outcome `cancelled` with the status it left (and
+    the lease owner it fenced out); a refusal, reading the reason included, is recorded
+    with its code in a transaction of its own."""
     given: dict[str, Any] = {}
     try:
         why = await reason() if callable(reason) else reason
         if why:
             given["reason"] = why
+        request = CancelRequest(
+            requested_by=audit.operator.name,
+            reason=why,
+            request_id=g.request_id,
+            correlation_id=g.correlation_id,
+        )
         async with unit_of_work() as uow:
-            result = await cancel(uow.session, why)
+            result = await cancel(uow.session, request)
             details = {**given, "from_status": result.from_status}
             if result.lease_owner:
                 details["lease_owner"] = result.lease_owner

@@ -21,6 +21,7 @@ from cli.ops.db import session_scope
 from nexus.config import Settings
 from nexus.errors import NexusError
 from nexus.ingest import cancel as ingest_cancel
+from nexus.jobs.cancel import CancelRequest
 from nexus.messaging.topics import Topics
 from nexus.operators.service import record_action
 from nexus.sharing import backfill
@@ -72,12 +73,12 @@ def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
     async def cancel() -> dict[str, Any]:
         try:
             async with session_scope(settings) as session:
-                common = {
-                    "requested_by": f"cli:{name}",
-                    "reason": args.reason,
-                    "request_id": None,
-                    "correlation_id": None,
-                }
+                common = CancelRequest(
+                    requested_by=f"cli:{name}",
+                    reason=args.reason,
+                    request_id=None,
+                    correlation_id=None,
+                )
                 if args.media is not None:
                     result = await ingest_cancel.cancel_ingest(
                         session, args.media, topics, **common

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Unpack
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.ingest import jobs
 from nexus.jobs import outbox
-from nexus.jobs.cancel import cancel_job, cancel_message
+from nexus.jobs.cancel import CancelRequest, cancel_job, cancel_message
 from nexus.jobs.machine import CANCELLED_CODE
 from nexus.media import transitions as media_transitions
 from nexus.media.states import FailureStage, ProcessingStatus
@@ -46,11 +47,7 @@ async def cancel_ingest(
     session: AsyncSession,
     media_id: uuid.UUID,
     topics: Topics,
-    *,
-    requested_by: str,
-    reason: str | None,
-    request_id: str | None,
-    correlation_id: str | None,
+    **request: Unpack[CancelRequest],
 ) -> IngestCancelResult:
     """Cancel the media's ingest job. Missing job → NotFound (E_NOT_FOUND); finished →
     Conflict (E_JOB_NOT_CANCELLABLE)."""
@@ -58,12 +55,8 @@ async def cancel_ingest(
         session,
         jobs.JOB,
         {"media_id": media_id},
-        actor=f"operator:{requested_by}",
-        requested_by=requested_by,
-        reason=reason,
-        request_id=request_id,
-        correlation_id=correlation_id,
         not_found="no ingest job for this media",
+        **request,
     )
     status = await session.scalar(
         text("SELECT processing_status FROM media WHERE id = :id FOR UPDATE"), {"id": media_id}
@@ -80,15 +73,15 @@ async def cancel_ingest(
             media_id,
             stage=FailureStage(stage),
             code=CANCELLED_CODE,
-            message=cancel_message(requested_by, reason),
+            message=cancel_message(request["requested_by"], request["reason"]),
         )
         status = ProcessingStatus.FAILED.value
         event = DomainEvent(
             event="media.failed",
             entity_id=str(media_id),
             data={"error_code": CANCELLED_CODE},
-            request_id=request_id,
-            correlation_id=correlation_id,
+            request_id=request["request_id"],
+            correlation_id=request["correlation_id"],
         )
         await outbox.enqueue(session, topics.events, event.key, event)
     return IngestCancelResult(

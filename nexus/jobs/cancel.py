@@ -7,11 +7,23 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Conflict, NotFound
 from nexus.jobs import machine
 from nexus.jobs.machine import Cancelled, JobKey, JobType
+
+
+class CancelRequest(TypedDict):
+    """Who asks for a cancel and why, and the ids its ledger row and events carry; every
+    job type's cancel takes these as keywords (`**request`)."""
+
+    requested_by: str
+    reason: str | None
+    request_id: str | None
+    correlation_id: str | None
 
 
 def cancel_message(requested_by: str, reason: str | None) -> str:
@@ -24,26 +36,25 @@ async def cancel_job(
     job: JobType,
     key: JobKey,
     *,
-    actor: str,
-    requested_by: str,
-    reason: str | None,
-    request_id: str | None,
-    correlation_id: str | None,
     not_found: str,
+    actor: str | None = None,
+    **request: Unpack[CancelRequest],
 ) -> Cancelled:
-    """Cancel a pending or running job in the caller's transaction (with its ledger row).
+    """Cancel a pending or running job in the caller's transaction (with its ledger row,
+    whose actor is `actor`, by default `operator:<requested_by>`).
 
     Raises `NotFound(not_found)` when there is no job, `Conflict(E_JOB_NOT_CANCELLABLE)`
     when it is finished already."""
+    requested_by = request["requested_by"]
     try:
         done = await machine.cancel(
             session,
             job,
             key,
-            actor=actor,
-            message=cancel_message(requested_by, reason),
-            request_id=request_id,
-            correlation_id=correlation_id,
+            actor=actor or f"operator:{requested_by}",
+            message=cancel_message(requested_by, request["reason"]),
+            request_id=request["request_id"],
+            correlation_id=request["correlation_id"],
         )
     except machine.NotCancellable as exc:
         raise Conflict(

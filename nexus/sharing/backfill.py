@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Unpack
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -129,11 +130,7 @@ async def cancel(
     session: AsyncSession,
     key: BackfillKey,
     topics: Topics,
-    *,
-    requested_by: str,
-    reason: str | None,
-    request_id: str | None,
-    correlation_id: str | None,
+    **request: Unpack[job_cancel.CancelRequest],
 ) -> CancelResult:
     """Operator cancel (SPEC §10): pending|running → cancelled, its ledger row and a
     `backfill.cancelled` event, in the caller's transaction. Missing → NotFound
@@ -141,22 +138,14 @@ async def cancel(
     at its next chunk (the lease is gone): the chunks it committed stay, like a revoked
     membership's partial work until the next requeue completes it."""
     done = await job_cancel.cancel_job(
-        session,
-        JOB,
-        key.as_dict(),
-        actor=f"operator:{requested_by}",
-        requested_by=requested_by,
-        reason=reason,
-        request_id=request_id,
-        correlation_id=correlation_id,
-        not_found="no backfill job for this tuple",
+        session, JOB, key.as_dict(), not_found="no backfill job for this tuple", **request
     )
     event = DomainEvent(
         event=CANCEL_EVENT,
         entity_id=str(key.default_library_id),
         data={k: str(v) for k, v in key.as_dict().items()},
-        request_id=request_id,
-        correlation_id=correlation_id,
+        request_id=request["request_id"],
+        correlation_id=request["correlation_id"],
     )
     await outbox.enqueue(session, topics.events, event.key, event)
     return CancelResult(BackfillJobState.of(done.row), done.from_status, done.lease_owner)

@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
 from quart_schema import validate_querystring, validate_request, validate_response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import NotFound
 from nexus.jobs.machine import JobType
@@ -114,20 +113,12 @@ async def cancel(data: CancelIn, operator: OperatorIdentity) -> Data[CancelOut]:
     written to `operator_actions` (action `backfill.cancel`)."""
     state = nexus_state()
     key = backfill.BackfillKey(data.default_library_id, data.source_library_id, data.user_id)
-
-    async def run(session: AsyncSession, why: str | None) -> backfill.CancelResult:
-        return await backfill.cancel(
-            session,
-            key,
-            Topics.from_settings(state.settings),
-            requested_by=operator.name,
-            reason=why,
-            request_id=g.request_id,
-            correlation_id=g.correlation_id,
-        )
-
-    audit = Audit(operator, "backfill.cancel", key.as_dict())
-    result = await audited_cancel(audit, data.reason, run)
+    topics = Topics.from_settings(state.settings)
+    result = await audited_cancel(
+        Audit(operator, "backfill.cancel", key.as_dict()),
+        data.reason,
+        lambda session, request: backfill.cancel(session, key, topics, **request),
+    )
     return Data(
         data=CancelOut(
             **result.job.model_dump(),

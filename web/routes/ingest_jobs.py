@@ -10,9 +10,8 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from quart import Blueprint, g, request
+from quart import Blueprint, request
 from quart_schema import validate_querystring, validate_response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import InvalidRequest, NexusError
 from nexus.ingest import cancel
@@ -120,19 +119,12 @@ async def cancel_ingest_job(
     async def reason() -> str | None:
         return (await _cancel_body()).reason
 
-    async def run(session: AsyncSession, why: str | None) -> cancel.IngestCancelResult:
-        return await cancel.cancel_ingest(
-            session,
-            media_id,
-            Topics.from_settings(state.settings),
-            requested_by=operator.name,
-            reason=why,
-            request_id=g.request_id,
-            correlation_id=g.correlation_id,
-        )
-
-    audit = Audit(operator, "ingest.cancel", {"media_id": media_id})
-    result = await audited_cancel(audit, reason, run)
+    topics = Topics.from_settings(state.settings)
+    result = await audited_cancel(
+        Audit(operator, "ingest.cancel", {"media_id": media_id}),
+        reason,
+        lambda session, request: cancel.cancel_ingest(session, media_id, topics, **request),
+    )
     out = IngestCancelOut(
         media_id=result.media_id,
         status=result.job_status,
