@@ -10,7 +10,7 @@ base units with the `nexus_` prefix; every label takes its value from a closed s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -63,6 +63,14 @@ class PoolCollector(Collector):
 def engine_of(sessionmaker: async_sessionmaker[AsyncSession] | None) -> AsyncEngine | None:
     bind = sessionmaker.kw.get("bind") if sessionmaker is not None else None
     return bind if isinstance(bind, AsyncEngine) else None
+
+
+class MetricsOptions(TypedDict, total=False):
+    """`Metrics`' keywords, for subclasses that pass them on."""
+
+    db_cache_seconds: float
+    heartbeat_seconds: float
+    engine: Callable[[], AsyncEngine | None]
 
 
 class Metrics:

@@ -7,12 +7,11 @@ status is the one this app answered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Unpack
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from runtime.metrics import Metrics
+from runtime.metrics import Metrics, MetricsOptions
 
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
@@ -25,16 +24,8 @@ def method_label(method: str) -> str:
 
 
 class HttpMetrics(Metrics):
-    def __init__(
-        self,
-        *,
-        db_cache_seconds: float = 5.0,
-        heartbeat_seconds: float = 5.0,
-        engine: Callable[[], AsyncEngine | None] = lambda: None,
-    ) -> None:
-        super().__init__(
-            db_cache_seconds=db_cache_seconds, heartbeat_seconds=heartbeat_seconds, engine=engine
-        )
+    def __init__(self, **options: Unpack[MetricsOptions]) -> None:
+        super().__init__(**options)
         self.requests = Counter(
             "nexus_http_requests",
             "HTTP requests by method, route template and status.",
