@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -41,13 +41,7 @@ class PartitionLag:
     lag: int | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "committed": self.committed,
-            "highwater": self.highwater,
-            "lag": self.lag,
-        }
+        return asdict(self)
 
 
 def _fetch_position(consumer: Any, tp: Any) -> int | None:
