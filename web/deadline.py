@@ -18,7 +18,7 @@ view is cancelled (its transaction rolls back) and the client gets 503
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import TypeVar
 
 import structlog
@@ -66,30 +66,33 @@ class DeadlineQuart(Quart):
 
 
 class WaitExpired(Exception):
-    """`next_within`'s bound ran out (a timeout raised by the iterator itself propagates)."""
+    """`each_within`'s bound ran out (a timeout raised by the iterator itself propagates)."""
 
 
-async def next_within(iterator: AsyncIterator[T], bound: asyncio.Timeout) -> T:
-    """The next item, waited for under `bound` only (never a consumer's `yield`).
-
-    Raises StopAsyncIteration at the end and `WaitExpired` when `bound` expires."""
-    try:
-        async with bound:
-            return await anext(iterator)
-    except TimeoutError:
-        if not bound.expired():
-            raise
-        raise WaitExpired from None
+async def each_within(
+    items: AsyncIterable[T], bound: Callable[[], asyncio.Timeout]
+) -> AsyncGenerator[T, None]:
+    """The items, each waited for under a fresh `bound()` only (never while the consumer
+    handles the previous one). Raises `WaitExpired` when a bound expires."""
+    iterator = aiter(items)
+    while True:
+        timeout = bound()
+        try:
+            async with timeout:
+                item = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise WaitExpired from None
+        yield item
 
 
 async def idle_bounded(chunks: AsyncIterable[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
     """`chunks`, failing with 503 when none arrives for `idle_seconds`."""
-    iterator = aiter(chunks)
-    while True:
-        try:
-            chunk = await next_within(iterator, asyncio.timeout(idle_seconds))
-        except StopAsyncIteration:
-            return
-        except WaitExpired:
-            raise DeadlineExceededError(idle_seconds, "no bytes were received") from None
-        yield chunk
+    try:
+        async for chunk in each_within(chunks, lambda: asyncio.timeout(idle_seconds)):
+            yield chunk
+    except WaitExpired:
+        raise DeadlineExceededError(idle_seconds, "no bytes were received") from None

@@ -42,7 +42,7 @@ from nexus.errors import NexusError
 from nexus.media import events
 from nexus.media import service as media
 from web.auth import current_user, user_required
-from web.deadline import WaitExpired, next_within
+from web.deadline import WaitExpired, each_within
 from web.openapi import header_param, raises, responds
 from web.state import nexus_state
 
@@ -228,15 +228,9 @@ async def media_events(media_id: uuid.UUID) -> Response:
         )
         deadline = asyncio.get_running_loop().time() + max_seconds
         first = True
+        items = each_within(updates, lambda: asyncio.timeout_at(deadline))
         try:
-            while True:
-                try:
-                    item = await next_within(updates, asyncio.timeout_at(deadline))
-                except StopAsyncIteration:
-                    return
-                except WaitExpired:
-                    yield _END_FRAME
-                    return
+            async for item in items:
                 skip = (
                     first
                     and item is not None
@@ -246,8 +240,11 @@ async def media_events(media_id: uuid.UUID) -> Response:
                 first = False
                 if not skip:
                     yield _frame(item)
+        except WaitExpired:
+            yield _END_FRAME
         finally:
             slot.release()
+            await items.aclose()
             await updates.aclose()
 
     response = await make_response(
