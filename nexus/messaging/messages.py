@@ -19,11 +19,17 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     type: ClassVar[str] = "message"
+    # The field whose value is the topic key: one entity's messages stay on one partition.
+    key_field: ClassVar[str]
 
     message_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     request_id: str | None = Field(default=None, max_length=128)
     correlation_id: str | None = Field(default=None, max_length=128)
     sent_at: datetime = Field(default_factory=_now)
+
+    @property
+    def key(self) -> str:
+        return str(getattr(self, self.key_field))
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -37,69 +43,56 @@ class Message(BaseModel):
         return headers
 
 
-class BackfillRequested(Message):
-    type: ClassVar[str] = "backfill.requested"
+class BackfillTuple(Message):
+    """A message naming one backfill job: its key columns, keyed by the default library
+    (all writes into one default library are serialised)."""
+
+    key_field: ClassVar[str] = "default_library_id"
 
     default_library_id: uuid.UUID
     source_library_id: uuid.UUID
     user_id: uuid.UUID
 
-    @property
-    def key(self) -> str:
-        return str(self.default_library_id)
+
+class BackfillRequested(BackfillTuple):
+    type: ClassVar[str] = "backfill.requested"
 
 
-class BackfillRequeueRequested(Message):
+class BackfillRequeueRequested(BackfillTuple):
     """Operator message on the requeue topic (any producer may write it)."""
 
     type: ClassVar[str] = "backfill.requeue"
 
-    default_library_id: uuid.UUID
-    source_library_id: uuid.UUID
-    user_id: uuid.UUID
     requested_by: str = Field(min_length=1, max_length=255)
     reason: str | None = Field(default=None, max_length=1000)
-
-    @property
-    def key(self) -> str:
-        return str(self.default_library_id)
 
 
 class IngestRequested(Message):
     type: ClassVar[str] = "ingest.requested"
+    key_field: ClassVar[str] = "media_id"
 
     media_id: uuid.UUID
     attempt: int = Field(default=0, ge=0)
-
-    @property
-    def key(self) -> str:
-        return str(self.media_id)
 
 
 class OperationRequested(Message):
     """Names one background operation (`operations` row); the row holds what to do."""
 
     type: ClassVar[str] = "operation.requested"
+    key_field: ClassVar[str] = "operation_id"
 
     operation_id: uuid.UUID
-
-    @property
-    def key(self) -> str:
-        return str(self.operation_id)
 
 
 class DomainEvent(Message):
     """Published on the events topic: `event` names what happened to `entity_id`."""
 
     type: ClassVar[str] = "domain.event"
+    key_field: ClassVar[str] = "entity_id"
 
     event: str
     entity_id: str
     data: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.entity_id
 
 
 class DeadLetter(BaseModel):
