@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import json
 import uuid
 from typing import Any
 
 from cli.common import EXIT_OK, EXIT_USAGE, SubParsers, err, guarded, out, run_service
 from cli.ops.db import session_scope
+from cli.ops.output import cli_actor
 from nexus.config import Settings
 from nexus.errors import NexusError
 from nexus.ingest import cancel as ingest_cancel
@@ -41,13 +41,6 @@ def register(subparsers: SubParsers) -> None:
     p.set_defaults(handler=guarded(run_cancel))
 
 
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
@@ -60,21 +53,21 @@ def run_cancel(args: argparse.Namespace, settings: Settings) -> int:
     if args.reason is not None and len(args.reason) > 1000:
         err("error: --reason is at most 1000 characters")
         return EXIT_USAGE
-    name = _actor()
+    actor = cli_actor()
     topics = Topics.from_settings(settings)
     if args.media is not None:
         action, target = "ingest.cancel", {"media_id": args.media}
     else:
         key = backfill.BackfillKey(args.default_library, args.source_library, args.user)
         action, target = "backfill.cancel", dict(key.as_dict())
-    audit: dict[str, Any] = {"actor": f"cli:{name}", "action": action, "target": target}
+    audit: dict[str, Any] = {"actor": actor, "action": action, "target": target}
     reason = {"reason": args.reason} if args.reason else {}
 
     async def cancel() -> dict[str, Any]:
         try:
             async with session_scope(settings) as session:
                 common = CancelRequest(
-                    requested_by=f"cli:{name}",
+                    requested_by=actor,
                     reason=args.reason,
                     request_id=None,
                     correlation_id=None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import getpass
 import json
 from typing import Any
 
@@ -29,7 +28,7 @@ from cli.common import (
     usage,
 )
 from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, fields, limit_ok, run_listing
+from cli.ops.output import add_list_options, cli_actor, fields, limit_ok, run_listing
 from nexus.config import Settings
 from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.tx import transaction
@@ -146,7 +145,7 @@ async def replay(settings: Settings, args: argparse.Namespace) -> deadletters.Re
                 work_topics=Topics.from_settings(settings).work(),
                 limit=args.limit,
                 dry_run=args.dry_run,
-                operator=deadletters.Operator(actor=f"cli:{getpass.getuser()}"),
+                operator=deadletters.Operator(actor=cli_actor()),
             )
             rows = outbox.enqueued(session)
         if rows:

@@ -113,6 +113,16 @@ def run_listing(
     return EXIT_OK
 
 
+def cli_actor() -> str:
+    """Who a CLI command's audit rows name: `cli:<login>` (`cli:unknown` when the login
+    cannot be read)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}"
+
+
 def run_audited_retry(
     settings: Settings,
     retry: Retry,
@@ -132,7 +142,7 @@ def run_audited_retry(
             retried = await retry(session)
             await record_action(
                 session,
-                actor=f"cli:{getpass.getuser()}",
+                actor=cli_actor(),
                 action=action,
                 target=target,
                 outcome=retry_outcome(retried, not_retried),

@@ -8,13 +8,19 @@ the secret once; `create`, `deactivate` and `retry` are `operator_actions` rows 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import uuid
 
 from cli.common import EXIT_OK, SubParsers, err, guarded, out, run_service, usage
 from cli.ops.db import session_scope
-from cli.ops.output import add_list_options, plain_row, print_rows, run_audited_retry, run_listing
+from cli.ops.output import (
+    add_list_options,
+    cli_actor,
+    plain_row,
+    print_rows,
+    run_audited_retry,
+    run_listing,
+)
 from nexus.config import Settings
 from nexus.operators.service import record_action
 from nexus.webhooks import service
@@ -54,7 +60,7 @@ def register(subparsers: SubParsers) -> None:
 
 
 def run_create(args: argparse.Namespace, settings: Settings) -> int:
-    actor = f"cli:{getpass.getuser()}"
+    actor = cli_actor()
 
     async def create() -> tuple[service.Subscription, str]:
         async with session_scope(settings) as session:
@@ -93,7 +99,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deactivate(args: argparse.Namespace, settings: Settings) -> int:
-    actor = f"cli:{getpass.getuser()}"
+    actor = cli_actor()
 
     async def deactivate() -> int:
         async with session_scope(settings) as session:
