@@ -17,6 +17,7 @@ from cli.main import build_parser, main
 from cli.ops import keys
 from nexus.operators.service import hash_token
 from tests.conftest import make_settings
+from tests.support.cli import run_cli, sql
 from tests.support.services import asyncpg_dsn, drop_database, sqlalchemy_url, unique_name
 
 
@@ -209,31 +210,9 @@ def test_dev_token_uses_the_dev_secret_file_in_local(
 # -- ops keys against a real database ---------------------------------------------------------
 
 
-@pytest.fixture
-def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("NEXUS_DATABASE_URL", db_url)
-    return db_url
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-async def _stored_keys(db_name: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        return await conn.fetch("SELECT * FROM operator_keys ORDER BY created_at")
-    finally:
-        await conn.close()
-
-
 def test_ops_keys_create_list_disable(
     cli_db: str, db_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
     code, out, _ = run_cli(capsys, "ops", "keys", "create", "--role", "admin", "--name", "alice")
     assert code == 0
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line[:8])
@@ -241,7 +220,7 @@ def test_ops_keys_create_list_disable(
     assert token.startswith("nxop_")
     assert fields["role"].strip() == "admin"
 
-    stored = asyncio.run(_stored_keys(db_name))
+    stored = sql(db_name, "SELECT * FROM operator_keys ORDER BY created_at")
     assert [(r["name"], r["role"]) for r in stored] == [("alice", "admin")]
     assert stored[0]["key_hash"] == hash_token(token)  # only the hash is kept
     assert str(stored[0]["id"]) == fields["id"].strip()
