@@ -8,12 +8,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.operators.service import create_key
 from nexus.sharing import closure
 from nexus.uploads.storage import media_key
+from tests.support.db import one, rows
 from tests.support.library_api import User, execute, insert_media, new_user, scalar
 from tests.support.webapp import Api, FakePublisher
 
@@ -53,38 +52,30 @@ async def failed_media(
 
 
 async def media_row(sm: Sm, m: uuid.UUID) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT processing_status, failure_stage, last_error_code, "
-                    "last_error_message, failed_at FROM media WHERE id = :m"
-                ),
-                {"m": m},
-            )
-        ).one()
+    return await one(
+        sm,
+        "SELECT processing_status, failure_stage, last_error_code, last_error_message, "
+        "failed_at FROM media WHERE id = :m",
+        m=m,
+    )
 
 
 async def job_row(sm: Sm, m: uuid.UUID) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT status, attempts, last_error_code, finished_at, request_id "
-                    "FROM ingest_jobs WHERE media_id = :m"
-                ),
-                {"m": m},
-            )
-        ).one()
+    return await one(
+        sm,
+        "SELECT status, attempts, last_error_code, finished_at, request_id "
+        "FROM ingest_jobs WHERE media_id = :m",
+        m=m,
+    )
 
 
 async def ingest_outbox(sm: Sm, m: uuid.UUID) -> list[Any]:
-    async with sm() as s:
-        rows = await s.execute(
-            text("SELECT topic, payload FROM outbox WHERE payload->>'media_id' = :m ORDER BY id"),
-            {"m": str(m)},
-        )
-        return [r for r in rows if r.topic.endswith("ingest")]
+    sent = await rows(
+        sm,
+        "SELECT topic, payload FROM outbox WHERE payload->>'media_id' = :m ORDER BY id",
+        m=str(m),
+    )
+    return [r for r in sent if r.topic.endswith("ingest")]
 
 
 async def test_creator_retries_a_failed_media(
@@ -122,7 +113,7 @@ async def test_not_failed_is_not_retryable(alice: User, sessionmaker: Sm) -> Non
         await execute(sessionmaker, "UPDATE media SET created_by_user_id = :u WHERE id = :m",
                       u=alice.id, m=m)  # fmt: skip
         r = await alice.post(f"/media/{m}/retry")
-        assert (r.status, r.code) == (409, "E_MEDIA_NOT_RETRYABLE"), status
+        assert r.outcome == (409, "E_MEDIA_NOT_RETRYABLE"), status
         assert await ingest_outbox(sessionmaker, m) == []
 
 
@@ -145,11 +136,9 @@ async def test_permissions(alice: User, bob: User, carol: User, api: Api, sessio
     dave = await new_user(api)
 
     r = await bob.post(f"/media/{m}/retry")  # reads it through the shared library
-    assert (r.status, r.code) == (403, "E_FORBIDDEN")
-    r = await dave.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
-    r = await alice.post(f"/media/{uuid.uuid4()}/retry")
-    assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
+    assert r.outcome == (403, "E_FORBIDDEN")
+    assert (await dave.post(f"/media/{m}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
+    assert (await alice.post(f"/media/{uuid.uuid4()}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
     assert (await media_row(sessionmaker, m)).processing_status == "failed"
 
     r = await alice.post(f"/media/{m}/retry")  # admin (owner) of the shared library
@@ -177,8 +166,7 @@ async def test_upload_stage_needs_the_file(
     m = await failed_media(
         sessionmaker, alice, stage="upload", code="E_STORAGE_MISSING", kind="pdf"
     )
-    r = await alice.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (400, "E_STORAGE_MISSING")
+    assert (await alice.post(f"/media/{m}/retry")).outcome == (400, "E_STORAGE_MISSING")
     assert (await media_row(sessionmaker, m)).processing_status == "failed"
     assert await ingest_outbox(sessionmaker, m) == []
     # A media_file row whose file is not in storage is still missing.
@@ -189,8 +177,7 @@ async def test_upload_stage_needs_the_file(
         m=m,
         p=media_key(m),
     )
-    r = await alice.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (400, "E_STORAGE_MISSING")
+    assert (await alice.post(f"/media/{m}/retry")).outcome == (400, "E_STORAGE_MISSING")
     path = storage_dir / media_key(m)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"%PDF-")
@@ -199,15 +186,11 @@ async def test_upload_stage_needs_the_file(
     assert (await media_row(sessionmaker, m)).processing_status == "pending"
 
 
-async def _key(sm: Sm, role: str) -> str:
-    async with sm() as s, s.begin():
-        created = await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)
-    return created.token
-
-
-async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
+async def test_operator_retry(
+    alice: User, api: Api, sessionmaker: Sm, tokens: dict[str, str]
+) -> None:
     m = await failed_media(sessionmaker, alice)
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+    viewer, operator = tokens["viewer"], tokens["operator"]
 
     r = await api.post(f"/internal/media/{m}/retry")
     assert r.status_code == 401
@@ -230,15 +213,11 @@ async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
     assert r.status_code == 404
     assert (await r.get_json())["error"]["code"] == "E_MEDIA_NOT_FOUND"
 
-    async with sessionmaker() as s:
-        actions = (
-            await s.execute(
-                text(
-                    "SELECT action, target->>'media_id' AS media_id, outcome, actor "
-                    "FROM operator_actions ORDER BY id"
-                )
-            )
-        ).all()
+    actions = await rows(
+        sessionmaker,
+        "SELECT action, target->>'media_id' AS media_id, outcome, actor "
+        "FROM operator_actions ORDER BY id",
+    )
     assert [(a.action, a.media_id, a.outcome) for a in actions] == [
         # The refused requests are audited too (issue #11.8).
         ("auth.failed", None, "E_UNAUTHENTICATED"),

@@ -9,22 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
 from nexus.messaging.messages import DomainEvent
-from nexus.operators.service import create_key
 from nexus.webhooks import service
+from tests.support.operators import operator_token
 from tests.support.webapp import Api
 
 URL = "https://hooks.example.org/nexus"
 
 
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with sm() as s, s.begin():
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)).token
-
-
 async def test_admins_create_list_get_and_deactivate_and_the_secret_is_shown_once(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
 ) -> None:
-    admin, operator = await _key(sessionmaker, "admin"), await _key(sessionmaker, "operator")
+    admin, operator = tokens["admin"], tokens["operator"]
     body = {"url": URL, "event_types": ["media.ready", "media.ready", "media.failed"]}
     denied = await api.post("/internal/webhooks", json=body, token=operator)
     assert denied.status_code == 403
@@ -49,7 +44,7 @@ async def test_admins_create_list_get_and_deactivate_and_the_secret_is_shown_onc
 async def test_bad_subscriptions_are_refused_with_the_envelope(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    admin = await _key(sessionmaker, "admin")
+    admin = await operator_token(sessionmaker, "admin")
     cases = [
         ({"url": "http://169.254.169.254/latest", "event_types": ["*"]}, "E_INVALID_URL"),
         ({"url": "http://localhost:8080/", "event_types": ["*"]}, "E_INVALID_URL"),
@@ -69,9 +64,9 @@ async def test_bad_subscriptions_are_refused_with_the_envelope(
 
 
 async def test_deliveries_are_listed_for_viewers_and_a_dead_one_can_be_retried(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
 ) -> None:
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+    viewer, operator = tokens["viewer"], tokens["operator"]
     async with transaction(sessionmaker) as s:
         sub, _ = await service.create_subscription(s, url=URL, event_types=["*"])
         for n in range(3):
