@@ -84,22 +84,34 @@ async def test_complete_is_fenced_by_the_lease_token(session: AsyncSession) -> N
     assert (await _events(session))[-1] == ("running", "completed", 1)
 
 
-async def _due_claim_fails(session: AsyncSession, key: dict[str, uuid.UUID]) -> tuple[int, str]:
-    """Make the job due, claim it and fail the attempt transiently: (attempt, new status)."""
-    await session.execute(text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()"))
+async def _claim_and_fail(
+    session: AsyncSession,
+    key: dict[str, uuid.UUID],
+    *,
+    code: str = "E_INTERNAL",
+    message: str = "boom",
+    terminal: bool = False,
+) -> tuple[int, str]:
+    """Claim the job and fail that attempt: (attempt, the job's new status)."""
     claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
     assert claim is not None
     status = await machine.fail(
         session,
         JOB,
         claim,
-        code="E_INTERNAL",
-        message="boom",
+        code=code,
+        message=message,
         delays=DELAYS,
-        terminal=False,
+        terminal=terminal,
         actor="w",
     )
     return claim.attempt, status
+
+
+async def _due_claim_fails(session: AsyncSession, key: dict[str, uuid.UUID]) -> tuple[int, str]:
+    """Make the job due, claim it and fail the attempt transiently."""
+    await session.execute(text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()"))
+    return await _claim_and_fail(session, key)
 
 
 async def test_failures_follow_the_delay_schedule_then_fail(session: AsyncSession) -> None:
@@ -117,17 +129,8 @@ async def test_failures_follow_the_delay_schedule_then_fail(session: AsyncSessio
 
 async def test_terminal_failure_does_not_retry(session: AsyncSession) -> None:
     key = await _job(session)
-    claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
-    assert claim is not None
-    status = await machine.fail(
-        session,
-        JOB,
-        claim,
-        code="E_BACKFILL_TUPLE_INVALID",
-        message="bad",
-        delays=DELAYS,
-        terminal=True,
-        actor="w",
+    _, status = await _claim_and_fail(
+        session, key, code="E_BACKFILL_TUPLE_INVALID", message="bad", terminal=True
     )
     assert status == "failed"
 

@@ -47,6 +47,17 @@ def _event(n: int) -> DomainEvent:
     return DomainEvent(event="test", entity_id=f"e{n}", request_id=f"r{n}", correlation_id="c")
 
 
+async def _enqueued(
+    sm: async_sessionmaker[AsyncSession], n: int, key: str | None = "k"
+) -> list[int]:
+    """Events e0..e(n-1) enqueued on "t.events" in one transaction, all with message key
+    `key` (None: each its own, k0..); their row ids."""
+    async with transaction(sm) as s:
+        for i in range(n):
+            await outbox.enqueue(s, "t.events", key or f"k{i}", _event(i))
+        return outbox.enqueued_ids(s)
+
+
 async def _unpublished(sm: async_sessionmaker[AsyncSession]) -> list[int]:
     async with sm() as s:
         rows = await s.execute(text("SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id"))
@@ -88,10 +99,7 @@ async def test_publish_after_commit_marks_rows_and_keeps_trace_headers(
 async def test_failed_publish_leaves_rows_for_the_relay_in_order(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(3):
-            await outbox.enqueue(s, "t.events", "k", _event(n))
-        ids = outbox.enqueued_ids(s)
+    ids = await _enqueued(sessionmaker, 3)
     report = await outbox.publish_rows(sessionmaker, RecordingPublisher(fail_after=1), ids)
     assert (report.published, report.failed) == (1, 2)
     assert await _unpublished(sessionmaker) == ids[1:]
@@ -115,9 +123,7 @@ async def test_failed_publish_leaves_rows_for_the_relay_in_order(
 async def test_concurrent_relays_never_publish_a_row_twice(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(40):
-            await outbox.enqueue(s, "t.events", f"k{n}", _event(n))
+    await _enqueued(sessionmaker, 40, key=None)
     pubs = [RecordingPublisher(delay=0.001) for _ in range(3)]
     await asyncio.gather(
         *(relay.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
@@ -206,10 +212,7 @@ async def _row(sm: async_sessionmaker[AsyncSession], row_id: int) -> dict:
 async def test_a_refused_row_backs_off_then_parks_without_blocking_later_rows(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(5):
-            await outbox.enqueue(s, "t.events", "same-key", _event(n))
-        ids = outbox.enqueued_ids(s)
+    ids = await _enqueued(sessionmaker, 5, key="same-key")
     pub = RecordingPublisher(refuse="e1")
     first = await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10, policy=FAST)
     # Every other row went out in the same tick, the refused one is charged and backs off.
@@ -259,10 +262,7 @@ async def test_an_operator_retry_gives_a_parked_row_a_fresh_start(
 async def test_a_broker_outage_stops_the_tick_and_parks_nothing(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(3):
-            await outbox.enqueue(s, "t.events", "k", _event(n))
-        ids = outbox.enqueued_ids(s)
+    ids = await _enqueued(sessionmaker, 3)
     down = RecordingPublisher(fail_after=0)
     policy = relay.RetryPolicy(max_attempts=1)
     for _ in range(3):

@@ -34,6 +34,7 @@ FAST_RESCUE: dict[str, Any] = {
     "rescue_interval_seconds": 0.3,
 }
 JobRef = uuid.UUID | backfill.BackfillKey | Mapping[str, uuid.UUID]
+TABLE = "default_library_backfill_jobs"
 KEY_COLUMNS = ("default_library_id", "source_library_id", "user_id")
 
 
@@ -67,9 +68,7 @@ def key_json(key: JobRef, **extra: Any) -> dict[str, Any]:
 async def job(db: Db, of: JobRef, columns: str = "*") -> Row[Any] | None:
     """The job's row (None when there is none; more than one is an error)."""
     where, params = _row_filter(of)
-    found = await rows(
-        db, f"SELECT {columns} FROM default_library_backfill_jobs WHERE {where}", **params
-    )
+    found = await rows(db, f"SELECT {columns} FROM {TABLE} WHERE {where}", **params)
     assert len(found) <= 1, f"{len(found)} jobs match {params}"
     return found[0] if found else None
 
@@ -160,6 +159,19 @@ async def seed(db: Db, *, n_media: int = 3, **values: Any) -> dict[str, uuid.UUI
         return await f.backfill_job(db, sc["d"], sc["s"], sc["viewer"], **values)
     async with transaction(db) as s:
         return await seed(s, n_media=n_media, **values)
+
+
+async def more_sources(
+    sm: async_sessionmaker[AsyncSession], *, n_media: int, more: int
+) -> tuple[dict[str, Any], list[uuid.UUID]]:
+    """A sharing scenario, and `more` empty libraries of its owner that the viewer is a
+    member of too: each the source of another of the viewer's jobs."""
+    async with transaction(sm) as s:
+        sc = await f.sharing_scenario(s, n_media=n_media)
+        sources = [await f.library(s, sc["owner"]) for _ in range(more)]
+        for lib in sources:
+            await f.member(s, lib, sc["viewer"])
+    return sc, sources
 
 
 async def requeue_failed(

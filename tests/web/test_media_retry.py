@@ -51,22 +51,14 @@ async def failed_media(
     return m
 
 
-async def media_row(sm: Sm, m: uuid.UUID) -> Any:
-    return await one(
-        sm,
-        "SELECT processing_status, failure_stage, last_error_code, last_error_message, "
-        "failed_at FROM media WHERE id = :m",
-        m=m,
-    )
-
-
-async def job_row(sm: Sm, m: uuid.UUID) -> Any:
-    return await one(
-        sm,
-        "SELECT status, attempts, last_error_code, finished_at, request_id "
-        "FROM ingest_jobs WHERE media_id = :m",
-        m=m,
-    )
+MEDIA_ROW = (
+    "SELECT processing_status, failure_stage, last_error_code, last_error_message, failed_at "
+    "FROM media WHERE id = :m"
+)
+JOB_ROW = (
+    "SELECT status, attempts, last_error_code, finished_at, request_id "
+    "FROM ingest_jobs WHERE media_id = :m"
+)
 
 
 async def ingest_outbox(sm: Sm, m: uuid.UUID) -> list[Any]:
@@ -85,14 +77,14 @@ async def test_creator_retries_a_failed_media(
     r = await alice.post(f"/media/{m}/retry", headers={"X-Request-ID": "retry-1"})
     assert r.status == 202, r.json
     assert r.data == {"media_id": str(m), "processing_status": "pending"}
-    row = await media_row(sessionmaker, m)
+    row = await one(sessionmaker, MEDIA_ROW, m=m)
     assert (row.processing_status, row.failure_stage, row.last_error_code) == (
         "pending",
         None,
         None,
     )
     assert row.last_error_message is None and row.failed_at is None
-    job = await job_row(sessionmaker, m)
+    job = await one(sessionmaker, JOB_ROW, m=m)
     assert (job.status, job.attempts, job.last_error_code, job.finished_at) == (
         "pending",
         0,
@@ -139,7 +131,7 @@ async def test_permissions(alice: User, bob: User, carol: User, api: Api, sessio
     assert r.outcome == (403, "E_FORBIDDEN")
     assert (await dave.post(f"/media/{m}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
     assert (await alice.post(f"/media/{uuid.uuid4()}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
-    assert (await media_row(sessionmaker, m)).processing_status == "failed"
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "failed"
 
     r = await alice.post(f"/media/{m}/retry")  # admin (owner) of the shared library
     assert r.status == 202, r.json
@@ -167,7 +159,7 @@ async def test_upload_stage_needs_the_file(
         sessionmaker, alice, stage="upload", code="E_STORAGE_MISSING", kind="pdf"
     )
     assert (await alice.post(f"/media/{m}/retry")).outcome == (400, "E_STORAGE_MISSING")
-    assert (await media_row(sessionmaker, m)).processing_status == "failed"
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "failed"
     assert await ingest_outbox(sessionmaker, m) == []
     # A media_file row whose file is not in storage is still missing.
     await execute(
@@ -183,7 +175,7 @@ async def test_upload_stage_needs_the_file(
     path.write_bytes(b"%PDF-")
     r = await alice.post(f"/media/{m}/retry")
     assert r.status == 202, r.json
-    assert (await media_row(sessionmaker, m)).processing_status == "pending"
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "pending"
 
 
 async def test_operator_retry(
@@ -202,7 +194,7 @@ async def test_operator_retry(
     assert r.status_code == 202, await r.get_json()
     data = (await r.get_json())["data"]
     assert data == {"media_id": str(m), "processing_status": "pending", "enqueue_dispatched": True}
-    job = await job_row(sessionmaker, m)
+    job = await one(sessionmaker, JOB_ROW, m=m)
     assert (job.status, job.attempts) == ("pending", 0)
     assert len(await ingest_outbox(sessionmaker, m)) == 1
 

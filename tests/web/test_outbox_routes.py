@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.db.tx import transaction
 from nexus.jobs import outbox
 from nexus.messaging.messages import DomainEvent
+from tests.support.db import one, rows
 from tests.support.operators import operator_token
 from tests.support.webapp import Api
 
@@ -67,24 +68,12 @@ async def test_retry_unparks_and_is_audited(
     )
     malformed = await api.post("/internal/outbox/abc/retry", token=operator)
     assert malformed.status_code == 400
-    async with sessionmaker() as s:
-        row = (
-            await s.execute(
-                text("SELECT parked_at, publish_attempts FROM outbox WHERE id = :row_id"),
-                {"row_id": ids[0]},
-            )
-        ).one()
-        outcomes = (
-            (
-                await s.execute(
-                    text(
-                        "SELECT outcome FROM operator_actions "
-                        "WHERE action = 'outbox.retry' ORDER BY id"
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
+    row = await one(
+        sessionmaker, "SELECT parked_at, publish_attempts FROM outbox WHERE id = :i", i=ids[0]
+    )
+    outcomes = await rows(
+        sessionmaker,
+        "SELECT outcome FROM operator_actions WHERE action = 'outbox.retry' ORDER BY id",
+    )
     assert row.parked_at is None and row.publish_attempts == 0
-    assert outcomes == ["retried", "not_parked", "not_found"]
+    assert [o.outcome for o in outcomes] == ["retried", "not_parked", "not_found"]
