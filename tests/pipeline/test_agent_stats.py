@@ -47,12 +47,7 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
     agents_settings: Settings, sessionmaker: SM, agents: Child
 ) -> None:
     topics = Topics.from_settings(agents_settings)
-    async with transaction(sessionmaker) as s:
-        sc = await f.sharing_scenario(s, n_media=2)
-        retried_source = await f.library(s, sc["owner"])
-        rescued_source = await f.library(s, sc["owner"])
-        for lib in (retried_source, rescued_source):
-            await f.member(s, lib, sc["viewer"])
+    sc, (retried_source, rescued_source) = await jobs.more_sources(sessionmaker, n_media=2, more=2)
     viewer, d = sc["viewer"], sc["d"]
     completed = backfill.BackfillKey(d, sc["s"], viewer)
     invalid = backfill.BackfillKey(sc["s"], retried_source, viewer)

@@ -19,11 +19,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
 from tests.support import backfill_jobs as jobs
-from tests.support import factories as f
 from tests.support.agent_stats import agents_base
 from tests.support.agent_stats import stats as agent_stats
 from tests.support.browser import dump_dom
@@ -52,12 +50,7 @@ async def test_dashboard_charts_live_data_and_lists_a_job_that_really_failed(
 ) -> None:
     topics = Topics.from_settings(agents_settings)
     base = agents_base(agents_settings)
-    async with transaction(sessionmaker) as s:
-        sc = await f.sharing_scenario(s, n_media=3)
-        held_source = await f.library(s, sc["owner"])
-        queued_source = await f.library(s, sc["owner"])
-        for lib in (held_source, queued_source):
-            await f.member(s, lib, sc["viewer"])
+    sc, (held_source, queued_source) = await jobs.more_sources(sessionmaker, n_media=3, more=2)
     viewer, d = sc["viewer"], sc["d"]
     done = backfill.BackfillKey(d, sc["s"], viewer)
     # The "default library" of this tuple is a shared one: the worker refuses it.
