@@ -33,19 +33,19 @@ from tests.support.webhook_receiver import Receiver
 pytestmark = pytest.mark.e2e
 EVENTS = 5
 MAX_ATTEMPTS = 3
+# Deliveries retried and given up within seconds, not minutes.
+FAST_WEBHOOKS = {
+    "webhook_max_attempts": MAX_ATTEMPTS,
+    "webhook_backoff_base_seconds": 0.3,
+    "webhook_backoff_max_seconds": 1.0,
+    "webhook_interval_seconds": 0.3,
+    "webhook_timeout_seconds": 3.0,
+}
 
 
 @pytest.fixture
 def stack_settings(stack_settings: Settings) -> Settings:
-    return stack_settings.model_copy(
-        update={
-            "webhook_max_attempts": MAX_ATTEMPTS,
-            "webhook_backoff_base_seconds": 0.3,
-            "webhook_backoff_max_seconds": 1.0,
-            "webhook_interval_seconds": 0.3,
-            "webhook_timeout_seconds": 3.0,
-        }
-    )
+    return stack_settings.model_copy(update=FAST_WEBHOOKS)
 
 
 @pytest_asyncio.fixture
