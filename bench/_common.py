@@ -26,17 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from nexus.config import Settings  # noqa: E402
 from nexus.db.engine import make_engine, make_sessionmaker  # noqa: E402
 from nexus.db.migrate import migrate_async  # noqa: E402
+from tests.support import services  # noqa: E402
 from tests.support.processes import Child, start_agents  # noqa: E402
-from tests.support.services import (  # noqa: E402
-    Broker,
-    asyncpg_dsn,
-    broker_ready,
-    create_database,
-    drop_database,
-    free_port,
-    sqlalchemy_url,
-    unique_name,
-)
+from tests.support.services import Broker  # noqa: E402
 
 
 @dataclass
@@ -58,12 +50,12 @@ class Stack:
 def bench_settings(db_name: str, bootstrap: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "env": "test",
-        "database_url": sqlalchemy_url(db_name),
+        "database_url": services.sqlalchemy_url(db_name),
         "kafka_bootstrap": bootstrap,
         "topic_prefix": f"b{uuid.uuid4().hex[:8]}.",
         "topic_partitions": 4,
-        "agents_web_port": free_port(),
-        "api_port": free_port(),
+        "agents_web_port": services.free_port(),
+        "api_port": services.free_port(),
         "log_json": False,
         "log_level": "WARNING",
         "internal_secret": "bench-internal-secret",
@@ -78,23 +70,23 @@ def bench_settings(db_name: str, bootstrap: str, **overrides: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def stack(**overrides: Any) -> AsyncIterator[Stack]:
     """A fresh database (migrated), a broker, settings; workers are started on demand."""
-    db_name = unique_name("nexus_bench")
+    db_name = services.unique_name("nexus_bench")
     logs = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
-    await create_database(db_name)
-    broker = Broker(port=free_port(), log_path=logs / "tansu.log")
+    await services.create_database(db_name)
+    broker = Broker(port=services.free_port(), log_path=logs / "tansu.log")
     engine: AsyncEngine | None = None
     workers: list[Child] = []
     try:
-        await migrate_async(sqlalchemy_url(db_name))
+        await migrate_async(services.sqlalchemy_url(db_name))
         broker.start()
-        await broker_ready(broker.bootstrap)
+        await services.broker_ready(broker.bootstrap)
         settings = bench_settings(db_name, broker.bootstrap, **overrides)
         engine = make_engine(settings, pool_size=5)
         yield Stack(
             settings,
             engine,
             make_sessionmaker(engine),
-            asyncpg_dsn(db_name),
+            services.asyncpg_dsn(db_name),
             broker,
             logs,
             workers,
@@ -105,7 +97,7 @@ async def stack(**overrides: Any) -> AsyncIterator[Stack]:
         if engine is not None:
             await engine.dispose()
         broker.stop()
-        await drop_database(db_name)
+        await services.drop_database(db_name)
 
 
 async def analyze(dsn: str) -> None:

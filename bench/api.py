@@ -33,24 +33,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for `bench` and `tests`
 
-import aiohttp  # noqa: E402
-import asyncpg  # noqa: E402
-import jwt  # noqa: E402
+import aiohttp
+import asyncpg
+import jwt
 
-from bench._common import Stack, analyze, stack  # noqa: E402
-from nexus.config import Settings  # noqa: E402
-from tests.support.processes import (  # noqa: E402
+from bench._common import ROOT, Stack, analyze, stack
+from nexus.config import Settings
+from tests.support.processes import (
     Child,
     settings_env,
     spawn,
     start_api,
     wait_http,
 )
-from tests.support.services import free_port  # noqa: E402
+from tests.support.services import free_port
 
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
 WARMUP = 1.0

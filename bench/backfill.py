@@ -38,42 +38,16 @@ from nexus.jobs import outbox
 from nexus.libraries import invites
 from nexus.libraries.states import LibraryRole
 from nexus.messaging.topics import Topics
-from nexus.users.service import ensure_user
 from runtime.kafka import KafkaPublisher
+from tests.support import backfill_jobs as jobs
+from tests.support import factories as f
 
 SM = async_sessionmaker[AsyncSession]
 
 
 async def _account(sm: SM) -> tuple[uuid.UUID, uuid.UUID]:
     async with transaction(sm) as s:
-        current = await ensure_user(s, uuid.uuid4())
-    return current.user_id, current.default_library_id
-
-
-async def _seed(sm: SM, n: int) -> tuple[uuid.UUID, uuid.UUID]:
-    owner, _ = await _account(sm)
-    async with transaction(sm) as s:
-        lib = await s.scalar(
-            text(
-                "INSERT INTO libraries (owner_user_id, name, is_default) "
-                "VALUES (:o, 'Big shared', false) RETURNING id"
-            ),
-            {"o": owner},
-        )
-        await s.execute(
-            text("INSERT INTO memberships (library_id, user_id, role) VALUES (:l, :o, 'admin')"),
-            {"l": lib, "o": owner},
-        )
-        await s.execute(
-            text(
-                "WITH m AS (INSERT INTO media (kind, title) SELECT 'web_article', 'title ' || g "
-                "FROM generate_series(1, :n) g RETURNING id) "
-                "INSERT INTO library_media (library_id, media_id) SELECT :l, id FROM m"
-            ),
-            {"n": n, "l": lib},
-        )
-    assert lib is not None
-    return owner, lib
+        return await f.account(s)
 
 
 async def _raw_insert(sm: SM, source: uuid.UUID) -> float:
@@ -164,7 +138,7 @@ async def main() -> dict[str, Any]:
     if os.environ.get("NEXUS_BACKFILL_CHUNK_SIZE"):
         overrides["backfill_chunk_size"] = int(os.environ["NEXUS_BACKFILL_CHUNK_SIZE"])
     async with stack(**overrides) as st:
-        owner, lib = await _seed(st.sm, n)
+        owner, lib = await jobs.shared_library(st.sm, n)
         await analyze(st.dsn)
         await st.start_worker()
         raw_before = await _raw_insert(st.sm, lib)

@@ -25,17 +25,12 @@ sys.path.insert(0, str(SHARED / "tools"))
 
 import score_extraction as se  # noqa: E402
 
-from nexus.extraction.article import ExtractionEmpty, extract_article  # noqa: E402
+from tests.support.extraction import text_and_title  # noqa: E402
 
 Extractor = Callable[[str, str], tuple[str, str]]
 
 
-def ours(html: str, url: str) -> tuple[str, str]:
-    try:
-        article = extract_article(html, url)
-    except ExtractionEmpty:
-        return "", ""
-    return article.text, article.title or ""
+ours: Extractor = text_and_title
 
 
 def readability_lxml() -> Extractor | None:

@@ -30,6 +30,7 @@ from nexus.db.tx import transaction
 from nexus.operators.service import create_key
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
 from tests.support.processes import start_api
+from tests.support.running import running
 from tests.support.services import Broker, free_port
 from tests.support.webapp import make_token
 
@@ -60,11 +61,8 @@ async def api(
         # The flows of the stateful phase save and upload far more than a person would.
         rate_limit_ingest_per_minute=100_000,
     )
-    child = await start_api(settings, logs_dir)
-    try:
+    async with running(start_api(settings, logs_dir)):
         yield settings
-    finally:
-        child.stop()
 
 
 async def _operator_key(settings: Settings) -> str:

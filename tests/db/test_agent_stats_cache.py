@@ -14,7 +14,7 @@ from agents.stats import HOUR_COUNTS_PERIODS, StatsCache
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.workers.service import Beat, beat
-from tests.support import factories as f
+from tests.support import backfill_jobs as jobs
 
 
 class Clock:
@@ -32,17 +32,13 @@ def _ctx(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> 
 
 
 async def _failed_job(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    async with transaction(sessionmaker) as s:
-        sc = await f.sharing_scenario(s, n_media=1)
-        await f.backfill_job(
-            s,
-            sc["d"],
-            sc["s"],
-            sc["viewer"],
-            status="failed",
-            last_error_code="E_BACKFILL_TUPLE_INVALID",
-            finished_at=datetime.now(UTC),
-        )
+    await jobs.seed(
+        sessionmaker,
+        n_media=1,
+        status="failed",
+        last_error_code="E_BACKFILL_TUPLE_INVALID",
+        finished_at=datetime.now(UTC),
+    )
 
 
 async def test_snapshot_covers_every_job_type_and_the_live_workers(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 from typing import Any
 
@@ -23,8 +22,8 @@ from nexus.jobs import machine
 from nexus.messaging.topics import Topics
 from nexus.operators.service import record_action
 from tests.support import factories as f
+from tests.support.cli import run_ops
 from tests.support.locks import wait_until_blocked
-from tests.support.processes import settings_env
 
 Sm = async_sessionmaker[AsyncSession]
 
@@ -59,21 +58,8 @@ async def _verify(sm: Sm) -> Any:
 
 
 async def _cli(settings: Settings, *args: str) -> tuple[int, list[str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "ops",
-        "audit",
-        "verify",
-        *args,
-        env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None, stderr
-    return proc.returncode, stdout.decode().splitlines()
+    code, lines, _ = await run_ops(settings, "audit", "verify", *args, deadline_s=60)
+    return code, lines
 
 
 async def test_rows_are_chained_when_inserted(sessionmaker: Sm, settings: Settings) -> None:

@@ -12,7 +12,9 @@ from nexus.db.tx import transaction
 from nexus.jobs import machine
 from nexus.libraries import service
 from nexus.sharing import backfill, closure
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
+from tests.support.db import rows
 
 
 async def _intrinsics(session: AsyncSession) -> set[tuple[uuid.UUID, uuid.UUID]]:
@@ -23,13 +25,9 @@ async def _intrinsics(session: AsyncSession) -> set[tuple[uuid.UUID, uuid.UUID]]
 
 
 async def _jobs(session: AsyncSession) -> set[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
-    rows = await session.execute(
-        text(
-            "SELECT default_library_id, source_library_id, user_id "
-            "FROM default_library_backfill_jobs"
-        )
-    )
-    return {(r[0], r[1], r[2]) for r in rows}
+    """Every backfill job's key."""
+    keys = ", ".join(jobs.KEY_COLUMNS)
+    return {(r[0], r[1], r[2]) for r in await rows(session, f"SELECT {keys} FROM {jobs.TABLE}")}
 
 
 async def _world(session: AsyncSession) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from nexus.libraries.states import LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill, closure
 from tests.support import factories as f
+from tests.support.locks import lock_waiters
 
 ROUNDS = 6
 DEADLINE = 15.0
@@ -83,24 +84,13 @@ async def _in_tx(sm: SM, op: Op) -> Outcome:
         return out
 
 
-async def _lock_waiters(sm: SM) -> int:
-    async with sm() as session:
-        n = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-        )
-        return int(n or 0)
-
-
 async def _blocked_or_done(sm: SM, tasks: list[asyncio.Task[Any]], waiters: int = 1) -> bool:
     """Wait until `waiters` backends are blocked on a lock (True) or every task is done."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         if all(t.done() for t in tasks):
             return False
-        if await _lock_waiters(sm) >= waiters:
+        if await lock_waiters(sm) >= waiters:
             return True
         await asyncio.sleep(0.005)  # polling interval, not synchronisation
     raise AssertionError("neither blocked nor done before the deadline")
@@ -192,6 +182,22 @@ async def _world(sm: SM, n_media: int = 3, *, b_joins_late: bool = False) -> dic
     }
 
 
+def _remove_b(w: dict[str, Any]) -> Op:
+    """A removes B from S."""
+
+    async def op(session: AsyncSession) -> None:
+        await service.remove_member(session, w["a"], w["s"], w["b"])
+
+    return op
+
+
+def _add_media(adder: uuid.UUID, lib: uuid.UUID, m: uuid.UUID) -> Op:
+    async def op(session: AsyncSession) -> bool:
+        return await service.add_media(session, adder, lib, m)
+
+    return op
+
+
 def _accept(w: dict[str, Any], topics: Topics) -> Op:
     async def op(session: AsyncSession) -> invites.AcceptResult:
         return await invites.accept_invite(
@@ -264,10 +270,7 @@ async def test_accept_racing_removal_of_another_member(sm_: SM, topics: Topics) 
         async with transaction(sm_) as s:
             await f.backfill_job(s, w["db"], w["s"], w["b"])
 
-        async def remove_b(session: AsyncSession, w: dict[str, Any] = w) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
-        mode, acc, rem = await interleave(sm_, _accept(w, topics), remove_b, rng)
+        mode, acc, rem = await interleave(sm_, _accept(w, topics), _remove_b(w), rng)
         assert acc.ok and rem.ok, (mode, acc, rem)
         assert acc.value.idempotent is False and acc.value.backfill_job_status == "pending"
         assert await _is_member(sm_, w["s"], w["c"])
@@ -342,13 +345,8 @@ async def test_add_media_to_shared_racing_member_removal(sm_: SM) -> None:
         async with transaction(sm_) as s:
             (m,) = await f.owned_media(s, w["da"])
 
-        async def add(session: AsyncSession, w: dict[str, Any] = w, m: uuid.UUID = m) -> bool:
-            return await service.add_media(session, w["a"], w["s"], m)
-
-        async def remove_b(session: AsyncSession, w: dict[str, Any] = w) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
-        mode, added, removed = await interleave(sm_, add, remove_b, rng)
+        add = _add_media(w["a"], w["s"], m)
+        mode, added, removed = await interleave(sm_, add, _remove_b(w), rng)
         assert added.ok and added.value is True and removed.ok, (mode, added, removed)
         async with transaction(sm_) as s:
             assert (w["da"], m, w["s"]) in await f.edges(s)
@@ -368,13 +366,8 @@ async def test_an_admin_adding_media_while_being_removed(sm_: SM) -> None:
             await service.set_member_role(s, w["a"], w["s"], w["b"], LibraryRole.ADMIN)
             (m,) = await f.owned_media(s, w["db"])
 
-        async def add(session: AsyncSession, w: dict[str, Any] = w, m: uuid.UUID = m) -> bool:
-            return await service.add_media(session, w["b"], w["s"], m)
-
-        async def remove_b(session: AsyncSession, w: dict[str, Any] = w) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
-        mode, added, removed = await interleave(sm_, add, remove_b, rng)
+        add = _add_media(w["b"], w["s"], m)
+        mode, added, removed = await interleave(sm_, add, _remove_b(w), rng)
         assert removed.ok, (mode, removed)
         if mode == "b_first":
             assert added.error == "E_LIBRARY_NOT_FOUND", (mode, added)
@@ -407,15 +400,8 @@ async def test_add_to_another_library_racing_member_removal_keeps_the_default_ro
             s2 = (await service.create_library(s, w["a"], "S2")).id
             await f.member(s, s2, w["b"])
 
-        async def add(
-            session: AsyncSession, w: dict[str, Any] = w, s2: uuid.UUID = s2, m: uuid.UUID = m
-        ) -> bool:
-            return await service.add_media(session, w["a"], s2, m)
-
-        async def remove_b(session: AsyncSession, w: dict[str, Any] = w) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
-        mode, added, removed = await interleave(sm_, add, remove_b, rng)
+        add = _add_media(w["a"], s2, m)
+        mode, added, removed = await interleave(sm_, add, _remove_b(w), rng)
         assert added.ok and removed.ok, (mode, added, removed)
         async with transaction(sm_) as s:
             assert {e for e in await f.edges(s) if e[0] == w["db"]} == {(w["db"], m, s2)}
@@ -530,11 +516,8 @@ async def test_materialise_racing_member_removal(sm_: SM) -> None:
         w = await _world(sm_, n_media=7, b_joins_late=True)
         claim = await _claimed(sm_, w)
 
-        async def remove_b(session: AsyncSession, w: dict[str, Any] = w) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
         out = await _materialise_vs(
-            sm_, claim, remove_b, mode, lambda c=claim: _gate_job_row(sm_, c), rng
+            sm_, claim, _remove_b(w), mode, lambda c=claim: _gate_job_row(sm_, c), rng
         )
         assert out.ok, (mode, out)
         assert await _finish(sm_, claim) == "gone"
@@ -595,8 +578,7 @@ async def test_re_adding_media_racing_its_removal_from_shared(sm_: SM) -> None:
         w = await _world(sm_, n_media=1, b_joins_late=True)
         (m,) = w["media"]
 
-        async def add(session: AsyncSession, w: dict[str, Any] = w, m: uuid.UUID = m) -> bool:
-            return await service.add_media(session, w["a"], w["s"], m)
+        add = _add_media(w["a"], w["s"], m)
 
         async def remove(session: AsyncSession, w: dict[str, Any] = w, m: uuid.UUID = m) -> None:
             await service.remove_media(session, w["a"], w["s"], m)
@@ -645,10 +627,7 @@ async def test_materialise_racing_gc_of_another_source_keeps_the_default_row(sm_
         worker = asyncio.create_task(backfill.materialise(sm_, claim))
         assert await _blocked_or_done(sm_, [worker])
 
-        async def remove_b(session: AsyncSession) -> None:
-            await service.remove_member(session, w["a"], w["s"], w["b"])
-
-        removal = asyncio.create_task(_in_tx(sm_, remove_b))
+        removal = asyncio.create_task(_in_tx(sm_, _remove_b(w)))
         await _blocked_or_done(sm_, [removal], waiters=2)
     finally:
         await gate.rollback()

@@ -20,7 +20,7 @@ from nexus.ingest import jobs, service, worker
 from nexus.jobs.worker import JobPolicy, Outcome, run_job
 from nexus.messaging.topics import Topics
 from nexus.uploads.storage import LocalStorage
-from tests.fetch.server import LocalServer, respond
+from tests.fetch.server import LocalServer, respond, serving
 from tests.support import factories as f
 
 PAGE = (
@@ -32,13 +32,8 @@ PAGE = (
 
 @pytest_asyncio.fixture
 async def page_server() -> AsyncIterator[LocalServer]:
-    server = LocalServer()
-    server.routes["/a"] = respond(200, PAGE, "text/html; charset=utf-8")
-    await server.start()
-    try:
+    async with serving({"/a": respond(200, PAGE, "text/html; charset=utf-8")}) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest_asyncio.fixture

@@ -16,6 +16,7 @@ from nexus.libraries.states import LibraryRole
 from nexus.messaging.topics import Topics
 from nexus.sharing import closure
 from tests.conftest import make_settings
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 
 
@@ -67,15 +68,8 @@ async def _outbox(session: AsyncSession, topic: str) -> list[dict[str, Any]]:
 
 
 async def _job(session: AsyncSession, d: uuid.UUID, s: uuid.UUID, u: uuid.UUID) -> Any:
-    return (
-        await session.execute(
-            text(
-                "SELECT * FROM default_library_backfill_jobs "
-                "WHERE default_library_id = :d AND source_library_id = :s AND user_id = :u"
-            ),
-            {"d": d, "s": s, "u": u},
-        )
-    ).one_or_none()
+    key = {"default_library_id": d, "source_library_id": s, "user_id": u}
+    return await jobs.job(session, key)
 
 
 # ------------------------------------------------------------------------ create
@@ -200,17 +194,9 @@ async def test_accept_keeps_an_existing_role(session: AsyncSession, topics: Topi
 
 async def test_accept_leaves_a_running_job_running(session: AsyncSession, topics: Topics) -> None:
     t = await _setup(session)
-    await f.backfill_job(
-        session,
-        t["d"],
-        t["s"],
-        t["invitee"],
-        status="running",
-        attempts=2,
-        lease_token=uuid.uuid4(),
-        lease_owner="w1",
-        lease_expires_at=await session.scalar(text("SELECT now() + interval '1 minute'")),
-    )
+    lease_end = await session.scalar(text("SELECT now() + interval '1 minute'"))
+    running = jobs.values_for("running", attempts=2, lease_owner="w1", lease_expires_at=lease_end)
+    await f.backfill_job(session, t["d"], t["s"], t["invitee"], **running)
     res = await _accept(session, t["invitee"], t["invite"].id, topics)
     assert res.idempotent is False and res.backfill_job_status == "running"
     job = await _job(session, t["d"], t["s"], t["invitee"])
@@ -224,16 +210,8 @@ async def test_accept_resets_a_finished_or_pending_job(
 ) -> None:
     t = await _setup(session)
     finished = None if status == "pending" else await session.scalar(text("SELECT now()"))
-    await f.backfill_job(
-        session,
-        t["d"],
-        t["s"],
-        t["invitee"],
-        status=status,
-        attempts=3,
-        last_error_code="E_INTERNAL",
-        finished_at=finished,
-    )
+    values = {"attempts": 3, "last_error_code": "E_INTERNAL", "finished_at": finished}
+    await f.backfill_job(session, t["d"], t["s"], t["invitee"], status=status, **values)
     res = await _accept(session, t["invitee"], t["invite"].id, topics)
     assert res.backfill_job_status == "pending"
     job = await _job(session, t["d"], t["s"], t["invitee"])

@@ -28,14 +28,14 @@ from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
 from nexus.sharing.backfill import JOB
 from nexus.uploads.storage import LocalStorage
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 
 DELAYS = (10.0, 20.0)
 
 
 async def _job(session: AsyncSession) -> dict[str, uuid.UUID]:
-    sc = await f.sharing_scenario(session)
-    return await f.backfill_job(session, sc["d"], sc["s"], sc["viewer"])
+    return await jobs.seed(session)
 
 
 async def _row(session: AsyncSession, key: dict[str, uuid.UUID]) -> Any:
@@ -158,30 +158,45 @@ async def test_a_missing_job_is_not_found(session: AsyncSession) -> None:
         await _cancel(session, {**key, "user_id": uuid.uuid4()})
 
 
-async def test_ingest_cancel_fails_the_media_and_retry_brings_it_back(
-    session: AsyncSession, settings: Settings, tmp_path: Path
-) -> None:
-    topics = Topics.from_settings(settings)
+async def _ingest_job(session: AsyncSession, topics: Topics) -> uuid.UUID:
     (media_id,) = await f.media(session)
     await ingest_jobs.enqueue(
         session, media_id, topics, actor="t", request_id=None, correlation_id=None
     )
-    claimed = await machine.claim(
-        session, ingest_jobs.JOB, {"media_id": media_id}, owner="w1", lease_seconds=30
-    )
-    assert claimed is not None
+    return media_id
+
+
+async def _processing(session: AsyncSession, media_id: uuid.UUID, status: str) -> None:
     await session.execute(
-        text("UPDATE media SET processing_status = 'extracting' WHERE id = :m"), {"m": media_id}
+        text("UPDATE media SET processing_status = :p WHERE id = :m"), {"p": status, "m": media_id}
     )
-    result = await ingest_cancel.cancel_ingest(
+
+
+async def _cancel_ingest(
+    session: AsyncSession, media_id: uuid.UUID, topics: Topics, reason: str | None = None
+) -> ingest_cancel.IngestCancelResult:
+    return await ingest_cancel.cancel_ingest(
         session,
         media_id,
         topics,
         requested_by="ops",
-        reason=None,
+        reason=reason,
         request_id="r",
         correlation_id="c",
     )
+
+
+async def test_ingest_cancel_fails_the_media_and_retry_brings_it_back(
+    session: AsyncSession, settings: Settings, tmp_path: Path
+) -> None:
+    topics = Topics.from_settings(settings)
+    media_id = await _ingest_job(session, topics)
+    claimed = await machine.claim(
+        session, ingest_jobs.JOB, {"media_id": media_id}, owner="w1", lease_seconds=30
+    )
+    assert claimed is not None
+    await _processing(session, media_id, "extracting")
+    result = await _cancel_ingest(session, media_id, topics)
     assert (result.job_status, result.from_status, result.lease_owner) == (
         "cancelled",
         "running",
@@ -204,15 +219,7 @@ async def test_ingest_cancel_fails_the_media_and_retry_brings_it_back(
     assert event["event"] == "media.failed" and event["data"]["error_code"] == "E_CANCELLED"
     # Cancelled twice: refused, nothing changes.
     with pytest.raises(Conflict):
-        await ingest_cancel.cancel_ingest(
-            session,
-            media_id,
-            topics,
-            requested_by="ops",
-            reason=None,
-            request_id="r",
-            correlation_id="c",
-        )
+        await _cancel_ingest(session, media_id, topics)
     retried = await retry.retry_media(
         session,
         media_id,
@@ -234,22 +241,9 @@ async def test_an_embedding_media_fails_at_the_embed_stage(
     session: AsyncSession, settings: Settings
 ) -> None:
     topics = Topics.from_settings(settings)
-    (media_id,) = await f.media(session)
-    await ingest_jobs.enqueue(
-        session, media_id, topics, actor="t", request_id=None, correlation_id=None
-    )
-    await session.execute(
-        text("UPDATE media SET processing_status = 'embedding' WHERE id = :m"), {"m": media_id}
-    )
-    result = await ingest_cancel.cancel_ingest(
-        session,
-        media_id,
-        topics,
-        requested_by="ops",
-        reason="stop",
-        request_id="r",
-        correlation_id="c",
-    )
+    media_id = await _ingest_job(session, topics)
+    await _processing(session, media_id, "embedding")
+    result = await _cancel_ingest(session, media_id, topics, reason="stop")
     assert (result.processing_status, result.failure_stage) == ("failed", "embed")
 
 

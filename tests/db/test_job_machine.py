@@ -12,14 +12,13 @@ from nexus.jobs import machine, outbox
 from nexus.jobs.machine import LeaseLost
 from nexus.messaging.messages import DomainEvent
 from nexus.sharing.backfill import JOB
-from tests.support import factories as f
+from tests.support import backfill_jobs as jobs
 
 DELAYS = (10.0, 20.0, 30.0)
 
 
 async def _job(session: AsyncSession, **values: object) -> dict[str, uuid.UUID]:
-    sc = await f.sharing_scenario(session)
-    return await f.backfill_job(session, sc["d"], sc["s"], sc["viewer"], **values)
+    return await jobs.seed(session, **values)
 
 
 async def _events(session: AsyncSession) -> list[tuple[str | None, str, int]]:
@@ -85,58 +84,53 @@ async def test_complete_is_fenced_by_the_lease_token(session: AsyncSession) -> N
     assert (await _events(session))[-1] == ("running", "completed", 1)
 
 
-async def test_failures_follow_the_delay_schedule_then_fail(session: AsyncSession) -> None:
-    key = await _job(session)
-    for attempt, delay in enumerate(DELAYS, start=1):
-        await session.execute(
-            text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()")
-        )
-        claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
-        assert claim is not None and claim.attempt == attempt
-        status = await machine.fail(
-            session,
-            JOB,
-            claim,
-            code="E_INTERNAL",
-            message="boom",
-            delays=DELAYS,
-            terminal=False,
-            actor="w",
-        )
-        row = await _row(session, key)
-        assert status == "pending" and row.last_error_code == "E_INTERNAL"
-        assert delay - 1 < float(row.wait) <= delay
-    await session.execute(text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()"))
-    claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
-    assert claim is not None and claim.attempt == len(DELAYS) + 1
-    status = await machine.fail(
-        session,
-        JOB,
-        claim,
-        code="E_INTERNAL",
-        message="boom",
-        delays=DELAYS,
-        terminal=False,
-        actor="w",
-    )
-    row = await _row(session, key)
-    assert status == "failed" and row.finished_at is not None
-    assert [e[1] for e in await _events(session)].count("failed") == 1
-
-
-async def test_terminal_failure_does_not_retry(session: AsyncSession) -> None:
-    key = await _job(session)
+async def _claim_and_fail(
+    session: AsyncSession,
+    key: dict[str, uuid.UUID],
+    *,
+    code: str = "E_INTERNAL",
+    message: str = "boom",
+    terminal: bool = False,
+) -> tuple[int, str]:
+    """Claim the job and fail that attempt: (attempt, the job's new status)."""
     claim = await machine.claim(session, JOB, key, owner="w", lease_seconds=30)
     assert claim is not None
     status = await machine.fail(
         session,
         JOB,
         claim,
-        code="E_BACKFILL_TUPLE_INVALID",
-        message="bad",
+        code=code,
+        message=message,
         delays=DELAYS,
-        terminal=True,
+        terminal=terminal,
         actor="w",
+    )
+    return claim.attempt, status
+
+
+async def _due_claim_fails(session: AsyncSession, key: dict[str, uuid.UUID]) -> tuple[int, str]:
+    """Make the job due, claim it and fail the attempt transiently."""
+    await session.execute(text("UPDATE default_library_backfill_jobs SET next_attempt_at = now()"))
+    return await _claim_and_fail(session, key)
+
+
+async def test_failures_follow_the_delay_schedule_then_fail(session: AsyncSession) -> None:
+    key = await _job(session)
+    for attempt, delay in enumerate(DELAYS, start=1):
+        assert await _due_claim_fails(session, key) == (attempt, "pending")
+        row = await _row(session, key)
+        assert row.last_error_code == "E_INTERNAL"
+        assert delay - 1 < float(row.wait) <= delay
+    assert await _due_claim_fails(session, key) == (len(DELAYS) + 1, "failed")
+    row = await _row(session, key)
+    assert row.finished_at is not None
+    assert [e[1] for e in await _events(session)].count("failed") == 1
+
+
+async def test_terminal_failure_does_not_retry(session: AsyncSession) -> None:
+    key = await _job(session)
+    _, status = await _claim_and_fail(
+        session, key, code="E_BACKFILL_TUPLE_INVALID", message="bad", terminal=True
     )
     assert status == "failed"
 

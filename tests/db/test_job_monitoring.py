@@ -16,6 +16,7 @@ from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
 from nexus.sharing.backfill import JOB
 from tests.conftest import make_settings
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 
 DELAYS = (10.0, 20.0)
@@ -79,23 +80,18 @@ async def test_recent_failures_are_the_newest_failed_jobs_of_every_type(
     now = datetime.now(UTC)
     keys = []
     for age_minutes in (30, 10):
-        sc = await f.sharing_scenario(session, n_media=1)
-        keys.append(
-            await f.backfill_job(
-                session,
-                sc["d"],
-                sc["s"],
-                sc["viewer"],
-                status="failed",
-                attempts=3,
-                last_error_code="E_BACKFILL_TUPLE_INVALID",
-                last_error_message="source library missing",
-                next_attempt_at=now - timedelta(minutes=age_minutes, seconds=1),
-                finished_at=now - timedelta(minutes=age_minutes),
-            )
+        failed = await jobs.seed(
+            session,
+            n_media=1,
+            status="failed",
+            attempts=3,
+            last_error_code="E_BACKFILL_TUPLE_INVALID",
+            last_error_message="source library missing",
+            next_attempt_at=now - timedelta(minutes=age_minutes, seconds=1),
+            finished_at=now - timedelta(minutes=age_minutes),
         )
-    sc = await f.sharing_scenario(session, n_media=1)
-    await f.backfill_job(session, sc["d"], sc["s"], sc["viewer"], status="pending")
+        keys.append(failed)
+    await jobs.seed(session, n_media=1, status="pending")
     (media_id,) = await f.media(session)
     await session.execute(
         text(

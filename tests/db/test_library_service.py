@@ -6,7 +6,7 @@ Check order everywhere: not visible → 404, visible but not allowed → 403, il
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -30,6 +30,17 @@ async def _role(session: AsyncSession, lib: uuid.UUID, user: uuid.UUID) -> str |
         text("SELECT role FROM memberships WHERE library_id = :l AND user_id = :u"),
         {"l": lib, "u": user},
     )
+
+
+def _refused_with(
+    operation: Callable[..., Awaitable[Any]], session: AsyncSession
+) -> Callable[..., Awaitable[str]]:
+    """`code(viewer, library, ...)`: the error code `operation` refuses those arguments with."""
+
+    async def code(*args: Any) -> str:
+        return await _code(operation(session, *args))
+
+    return code
 
 
 async def _team(session: AsyncSession) -> dict[str, Any]:
@@ -204,10 +215,7 @@ async def test_set_member_role_success_and_errors(session: AsyncSession) -> None
         session, t["admin2"], s, t["member"], LibraryRole.MEMBER
     )
     assert demoted.role == "member" and await _role(session, s, t["member"]) == "member"
-
-    async def code(viewer: uuid.UUID, lib: uuid.UUID, target: uuid.UUID, role: LibraryRole) -> str:
-        return await _code(service.set_member_role(session, viewer, lib, target, role))
-
+    code = _refused_with(service.set_member_role, session)
     assert await code(t["stranger"], s, t["member"], LibraryRole.ADMIN) == "E_LIBRARY_NOT_FOUND"
     assert await code(t["owner"], t["owner_d"], t["owner"], LibraryRole.MEMBER) == (
         "E_DEFAULT_LIBRARY_FORBIDDEN"
@@ -238,10 +246,7 @@ async def test_last_admin_cannot_be_demoted_or_removed(session: AsyncSession) ->
 async def test_remove_member_check_order(session: AsyncSession) -> None:
     t = await _team(session)
     s = t["s"]
-
-    async def code(viewer: uuid.UUID, lib: uuid.UUID, target: uuid.UUID) -> str:
-        return await _code(service.remove_member(session, viewer, lib, target))
-
+    code = _refused_with(service.remove_member, session)
     assert await code(t["stranger"], s, t["member"]) == "E_LIBRARY_NOT_FOUND"
     assert await code(t["stranger"], s, t["stranger"]) == "E_LIBRARY_NOT_FOUND"
     assert await code(t["owner"], t["owner_d"], t["owner"]) == "E_DEFAULT_LIBRARY_FORBIDDEN"
@@ -272,10 +277,7 @@ async def test_members_may_leave_and_admins_may_remove(session: AsyncSession) ->
 async def test_transfer_ownership(session: AsyncSession) -> None:
     t = await _team(session)
     s = t["s"]
-
-    async def code(viewer: uuid.UUID, lib: uuid.UUID, target: uuid.UUID) -> str:
-        return await _code(service.transfer_ownership(session, viewer, lib, target))
-
+    code = _refused_with(service.transfer_ownership, session)
     assert await code(t["stranger"], s, t["member"]) == "E_LIBRARY_NOT_FOUND"
     assert await code(t["stranger"], s, t["stranger"]) == "E_LIBRARY_NOT_FOUND"
     assert await code(t["owner"], t["owner_d"], t["member"]) == "E_DEFAULT_LIBRARY_FORBIDDEN"

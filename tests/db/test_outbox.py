@@ -12,14 +12,21 @@ from nexus.db.tx import transaction
 from nexus.jobs import outbox, relay
 from nexus.messaging.messages import DomainEvent
 from nexus.messaging.publisher import MessageRejected, PublishError
+from tests.support.db import one
 from tests.support.processes import poll
 
 
 class RecordingPublisher:
-    def __init__(self, fail_after: int | None = None, delay: float = 0.0) -> None:
+    """Records what it publishes. Fails as a broker does: down once it took `fail_after`
+    messages, or refusing the messages of entity `refuse` (as a too-large message)."""
+
+    def __init__(
+        self, fail_after: int | None = None, delay: float = 0.0, refuse: str | None = None
+    ) -> None:
         self.sent: list[tuple[str, str | None, dict, dict[str, str]]] = []
         self.fail_after = fail_after
         self.delay = delay
+        self.refuse = refuse
 
     async def publish(
         self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
@@ -28,6 +35,8 @@ class RecordingPublisher:
             await asyncio.sleep(self.delay)
         if self.fail_after is not None and len(self.sent) >= self.fail_after:
             raise PublishError("broker down")
+        if self.refuse is not None and json.loads(value)["entity_id"] == self.refuse:
+            raise MessageRejected("refused: MessageSizeTooLargeError")
         self.sent.append((topic, key, json.loads(value), headers))
 
     async def ping(self) -> bool:
@@ -36,6 +45,17 @@ class RecordingPublisher:
 
 def _event(n: int) -> DomainEvent:
     return DomainEvent(event="test", entity_id=f"e{n}", request_id=f"r{n}", correlation_id="c")
+
+
+async def _enqueued(
+    sm: async_sessionmaker[AsyncSession], n: int, key: str | None = "k"
+) -> list[int]:
+    """Events e0..e(n-1) enqueued on "t.events" in one transaction, all with message key
+    `key` (None: each its own, k0..); their row ids."""
+    async with transaction(sm) as s:
+        for i in range(n):
+            await outbox.enqueue(s, "t.events", key or f"k{i}", _event(i))
+        return outbox.enqueued_ids(s)
 
 
 async def _unpublished(sm: async_sessionmaker[AsyncSession]) -> list[int]:
@@ -79,10 +99,7 @@ async def test_publish_after_commit_marks_rows_and_keeps_trace_headers(
 async def test_failed_publish_leaves_rows_for_the_relay_in_order(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(3):
-            await outbox.enqueue(s, "t.events", "k", _event(n))
-        ids = outbox.enqueued_ids(s)
+    ids = await _enqueued(sessionmaker, 3)
     report = await outbox.publish_rows(sessionmaker, RecordingPublisher(fail_after=1), ids)
     assert (report.published, report.failed) == (1, 2)
     assert await _unpublished(sessionmaker) == ids[1:]
@@ -106,9 +123,7 @@ async def test_failed_publish_leaves_rows_for_the_relay_in_order(
 async def test_concurrent_relays_never_publish_a_row_twice(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(40):
-            await outbox.enqueue(s, "t.events", f"k{n}", _event(n))
+    await _enqueued(sessionmaker, 40, key=None)
     pubs = [RecordingPublisher(delay=0.001) for _ in range(3)]
     await asyncio.gather(
         *(relay.relay_once(sessionmaker, p, older_than_seconds=0, batch=15) for p in pubs),
@@ -181,47 +196,24 @@ async def test_a_publish_failure_is_recorded_at_once_even_with_batched_marks(
     await marks.close()
 
 
-class RefusingPublisher(RecordingPublisher):
-    """Refuses messages of one entity (as a broker refuses a too-large message)."""
-
-    def __init__(self, refuse: str, *, down: bool = False) -> None:
-        super().__init__()
-        self.refuse = refuse
-        self.down = down
-
-    async def publish(
-        self, topic: str, key: str | None, value: bytes, headers: dict[str, str]
-    ) -> None:
-        if self.down:
-            raise PublishError("broker down")
-        if json.loads(value)["entity_id"] == self.refuse:
-            raise MessageRejected("refused: MessageSizeTooLargeError")
-        await super().publish(topic, key, value, headers)
-
-
 FAST = relay.RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.05)
 
 
 async def _row(sm: async_sessionmaker[AsyncSession], row_id: int) -> dict:
-    async with sm() as s:
-        r = await s.execute(
-            text(
-                "SELECT publish_attempts, last_error, next_attempt_at, parked_at, published_at "
-                "FROM outbox WHERE id = :row_id"
-            ),
-            {"row_id": row_id},
-        )
-        return dict(r.one()._mapping)
+    found = await one(
+        sm,
+        "SELECT publish_attempts, last_error, next_attempt_at, parked_at, published_at "
+        "FROM outbox WHERE id = :row_id",
+        row_id=row_id,
+    )
+    return dict(found._mapping)
 
 
 async def test_a_refused_row_backs_off_then_parks_without_blocking_later_rows(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(5):
-            await outbox.enqueue(s, "t.events", "same-key", _event(n))
-        ids = outbox.enqueued_ids(s)
-    pub = RefusingPublisher(refuse="e1")
+    ids = await _enqueued(sessionmaker, 5, key="same-key")
+    pub = RecordingPublisher(refuse="e1")
     first = await relay.relay_once(sessionmaker, pub, older_than_seconds=0, batch=10, policy=FAST)
     # Every other row went out in the same tick, the refused one is charged and backs off.
     assert (first.published, first.failed, first.parked) == (4, 1, 0)
@@ -254,7 +246,7 @@ async def test_an_operator_retry_gives_a_parked_row_a_fresh_start(
         row_id = await outbox.enqueue(s, "t.events", "k", _event(7))
         other = await outbox.enqueue(s, "t.events", "k", _event(8))
     policy = relay.RetryPolicy(max_attempts=1)
-    refusing = RefusingPublisher(refuse="e7")
+    refusing = RecordingPublisher(refuse="e7")
     await relay.relay_once(sessionmaker, refusing, older_than_seconds=0, batch=10, policy=policy)
     assert (await _row(sessionmaker, row_id))["parked_at"] is not None
     async with transaction(sessionmaker) as s:
@@ -270,11 +262,8 @@ async def test_an_operator_retry_gives_a_parked_row_a_fresh_start(
 async def test_a_broker_outage_stops_the_tick_and_parks_nothing(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        for n in range(3):
-            await outbox.enqueue(s, "t.events", "k", _event(n))
-        ids = outbox.enqueued_ids(s)
-    down = RefusingPublisher(refuse="none", down=True)
+    ids = await _enqueued(sessionmaker, 3)
+    down = RecordingPublisher(fail_after=0)
     policy = relay.RetryPolicy(max_attempts=1)
     for _ in range(3):
         report = await relay.relay_once(

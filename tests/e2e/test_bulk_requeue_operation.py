@@ -14,15 +14,17 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.support.processes import Child, poll, start_agents, start_api
+from tests.support.db import count, rows
+from tests.support.operators import operator_headers
+from tests.support.processes import poll, start_agents, start_api
+from tests.support.running import running
 
 pytestmark = pytest.mark.e2e
 N_FAILED = 40
@@ -38,11 +40,8 @@ def stack_settings(stack_settings: Settings) -> Settings:
 @pytest_asyncio.fixture
 async def worker(stack_settings: Settings, logs_dir: Path) -> AsyncIterator[Settings]:
     """Only the agents: the test starts and stops the API itself."""
-    agents = await start_agents(stack_settings, logs_dir)
-    try:
+    async with running(start_agents(stack_settings, logs_dir)):
         yield stack_settings
-    finally:
-        agents.stop()
 
 
 async def _seed(sm: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
@@ -50,48 +49,26 @@ async def _seed(sm: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
     async with transaction(sm) as s:
         for i in range(N_FAILED):
             sc = await f.sharing_scenario(s, n_media=2)
+            failed = jobs.values_for(
+                "failed",
+                now=NOW,
+                attempts=3,
+                last_error_code="E_FETCH_FAILED",
+                updated_at=NOW - timedelta(seconds=60 + i),
+            )
             seeded["failed"].append(
-                await f.backfill_job(
-                    s,
-                    sc["d"],
-                    sc["s"],
-                    sc["viewer"],
-                    status="failed",
-                    attempts=3,
-                    last_error_code="E_FETCH_FAILED",
-                    finished_at=NOW,
-                    updated_at=NOW - timedelta(seconds=60 + i),
-                )
+                await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], **failed)
             )
         sc = await f.sharing_scenario(s, n_media=1)
-        seeded["running"] = await f.backfill_job(
-            s,
-            sc["d"],
-            sc["s"],
-            sc["viewer"],
-            status="running",
-            attempts=1,
-            last_error_code="E_FETCH_FAILED",
-            lease_token=uuid.uuid4(),
-            lease_owner="elsewhere",
-            lease_expires_at=NOW + timedelta(minutes=10),
-        )
+        running_job = jobs.values_for("running", now=NOW, last_error_code="E_FETCH_FAILED")
+        seeded["running"] = await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], **running_job)
         seeded["admin"] = (await create_key(s, name="bulk-admin", role="admin")).token
         seeded["viewer"] = (await create_key(s, name="bulk-viewer", role="viewer")).token
     return seeded
 
 
 def _headers(token: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {token}",
-        "X-Nexus-Internal": TEST_INTERNAL_SECRET,
-        "X-Request-ID": "e2e-bulk",
-    }
-
-
-async def _rows(sm: async_sessionmaker[AsyncSession], sql: str, **params: Any) -> list[Any]:
-    async with sm() as s:
-        return list(await s.execute(text(sql), params))
+    return operator_headers(token, **{"X-Request-ID": "e2e-bulk"})
 
 
 async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
@@ -100,21 +77,18 @@ async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
     settings = worker
     seeded = await _seed(sessionmaker)
     base = f"http://127.0.0.1:{settings.api_port}"
-    api: Child = await start_api(settings, logs_dir)
-    try:
-        async with httpx.AsyncClient(base_url=base) as client:
-            r = await client.post(
-                "/internal/libraries/backfill-jobs/requeue-bulk",
-                json={
-                    "error_code": "E_FETCH_FAILED",
-                    "dry_run": False,
-                    "rate_per_second": 1000,
-                    "reason": "e2e",
-                },
-                headers=_headers(seeded["admin"]),
-            )
-    finally:
-        api.stop()  # the operation does not need the API any more
+    # The API stops once it answered: the operation does not need it any more.
+    async with running(start_api(settings, logs_dir)), httpx.AsyncClient(base_url=base) as client:
+        r = await client.post(
+            "/internal/libraries/backfill-jobs/requeue-bulk",
+            json={
+                "error_code": "E_FETCH_FAILED",
+                "dry_run": False,
+                "rate_per_second": 1000,
+                "reason": "e2e",
+            },
+            headers=_headers(seeded["admin"]),
+        )
     assert r.status_code == 202, r.text
     operation_id = r.json()["data"]["operation_id"]
     assert r.headers["location"] == f"/internal/operations/{operation_id}"
@@ -123,7 +97,7 @@ async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
     seen: list[int] = []
 
     async def completed() -> Any:
-        [op] = await _rows(
+        [op] = await rows(
             sessionmaker, "SELECT * FROM operations WHERE id = :i", i=uuid.UUID(operation_id)
         )
         if op.progress:
@@ -143,21 +117,18 @@ async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
 
     # The requeued jobs' messages reached the backfill agent, which ran every job.
     async def jobs_done() -> bool:
-        rows = await _rows(
+        done = await count(
             sessionmaker,
-            "SELECT count(*) AS n FROM default_library_backfill_jobs WHERE status = 'completed'",
+            "SELECT count(*) FROM default_library_backfill_jobs WHERE status = 'completed'",
         )
-        return rows[0].n == N_FAILED
+        return done == N_FAILED
 
     await poll(jobs_done, deadline_s=90, what="every requeued backfill job completed")
-    [running] = await _rows(
-        sessionmaker,
-        "SELECT status, lease_owner FROM default_library_backfill_jobs WHERE user_id = :u",
-        u=seeded["running"]["user_id"],
-    )
-    assert (running.status, running.lease_owner) == ("running", "elsewhere")
+    untouched = await jobs.job(sessionmaker, seeded["running"], "status, lease_owner")
+    assert untouched is not None
+    assert (untouched.status, untouched.lease_owner) == ("running", "elsewhere")
 
-    actions = await _rows(
+    actions = await rows(
         sessionmaker,
         "SELECT action, outcome, details, request_id FROM operator_actions ORDER BY id",
     )
@@ -171,7 +142,7 @@ async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
     assert len(per_job) == N_FAILED
     assert all(a.details["operation_id"] == operation_id for a in per_job)
     assert {a.request_id for a in actions} == {"e2e-bulk"}
-    ledger = await _rows(
+    ledger = await rows(
         sessionmaker,
         "SELECT from_status, to_status FROM job_events "
         "WHERE job_type = 'operation' AND job_key ->> 'id' = :i ORDER BY id",
@@ -184,14 +155,10 @@ async def test_bulk_requeue_runs_in_the_background_and_survives_an_api_restart(
     ]
 
     # A fresh API process reads the outcome from the row.
-    api = await start_api(settings, logs_dir)
-    try:
-        async with httpx.AsyncClient(base_url=base) as client:
-            r = await client.get(
-                f"/internal/operations/{operation_id}", headers=_headers(seeded["viewer"])
-            )
-    finally:
-        api.stop()
+    async with running(start_api(settings, logs_dir)), httpx.AsyncClient(base_url=base) as client:
+        r = await client.get(
+            f"/internal/operations/{operation_id}", headers=_headers(seeded["viewer"])
+        )
     assert r.status_code == 200, r.text
     shown = r.json()["data"]
     assert shown["status"] == "completed" and shown["result"] == expected

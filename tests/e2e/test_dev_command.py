@@ -247,17 +247,23 @@ def test_dev_starts_embedded_postgres_and_broker_and_stops_everything(
     assert not asyncio.run(broker_answers(bootstrap, timeout_seconds=1.0))
 
 
+def _on_servers(db_name: str, broker: Broker) -> dict[str, str]:
+    """`nexus dev` on the test's PostgreSQL server (database `db_name`, which it creates)
+    and its broker, in the test env (an explicit JWT secret)."""
+    return {
+        "NEXUS_ENV": "test",
+        "NEXUS_JWT_HS256_SECRET": "dev-test-secret-with-enough-bytes-for-hs256",
+        "NEXUS_DATABASE_URL": sqlalchemy_url(db_name),
+        "NEXUS_KAFKA_BOOTSTRAP": broker.bootstrap,
+    }
+
+
 def test_dev_uses_a_server_that_answers_and_creates_the_database(
     start_dev: Callable[..., DevRun], broker: Broker
 ) -> None:
     name = unique_name("nexus_dev")
     try:
-        run = start_dev(
-            NEXUS_ENV="test",
-            NEXUS_JWT_HS256_SECRET="dev-test-secret-with-enough-bytes-for-hs256",
-            NEXUS_DATABASE_URL=sqlalchemy_url(name),
-            NEXUS_KAFKA_BOOTSTRAP=broker.bootstrap,
-        )
+        run = start_dev(**_on_servers(name, broker))
         run.wait_for("migrations", lambda: "migrations applied" in run.log(), 90)
         log = run.log()
         assert f"created database {name}" in log
@@ -280,12 +286,7 @@ def test_dev_stops_everything_and_fails_when_a_child_dies(
 ) -> None:
     name = unique_name("nexus_dev")
     try:
-        run = start_dev(
-            NEXUS_ENV="test",
-            NEXUS_JWT_HS256_SECRET="dev-test-secret-with-enough-bytes-for-hs256",
-            NEXUS_DATABASE_URL=sqlalchemy_url(name),
-            NEXUS_KAFKA_BOOTSTRAP=broker.bootstrap,
-        )
+        run = start_dev(**_on_servers(name, broker))
         run.wait_for("the agents worker", lambda: "started agents" in run.log(), 90)
         pids = run.started_pids()
         os.killpg(pids["api"], signal.SIGKILL)

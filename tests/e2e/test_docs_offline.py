@@ -15,6 +15,7 @@ from nexus.config import Settings
 from tests.conftest import make_settings
 from tests.support.browser import dump_dom
 from tests.support.processes import Child, start_api
+from tests.support.running import running
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -28,11 +29,8 @@ async def api_settings(db_url: str) -> Settings:
 
 @pytest_asyncio.fixture
 async def api(api_settings: Settings, logs_dir: Path) -> AsyncIterator[Child]:
-    child = await start_api(api_settings, logs_dir)
-    try:
+    async with running(start_api(api_settings, logs_dir)) as child:
         yield child
-    finally:
-        child.stop()
 
 
 async def test_swagger_ui_lists_every_operation_without_the_internet(

@@ -15,13 +15,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from nexus.config import Settings
 from nexus.db.tx import transaction
-from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
 from tests.e2e.conftest import Stack
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.support.processes import Child, poll, start_agents, start_api
-from tests.support.services import Broker, broker_ready, free_port
+from tests.support.db import count, one
+from tests.support.operators import operator_headers, operator_token
+from tests.support.processes import poll, start_agents, start_api
+from tests.support.running import own_broker, running
+from tests.support.services import broker_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +35,7 @@ async def _seed(sm: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
         await f.backfill_job(
             s, sc["d"], sc["s"], sc["viewer"], status="completed", finished_at=datetime.now(UTC)
         )
-        key = await create_key(s, name=f"op-{uuid.uuid4().hex[:8]}", role="operator")
-    sc["token"] = key.token
+    sc["token"] = await operator_token(sm, "operator")
     return sc
 
 
@@ -47,33 +49,13 @@ def _requeue_body(sc: dict[str, Any]) -> dict[str, str]:
 
 
 def _headers(token: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {token}",
-        "X-Nexus-Internal": TEST_INTERNAL_SECRET,
-        "X-Request-ID": f"e2e-{uuid.uuid4().hex[:8]}",
-        "X-Correlation-ID": "corr-e2e",
-    }
+    return operator_headers(
+        token, **{"X-Request-ID": f"e2e-{uuid.uuid4().hex[:8]}", "X-Correlation-ID": "corr-e2e"}
+    )
 
 
-async def _job_events(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> list[tuple]:
-    async with sm() as s:
-        rows = await s.execute(
-            text(
-                "SELECT from_status, to_status, correlation_id FROM job_events "
-                "WHERE job_type = 'backfill' AND job_key->>'user_id' = :u ORDER BY id"
-            ),
-            {"u": str(user_id)},
-        )
-        return [tuple(r) for r in rows]
-
-
-async def _completed(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> bool:
-    async with sm() as s:
-        status = await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": user_id},
-        )
-    return status == "completed"
+async def _job_events(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> list[Any]:
+    return await jobs.events(sm, user_id, "from_status, to_status, correlation_id")
 
 
 async def test_request_outbox_publish_worker_transition(
@@ -109,82 +91,55 @@ async def test_request_outbox_publish_worker_transition(
     assert [(r[0], r[2]) for r in rows] == [(True, 1)]
     assert rows[0][1]["correlation_id"] == "corr-e2e"
 
-    await poll(lambda: _completed(sessionmaker, sc["viewer"]), deadline_s=30, what="completed")
+    await jobs.wait_for_status(sessionmaker, sc["viewer"], "completed", deadline_s=30)
     assert await _job_events(sessionmaker, sc["viewer"]) == [
         ("completed", "pending", "corr-e2e"),
         ("pending", "running", "corr-e2e"),
         ("running", "completed", "corr-e2e"),
     ]
-    async with sessionmaker() as s:
-        edges = await s.scalar(
-            text("SELECT count(*) FROM default_library_closure_edges WHERE default_library_id=:d"),
-            {"d": sc["d"]},
-        )
-        action = (
-            await s.execute(text("SELECT action, outcome, actor FROM operator_actions"))
-        ).one()
-    assert edges == 5
+    assert await jobs.edge_count(sessionmaker, sc["d"]) == 5
+    action = await one(sessionmaker, "SELECT action, outcome, actor FROM operator_actions")
     assert action.action == "backfill.requeue" and action.outcome == "requeued"
 
 
 async def test_work_survives_a_broker_outage_at_request_time(
-    db_url: str, sessionmaker: async_sessionmaker[AsyncSession], logs_dir: Path
+    stack_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], logs_dir: Path
 ) -> None:
-    own = Broker(port=free_port(), log_path=logs_dir / "own-broker.log")
-    own.start()
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=own.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        publish_timeout_seconds=1.0,
-    )
-    api: Child | None = None
-    agents: Child | None = None
-    try:
-        await broker_ready(own.bootstrap)
-        agents = await start_agents(settings, logs_dir)
-        api = await start_api(settings, logs_dir)
-        sc = await _seed(sessionmaker)
-        own.stop()  # the broker is gone when the request arrives
+    async with own_broker(logs_dir / "own-broker.log") as own:
+        settings = stack_settings.model_copy(
+            update={"kafka_bootstrap": own.bootstrap, "publish_timeout_seconds": 1.0}
+        )
+        async with (
+            running(start_agents(settings, logs_dir)),
+            running(start_api(settings, logs_dir)),
+        ):
+            sc = await _seed(sessionmaker)
+            own.stop()  # the broker is gone when the request arrives
 
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as client:
-            resp = await client.post(
-                "/internal/libraries/backfill-jobs/requeue",
-                json=_requeue_body(sc),
-                headers=_headers(sc["token"]),
-                timeout=30,
-            )
-            assert resp.status_code == 200, resp.text
-            assert resp.json()["data"]["enqueue_dispatched"] is False
-            ready = await client.get("/ready")
-            assert ready.status_code == 503
-            assert ready.json()["error"]["code"] == "E_DEPENDENCY_UNAVAILABLE"
-        async with sessionmaker() as s:
-            unpublished = await s.scalar(
-                text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            )
-        assert unpublished == 1
-
-        # A fresh broker (memory only: nothing survived) on the same address.
-        own.start()
-        await broker_ready(own.bootstrap)
-        await poll(lambda: _completed(sessionmaker, sc["viewer"]), deadline_s=90, what="completed")
-        async with sessionmaker() as s:
-            unpublished = await s.scalar(
-                text(
-                    "SELECT count(*) FROM outbox "
-                    "WHERE published_at IS NULL AND topic LIKE '%backfill'"
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{settings.api_port}"
+            ) as client:
+                resp = await client.post(
+                    "/internal/libraries/backfill-jobs/requeue",
+                    json=_requeue_body(sc),
+                    headers=_headers(sc["token"]),
+                    timeout=30,
                 )
-            )
-        assert unpublished == 0
-        assert [e[1] for e in await _job_events(sessionmaker, sc["viewer"])] == [
-            "pending",
-            "running",
-            "completed",
-        ]
-    finally:
-        for child in (api, agents):
-            if child is not None:
-                child.stop()
-        own.stop()
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["data"]["enqueue_dispatched"] is False
+                ready = await client.get("/ready")
+                assert ready.status_code == 503
+                assert ready.json()["error"]["code"] == "E_DEPENDENCY_UNAVAILABLE"
+            unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            assert await count(sessionmaker, unpublished) == 1
+
+            # A fresh broker (memory only: nothing survived) on the same address.
+            own.start()
+            await broker_ready(own.bootstrap)
+            await jobs.wait_for_status(sessionmaker, sc["viewer"], "completed", deadline_s=90)
+            assert await count(sessionmaker, f"{unpublished} AND topic LIKE '%backfill'") == 0
+            assert [e[1] for e in await _job_events(sessionmaker, sc["viewer"])] == [
+                "pending",
+                "running",
+                "completed",
+            ]

@@ -31,6 +31,7 @@ from tests.fetch.server import (
     gzipped,
     redirect,
     respond,
+    serving,
     slow_headers,
 )
 
@@ -65,27 +66,21 @@ def flaky(failures: int) -> Any:
 
 @pytest_asyncio.fixture
 async def site() -> AsyncIterator[LocalServer]:
-    server = LocalServer()
-    server.routes.update(
-        {
-            "/flaky": flaky(2),
-            "/down": respond(503, b"down", "text/plain"),
-            "/slow": slow_headers(FETCH_TIMEOUT * 3),
-            "/json": respond(200, b'{"a": 1}', "application/json"),
-            "/paper": respond(200, PDF, "application/pdf"),
-            "/article": html(),
-        }
-    )
-    server.routes["/huge"] = endless(server, "huge", b"<p>" + b"x" * 65536 + b"</p>")
-    await server.start()
-    for i in range(6):  # /hop0 → /hop1 → ... → /hop6 (6 redirects) → the article
-        server.routes[f"/hop{i}"] = redirect(server.url(f"/hop{i + 1}"))
-    server.routes["/hop6"] = html()
-    server.routes["/metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
-    try:
+    routes = {
+        "/flaky": flaky(2),
+        "/down": respond(503, b"down", "text/plain"),
+        "/slow": slow_headers(FETCH_TIMEOUT * 3),
+        "/json": respond(200, b'{"a": 1}', "application/json"),
+        "/paper": respond(200, PDF, "application/pdf"),
+        "/article": html(),
+    }
+    async with serving(routes) as server:
+        server.routes["/huge"] = endless(server, "huge", b"<p>" + b"x" * 65536 + b"</p>")
+        for i in range(6):  # /hop0 → /hop1 → ... → /hop6 (6 redirects) → the article
+            server.routes[f"/hop{i}"] = redirect(server.url(f"/hop{i + 1}"))
+        server.routes["/hop6"] = html()
+        server.routes["/metadata"] = redirect("http://169.254.169.254/latest/meta-data/")
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -11,28 +11,26 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.conftest import Client, Stack
-from tests.fetch.server import LocalServer, redirect, respond
+from tests.fetch.server import LocalServer, redirect, respond, serving
 from tests.support.processes import poll
 
 pytestmark = pytest.mark.e2e
 
 PAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "article-pages"
 SAMPLE = ("aclu", "bbc-1", "wikipedia-2")
+HTML = "text/html; charset=utf-8"
 
 
 @pytest_asyncio.fixture
 async def site() -> AsyncIterator[LocalServer]:
-    server = LocalServer()
-    for name in SAMPLE:
-        body = (PAGES / name / "source.html").read_bytes()
-        server.routes[f"/{name}"] = respond(200, body, "text/html; charset=utf-8")
-    server.routes["/empty"] = respond(200, b"<html><body></body></html>", "text/html")
-    await server.start()
-    server.routes["/moved"] = redirect(server.url("/aclu?utm_source=x"))
-    try:
+    routes = {
+        f"/{name}": respond(200, (PAGES / name / "source.html").read_bytes(), HTML)
+        for name in SAMPLE
+    }
+    routes["/empty"] = respond(200, b"<html><body></body></html>", "text/html")
+    async with serving(routes) as server:
+        server.routes["/moved"] = redirect(server.url("/aclu?utm_source=x"))
         yield server
-    finally:
-        await server.stop()
 
 
 async def test_from_url_to_readable_fragments(

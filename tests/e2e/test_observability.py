@@ -26,9 +26,10 @@ from pypdf import PdfWriter
 from nexus.config import Settings
 from nexus.messaging.topics import Topics
 from tests.conftest import TEST_INTERNAL_SECRET, make_settings
-from tests.fetch.server import LocalServer, respond
+from tests.fetch.server import respond, serving
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import Child, poll, start_agents, start_api
+from tests.support.running import running
 from tests.support.services import Broker, free_port
 from tests.support.webapp import make_token
 
@@ -117,15 +118,17 @@ def json_lines(child: Child) -> list[dict[str, Any]]:
 async def test_json_logs_carry_the_request_ids_from_api_to_agent(
     db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
 ) -> None:
-    site = LocalServer()
-    site.routes["/article"] = respond(200, PAGE_HTML, "text/html; charset=utf-8")
-    site.routes["/damaged.pdf"] = respond(200, damaged_pdf(), "application/pdf")
-    await site.start()
+    routes = {
+        "/article": respond(200, PAGE_HTML, "text/html; charset=utf-8"),
+        "/damaged.pdf": respond(200, damaged_pdf(), "application/pdf"),
+    }
     settings = observed_settings(db_url, broker, tmp_path)
-    agents = await start_agents(settings, logs_dir, separate_stderr=True)
-    api = await start_api(settings, logs_dir, separate_stderr=True)
     request_id, correlation_id = f"req-{uuid.uuid4().hex}", f"corr-{uuid.uuid4().hex}"
-    try:
+    async with (
+        serving(routes) as site,
+        running(start_agents(settings, logs_dir, separate_stderr=True)) as agents,
+        running(start_api(settings, logs_dir, separate_stderr=True)) as api,
+    ):
         media = await save_and_settle(
             settings,
             site.url("/article"),
@@ -133,10 +136,6 @@ async def test_json_logs_carry_the_request_ids_from_api_to_agent(
         )
         # A blank page: no text, a failed job; pypdf warns while reading it.
         blank = await save_and_settle(settings, site.url("/damaged.pdf"), ready=False)
-    finally:
-        api.stop()
-        agents.stop()
-        await site.stop()
     api_lines, agent_lines = json_lines(api), json_lines(agents)
 
     # The API's access line of the request, with its ids.
@@ -196,10 +195,10 @@ def _check_trace(trace: list[ReceivedSpan], topic: str) -> ReceivedSpan:
 async def test_one_trace_from_request_to_ready_across_processes(
     db_url: str, broker: Broker, logs_dir: Path, tmp_path: Path
 ) -> None:
-    site = LocalServer()
-    site.routes["/direct"] = respond(200, PAGE_HTML, "text/html; charset=utf-8")
-    site.routes["/relayed"] = respond(200, PAGE_HTML + b"<!-- relayed -->", "text/html")
-    await site.start()
+    routes = {
+        "/direct": respond(200, PAGE_HTML, "text/html; charset=utf-8"),
+        "/relayed": respond(200, PAGE_HTML + b"<!-- relayed -->", "text/html"),
+    }
     with OtlpReceiver() as receiver:
         settings = observed_settings(
             db_url, broker, tmp_path, otel_exporter_otlp_endpoint=receiver.endpoint
@@ -211,10 +210,12 @@ async def test_one_trace_from_request_to_ready_across_processes(
         cut_off = settings.model_copy(
             update={"api_port": free_port(), "kafka_bootstrap": "127.0.0.1:1"}
         )
-        agents = await start_agents(settings, logs_dir, env=otel)
-        api = await start_api(settings, logs_dir, env=otel)
-        lonely = await start_api(cut_off, logs_dir, name="api-no-broker", env=otel)
-        try:
+        async with (
+            serving(routes) as site,
+            running(start_agents(settings, logs_dir, env=otel)),
+            running(start_api(settings, logs_dir, env=otel)),
+            running(start_api(cut_off, logs_dir, name="api-no-broker", env=otel)),
+        ):
             await save_and_settle(settings, site.url("/direct"))
             # This request continues a trace started by its caller.
             await save_and_settle(cut_off, site.url("/relayed"), {"traceparent": CALLER})
@@ -225,11 +226,6 @@ async def test_one_trace_from_request_to_ready_across_processes(
                 return spans if len(done) == 2 else None
 
             spans = await poll(both_complete, deadline_s=30, what="the agents' spans")
-        finally:
-            lonely.stop()
-            api.stop()
-            agents.stop()
-            await site.stop()
 
     roots = [s for s in spans if s.name == "POST /media/from_url"]
     assert len(roots) == 2 and all(r.service == "nexus-api" for r in roots)

@@ -24,40 +24,39 @@ from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET, make_settings
 from tests.support.kafka import produce, read_until
+from tests.support.operators import operator_headers
 from tests.support.processes import Child, poll, start_agents, start_api
-from tests.support.services import Broker, free_port
+from tests.support.running import running
 from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 EVENTS = 5
 MAX_ATTEMPTS = 3
+# Deliveries retried and given up within seconds, not minutes.
+FAST_WEBHOOKS = {
+    "webhook_max_attempts": MAX_ATTEMPTS,
+    "webhook_backoff_base_seconds": 0.3,
+    "webhook_backoff_max_seconds": 1.0,
+    "webhook_interval_seconds": 0.3,
+    "webhook_timeout_seconds": 3.0,
+}
+
+
+@pytest.fixture
+def stack_settings(stack_settings: Settings) -> Settings:
+    return stack_settings.model_copy(update=FAST_WEBHOOKS)
 
 
 @pytest_asyncio.fixture
-async def stack(db_url: str, broker: Broker, logs_dir: Path) -> AsyncIterator[Settings]:
-    settings = make_settings(
-        database_url=db_url,
-        kafka_bootstrap=broker.bootstrap,
-        api_port=free_port(),
-        agents_web_port=free_port(),
-        fetch_allow_hosts=["127.0.0.1"],
-        webhook_max_attempts=MAX_ATTEMPTS,
-        webhook_backoff_base_seconds=0.3,
-        webhook_backoff_max_seconds=1.0,
-        webhook_interval_seconds=0.3,
-        webhook_timeout_seconds=3.0,
-    )
-    api = await start_api(settings, logs_dir)
-    try:
-        yield settings
-    finally:
-        api.stop()
+async def stack(stack_settings: Settings, logs_dir: Path) -> AsyncIterator[Settings]:
+    """Only the API: the test starts (and restarts) the agents itself."""
+    async with running(start_api(stack_settings, logs_dir)):
+        yield stack_settings
 
 
 def _headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "X-Nexus-Internal": TEST_INTERNAL_SECRET}
+    return operator_headers(token)
 
 
 async def _requeue_events(settings: Settings) -> set[str]:

@@ -6,17 +6,13 @@ import httpcore
 import pytest
 import pytest_asyncio
 
-from tests.fetch.server import LocalServer
+from tests.fetch.server import LocalServer, serving
 
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[LocalServer]:
-    srv = LocalServer()
-    await srv.start()
-    try:
+    async with serving() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture

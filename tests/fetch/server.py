@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -71,6 +71,18 @@ class LocalServer:
             return
         finally:
             writer.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(routes: Mapping[str, Handler] | None = None) -> AsyncIterator[LocalServer]:
+    """A started server with `routes` (more may be added once its URL is known), stopped
+    when the block ends."""
+    server = LocalServer(routes=dict(routes or {}))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

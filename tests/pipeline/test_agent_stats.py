@@ -10,15 +10,10 @@ agent can decode (dead-lettered).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
-import pytest_asyncio
-from sqlalchemy import text
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents import routes
@@ -26,21 +21,18 @@ from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
+from tests.support.agent_stats import stats as agent_stats
 from tests.support.kafka import produce
-from tests.support.processes import Child, poll, start_agents
-from tests.support.services import asyncpg_dsn
+from tests.support.locks import membership_locked
+from tests.support.processes import Child, poll
 
 SM = async_sessionmaker[AsyncSession]
 
 
-@pytest_asyncio.fixture
-async def stats_settings(pipeline_settings: Settings, db_name: str) -> Settings:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        await conn.execute(f"ALTER DATABASE \"{db_name}\" SET lock_timeout = '300ms'")
-    finally:
-        await conn.close()
+@pytest.fixture
+def agents_settings(pipeline_settings: Settings, short_lock_timeout: None) -> Settings:
     return pipeline_settings.model_copy(
         update={
             "backfill_retry_delays": (0.5, 1.0),
@@ -51,79 +43,29 @@ async def stats_settings(pipeline_settings: Settings, db_name: str) -> Settings:
     )
 
 
-@pytest_asyncio.fixture
-async def worker(stats_settings: Settings, logs_dir: Path) -> AsyncIterator[Child]:
-    child = await start_agents(stats_settings, logs_dir)
-    try:
-        yield child
-    finally:
-        child.stop()
-
-
-async def _requeue(sm: SM, topics: Topics, key: backfill.BackfillKey) -> None:
-    async with transaction(sm) as s:
-        await f.backfill_job(s, *key.as_dict().values(), status="failed", finished_at=now())
-    async with transaction(sm) as s:
-        await backfill.requeue(s, key, topics, actor="test", request_id=None, correlation_id=None)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def _events(sm: SM, key: backfill.BackfillKey) -> list[tuple[str, str | None]]:
-    async with sm() as s:
-        rows = await s.execute(
-            text(
-                "SELECT to_status, error_code FROM job_events WHERE job_type = 'backfill' "
-                "AND job_key ->> 'source_library_id' = :s ORDER BY id"
-            ),
-            {"s": str(key.source_library_id)},
-        )
-        return [(r[0], r[1]) for r in rows]
-
-
-async def _stats(settings: Settings) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        resp = await client.get(f"http://127.0.0.1:{settings.agents_web_port}/nexus/stats")
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json())
-
-
 async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_workers(
-    stats_settings: Settings, sessionmaker: SM, worker: Child
+    agents_settings: Settings, sessionmaker: SM, agents: Child
 ) -> None:
-    topics = Topics.from_settings(stats_settings)
-    async with transaction(sessionmaker) as s:
-        sc = await f.sharing_scenario(s, n_media=2)
-        retried_source = await f.library(s, sc["owner"])
-        rescued_source = await f.library(s, sc["owner"])
-        for lib in (retried_source, rescued_source):
-            await f.member(s, lib, sc["viewer"])
+    topics = Topics.from_settings(agents_settings)
+    sc, (retried_source, rescued_source) = await jobs.more_sources(sessionmaker, n_media=2, more=2)
     viewer, d = sc["viewer"], sc["d"]
     completed = backfill.BackfillKey(d, sc["s"], viewer)
     invalid = backfill.BackfillKey(sc["s"], retried_source, viewer)
     retried = backfill.BackfillKey(d, retried_source, viewer)
     rescued = backfill.BackfillKey(d, rescued_source, viewer)
 
-    await _requeue(sessionmaker, topics, completed)
-    await _requeue(sessionmaker, topics, invalid)
-    async with sessionmaker() as blocker:
-        await blocker.begin()
-        await blocker.execute(
-            text("SELECT 1 FROM memberships WHERE library_id = :s AND user_id = :u FOR UPDATE"),
-            {"s": retried_source, "u": viewer},
-        )
-        try:
-            await _requeue(sessionmaker, topics, retried)
+    await jobs.requeue_failed(sessionmaker, topics, completed)
+    await jobs.requeue_failed(sessionmaker, topics, invalid)
+    async with membership_locked(sessionmaker, retried_source, viewer):
+        await jobs.requeue_failed(sessionmaker, topics, retried)
 
-            async def retried_once() -> bool:
-                events = await _events(sessionmaker, retried)
-                return any(to == "pending" and code for to, code in events)
+        async def retried_once() -> bool:
+            # Any job of that source: the invalid tuple's job needs the same row.
+            of_source = {"source_library_id": retried_source}
+            events = await jobs.events(sessionmaker, of_source, "to_status, error_code")
+            return any(to == "pending" and code for to, code in events)
 
-            await poll(retried_once, what="a retry of the blocked job", deadline_s=60)
-        finally:
-            await blocker.rollback()
+        await poll(retried_once, what="a retry of the blocked job", deadline_s=60)
     # As if a worker claimed it and died: running, with a lease that has expired.
     async with transaction(sessionmaker) as s:
         await f.backfill_job(
@@ -133,12 +75,12 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
             attempts=1,
             lease_token=uuid.uuid4(),
             lease_owner="dead-worker",
-            lease_expires_at=now() - timedelta(seconds=1),
+            lease_expires_at=datetime.now(UTC) - timedelta(seconds=1),
         )
-    await produce(stats_settings.kafka_bootstrap, topics.backfill, b"{not json")
+    await produce(agents_settings.kafka_bootstrap, topics.backfill, b"{not json")
 
     async def settled() -> dict[str, Any] | None:
-        stats = await _stats(stats_settings)
+        stats = await agent_stats(agents_settings)
         done = stats["jobs"]["backfill"] == {"completed": 3, "failed": 1}
         activity = stats["activity"]["backfill"]
         # The last hour's counts are re-read every 12 cache periods (6 s here).
@@ -186,7 +128,7 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
     )
 
     async def heartbeat_names_partitions() -> bool:
-        (w,) = (await _stats(stats_settings))["workers"]
+        (w,) = (await agent_stats(agents_settings))["workers"]
         return any(p.startswith(f"{topics.backfill}:") for p in w["assigned"])
 
     await poll(heartbeat_names_partitions, what="assignment in the workers row", deadline_s=30)
@@ -196,7 +138,7 @@ async def test_stats_report_lag_rates_dead_letters_retries_rescues_backlog_and_w
     assert max(p["highwater"] or 0 for p in backfill_lag) >= 1
 
     async def caught_up() -> bool:
-        lag = (await _stats(stats_settings))["lag"]
+        lag = (await agent_stats(agents_settings))["lag"]
         return all(p["lag"] == 0 for p in lag if p["topic"] == topics.backfill)
 
     await poll(caught_up, what="the consumer caught up", deadline_s=30)

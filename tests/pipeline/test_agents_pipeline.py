@@ -5,27 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
+from tests.support.agent_stats import stats as agent_stats
+from tests.support.db import rows, scalar
 from tests.support.kafka import produce, read_until
-from tests.support.processes import Child, poll
-
-
-async def _job_status(sm: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> str | None:
-    async with sm() as s:
-        return await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": user_id},
-        )
+from tests.support.processes import Child
 
 
 async def test_relay_publishes_outbox_rows_and_worker_completes_the_job(
@@ -34,48 +27,31 @@ async def test_relay_publishes_outbox_rows_and_worker_completes_the_job(
     topics = Topics.from_settings(pipeline_settings)
     async with transaction(sessionmaker) as s:
         sc = await f.sharing_scenario(s, n_media=7)
-        await f.backfill_job(
-            s, sc["d"], sc["s"], sc["viewer"], status="failed", finished_at=datetime.now(UTC)
-        )
-    async with transaction(sessionmaker) as s:
-        key = backfill.BackfillKey(sc["d"], sc["s"], sc["viewer"])
-        await backfill.requeue(
-            s, key, topics, actor="test", request_id="req-relay", correlation_id="corr-relay"
-        )
+    key = backfill.BackfillKey(sc["d"], sc["s"], sc["viewer"])
+    await jobs.requeue_failed(
+        sessionmaker, topics, key, request_id="req-relay", correlation_id="corr-relay"
+    )
     # Nobody publishes after this commit: only the agents' leader relay can deliver it.
-
-    async def completed() -> bool:
-        return await _job_status(sessionmaker, sc["viewer"]) == "completed"
-
-    await poll(completed, deadline_s=30, what="backfill job completed via relay")
-    async with sessionmaker() as s:
-        edges = await s.scalar(
-            text(
-                "SELECT count(*) FROM default_library_closure_edges WHERE default_library_id = :d"
-            ),
-            {"d": sc["d"]},
-        )
-        rows = await s.scalar(
-            text("SELECT count(*) FROM library_media WHERE library_id = :d"), {"d": sc["d"]}
-        )
-        events = (
-            await s.execute(
-                text(
-                    "SELECT from_status, to_status, correlation_id FROM job_events "
-                    "WHERE job_type = 'backfill' ORDER BY id"
-                )
-            )
-        ).all()
-        published = await s.scalar(
-            text("SELECT published_at IS NOT NULL FROM outbox WHERE topic = :t"),
-            {"t": topics.backfill},
-        )
-    assert edges == 7 and rows == 7
+    await jobs.wait_for_status(
+        sessionmaker, key, "completed", deadline_s=30, what="backfill job completed via relay"
+    )
+    assert await jobs.edge_count(sessionmaker, sc["d"]) == 7
+    assert await jobs.library_row_count(sessionmaker, sc["d"]) == 7
+    events = await rows(
+        sessionmaker,
+        "SELECT from_status, to_status, correlation_id FROM job_events "
+        "WHERE job_type = 'backfill' ORDER BY id",
+    )
     assert [tuple(e) for e in events] == [
         ("failed", "pending", "corr-relay"),
         ("pending", "running", "corr-relay"),
         ("running", "completed", "corr-relay"),
     ]
+    published = await scalar(
+        sessionmaker,
+        "SELECT published_at IS NOT NULL FROM outbox WHERE topic = :t",
+        t=topics.backfill,
+    )
     assert published is True
     done = await read_until(
         pipeline_settings.kafka_bootstrap,
@@ -113,10 +89,7 @@ async def test_undecodable_messages_go_to_the_dead_letter_topic(
     assert all(letter["original_topic"] == topics.backfill for letter in letters)
     assert all(letter["error_code"] == "E_MESSAGE_INVALID" for letter in letters)
     assert all("invalid backfill message" in letter["error_message"] for letter in letters)
-    async with httpx.AsyncClient() as client:
-        stats = (
-            await client.get(f"http://127.0.0.1:{pipeline_settings.agents_web_port}/nexus/stats")
-        ).json()
+    stats = await agent_stats(pipeline_settings)
     assert stats["counters"][f"dead_letter:{topics.backfill}"] == 2
     assert stats["leader"] is True
     assert set(stats["outbox"]) >= {"unpublished", "parked", "oldest_age_seconds"}

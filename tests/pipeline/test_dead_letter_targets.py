@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import uuid
 
 import pytest
@@ -15,28 +13,15 @@ from nexus.config import Settings
 from nexus.messaging.topics import Topics
 from runtime.kafka import ensure_topics
 from tests.conftest import make_settings
+from tests.support.cli import run_ops
 from tests.support.kafka import produce
-from tests.support.processes import settings_env
 from tests.support.services import Broker
 
 pytestmark = pytest.mark.pipeline
 
 
 async def _cli(settings: Settings, *args: str) -> tuple[int, list[str], str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "ops",
-        "replay-dead-letter",
-        *args,
-        env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, stdout.decode().splitlines(), stderr.decode()
+    return await run_ops(settings, "replay-dead-letter", *args)
 
 
 async def _count(bootstrap: str, topic: str) -> int:

@@ -20,9 +20,11 @@ from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.operators.service import create_key
-from tests.conftest import TEST_INTERNAL_SECRET
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
+from tests.support.db import rows
 from tests.support.kafka import produce, read_until
+from tests.support.operators import operator_headers
 from tests.support.processes import Child, poll, start_api
 
 pytestmark = pytest.mark.pipeline
@@ -57,35 +59,13 @@ CREATE TRIGGER refuse_requeue BEFORE UPDATE ON default_library_backfill_jobs
 
 
 async def _letters(sm: async_sessionmaker[AsyncSession], topic: str) -> list[Any]:
-    async with sm() as s:
-        return list(
-            (
-                await s.execute(
-                    text(
-                        'SELECT id, original_topic, partition, "offset", key, value, headers, '
-                        "error_code, error_message, worker_id, replayed_at, replay_count "
-                        "FROM dead_letters WHERE original_topic = :t ORDER BY id"
-                    ),
-                    {"t": topic},
-                )
-            ).all()
-        )
-
-
-async def _job_status(sm: async_sessionmaker[AsyncSession], key: dict[str, uuid.UUID]) -> str:
-    async with sm() as s:
-        status = await s.scalar(
-            text(
-                "SELECT status FROM default_library_backfill_jobs WHERE default_library_id = :d "
-                "AND source_library_id = :s AND user_id = :u"
-            ),
-            {
-                "d": key["default_library_id"],
-                "s": key["source_library_id"],
-                "u": key["user_id"],
-            },
-        )
-    return str(status)
+    return await rows(
+        sm,
+        'SELECT id, original_topic, partition, "offset", key, value, headers, '
+        "error_code, error_message, worker_id, replayed_at, replay_count "
+        "FROM dead_letters WHERE original_topic = :t ORDER BY id",
+        t=topic,
+    )
 
 
 async def test_poison_message_then_fix_then_replay_over_http_completes_the_job(
@@ -153,21 +133,20 @@ async def test_poison_message_then_fix_then_replay_over_http_completes_the_job(
         row.offset,
     )
     assert letter["error_code"] == "E_HANDLER_FAILED" and letter["worker_id"] == row.worker_id
-    assert await _job_status(sessionmaker, key) == "failed"
+    assert await jobs.status(sessionmaker, key) == "failed"
 
     api = await start_api(pipeline_settings, logs_dir)
     try:
         base = f"http://127.0.0.1:{pipeline_settings.api_port}"
 
-        def auth(token: str) -> dict[str, str]:
-            return {"X-Nexus-Internal": TEST_INTERNAL_SECRET, "Authorization": f"Bearer {token}"}
-
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            listed = await client.get("/internal/dead-letters", headers=auth(viewer))
+            listed = await client.get("/internal/dead-letters", headers=operator_headers(viewer))
             assert listed.status_code == 200
             assert {x["id"] for x in listed.json()["data"]} == {row.id, bad.id}
             denied = await client.post(
-                "/internal/dead-letters/replay", headers=auth(viewer), json={"dry_run": False}
+                "/internal/dead-letters/replay",
+                headers=operator_headers(viewer),
+                json={"dry_run": False},
             )
             assert denied.status_code == 403
 
@@ -177,15 +156,17 @@ async def test_poison_message_then_fix_then_replay_over_http_completes_the_job(
                     text("DROP TRIGGER refuse_requeue ON default_library_backfill_jobs")
                 )
 
-            dry = await client.post("/internal/dead-letters/replay", headers=auth(admin), json={})
+            dry = await client.post(
+                "/internal/dead-letters/replay", headers=operator_headers(admin), json={}
+            )
             assert dry.status_code == 200
             assert dry.json()["data"]["count"] == 1
             assert dry.json()["data"]["skipped"] == {"not_json": 1}
-            assert await _job_status(sessionmaker, key) == "failed"  # a dry run sends nothing
+            assert await jobs.status(sessionmaker, key) == "failed"  # a dry run sends nothing
 
             replayed = await client.post(
                 "/internal/dead-letters/replay",
-                headers=auth(admin),
+                headers=operator_headers(admin),
                 json={"topic": "backfill-requeue", "dry_run": False},
             )
             assert replayed.status_code == 200, replayed.text
@@ -193,28 +174,17 @@ async def test_poison_message_then_fix_then_replay_over_http_completes_the_job(
     finally:
         api.stop()
 
-    async def completed() -> bool:
-        return await _job_status(sessionmaker, key) == "completed"
-
-    await poll(completed, deadline_s=60, what="the requeued job completed after the replay")
+    await jobs.wait_for_status(
+        sessionmaker, key, "completed", deadline_s=60, what="the requeued job after the replay"
+    )
     [after] = await _letters(sessionmaker, topics.backfill_requeue)
     assert after.replayed_at is not None and after.replay_count == 1
-    async with sessionmaker() as s:
-        edges = await s.scalar(
-            text(
-                "SELECT count(*) FROM default_library_closure_edges WHERE default_library_id = :d"
-            ),
-            {"d": key["default_library_id"]},
-        )
-        audit = (
-            await s.execute(
-                text(
-                    "SELECT actor, action, outcome FROM operator_actions "
-                    "WHERE action IN ('dead_letter.replay', 'backfill.requeue') ORDER BY id"
-                )
-            )
-        ).all()
-    assert edges == 3
+    assert await jobs.edge_count(sessionmaker, key["default_library_id"]) == 3
+    audit = await rows(
+        sessionmaker,
+        "SELECT actor, action, outcome FROM operator_actions "
+        "WHERE action IN ('dead_letter.replay', 'backfill.requeue') ORDER BY id",
+    )
     assert [(a.actor, a.action, a.outcome) for a in audit] == [
         ("admin-dl", "dead_letter.replay", "replayed"),
         ("ops", "backfill.requeue", "requeued"),

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 from tests.support.processes import Child, poll, start_agents
 from tests.support.services import free_port
@@ -35,27 +34,9 @@ async def _requeue_without_publishing(
     """A pending job whose outbox row nobody publishes: only the relay can deliver it."""
     async with transaction(sm) as s:
         sc = await f.sharing_scenario(s, n_media=2)
-        await f.backfill_job(
-            s, sc["d"], sc["s"], sc["viewer"], status="failed", finished_at=datetime.now(UTC)
-        )
-        await backfill.requeue(
-            s,
-            backfill.BackfillKey(sc["d"], sc["s"], sc["viewer"]),
-            Topics.from_settings(settings),
-            actor="test",
-            request_id=None,
-            correlation_id=None,
-        )
+    key = backfill.BackfillKey(sc["d"], sc["s"], sc["viewer"])
+    await jobs.requeue_failed(sm, Topics.from_settings(settings), key)
     return sc["viewer"]
-
-
-async def _completed(sm: async_sessionmaker[AsyncSession], user: uuid.UUID) -> bool:
-    async with sm() as s:
-        status = await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": user},
-        )
-    return status == "completed"
 
 
 async def test_one_leader_relays_and_a_survivor_takes_over(
@@ -76,7 +57,9 @@ async def test_one_leader_relays_and_a_survivor_takes_over(
 
         leader = await poll(single_leader, deadline_s=60, what="exactly one leader")
         user = await _requeue_without_publishing(sessionmaker, pipeline_settings)
-        await poll(lambda: _completed(sessionmaker, user), deadline_s=30, what="relayed job")
+        await jobs.wait_for_status(
+            sessionmaker, user, "completed", deadline_s=30, what="relayed job"
+        )
         follower = next(n for n in ports if n != leader)
         follower_stats = await _stats(ports[follower])
         assert follower_stats is not None
@@ -90,8 +73,8 @@ async def test_one_leader_relays_and_a_survivor_takes_over(
 
         await poll(survivor_leads, deadline_s=60, what="fail-over of leadership")
         user2 = await _requeue_without_publishing(sessionmaker, pipeline_settings)
-        await poll(
-            lambda: _completed(sessionmaker, user2), deadline_s=30, what="job after fail-over"
+        await jobs.wait_for_status(
+            sessionmaker, user2, "completed", deadline_s=30, what="job after fail-over"
         )
         survivor = await _stats(ports[follower])
         assert survivor is not None and survivor["counters"]["outbox:relayed"] >= 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +15,7 @@ from nexus.messaging.messages import DomainEvent
 from nexus.messaging.publisher import MessageRejected
 from nexus.messaging.topics import TopicSpec
 from runtime.kafka import KafkaPublisher, ensure_topics
+from tests.support.kafka import from_the_start
 from tests.support.services import Broker
 
 ROWS_AFTER = 1000
@@ -28,24 +28,13 @@ def _event(n: int, padding: str = "") -> DomainEvent:
 
 
 async def _count_messages(bootstrap: str, topic: str, want: int, deadline_s: float) -> set[str]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
     seen: set[str] = set()
-    try:
+    async with from_the_start(bootstrap, topic, fetch_max_wait_ms=100) as consumer:
         deadline = time.monotonic() + deadline_s
         while len(seen) < want and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             for records in batch.values():
                 seen.update(json.loads(r.value)["entity_id"] for r in records)
-    finally:
-        await consumer.stop()
     return seen
 
 

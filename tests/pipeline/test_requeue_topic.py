@@ -3,25 +3,24 @@ requeue --wait` as a subprocess against the real broker."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
-from tests.support import factories as f
+from tests.support import backfill_jobs as jobs
+from tests.support.agent_stats import counters
+from tests.support.cli import run_ops
+from tests.support.db import count, rows
 from tests.support.kafka import produce, read_until
-from tests.support.processes import Child, poll, settings_env
+from tests.support.processes import Child, poll
 
 pytestmark = pytest.mark.pipeline
 NOW = datetime.now(UTC)
@@ -30,19 +29,9 @@ NOW = datetime.now(UTC)
 async def _seed(
     sm: async_sessionmaker[AsyncSession], status: str, n_media: int = 4
 ) -> dict[str, uuid.UUID]:
-    values: dict[str, Any] = {"status": status, "attempts": 2}
-    if status in ("completed", "failed"):
-        values["finished_at"] = NOW
-        values["last_error_code"] = "E_INTERNAL" if status == "failed" else None
-    if status == "running":
-        values.update(
-            lease_token=uuid.uuid4(),
-            lease_owner="elsewhere",
-            lease_expires_at=NOW + timedelta(minutes=10),
-        )
-    async with transaction(sm) as s:
-        sc = await f.sharing_scenario(s, n_media=n_media)
-        return await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], **values)
+    error = {"last_error_code": "E_INTERNAL"} if status == "failed" else {}
+    values = jobs.values_for(status, now=NOW, attempts=2, **error)
+    return await jobs.seed(sm, n_media=n_media, **values)
 
 
 def _value(key: dict[str, uuid.UUID], **extra: Any) -> dict[str, Any]:
@@ -67,16 +56,7 @@ async def _result(settings: Settings, message_id: str) -> dict[str, Any]:
 
 
 async def _job(sm: async_sessionmaker[AsyncSession], key: dict[str, uuid.UUID]) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT status, attempts, lease_owner FROM default_library_backfill_jobs "
-                    "WHERE user_id = :u AND default_library_id = :d"
-                ),
-                {"u": key["user_id"], "d": key["default_library_id"]},
-            )
-        ).one_or_none()
+    return await jobs.job(sm, key, "status, attempts, lease_owner")
 
 
 async def test_topic_requeue_outcomes(
@@ -98,27 +78,14 @@ async def test_topic_requeue_outcomes(
     assert done["data"]["outcome"] == "requeued" and done["data"]["idempotent"] is False
     assert done["data"]["status"] == "pending" and done["data"]["attempts"] == 0
 
-    async def completed() -> bool:
-        row = await _job(sessionmaker, failed)
-        return row is not None and row.status == "completed"
-
-    await poll(completed, deadline_s=45, what="requeued job completed by the worker")
-    async with sessionmaker() as s:
-        edges = await s.scalar(
-            text(
-                "SELECT count(*) FROM default_library_closure_edges WHERE default_library_id = :d"
-            ),
-            {"d": failed["default_library_id"]},
-        )
-        actions = (
-            await s.execute(
-                text(
-                    "SELECT actor, action, outcome, details, target FROM operator_actions "
-                    "ORDER BY id"
-                )
-            )
-        ).all()
-    assert edges == 4
+    await jobs.wait_for_status(
+        sessionmaker, failed, "completed", deadline_s=45, what="requeued job completed"
+    )
+    assert await jobs.edge_count(sessionmaker, failed["default_library_id"]) == 4
+    actions = await rows(
+        sessionmaker,
+        "SELECT actor, action, outcome, details, target FROM operator_actions ORDER BY id",
+    )
     by_id = {a.details["message_id"]: a for a in actions}
     assert set(by_id) == set(ids.values())
     first = by_id[ids["failed"]]
@@ -154,12 +121,14 @@ async def test_topic_requeue_outcomes(
     await _result(pipeline_settings, marker)  # processed after the duplicate (same partition)
     row = await _job(sessionmaker, failed)
     assert row.status == "completed"
-    async with sessionmaker() as s:
-        n = await s.scalar(
-            text("SELECT count(*) FROM operator_actions WHERE details->>'message_id' = :m"),
-            {"m": ids["failed"]},
+    assert (
+        await count(
+            sessionmaker,
+            "SELECT count(*) FROM operator_actions WHERE details->>'message_id' = :m",
+            m=ids["failed"],
         )
-    assert n == 1
+        == 1
+    )
 
 
 async def test_invalid_requeue_messages_are_dead_lettered(
@@ -199,24 +168,7 @@ async def test_invalid_requeue_messages_are_dead_lettered(
     assert "requested_by" in letter["error_message"]
     row = await _job(sessionmaker, key)
     assert row.status == "failed"
-    async with sessionmaker() as s:
-        assert await s.scalar(text("SELECT count(*) FROM operator_actions")) == 0
-
-
-async def _cli(settings: Settings, *args: str) -> tuple[int, list[str], str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "ops",
-        *args,
-        env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 90)
-    assert proc.returncode is not None
-    return proc.returncode, stdout.decode().splitlines(), stderr.decode()
+    assert await count(sessionmaker, "SELECT count(*) FROM operator_actions") == 0
 
 
 def _cli_key(key: dict[str, uuid.UUID]) -> list[str]:
@@ -234,7 +186,7 @@ async def test_ops_requeue_wait_prints_the_outcome(
     pipeline_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], agents: Child
 ) -> None:
     key = await _seed(sessionmaker, "completed", n_media=2)
-    code, lines, stderr = await _cli(
+    code, lines, stderr = await run_ops(
         pipeline_settings,
         "requeue",
         *_cli_key(key),
@@ -261,22 +213,24 @@ async def test_ops_requeue_wait_prints_the_outcome(
     await poll(completed, deadline_s=45, what="job completed after CLI requeue")
 
     missing = {k: uuid.uuid4() for k in key}
-    code, lines, _ = await _cli(
+    code, lines, _ = await run_ops(
         pipeline_settings, "requeue", *_cli_key(missing), "--wait", "--timeout", "45"
     )
     assert code == 1
     assert json.loads(lines[1])["data"]["outcome"] == "not_found"
 
     # Without --wait: prints the message id and returns at once.
-    code, lines, _ = await _cli(pipeline_settings, "requeue", *_cli_key(key))
+    code, lines, _ = await run_ops(pipeline_settings, "requeue", *_cli_key(key))
     assert code == 0 and len(lines) == 1
     uuid.UUID(lines[0])
     await _result(pipeline_settings, lines[0])
 
-    code, lines, _ = await _cli(pipeline_settings, "jobs", "--user", str(key["user_id"]), "--json")
+    code, lines, _ = await run_ops(
+        pipeline_settings, "jobs", "--user", str(key["user_id"]), "--json"
+    )
     assert code == 0 and json.loads(lines[0])[0]["user_id"] == str(key["user_id"])
 
-    code, _, stderr = await _cli(pipeline_settings, "requeue", "--default-library", "nope")
+    code, _, stderr = await run_ops(pipeline_settings, "requeue", "--default-library", "nope")
     assert code == 2
 
 
@@ -294,7 +248,7 @@ async def test_replay_dead_letter_reproduces_the_original_value(
         topics.dead_letter,
         lambda v: marker.encode() in base64.b64decode(v.get("value", "")),
     )
-    code, lines, stderr = await _cli(
+    code, lines, stderr = await run_ops(
         pipeline_settings, "replay-dead-letter", "--topic", "backfill-requeue", "--dry-run"
     )
     assert code == 0, stderr
@@ -302,18 +256,13 @@ async def test_replay_dead_letter_reproduces_the_original_value(
     assert dry[-1]["summary"] == "would replay" and dry[-1]["replayed"] == 1
     assert dry[0]["topic"] == topics.backfill_requeue and dry[0]["dry_run"] is True
 
-    code, lines, stderr = await _cli(pipeline_settings, "replay-dead-letter", "--limit", "1")
+    code, lines, stderr = await run_ops(pipeline_settings, "replay-dead-letter", "--limit", "1")
     assert code == 0, stderr
     assert json.loads(lines[-1])["replayed"] == 1
 
     async def dead_twice() -> bool:
-        async with httpx.AsyncClient() as client:
-            stats = (
-                await client.get(
-                    f"http://127.0.0.1:{pipeline_settings.agents_web_port}/nexus/stats"
-                )
-            ).json()
-        return stats["counters"].get(f"dead_letter:{topics.backfill_requeue}") == 2
+        counted = await counters(pipeline_settings)
+        return counted.get(f"dead_letter:{topics.backfill_requeue}") == 2
 
     await poll(dead_twice, deadline_s=30, what="replayed letter dead-lettered again")
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
-import pytest_asyncio
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.db.tx import transaction
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.support.processes import Child, poll, start_agents
+from tests.support.db import count
+from tests.support.processes import Child, poll
+
+SM = async_sessionmaker[AsyncSession]
+LEDGER = "from_status, to_status, error_code"
 
 
-@pytest_asyncio.fixture
-async def fast_agents(pipeline_settings: Settings, logs_dir: Path):  # type: ignore[no-untyped-def]
-    settings = pipeline_settings.model_copy(
+@pytest.fixture
+def agents_settings(pipeline_settings: Settings) -> Settings:
+    return pipeline_settings.model_copy(
         update={
             "scheduler_interval_seconds": 0.3,
             "scheduler_redeliver_after_seconds": 2.0,
@@ -26,14 +30,9 @@ async def fast_agents(pipeline_settings: Settings, logs_dir: Path):  # type: ign
             "prune_interval_seconds": 0.3,
         }
     )
-    child = await start_agents(settings, logs_dir)
-    try:
-        yield child
-    finally:
-        child.stop()
 
 
-async def _job(sm: async_sessionmaker[AsyncSession], sql_values: str) -> uuid.UUID:
+async def _job(sm: SM, sql_values: str) -> uuid.UUID:
     """A backfill job in the given state, with no message anywhere (only Postgres knows)."""
     async with transaction(sm) as s:
         sc = await f.sharing_scenario(s, n_media=3)
@@ -45,49 +44,27 @@ async def _job(sm: async_sessionmaker[AsyncSession], sql_values: str) -> uuid.UU
     return sc["viewer"]
 
 
-async def _status(sm: async_sessionmaker[AsyncSession], user: uuid.UUID) -> str | None:
-    async with sm() as s:
-        return await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": user},
-        )
-
-
-async def _events(sm: async_sessionmaker[AsyncSession], user: uuid.UUID) -> list[tuple]:
-    async with sm() as s:
-        rows = await s.execute(
-            text(
-                "SELECT from_status, to_status, error_code FROM job_events "
-                "WHERE job_key->>'user_id' = :u ORDER BY id"
-            ),
-            {"u": str(user)},
-        )
-        return [tuple(r) for r in rows]
-
-
-async def test_a_retry_becomes_due_and_is_dispatched(
-    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
-) -> None:
+async def test_a_retry_becomes_due_and_is_dispatched(sessionmaker: SM, agents: Child) -> None:
     # As after a failed attempt: pending, attempts 1, due in a moment, last message older.
     user = await _job(
         sessionmaker,
         "attempts = 1, next_attempt_at = now() + interval '1 second', "
         "dispatched_at = now() - interval '1 minute', last_error_code = 'E_INTERNAL'",
     )
-    await poll(lambda: _completed(sessionmaker, user), deadline_s=30, what="retry completed")
-    assert [e[1] for e in await _events(sessionmaker, user)] == ["running", "completed"]
+    await jobs.wait_for_status(
+        sessionmaker, user, "completed", deadline_s=30, what="retry completed"
+    )
+    assert [e[1] for e in await jobs.events(sessionmaker, user, LEDGER)] == ["running", "completed"]
 
 
-async def test_a_lost_message_is_redelivered(
-    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
-) -> None:
+async def test_a_lost_message_is_redelivered(sessionmaker: SM, agents: Child) -> None:
     # Dispatched long ago, but the broker lost the message.
     user = await _job(sessionmaker, "dispatched_at = now() - interval '10 seconds'")
-    await poll(lambda: _completed(sessionmaker, user), deadline_s=30, what="redelivered")
+    await jobs.wait_for_status(sessionmaker, user, "completed", deadline_s=30, what="redelivered")
 
 
 async def test_an_expired_lease_is_rescued_and_the_job_completes(
-    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
+    sessionmaker: SM, agents: Child
 ) -> None:
     # As if a worker claimed it and died: running with a lease that has expired.
     user = await _job(
@@ -96,19 +73,13 @@ async def test_an_expired_lease_is_rescued_and_the_job_completes(
         "lease_owner = 'dead-worker', lease_expires_at = now() - interval '1 second', "
         "dispatched_at = now() - interval '1 minute'",
     )
-    await poll(lambda: _completed(sessionmaker, user), deadline_s=60, what="rescued job")
-    events = await _events(sessionmaker, user)
+    await jobs.wait_for_status(sessionmaker, user, "completed", deadline_s=60, what="rescued job")
+    events = await jobs.events(sessionmaker, user, LEDGER)
     assert events[0] == ("running", "pending", "E_LEASE_EXPIRED")
     assert [e[1] for e in events[1:]] == ["running", "completed"]
 
 
-async def _completed(sm: async_sessionmaker[AsyncSession], user: uuid.UUID) -> bool:
-    return await _status(sm, user) == "completed"
-
-
-async def test_expired_idempotency_keys_are_pruned(
-    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
-) -> None:
+async def test_expired_idempotency_keys_are_pruned(sessionmaker: SM, agents: Child) -> None:
     async with transaction(sessionmaker) as s:
         user = await f.user(s)
         for key, age in (("old", timedelta(hours=25)), ("fresh", timedelta(hours=1))):
@@ -131,7 +102,7 @@ async def test_expired_idempotency_keys_are_pruned(
 
 
 async def test_the_leaders_prune_timer_applies_the_retention_window(
-    sessionmaker: async_sessionmaker[AsyncSession], fast_agents: Child
+    sessionmaker: SM, agents: Child
 ) -> None:
     # A finished job and an unfinished one whose whole ledgers are 31 days old, and an old
     # published outbox row beside an old unpublished one (NEXUS_RETENTION_DAYS = 30).
@@ -164,13 +135,11 @@ async def test_the_leaders_prune_timer_applies_the_retention_window(
         )
 
     async def ledger_of(user: uuid.UUID) -> int:
-        async with sessionmaker() as s:
-            return int(
-                await s.scalar(
-                    text("SELECT count(*) FROM job_events WHERE job_key->>'user_id' = :u"),
-                    {"u": str(user)},
-                )
-            )
+        return await count(
+            sessionmaker,
+            "SELECT count(*) FROM job_events WHERE job_key->>'user_id' = :u",
+            u=str(user),
+        )
 
     async def pruned() -> bool:
         async with sessionmaker() as s:

@@ -5,11 +5,9 @@ deleted from storage after commit (idempotently: a file already gone is fine).""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,7 +17,7 @@ from nexus.ingest.service import merge_into
 from nexus.uploads import service as uploads
 from nexus.uploads.storage import LocalStorage, media_key
 from tests.support import factories as f
-from tests.support.processes import Child, poll, start_agents
+from tests.support.processes import Child, poll
 
 pytestmark = pytest.mark.pipeline
 Sm = async_sessionmaker[AsyncSession]
@@ -30,11 +28,9 @@ def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "storage")
 
 
-@pytest_asyncio.fixture
-async def cleaning_agents(
-    pipeline_settings: Settings, storage: LocalStorage, logs_dir: Path
-) -> AsyncIterator[Child]:
-    settings = pipeline_settings.model_copy(
+@pytest.fixture
+def agents_settings(pipeline_settings: Settings, storage: LocalStorage) -> Settings:
+    return pipeline_settings.model_copy(
         update={
             "storage_dir": storage.root,
             "upload_url_ttl_seconds": 60,
@@ -42,28 +38,28 @@ async def cleaning_agents(
             "upload_cleanup_interval_seconds": 0.3,
         }
     )
-    child = await start_agents(settings, logs_dir)
-    try:
-        yield child
-    finally:
-        child.stop()
 
 
-async def _init(sm: Sm, viewer: uuid.UUID, default_id: uuid.UUID, size: int) -> uuid.UUID:
+async def _uploads(sm: Sm, *sizes: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A new user's PDF uploads of these sizes, initiated and not yet sent: (user, media)."""
     async with transaction(sm) as s:
-        ticket = await uploads.init_upload(
-            s,
-            viewer,
-            default_id,
-            kind="pdf",
-            filename="x.pdf",
-            content_type="application/pdf",
-            size_bytes=size,
-            signing_key=b"k" * 32,
-            ttl_seconds=60,
-            quota_bytes=10**9,
-        )
-    return ticket.media_id
+        viewer, default_id = await f.account(s)
+        tickets = [
+            await uploads.init_upload(
+                s,
+                viewer,
+                default_id,
+                kind="pdf",
+                filename="x.pdf",
+                content_type="application/pdf",
+                size_bytes=size,
+                signing_key=b"k" * 32,
+                ttl_seconds=60,
+                quota_bytes=10**9,
+            )
+            for size in sizes
+        ]
+    return viewer, [t.media_id for t in tickets]
 
 
 async def _exists(sm: Sm, media_id: uuid.UUID) -> bool:
@@ -73,14 +69,9 @@ async def _exists(sm: Sm, media_id: uuid.UUID) -> bool:
 
 
 async def test_abandoned_uploads_are_removed_with_their_media(
-    sessionmaker: Sm, storage: LocalStorage, cleaning_agents: Child
+    sessionmaker: Sm, storage: LocalStorage, agents: Child
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        viewer, default_id = await f.account(s)
-    abandoned = await _init(sessionmaker, viewer, default_id, 700)
-    recent = await _init(sessionmaker, viewer, default_id, 300)
-    streaming = await _init(sessionmaker, viewer, default_id, 100)
-    done = await _init(sessionmaker, viewer, default_id, 200)
+    viewer, (abandoned, recent, streaming, done) = await _uploads(sessionmaker, 700, 300, 100, 200)
     # A partial file of the abandoned one (a PUT that died without cleaning up).
     await storage.put_bytes(media_key(abandoned), b"%PDF-partial")
     async with transaction(sessionmaker) as s:
@@ -120,14 +111,9 @@ async def test_abandoned_uploads_are_removed_with_their_media(
 
 
 async def test_files_of_merged_and_deleted_media_are_deleted_from_storage(
-    sessionmaker: Sm, storage: LocalStorage, cleaning_agents: Child
+    sessionmaker: Sm, storage: LocalStorage, agents: Child
 ) -> None:
-    async with transaction(sessionmaker) as s:
-        viewer, default_id = await f.account(s)
-    loser = await _init(sessionmaker, viewer, default_id, 100)
-    winner = await _init(sessionmaker, viewer, default_id, 100)
-    deleted = await _init(sessionmaker, viewer, default_id, 100)
-    already_gone = await _init(sessionmaker, viewer, default_id, 100)
+    _, (loser, winner, deleted, already_gone) = await _uploads(sessionmaker, 100, 100, 100, 100)
     for media_id in (loser, winner, deleted):
         await storage.put_bytes(media_key(media_id), b"%PDF-1.4 bytes")
     async with transaction(sessionmaker) as s:

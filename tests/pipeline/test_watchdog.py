@@ -15,14 +15,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.context import AgentContext
 from agents.watchdog import EXIT_STALLED, Observed, judge
 from nexus.config import Settings
 from nexus.messaging.topics import Topics
-from tests.pipeline.test_backfill_faults import _accept, _source
+from tests.support import backfill_jobs as jobs
 from tests.support.processes import Child, poll, settings_env
 
 SM = async_sessionmaker[AsyncSession]
@@ -65,7 +64,7 @@ async def test_a_wedged_worker_is_restarted_and_the_job_completes(
         }
     )
     topics = Topics.from_settings(settings)
-    owner, lib = await _source(sessionmaker, 50)
+    owner, lib = await jobs.shared_library(sessionmaker, 50)
     supervisor = _supervised(settings, logs_dir, "nexus-agents")
     try:
         marker = Path(settings.test_fault_once_file or "")
@@ -73,7 +72,7 @@ async def test_a_wedged_worker_is_restarted_and_the_job_completes(
             lambda: _fired(marker), deadline_s=60, what="the fault to wedge the first worker"
         )
         # A job submitted while the worker is wedged...
-        user, _, _ = await _accept(sessionmaker, topics, owner, lib)
+        user, _, _ = await jobs.accepted_invite(sessionmaker, topics, owner, lib)
 
         async def restarted() -> bool:
             text_ = await asyncio.to_thread(supervisor.log_path.read_text, errors="replace")
@@ -81,16 +80,10 @@ async def test_a_wedged_worker_is_restarted_and_the_job_completes(
 
         await poll(restarted, deadline_s=60, what="the watchdog to end the wedged worker")
 
-        async def completed() -> bool:
-            async with sessionmaker() as s:
-                status = await s.scalar(
-                    text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-                    {"u": user},
-                )
-            return status == "completed"
-
         # ...completes once the supervisor has started a fresh one, without a person.
-        await poll(completed, deadline_s=120, interval=0.3, what="the job to complete")
+        await jobs.wait_for_status(
+            sessionmaker, user, "completed", deadline_s=120, interval=0.3, what="the job done"
+        )
         assert supervisor.alive()
     finally:
         supervisor.stop(timeout=60)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from nexus.extraction.article import ExtractionEmpty, extract_article
+from tests.support.extraction import text_and_title
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PAGES = SHARED / "data" / "article-pages"
@@ -30,18 +30,10 @@ def _scorer() -> ModuleType:
     return score_extraction
 
 
-def _extract(html: str, url: str) -> tuple[str, str]:
-    try:
-        article = extract_article(html, url)
-    except ExtractionEmpty:
-        return "", ""
-    return article.text, article.title or ""
-
-
 @pytest.fixture(scope="module")
 def report() -> dict[str, object]:
     assert PAGES.is_dir(), f"shared article pages missing at {PAGES}"
-    result: dict[str, object] = _scorer().score_folder(PAGES, _extract)
+    result: dict[str, object] = _scorer().score_folder(PAGES, text_and_title)
     return result
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -28,16 +29,8 @@ async def read_until(
     deadline_s: float = 30.0,
 ) -> dict[str, Any]:
     """Read `topic` from the beginning until a JSON value satisfies `predicate`."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
     seen: list[dict[str, Any]] = []
-    try:
+    async with from_the_start(bootstrap, topic) as consumer:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
@@ -49,5 +42,24 @@ async def read_until(
                         return value
             await asyncio.sleep(0)
         raise TimeoutError(f"no matching message on {topic}; saw {seen[-5:]}")
+
+
+@asynccontextmanager
+async def from_the_start(
+    bootstrap: str, topic: str, **options: Any
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer of `topic` from its first message, in no group (nothing
+    committed); `options` go to AIOKafkaConsumer."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        **options,
+    )
+    await consumer.start()
+    try:
+        yield consumer
     finally:
         await consumer.stop()

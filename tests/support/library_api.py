@@ -26,6 +26,11 @@ class Reply:
     def code(self) -> str | None:
         return (self.json or {}).get("error", {}).get("code") if self.json else None
 
+    @property
+    def outcome(self) -> tuple[int, str | None]:
+        """(status, error code): what a specification of a refusal states."""
+        return self.status, self.code
+
 
 @dataclass
 class User:
@@ -64,6 +69,20 @@ class User:
         )
         assert r.status == 201, r.json
         return uuid.UUID(r.data["id"])
+
+    async def init_pdf_upload(self, size_bytes: int) -> Reply:
+        """A PDF upload of `size_bytes` initiated (201): its ticket."""
+        r = await self.post(
+            "/media/upload/init",
+            json={
+                "kind": "pdf",
+                "filename": "a.pdf",
+                "content_type": "application/pdf",
+                "size_bytes": size_bytes,
+            },
+        )
+        assert r.status == 201, r.json
+        return r
 
     async def join(self, owner: User, library_id: uuid.UUID, role: str = "member") -> None:
         """`owner` invites this user, who accepts."""

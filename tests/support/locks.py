@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sqlalchemy import text
@@ -34,3 +36,30 @@ async def wait_until_blocked(
             return
         await asyncio.sleep(0.005)  # polling interval, not synchronisation
     raise AssertionError("no lock wait before the deadline")
+
+
+@asynccontextmanager
+async def rows_locked(
+    sm: async_sessionmaker[AsyncSession], sql: str, **params: Any
+) -> AsyncIterator[AsyncSession]:
+    """Hold the rows `sql` selects `FOR UPDATE` in an open transaction until the block ends
+    (then rolled back): whoever needs them meanwhile waits, for real."""
+    async with sm() as holder:
+        await holder.begin()
+        try:
+            await holder.execute(text(f"{sql} FOR UPDATE"), params)
+            yield holder
+        finally:
+            await holder.rollback()
+
+
+def membership_locked(
+    sm: async_sessionmaker[AsyncSession], library_id: object, user_id: object
+) -> AbstractAsyncContextManager[AsyncSession]:
+    """`rows_locked` on one membership: a backfill of it waits in its first chunk."""
+    return rows_locked(
+        sm,
+        "SELECT 1 FROM memberships WHERE library_id = :s AND user_id = :u",
+        s=library_id,
+        u=user_id,
+    )

@@ -9,13 +9,15 @@ from __future__ import annotations
 import gzip
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.support.http_server import Answer, LocalHttpServer
 
 
 @dataclass(frozen=True)
@@ -56,45 +58,32 @@ def decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalHttpServer):
     """`with OtlpReceiver() as receiver:` → `receiver.endpoint` for OTEL_EXPORTER_OTLP_ENDPOINT.
 
     With `decode=False` requests are only counted (`requests`, `bytes`): a benchmark's
     receiver, whose CPU would otherwise be charged to the system under test."""
 
     def __init__(self, *, decode: bool = True) -> None:
+        super().__init__()
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self.bytes = 0
         self._decode = decode
         self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                ok = self.path == "/v1/traces"
-                if ok:
-                    receiver._add(body)
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.base_url
+
+    def on_post(self, path: str, headers: Message, body: bytes) -> Answer:
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        ok = path == "/v1/traces"
+        if ok:
+            self._add(body)
+        reply = ExportTraceServiceResponse().SerializeToString()
+        return (200 if ok else 404), {"Content-Type": "application/x-protobuf"}, reply
 
     def _add(self, body: bytes) -> None:
         spans = decode(body) if self._decode else []
@@ -106,11 +95,3 @@ class OtlpReceiver:
     def snapshot(self) -> list[ReceivedSpan]:
         with self._lock:
             return list(self.spans)
-
-    def __enter__(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 
 from nexus.webhooks import signing
+from tests.support.http_server import Answer, LocalHttpServer
 
 
-class Receiver:
+class Receiver(LocalHttpServer):
     def __init__(self, secret: str, *, fail_first: int = 0, retry_after: str | None = None) -> None:
+        super().__init__()
         self.secret = secret
         self.fail_first = fail_first
         self.retry_after = retry_after
@@ -26,28 +28,14 @@ class Receiver:
         self.events: dict[str, dict[str, Any]] = {}
         self.received: list[str] = []  # every accepted event id, duplicates included
         self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                status, extra = receiver._handle(body, dict(self.headers.items()))
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        return f"{self.base_url}/hook"
+
+    def on_post(self, path: str, headers: Message, body: bytes) -> Answer:
+        status, extra = self._handle(body, dict(headers.items()))
+        return status, extra, b""
 
     def _handle(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
         with self._lock:
@@ -65,11 +53,3 @@ class Receiver:
             self.events[event_id] = event
             self.received.append(event_id)
             return 204, {}
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

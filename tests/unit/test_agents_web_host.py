@@ -16,15 +16,13 @@ import pytest
 
 from cli import serve
 from tests.conftest import make_settings
+from tests.support.env import PROD
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "import agents.app as a; print(a.app.conf.web_host)"
-PROD = {
-    "NEXUS_ENV": "prod",
-    "NEXUS_UPLOAD_SIGNING_KEY": "Qm9vbS1zaWduaW5nLWtleS0xMjM0NTY3ODkw-xYz",
-    "NEXUS_INTERNAL_SECRET": "bff-Shared-7f3c9a1e5d2b",
-    "NEXUS_JWKS_URL": "https://id.example/.well-known/jwks.json",
-    "NEXUS_JWT_ISSUER": "https://id.example/",
+# Production settings whose database and broker are unreachable: nothing connects.
+PROD_OFFLINE = {
+    **PROD,
     "NEXUS_DATABASE_URL": "postgresql+asyncpg://nexus@127.0.0.1:1/nexus",
     "NEXUS_KAFKA_BOOTSTRAP": "127.0.0.1:1",
     "NEXUS_LOG_LEVEL": "ERROR",
@@ -36,7 +34,7 @@ def _web_host(extra: dict[str, str]) -> str:
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=ROOT,
-        env={**env, **PROD, **extra},
+        env={**env, **PROD_OFFLINE, **extra},
         capture_output=True,
         text=True,
         timeout=60,

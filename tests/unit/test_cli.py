@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cli.main import build_parser, main
 from cli.ops import keys
 from nexus.operators.service import hash_token
 from tests.conftest import make_settings
+from tests.support.cli import run_cli, sql
 from tests.support.services import asyncpg_dsn, drop_database, sqlalchemy_url, unique_name
 
 
@@ -108,45 +110,22 @@ def test_api_workers_default_to_the_cores_in_production_and_one_locally() -> Non
 
 
 def test_process_command_lines() -> None:
+    # Each command line as a shell would show it (shlex quoting keeps it one-to-one).
     settings = make_settings(api_port=8123, agents_web_port=6123)
-    api = serve.api_argv(settings)
-    assert api[1:] == [
-        "-m",
-        "hypercorn",
-        "web.asgi:app",
-        "--config",
-        "python:web.serving.hypercorn",
-        "--bind",
-        "127.0.0.1:8123",
-        "--workers",
-        "1",
-    ]
-    agents = serve.agents_argv(settings)
-    assert agents[1:] == [
-        "-m",
-        "faust",
-        "--quiet",
-        "-A",
-        "agents.app",
-        "worker",
-        "-l",
-        "info",
-        "--web-host",
-        "127.0.0.1",
-        "--web-port",
-        "6123",
-    ]
+    assert shlex.join(serve.api_argv(settings)[1:]) == (
+        "-m hypercorn web.asgi:app --config python:web.serving.hypercorn "
+        "--bind 127.0.0.1:8123 --workers 1"
+    )
+    assert shlex.join(serve.agents_argv(settings)[1:]) == (
+        "-m faust --quiet -A agents.app worker -l info --web-host 127.0.0.1 --web-port 6123"
+    )
     # Faust reconfigures logging at start: it is given our level, in its own spelling.
     quiet = serve.agents_argv(make_settings(log_level="WARNING"))
     assert quiet[quiet.index("-l") + 1] == "warn"
-    assert serve.broker_argv("127.0.0.1", 9999, binary="/bin/tansu") == [
-        "/bin/tansu",
-        "broker",
-        "--listener-url",
-        "tcp://127.0.0.1:9999",
-        "--advertised-listener-url",
-        "tcp://127.0.0.1:9999",
-    ]
+    assert shlex.join(serve.broker_argv("127.0.0.1", 9999, binary="/bin/tansu")) == (
+        "/bin/tansu broker --listener-url tcp://127.0.0.1:9999 "
+        "--advertised-listener-url tcp://127.0.0.1:9999"
+    )
 
 
 def test_tansu_binary_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,31 +188,9 @@ def test_dev_token_uses_the_dev_secret_file_in_local(
 # -- ops keys against a real database ---------------------------------------------------------
 
 
-@pytest.fixture
-def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("NEXUS_DATABASE_URL", db_url)
-    return db_url
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-async def _stored_keys(db_name: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        return await conn.fetch("SELECT * FROM operator_keys ORDER BY created_at")
-    finally:
-        await conn.close()
-
-
 def test_ops_keys_create_list_disable(
     cli_db: str, db_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
     code, out, _ = run_cli(capsys, "ops", "keys", "create", "--role", "admin", "--name", "alice")
     assert code == 0
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line[:8])
@@ -241,7 +198,7 @@ def test_ops_keys_create_list_disable(
     assert token.startswith("nxop_")
     assert fields["role"].strip() == "admin"
 
-    stored = asyncio.run(_stored_keys(db_name))
+    stored = sql(db_name, "SELECT * FROM operator_keys ORDER BY created_at")
     assert [(r["name"], r["role"]) for r in stored] == [("alice", "admin")]
     assert stored[0]["key_hash"] == hash_token(token)  # only the hash is kept
     assert str(stored[0]["id"]) == fields["id"].strip()

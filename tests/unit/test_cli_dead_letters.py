@@ -3,42 +3,29 @@ database (the broker is absent: replayed rows stay in the outbox for the relay).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
-import asyncpg
 import pytest
 
-from tests.support.services import asyncpg_dsn
-from tests.unit.test_cli import cli_db, run_cli  # noqa: F401  (fixture)
-
-
-async def _sql(db_name: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        return await conn.fetch(query)
-    finally:
-        await conn.close()
+from tests.support.cli import run_cli, sql
 
 
 def test_list_show_and_replay(
-    cli_db: str,  # noqa: F811
+    cli_db: str,
     db_name: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("NEXUS_KAFKA_BOOTSTRAP", "127.0.0.1:1")
-    rows = asyncio.run(
-        _sql(
-            db_name,
-            'INSERT INTO dead_letters (original_topic, partition, "offset", key, value, '
-            "error_code, error_message) VALUES "
-            "('nexus.backfill', 0, 1, 'k1', convert_to('{\"a\": 1}', 'UTF8'), "
-            "'E_HANDLER_FAILED', 'boom'), "
-            "('nexus.events', 0, 2, 'k2', convert_to('{}', 'UTF8'), 'E_MESSAGE_INVALID', 'x') "
-            "RETURNING id",
-        )
+    rows = sql(
+        db_name,
+        'INSERT INTO dead_letters (original_topic, partition, "offset", key, value, '
+        "error_code, error_message) VALUES "
+        "('nexus.backfill', 0, 1, 'k1', convert_to('{\"a\": 1}', 'UTF8'), "
+        "'E_HANDLER_FAILED', 'boom'), "
+        "('nexus.events', 0, 2, 'k2', convert_to('{}', 'UTF8'), 'E_MESSAGE_INVALID', 'x') "
+        "RETURNING id",
     )
     work, foreign = (r["id"] for r in rows)
 
@@ -60,19 +47,19 @@ def test_list_show_and_replay(
         "count": 1,
         "skipped": {"not_a_work_topic": 1},
     }
-    assert asyncio.run(_sql(db_name, "SELECT id FROM outbox")) == []
+    assert sql(db_name, "SELECT id FROM outbox") == []
 
     code, out, err = run_cli(capsys, "ops", "dead-letter", "replay")
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0, err
     assert lines[0]["id"] == work and lines[-1]["count"] == 1
-    [row] = asyncio.run(_sql(db_name, "SELECT topic, key, payload FROM outbox"))
+    [row] = sql(db_name, "SELECT topic, key, payload FROM outbox")
     assert (row["topic"], row["key"], json.loads(row["payload"])) == (
         "nexus.backfill",
         "k1",
         {"a": 1},
     )
-    actions = asyncio.run(_sql(db_name, "SELECT actor, outcome FROM operator_actions ORDER BY id"))
+    actions = sql(db_name, "SELECT actor, outcome FROM operator_actions ORDER BY id")
     assert [a["outcome"] for a in actions] == ["replayed", "skipped_not_a_work_topic"]
     assert all(a["actor"].startswith("cli:") for a in actions)
     # Replayed letters are not sent again unless asked for.
@@ -90,17 +77,15 @@ def test_list_show_and_replay(
 
 
 def test_workers(
-    cli_db: str,  # noqa: F811
+    cli_db: str,
     db_name: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    asyncio.run(
-        _sql(
-            db_name,
-            "INSERT INTO workers (id, host, pid, status, assigned, version, last_heartbeat_at) "
-            "VALUES ('live-1', 'h', 1, 'running', '[\"t.backfill:0\"]', 'v', now()), "
-            "('gone-1', 'h', 2, 'stopped', '[]', 'v', now())",
-        )
+    sql(
+        db_name,
+        "INSERT INTO workers (id, host, pid, status, assigned, version, last_heartbeat_at) "
+        "VALUES ('live-1', 'h', 1, 'running', '[\"t.backfill:0\"]', 'v', now()), "
+        "('gone-1', 'h', 2, 'stopped', '[]', 'v', now())",
     )
     code, out, _ = run_cli(capsys, "ops", "workers", "--json")
     assert code == 0 and [w["id"] for w in json.loads(out)] == ["live-1"]

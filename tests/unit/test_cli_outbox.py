@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import asyncpg
 import pytest
 
-from tests.support.services import asyncpg_dsn
-from tests.unit.test_cli import cli_db, run_cli  # noqa: F401  (fixture)
-
-
-async def _sql(db_name: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        return await conn.fetch(query)
-    finally:
-        await conn.close()
+from tests.support.cli import run_cli, sql
 
 
 def test_list_and_retry_a_parked_row(
-    cli_db: str,  # noqa: F811
+    cli_db: str,
     db_name: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rows = asyncio.run(
-        _sql(
-            db_name,
-            "INSERT INTO outbox (topic, key, payload, publish_attempts, last_error, parked_at) "
-            "VALUES ('t.ingest', 'k', '{}', 10, 'too large', now()), ('t.ingest', 'k', '{}', 0, "
-            "NULL, NULL) RETURNING id",
-        )
+    rows = sql(
+        db_name,
+        "INSERT INTO outbox (topic, key, payload, publish_attempts, last_error, parked_at) "
+        "VALUES ('t.ingest', 'k', '{}', 10, 'too large', now()), ('t.ingest', 'k', '{}', 0, "
+        "NULL, NULL) RETURNING id",
     )
     parked, waiting = (r["id"] for r in rows)
     code, out, _ = run_cli(capsys, "ops", "outbox", "list", "--json")
@@ -48,6 +35,6 @@ def test_list_and_retry_a_parked_row(
     assert code == 1 and "no outbox row" in err
     code, out, _ = run_cli(capsys, "ops", "outbox", "list")
     assert code == 0 and out.strip() == "no parked outbox rows"
-    actions = asyncio.run(_sql(db_name, "SELECT actor, outcome FROM operator_actions ORDER BY id"))
+    actions = sql(db_name, "SELECT actor, outcome FROM operator_actions ORDER BY id")
     assert [a["outcome"] for a in actions] == ["retried", "not_parked", "not_found"]
     assert all(a["actor"].startswith("cli:") for a in actions)

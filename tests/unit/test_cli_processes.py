@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,26 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def _python(code: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -c code` for the block; killed if it outlives it."""
+    proc = subprocess.Popen([PY, "-c", code])
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _run_foreground(child: str) -> str:
+    """Code of a parent that runs `python -c child` with runtime.processes.run_foreground."""
+    return (
+        "import sys; from runtime.processes import run_foreground;"
+        f"sys.exit(run_foreground([{PY!r}, '-c', {child!r}]))"
+    )
 
 
 def test_exit_code() -> None:
@@ -119,8 +142,6 @@ def test_wait_until_aborts_with_reason() -> None:
 
 
 def test_run_foreground_forwards_the_signal_and_exits_with_the_child(tmp_path: Path) -> None:
-    import subprocess
-
     ready = tmp_path / "ready"
     child = (
         "import signal, sys, time;"
@@ -128,49 +149,29 @@ def test_run_foreground_forwards_the_signal_and_exits_with_the_child(tmp_path: P
         f"open({str(ready)!r}, 'w').close();"
         "time.sleep(60)"
     )
-    parent = (
-        "import sys; from runtime.processes import run_foreground;"
-        f"sys.exit(run_foreground([{PY!r}, '-c', {child!r}]))"
-    )
-    proc = subprocess.Popen([PY, "-c", parent])
-    try:
+    parent = _run_foreground(child)
+    with _python(parent) as proc:
         assert wait_until(ready.exists, timeout=10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 7
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_child_dies_with_its_sigkilled_supervisor(tmp_path: Path) -> None:
     """SPEC §10: a SIGKILLed supervisor must not leave its child running as an orphan."""
-    import subprocess
-
     child_pid = tmp_path / "child.pid"
     child = (
         f"import os, time; open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     )
-    parent = (
-        "import sys; from runtime.processes import run_foreground;"
-        f"sys.exit(run_foreground([{PY!r}, '-c', {child!r}]))"
-    )
-    proc = subprocess.Popen([PY, "-c", parent])
-    try:
+    parent = _run_foreground(child)
+    with _python(parent) as proc:
         assert wait_until(lambda: child_pid.exists() and child_pid.read_text() != "", timeout=10)
         pid = int(child_pid.read_text())
         proc.kill()
         proc.wait(timeout=10)
         assert wait_until(lambda: not pid_alive(pid), timeout=10), "the child outlived its parent"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_run_supervised_restarts_a_failing_child_with_backoff(tmp_path: Path) -> None:
-    import subprocess
-
     runs = tmp_path / "runs"
     # Fails twice (as a watchdog exit would), then exits cleanly.
     child = (
@@ -192,8 +193,6 @@ def test_run_supervised_restarts_a_failing_child_with_backoff(tmp_path: Path) ->
 
 
 def test_run_supervised_forwards_a_stop_and_does_not_restart(tmp_path: Path) -> None:
-    import subprocess
-
     ready = tmp_path / "ready"
     child = (
         "import signal, sys, time;"
@@ -205,13 +204,8 @@ def test_run_supervised_forwards_a_stop_and_does_not_restart(tmp_path: Path) -> 
         "import sys; from runtime.processes import RestartPolicy, run_supervised;"
         f"sys.exit(run_supervised([{PY!r}, '-c', {child!r}], policy=RestartPolicy()))"
     )
-    proc = subprocess.Popen([PY, "-c", parent])
-    try:
+    with _python(parent) as proc:
         assert wait_until(ready.exists, timeout=10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert ready.read_text() == "x"  # started once, never restarted
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

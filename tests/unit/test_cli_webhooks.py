@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import asyncpg
 import pytest
 
-from tests.support.services import asyncpg_dsn
-from tests.unit.test_cli import cli_db, run_cli  # noqa: F401  (fixture)
-
-
-async def _sql(db_name: str, query: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        return await conn.fetch(query)
-    finally:
-        await conn.close()
+from tests.support.cli import run_cli, sql
 
 
 def test_create_list_deliveries_retry_and_deactivate(
-    cli_db: str,  # noqa: F811
+    cli_db: str,
     db_name: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -38,13 +27,11 @@ def test_create_list_deliveries_retry_and_deactivate(
     code, out, _ = run_cli(capsys, "ops", "webhooks", "list", "--json")
     listed = json.loads(out)
     assert [s["id"] for s in listed] == [created["id"]] and "secret" not in listed[0]
-    rows = asyncio.run(
-        _sql(
-            db_name,
-            "INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, body, status,"
-            f" attempts) VALUES ('{created['id']}', gen_random_uuid(), 'media.ready', '{{}}',"
-            " 'dead', 12) RETURNING id",
-        )
+    rows = sql(
+        db_name,
+        "INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, body, status,"
+        f" attempts) VALUES ('{created['id']}', gen_random_uuid(), 'media.ready', '{{}}',"
+        " 'dead', 12) RETURNING id",
     )
     dead = rows[0]["id"]
     code, out, _ = run_cli(capsys, "ops", "webhooks", "deliveries", "--status", "dead", "--json")
@@ -55,10 +42,8 @@ def test_create_list_deliveries_retry_and_deactivate(
     assert code == 1 and "no webhook delivery" in err
     code, out, _ = run_cli(capsys, "ops", "webhooks", "deactivate", created["id"])
     assert code == 0 and "1 pending deliveries stopped" in out
-    actions = asyncio.run(
-        _sql(
-            db_name, "SELECT action FROM operator_actions WHERE action LIKE 'webhook.%' ORDER BY id"
-        )
+    actions = sql(
+        db_name, "SELECT action FROM operator_actions WHERE action LIKE 'webhook.%' ORDER BY id"
     )
     assert [a["action"] for a in actions] == [
         "webhook.create", "webhook.retry", "webhook.retry", "webhook.deactivate",

@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nexus.config import Env, SettingsError, load_settings
-
-PROD_OK = {
-    "NEXUS_UPLOAD_SIGNING_KEY": "an-upload-signing-key-of-32-chars-or-more",
-    "NEXUS_INTERNAL_SECRET": "s3cret-of-16-chars-or-more",
-    "NEXUS_JWT_ISSUER": "https://id.example/",
-    "NEXUS_JWKS_URL": "https://id.example/.well-known/jwks.json",
-    "NEXUS_DATABASE_URL": "postgresql+asyncpg://nexus@db:5432/nexus",
-}
-
-
-def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+from tests.support.env import PROD_REQUIRED, set_env
 
 
 def test_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,21 +29,23 @@ def test_local_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_production_like_envs_start_with_everything(
     monkeypatch: pytest.MonkeyPatch, env: str
 ) -> None:
-    _env(monkeypatch, {"NEXUS_ENV": env, **PROD_OK})
+    set_env(monkeypatch, {"NEXUS_ENV": env, **PROD_REQUIRED})
     s = load_settings()
     assert s.env.value == env
     assert (
         s.internal_secret is not None
-        and s.internal_secret.get_secret_value() == PROD_OK["NEXUS_INTERNAL_SECRET"]
+        and s.internal_secret.get_secret_value() == PROD_REQUIRED["NEXUS_INTERNAL_SECRET"]
     )
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
-@pytest.mark.parametrize("missing", sorted(PROD_OK))
+@pytest.mark.parametrize("missing", sorted(PROD_REQUIRED))
 def test_production_like_envs_refuse_to_start_without(
     monkeypatch: pytest.MonkeyPatch, env: str, missing: str
 ) -> None:
-    _env(monkeypatch, {"NEXUS_ENV": env, **{k: v for k, v in PROD_OK.items() if k != missing}})
+    set_env(
+        monkeypatch, {"NEXUS_ENV": env, **{k: v for k, v in PROD_REQUIRED.items() if k != missing}}
+    )
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert missing in str(info.value)
@@ -63,7 +53,7 @@ def test_production_like_envs_refuse_to_start_without(
 
 
 def test_hs256_secret_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, {"NEXUS_ENV": "prod", **PROD_OK, "NEXUS_JWT_HS256_SECRET": "x" * 40})
+    set_env(monkeypatch, {"NEXUS_ENV": "prod", **PROD_REQUIRED, "NEXUS_JWT_HS256_SECRET": "x" * 40})
     with pytest.raises(SettingsError, match="local/test only"):
         load_settings()
 
@@ -86,7 +76,7 @@ def test_empty_internal_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_delays_are_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(
+    set_env(
         monkeypatch,
         {
             "NEXUS_BACKFILL_RETRY_DELAYS": " 1, 2.5,3 ",
@@ -111,7 +101,7 @@ def test_bad_delays_are_refused(monkeypatch: pytest.MonkeyPatch, bad: str, name:
 
 
 def test_audiences_and_allow_hosts_are_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(
+    set_env(
         monkeypatch,
         {"NEXUS_JWT_AUDIENCES": "a, b", "NEXUS_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost"},
     )

@@ -11,17 +11,10 @@ import pytest
 from nexus.config import SettingsError, load_settings
 from nexus.secret_rules import estimated_bits, is_loopback, weakness
 from tests.support.compose import compose
+from tests.support.env import PROD, set_env
 
 COMPOSE = Path(__file__).parents[2] / "compose" / "docker-compose.yml"
 
-PROD = {
-    "NEXUS_ENV": "prod",
-    "NEXUS_UPLOAD_SIGNING_KEY": "Qm9vbS1zaWduaW5nLWtleS0xMjM0NTY3ODkw-xYz",
-    "NEXUS_INTERNAL_SECRET": "bff-Shared-7f3c9a1e5d2b",
-    "NEXUS_JWKS_URL": "https://id.example/.well-known/jwks.json",
-    "NEXUS_JWT_ISSUER": "https://id.example/",
-    "NEXUS_DATABASE_URL": "postgresql+asyncpg://nexus@db:5432/nexus",
-}
 
 # The values compose/docker-compose.yml shipped before secrets moved out of it.
 OLD_COMPOSE_PLACEHOLDERS = {
@@ -31,8 +24,7 @@ OLD_COMPOSE_PLACEHOLDERS = {
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, values)
     load_settings()
 
 

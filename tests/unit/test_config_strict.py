@@ -3,25 +3,12 @@ from __future__ import annotations
 import pytest
 
 from nexus.config import SettingsError, load_settings
-
-PROD = {
-    "NEXUS_UPLOAD_SIGNING_KEY": "an-upload-signing-key-of-32-chars-or-more",
-    "NEXUS_ENV": "prod",
-    "NEXUS_INTERNAL_SECRET": "a-long-enough-shared-secret",
-    "NEXUS_JWKS_URL": "https://auth.example.test/jwks.json",
-    "NEXUS_DATABASE_URL": "postgresql+asyncpg://u@db/nexus",
-    "NEXUS_JWT_ISSUER": "https://auth.example.test/",
-}
-
-
-def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+from tests.support.env import PROD, set_env
 
 
 def test_complete_prod_configuration_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, PROD)
-    assert load_settings().jwt_issuer == "https://auth.example.test/"
+    set_env(monkeypatch, PROD)
+    assert load_settings().jwt_issuer == PROD["NEXUS_JWT_ISSUER"]
 
 
 @pytest.mark.parametrize(
@@ -37,13 +24,13 @@ def test_complete_prod_configuration_loads(monkeypatch: pytest.MonkeyPatch) -> N
 def test_prod_rejects_unusable_values(
     monkeypatch: pytest.MonkeyPatch, override: dict[str, str], message: str
 ) -> None:
-    _env(monkeypatch, {**PROD, **override})
+    set_env(monkeypatch, {**PROD, **override})
     with pytest.raises(SettingsError, match=message):
         load_settings()
 
 
 def test_prod_requires_an_explicit_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, {k: v for k, v in PROD.items() if k != "NEXUS_JWT_ISSUER"})
+    set_env(monkeypatch, {k: v for k, v in PROD.items() if k != "NEXUS_JWT_ISSUER"})
     with pytest.raises(SettingsError, match="NEXUS_JWT_ISSUER"):
         load_settings()
 

@@ -246,25 +246,24 @@ def test_image_only_book_is_empty() -> None:
     assert code_of(data) == "E_EXTRACTION_EMPTY"
 
 
-def test_drm_encrypted_book_fails() -> None:
+def _encrypted_with(algorithm: str) -> bytes:
+    """A one-chapter book whose META-INF/encryption.xml names `algorithm`."""
     enc = (
         '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
         'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
-        '<enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>'
+        f'<enc:EncryptionMethod Algorithm="{algorithm}"/>'
         "</enc:EncryptedData></encryption>"
     )
-    data = make_epub({"one": "<p>x</p>"}, [("one", True)], extra={"META-INF/encryption.xml": enc})
+    return make_epub({"one": "<p>x</p>"}, [("one", True)], extra={"META-INF/encryption.xml": enc})
+
+
+def test_drm_encrypted_book_fails() -> None:
+    data = _encrypted_with("http://www.w3.org/2001/04/xmlenc#aes128-cbc")
     assert code_of(data) == "E_EXTRACTION_FAILED"
 
 
 def test_font_obfuscation_is_not_drm() -> None:
-    enc = (
-        '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
-        'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
-        '<enc:EncryptionMethod Algorithm="http://www.idpf.org/2008/embedding"/>'
-        "</enc:EncryptedData></encryption>"
-    )
-    data = make_epub({"one": "<p>x</p>"}, [("one", True)], extra={"META-INF/encryption.xml": enc})
+    data = _encrypted_with("http://www.idpf.org/2008/embedding")
     assert extract(data).fragments[0].text == "x"
 
 

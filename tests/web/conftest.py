@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from tests.support.library_api import User, new_user
+from tests.support.operators import operator_token
 from tests.support.webapp import Api, AppFactory, FakePublisher, make_token
 from web.app import create_app
 
@@ -70,3 +71,9 @@ async def bob(api: Api) -> User:
 @pytest.fixture
 async def carol(api: Api) -> User:
     return await new_user(api)
+
+
+@pytest.fixture
+async def tokens(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, str]:
+    """An operator key's token for each role."""
+    return {r: await operator_token(sessionmaker, r) for r in ("viewer", "operator", "admin")}

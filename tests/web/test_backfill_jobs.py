@@ -12,8 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
-from nexus.operators.service import create_key
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
+from tests.support.db import rows
 from tests.support.processes import poll
 from tests.support.webapp import Api, FakePublisher
 
@@ -22,75 +23,52 @@ BULK = "/internal/libraries/backfill-jobs/requeue-bulk"
 LIST = "/internal/backfill-jobs"
 TIMELINE = "/internal/backfill-jobs/timeline"
 NOW = datetime.now(UTC)
-
-
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with transaction(sm) as s:
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:8]}", role=role)).token
-
-
-@pytest.fixture
-async def tokens(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, str]:
-    return {r: await _key(sessionmaker, r) for r in ("viewer", "operator", "admin")}
-
-
-def _job_values(status: str, updated_at: datetime | None = None, **extra: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": status, "attempts": 1, **extra}
-    if status in ("completed", "failed"):
-        values.setdefault("finished_at", NOW)
-    if status == "running":
-        values.update(
-            lease_token=uuid.uuid4(),
-            lease_owner="w1",
-            lease_expires_at=NOW + timedelta(minutes=5),
-        )
-    if updated_at is not None:
-        values["updated_at"] = updated_at
-    return values
+# SPEC §7, restated on purpose: the shapes are the contract, not what the code happens to
+# build. The key, a requeue's reply, and a job item of the list.
+KEY = {"default_library_id", "source_library_id", "user_id"}
+REQUEUE_REPLY = KEY | {
+    "status",
+    "attempts",
+    "last_error_code",
+    "updated_at",
+    "finished_at",
+    "idempotent",
+    "enqueue_dispatched",
+}
+JOB_ITEM = KEY | {
+    "status",
+    "attempts",
+    "last_error_code",
+    "last_error_message",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "finished_at",
+}
 
 
 async def _job(
     sm: async_sessionmaker[AsyncSession], status: str, **values: Any
 ) -> dict[str, uuid.UUID]:
-    async with transaction(sm) as s:
-        sc = await f.sharing_scenario(s, n_media=1)
-        return await f.backfill_job(
-            s, sc["d"], sc["s"], sc["viewer"], **_job_values(status, **values)
-        )
-
-
-def _body(key: dict[str, uuid.UUID], **extra: Any) -> dict[str, Any]:
-    return {k: str(v) for k, v in key.items()} | extra
+    """A job of its own in `status` (a running one leased by "w1")."""
+    values = jobs.values_for(
+        status, now=NOW, lease_owner="w1", lease_for=timedelta(minutes=5), **values
+    )
+    return await jobs.seed(sm, n_media=1, **values)
 
 
 async def _actions(sm: async_sessionmaker[AsyncSession]) -> list[Any]:
-    async with sm() as s:
-        return list(
-            await s.execute(
-                text(
-                    "SELECT actor, action, target, outcome, details, request_id "
-                    "FROM operator_actions ORDER BY id"
-                )
-            )
-        )
+    return await rows(
+        sm,
+        "SELECT actor, action, target, outcome, details, request_id "
+        "FROM operator_actions ORDER BY id",
+    )
 
 
 async def _status(sm: async_sessionmaker[AsyncSession], key: dict[str, uuid.UUID]) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT status, attempts, last_error_code, finished_at, updated_at "
-                    "FROM default_library_backfill_jobs WHERE default_library_id = :d "
-                    "AND source_library_id = :s AND user_id = :u"
-                ),
-                {
-                    "d": key["default_library_id"],
-                    "s": key["source_library_id"],
-                    "u": key["user_id"],
-                },
-            )
-        ).one()
+    return await jobs.job(sm, key, "status, attempts, last_error_code, finished_at, updated_at")
 
 
 # ----------------------------------------------------------------- single requeue
@@ -106,23 +84,12 @@ async def test_requeue_resets_a_failed_job_and_audits(
     r = await api.post(
         REQUEUE,
         token=tokens["operator"],
-        json=_body(key, reason="retry it"),
+        json=jobs.key_json(key, reason="retry it"),
         headers={"X-Request-ID": "req-requeue-1"},
     )
     assert r.status_code == 200
     data = (await r.get_json())["data"]
-    assert set(data) == {
-        "default_library_id",
-        "source_library_id",
-        "user_id",
-        "status",
-        "attempts",
-        "last_error_code",
-        "updated_at",
-        "finished_at",
-        "idempotent",
-        "enqueue_dispatched",
-    }
+    assert set(data) == REQUEUE_REPLY
     assert data["status"] == "pending" and data["attempts"] == 0
     assert data["last_error_code"] is None and data["finished_at"] is None
     assert data["idempotent"] is False and data["enqueue_dispatched"] is True
@@ -141,7 +108,7 @@ async def test_requeue_of_a_running_job_is_an_idempotent_noop(
 ) -> None:
     key = await _job(sessionmaker, "running")
     before = await _status(sessionmaker, key)
-    r = await api.post(REQUEUE, token=tokens["admin"], json=_body(key))
+    r = await api.post(REQUEUE, token=tokens["admin"], json=jobs.key_json(key))
     data = (await r.get_json())["data"]
     assert r.status_code == 200
     assert data["status"] == "running" and data["idempotent"] is True
@@ -154,8 +121,8 @@ async def test_requeue_of_a_running_job_is_an_idempotent_noop(
 async def test_requeue_of_a_missing_job_is_404_and_audited(
     api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    key = {k: uuid.uuid4() for k in ("default_library_id", "source_library_id", "user_id")}
-    r = await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
+    key = {k: uuid.uuid4() for k in jobs.KEY_COLUMNS}
+    r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(key))
     assert r.status_code == 404
     assert (await r.get_json())["error"]["code"] == "E_NOT_FOUND"
     assert [a.outcome for a in await _actions(sessionmaker)] == ["not_found"]
@@ -165,9 +132,9 @@ async def test_requeue_roles(
     api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     key = await _job(sessionmaker, "completed")
-    r = await api.post(REQUEUE, json=_body(key))
+    r = await api.post(REQUEUE, json=jobs.key_json(key))
     assert r.status_code == 401
-    r = await api.post(REQUEUE, token=tokens["viewer"], json=_body(key))
+    r = await api.post(REQUEUE, token=tokens["viewer"], json=jobs.key_json(key))
     assert r.status_code == 403 and (await r.get_json())["error"]["code"] == "E_FORBIDDEN"
     assert (await _status(sessionmaker, key)).status == "completed"
     # Only the two refusals are audited (issue #11.8); no requeue was attempted.
@@ -196,21 +163,7 @@ async def test_list_filters_order_and_pagination(
     assert r.status_code == 200 and body["page"]["has_more"] is True
     seen = [item["user_id"] for item in body["data"]]
     item = body["data"][0]
-    assert set(item) == {
-        "default_library_id",
-        "source_library_id",
-        "user_id",
-        "status",
-        "attempts",
-        "last_error_code",
-        "last_error_message",
-        "next_attempt_at",
-        "lease_owner",
-        "lease_expires_at",
-        "created_at",
-        "updated_at",
-        "finished_at",
-    }
+    assert set(item) == JOB_ITEM
     cursor = body["page"]["next_cursor"]
     while cursor:
         body = await (
@@ -310,7 +263,9 @@ async def test_timeline_lists_events_outbox_and_actions_in_order(
     key = await _job(sessionmaker, "failed", last_error_code="E_INTERNAL")
     other = await _job(sessionmaker, "failed")
     for k in (key, other):
-        assert (await api.post(REQUEUE, token=tokens["operator"], json=_body(k))).status_code == 200
+        assert (
+            await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(k))
+        ).status_code == 200
 
     async def all_marked() -> bool:  # publish marks are batched, a moment after the reply
         async with sessionmaker() as s:
@@ -340,7 +295,7 @@ def _query(key: dict[str, uuid.UUID]) -> str:
 
 
 async def test_timeline_404_and_validation(api: Api, tokens: dict[str, str]) -> None:
-    key = {k: uuid.uuid4() for k in ("default_library_id", "source_library_id", "user_id")}
+    key = {k: uuid.uuid4() for k in jobs.KEY_COLUMNS}
     r = await api.get(f"{TIMELINE}?{_query(key)}", token=tokens["viewer"])
     assert r.status_code == 404 and (await r.get_json())["error"]["code"] == "E_NOT_FOUND"
     r = await api.get(
@@ -353,7 +308,7 @@ async def test_timeline_of_a_deleted_job_still_shows_history(
     api: Api, tokens: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     key = await _job(sessionmaker, "completed")
-    await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
+    await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(key))
     async with transaction(sessionmaker) as s:
         await s.execute(
             text("DELETE FROM default_library_backfill_jobs WHERE user_id = :u"),

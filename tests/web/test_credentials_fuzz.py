@@ -24,9 +24,9 @@ from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.operators.service import create_key
 from nexus.uploads import signing
 from tests.support.library_api import new_user
+from tests.support.operators import operator_key
 from tests.support.webapp import Api, AppFactory
 
 FUZZ = settings(
@@ -131,22 +131,12 @@ async def creds(
 ) -> Credentials:
     api = Api(fuzz_app.test_client())
     user = await new_user(api)
-    init = await user.post(
-        "/media/upload/init",
-        json={
-            "kind": "pdf",
-            "filename": "a.pdf",
-            "content_type": "application/pdf",
-            "size_bytes": 9,
-        },
-    )
-    assert init.status == 201, init.json
+    init = await user.init_pdf_upload(9)
     media_id = uuid.UUID(init.data["media_id"])
     download = signing.sign(
         settings.upload_signing_key_bytes, "download", media_id, ttl_seconds=900
     )
-    async with sessionmaker() as s, s.begin():
-        key = await create_key(s, name=f"fuzz-{uuid.uuid4().hex[:6]}", role="viewer")
+    key = await operator_key(sessionmaker, "viewer")
     for name in ("a", "b"):
         await user.create_library(name)
     page = await user.get("/libraries", query_string={"limit": "1"})

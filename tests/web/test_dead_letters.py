@@ -16,13 +16,8 @@ from nexus.db.tx import transaction
 from nexus.deadletters import service as deadletters
 from nexus.messaging.messages import BackfillRequested
 from nexus.messaging.topics import Topics
-from nexus.operators.service import create_key
+from tests.support.operators import operator_token
 from tests.support.webapp import Api, FakePublisher
-
-
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with sm() as s, s.begin():
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)).token
 
 
 async def _letter(
@@ -73,7 +68,7 @@ async def test_list_filters_pages_and_show(
             text("UPDATE dead_letters SET replayed_at = now(), replay_count = 1 WHERE id = :i"),
             {"i": c},
         )
-    viewer = await _key(sessionmaker, "viewer")
+    viewer = await operator_token(sessionmaker, "viewer")
 
     first = await _json(await api.get("/internal/dead-letters?limit=2", token=viewer))
     assert [r["id"] for r in first["data"]] == [c, b] and first["page"]["has_more"]
@@ -111,8 +106,10 @@ async def test_list_filters_pages_and_show(
     assert (await api.get("/internal/dead-letters/abc", token=viewer)).status_code == 400
 
 
-async def test_roles(api: Api, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+async def test_roles(
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
+) -> None:
+    viewer, operator = tokens["viewer"], tokens["operator"]
     assert (await api.get("/internal/dead-letters")).status_code == 401
     assert (await api.get("/internal/dead-letters", token="nxop_unknown")).status_code == 401
     for token in (viewer, operator):
@@ -139,7 +136,7 @@ async def test_dry_run_writes_nothing_and_replay_goes_through_the_outbox(
     not_json = await _letter(sessionmaker, topics.ingest, b"\xff\xfe not json")
     foreign = await _letter(sessionmaker, topics.events, value)
     other = await _letter(sessionmaker, topics.ingest, value, code=deadletters.MESSAGE_UNKNOWN)
-    admin = await _key(sessionmaker, "admin")
+    admin = await operator_token(sessionmaker, "admin")
 
     dry = await api.post(
         "/internal/dead-letters/replay", token=admin, json={"error_code": "E_HANDLER_FAILED"}
@@ -217,7 +214,7 @@ async def test_dry_run_writes_nothing_and_replay_goes_through_the_outbox(
 async def test_replay_body_is_validated(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    admin = await _key(sessionmaker, "admin")
+    admin = await operator_token(sessionmaker, "admin")
     for body in (
         {"topci": "backfill"},  # a misspelt filter never widens the selection
         {"limit": 0},
@@ -245,7 +242,7 @@ async def test_a_topic_filter_that_cannot_be_a_topic_is_400_not_500(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     # Found by schemathesis: a NUL in the filter reached PostgreSQL and failed as a 500.
-    viewer = await _key(sessionmaker, "viewer")
+    viewer = await operator_token(sessionmaker, "viewer")
     r = await api.get("/internal/dead-letters?topic=%C2%98%00", token=viewer)
     assert r.status_code == 400
     assert (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -231,13 +232,17 @@ async def test_database_down_is_503_on_me(down_db_settings: object) -> None:
         assert "127.0.0.1" not in (await r.get_data()).decode()
 
 
-async def test_database_down_is_503_on_ready(down_db_settings: object) -> None:
-    app = create_app(down_db_settings, publisher=FakePublisher())  # type: ignore[arg-type]
+async def _unready(app: Quart) -> Any:
+    """/ready of `app` answering 503 E_DEPENDENCY_UNAVAILABLE: its details."""
     async with app.test_app():
         r = await Api(app.test_client()).get("/ready", internal=None)
         assert r.status_code == 503
-        err = _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
-        assert err["details"] == {"database": "unavailable", "broker": "ok"}
+        return _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")["details"]
+
+
+async def test_database_down_is_503_on_ready(down_db_settings: object) -> None:
+    app = create_app(down_db_settings, publisher=FakePublisher())  # type: ignore[arg-type]
+    assert await _unready(app) == {"database": "unavailable", "broker": "ok"}
 
 
 async def test_ready_ok(api: Api) -> None:
@@ -248,11 +253,7 @@ async def test_ready_ok(api: Api) -> None:
 
 async def test_broker_down_is_503_on_ready(build_app: AppFactory) -> None:
     app = build_app(publisher=FakePublisher(up=False))
-    async with app.test_app():
-        r = await Api(app.test_client()).get("/ready", internal=None)
-        assert r.status_code == 503
-        err = _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
-        assert err["details"] == {"database": "ok", "broker": "unavailable"}
+    assert await _unready(app) == {"database": "ok", "broker": "unavailable"}
 
 
 async def test_app_owns_and_closes_what_it_creates(down_db_settings: object) -> None:

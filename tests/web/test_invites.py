@@ -49,32 +49,26 @@ async def test_create_invite_role_defaults_to_member(
 
 async def test_create_invite_errors(alice: User, bob: User, carol: User, lib: uuid.UUID) -> None:
     path = f"/libraries/{lib}/invites"
-    body = {"invitee_user_id": str(carol.id)}
-    r = await carol.post(path, json={"invitee_user_id": str(bob.id)})
-    assert (r.status, r.code) == (404, "E_LIBRARY_NOT_FOUND")
+    body, to_bob = {"invitee_user_id": str(carol.id)}, {"invitee_user_id": str(bob.id)}
+    assert (await carol.post(path, json=to_bob)).outcome == (404, "E_LIBRARY_NOT_FOUND")
     await bob.join(alice, lib)
-    r = await bob.post(path, json=body)
-    assert (r.status, r.code) == (403, "E_FORBIDDEN")
+    assert (await bob.post(path, json=body)).outcome == (403, "E_FORBIDDEN")
     r = await alice.post(path, json={"invitee_user_id": str(uuid.uuid4())})
-    assert (r.status, r.code) == (404, "E_USER_NOT_FOUND")
+    assert r.outcome == (404, "E_USER_NOT_FOUND")
     for member in (bob, alice):
         r = await alice.post(path, json={"invitee_user_id": str(member.id)})
-        assert (r.status, r.code) == (409, "E_INVITE_MEMBER_EXISTS")
+        assert r.outcome == (409, "E_INVITE_MEMBER_EXISTS")
     assert (await alice.post(path, json=body)).status == 201
-    r = await alice.post(path, json=body)
-    assert (r.status, r.code) == (409, "E_INVITE_ALREADY_EXISTS")
-    r = await alice.post(
-        f"/libraries/{alice.default_library_id}/invites", json={"invitee_user_id": str(bob.id)}
-    )
-    assert (r.status, r.code) == (403, "E_DEFAULT_LIBRARY_FORBIDDEN")
+    assert (await alice.post(path, json=body)).outcome == (409, "E_INVITE_ALREADY_EXISTS")
+    r = await alice.post(f"/libraries/{alice.default_library_id}/invites", json=to_bob)
+    assert r.outcome == (403, "E_DEFAULT_LIBRARY_FORBIDDEN")
     for bad in (
         {},
         {"invitee_user_id": "nope"},
         {"invitee_user_id": str(carol.id), "role": "owner"},
         {"invitee_user_id": str(carol.id), "extra": 1},
     ):
-        r = await alice.post(path, json=bad)
-        assert (r.status, r.code) == (400, "E_INVALID_REQUEST")
+        assert (await alice.post(path, json=bad)).outcome == (400, "E_INVALID_REQUEST")
 
 
 async def test_list_library_invites_admins_only(
@@ -90,12 +84,10 @@ async def test_list_library_invites_admins_only(
     ]
     r = await alice.get(f"/libraries/{lib}/invites?status=pending")
     assert [i["id"] for i in r.json["data"]] == [str(invite)]
-    r = await bob.get(f"/libraries/{lib}/invites")
-    assert (r.status, r.code) == (403, "E_FORBIDDEN")
-    r = await carol.get(f"/libraries/{lib}/invites")
-    assert (r.status, r.code) == (404, "E_LIBRARY_NOT_FOUND")
-    r = await alice.get(f"/libraries/{lib}/invites?status=bogus")
-    assert (r.status, r.code) == (400, "E_INVALID_REQUEST")
+    path = f"/libraries/{lib}/invites"
+    assert (await bob.get(path)).outcome == (403, "E_FORBIDDEN")
+    assert (await carol.get(path)).outcome == (404, "E_LIBRARY_NOT_FOUND")
+    assert (await alice.get(f"{path}?status=bogus")).outcome == (400, "E_INVALID_REQUEST")
 
 
 async def test_list_my_invites(alice: User, bob: User, carol: User) -> None:
@@ -112,8 +104,7 @@ async def test_list_my_invites(alice: User, bob: User, carol: User) -> None:
     assert [(i["id"], i["status"]) for i in declined] == [(str(ids[1]), "declined")]
     assert declined[0]["responded_at"] is not None
     assert (await alice.get("/libraries/invites")).json["data"] == []
-    r = await bob.get("/libraries/invites?status=nope")
-    assert (r.status, r.code) == (400, "E_INVALID_REQUEST")
+    assert (await bob.get("/libraries/invites?status=nope")).outcome == (400, "E_INVALID_REQUEST")
 
 
 async def test_cursor_of_one_filter_is_refused_by_another(alice: User, bob: User) -> None:
@@ -122,7 +113,7 @@ async def test_cursor_of_one_filter_is_refused_by_another(alice: User, bob: User
     r = await bob.get("/libraries/invites?limit=1&status=pending")
     cursor = r.json["page"]["next_cursor"]
     r = await bob.get(f"/libraries/invites?limit=1&cursor={cursor}")
-    assert (r.status, r.code) == (400, "E_INVALID_CURSOR")
+    assert r.outcome == (400, "E_INVALID_CURSOR")
 
 
 async def test_accept(
@@ -168,10 +159,9 @@ async def test_accept(
     r = await bob.post(f"/libraries/invites/{invite}/accept")
     assert (r.status, r.data["idempotent"], r.data["backfill_job_status"]) == (200, True, "pending")
     assert len(publisher.sent) == 1
-    r = await bob.post(f"/libraries/invites/{invite}/decline")
-    assert (r.status, r.code) == (409, "E_INVITE_NOT_PENDING")
-    r = await alice.delete(f"/libraries/invites/{invite}")
-    assert (r.status, r.code) == (409, "E_INVITE_NOT_PENDING")
+    path = f"/libraries/invites/{invite}"
+    assert (await bob.post(f"{path}/decline")).outcome == (409, "E_INVITE_NOT_PENDING")
+    assert (await alice.delete(path)).outcome == (409, "E_INVITE_NOT_PENDING")
     assert (await bob.get(f"/libraries/{lib}")).data["role"] == "admin"
 
 
@@ -210,19 +200,14 @@ async def test_accept_errors_and_masking(
     alice: User, bob: User, carol: User, lib: uuid.UUID
 ) -> None:
     invite = await alice.invite(lib, bob)
+    path, unknown = f"/libraries/invites/{invite}", f"/libraries/invites/{uuid.uuid4()}"
     for action in ("accept", "decline"):
-        r = await carol.post(f"/libraries/invites/{invite}/{action}")
-        assert (r.status, r.code) == (404, "E_INVITE_NOT_FOUND")
-        r = await alice.post(f"/libraries/invites/{invite}/{action}")
-        assert (r.status, r.code) == (403, "E_FORBIDDEN")
-        r = await bob.post(f"/libraries/invites/{uuid.uuid4()}/{action}")
-        assert (r.status, r.code) == (404, "E_INVITE_NOT_FOUND")
-    r = await carol.delete(f"/libraries/invites/{invite}")
-    assert (r.status, r.code) == (404, "E_INVITE_NOT_FOUND")
-    r = await bob.delete(f"/libraries/invites/{invite}")
-    assert (r.status, r.code) == (403, "E_FORBIDDEN")
-    r = await alice.delete(f"/libraries/invites/{uuid.uuid4()}")
-    assert (r.status, r.code) == (404, "E_INVITE_NOT_FOUND")
+        assert (await carol.post(f"{path}/{action}")).outcome == (404, "E_INVITE_NOT_FOUND")
+        assert (await alice.post(f"{path}/{action}")).outcome == (403, "E_FORBIDDEN")
+        assert (await bob.post(f"{unknown}/{action}")).outcome == (404, "E_INVITE_NOT_FOUND")
+    assert (await carol.delete(path)).outcome == (404, "E_INVITE_NOT_FOUND")
+    assert (await bob.delete(path)).outcome == (403, "E_FORBIDDEN")
+    assert (await alice.delete(unknown)).outcome == (404, "E_INVITE_NOT_FOUND")
 
 
 async def test_decline(alice: User, bob: User, lib: uuid.UUID) -> None:
@@ -234,7 +219,7 @@ async def test_decline(alice: User, bob: User, lib: uuid.UUID) -> None:
     r = await bob.post(f"/libraries/invites/{invite}/decline")
     assert (r.status, r.data["idempotent"]) == (200, True)
     r = await bob.post(f"/libraries/invites/{invite}/accept")
-    assert (r.status, r.code) == (409, "E_INVITE_NOT_PENDING")
+    assert r.outcome == (409, "E_INVITE_NOT_PENDING")
     assert (await bob.get(f"/libraries/{lib}")).code == "E_LIBRARY_NOT_FOUND"
     # a declined invite does not block a new one
     assert (
@@ -253,4 +238,4 @@ async def test_revoke(alice: User, bob: User, carol: User, lib: uuid.UUID) -> No
     assert (r.status, r.data["idempotent"]) == (200, True)
     for action in ("accept", "decline"):
         r = await bob.post(f"/libraries/invites/{invite}/{action}")
-        assert (r.status, r.code) == (409, "E_INVITE_NOT_PENDING")
+        assert r.outcome == (409, "E_INVITE_NOT_PENDING")

@@ -17,31 +17,41 @@ from nexus.config import Settings
 from nexus.db.tx import transaction
 from nexus.ingest import jobs as ingest_jobs
 from nexus.messaging.topics import Topics
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.web.conftest import Api, FakePublisher
-from tests.web.test_backfill_jobs import REQUEUE, _actions, _body, _job, _status, tokens
+from tests.support.db import execute, one, rows
+from tests.support.webapp import Api, FakePublisher
 from tests.web.test_job_transition_metrics import counted
 
-__all__ = ["tokens"]  # the fixture, shared with the requeue tests
-
 CANCEL = "/internal/libraries/backfill-jobs/cancel"
+REQUEUE = "/internal/libraries/backfill-jobs/requeue"
 SM = async_sessionmaker[AsyncSession]
+
+
+async def _job(sm: SM, status: str) -> dict[str, uuid.UUID]:
+    """A job of its own in `status` (a running one leased by "w1")."""
+    return await jobs.seed(sm, n_media=1, **jobs.values_for(status, lease_owner="w1"))
+
+
+async def _actions(sm: SM) -> list[Any]:
+    return await rows(
+        sm,
+        "SELECT actor, action, target, outcome, details, request_id "
+        "FROM operator_actions ORDER BY id",
+    )
 
 
 def _ingest_cancel(media_id: uuid.UUID | str) -> str:
     return f"/internal/ingest-jobs/{media_id}/cancel"
 
 
-async def _ledger(sm: SM, field: str, value: uuid.UUID) -> list[tuple[Any, ...]]:
-    async with sm() as s:
-        rows = await s.execute(
-            text(
-                "SELECT from_status, to_status, error_code, error_message, actor, request_id "
-                f"FROM job_events WHERE job_key->>'{field}' = :v ORDER BY id"
-            ),
-            {"v": str(value)},
-        )
-        return [tuple(r) for r in rows]
+async def _ledger(sm: SM, field: str, value: uuid.UUID) -> list[Any]:
+    return await rows(
+        sm,
+        "SELECT from_status, to_status, error_code, error_message, actor, request_id "
+        f"FROM job_events WHERE job_key->>'{field}' = :v ORDER BY id",
+        v=str(value),
+    )
 
 
 # ---------------------------------------------------------------------- backfill
@@ -60,7 +70,7 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
     r = await api.post(
         CANCEL,
         token=tokens["operator"],
-        json=_body(key, reason="bad tuple"),
+        json=jobs.key_json(key, reason="bad tuple"),
         headers={"X-Request-ID": "req-cancel-1"},
     )
     assert r.status_code == 200, await r.get_json()
@@ -68,8 +78,8 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
     assert data["status"] == "cancelled" and data["previous_status"] == status
     assert data["last_error_code"] == "E_CANCELLED" and data["finished_at"] is not None
     assert data["lease_owner"] == ("w1" if status == "running" else None)
-    row = await _status(sessionmaker, key)
-    assert (row.status, row.last_error_code) == ("cancelled", "E_CANCELLED")
+    row = await jobs.job(sessionmaker, key, "status, last_error_code")
+    assert row is not None and (row.status, row.last_error_code) == ("cancelled", "E_CANCELLED")
     [action] = await _actions(sessionmaker)
     assert (action.action, action.outcome, action.request_id) == (
         "backfill.cancel",
@@ -97,10 +107,10 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
     ), [line for line in metrics.splitlines() if "transitions_total{" in line]
 
     # A requeue brings it back, counted from where the cancel left it.
-    r = await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
+    r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(key))
     assert r.status_code == 200
     assert (await r.get_json())["data"]["status"] == "pending"
-    assert (await _status(sessionmaker, key)).status == "pending"
+    assert await jobs.status(sessionmaker, key) == "pending"
     assert await counted(api) == {
         ("backfill", status, "cancelled"): 1,
         ("backfill", "cancelled", "pending"): 1,
@@ -113,20 +123,17 @@ async def test_cancel_of_a_finished_job_is_409_and_audited(
 ) -> None:
     key = await _job(sessionmaker, "failed" if finished == "cancelled" else finished)
     if finished == "cancelled":
-        async with transaction(sessionmaker) as s:
-            await s.execute(
-                text(
-                    "UPDATE default_library_backfill_jobs SET status = 'cancelled' "
-                    "WHERE user_id = :u"
-                ),
-                {"u": key["user_id"]},
-            )
+        await execute(
+            sessionmaker,
+            "UPDATE default_library_backfill_jobs SET status = 'cancelled' WHERE user_id = :u",
+            u=key["user_id"],
+        )
     before = await _ledger(sessionmaker, "user_id", key["user_id"])
-    r = await api.post(CANCEL, token=tokens["operator"], json=_body(key, reason="why"))
+    r = await api.post(CANCEL, token=tokens["operator"], json=jobs.key_json(key, reason="why"))
     assert r.status_code == 409
     error = (await r.get_json())["error"]
     assert error["code"] == "E_JOB_NOT_CANCELLABLE" and finished in error["message"]
-    assert (await _status(sessionmaker, key)).status == finished
+    assert await jobs.status(sessionmaker, key) == finished
     assert await _ledger(sessionmaker, "user_id", key["user_id"]) == before
     [action] = await _actions(sessionmaker)
     assert (action.action, action.outcome) == ("backfill.cancel", "E_JOB_NOT_CANCELLABLE")
@@ -136,8 +143,8 @@ async def test_cancel_of_a_finished_job_is_409_and_audited(
 async def test_cancel_of_a_missing_job_is_404_and_audited(
     api: Api, tokens: dict[str, str], sessionmaker: SM
 ) -> None:
-    key = {k: uuid.uuid4() for k in ("default_library_id", "source_library_id", "user_id")}
-    r = await api.post(CANCEL, token=tokens["operator"], json=_body(key))
+    key = {k: uuid.uuid4() for k in jobs.KEY_COLUMNS}
+    r = await api.post(CANCEL, token=tokens["operator"], json=jobs.key_json(key))
     assert r.status_code == 404 and (await r.get_json())["error"]["code"] == "E_NOT_FOUND"
     assert [(a.action, a.outcome) for a in await _actions(sessionmaker)] == [
         ("backfill.cancel", "E_NOT_FOUND")
@@ -146,15 +153,15 @@ async def test_cancel_of_a_missing_job_is_404_and_audited(
 
 async def test_cancel_roles_and_body(api: Api, tokens: dict[str, str], sessionmaker: SM) -> None:
     key = await _job(sessionmaker, "running")
-    assert (await api.post(CANCEL, json=_body(key))).status_code == 401
-    r = await api.post(CANCEL, token=tokens["viewer"], json=_body(key))
+    assert (await api.post(CANCEL, json=jobs.key_json(key))).status_code == 401
+    r = await api.post(CANCEL, token=tokens["viewer"], json=jobs.key_json(key))
     assert r.status_code == 403 and (await r.get_json())["error"]["code"] == "E_FORBIDDEN"
     r = await api.post(CANCEL, token=tokens["operator"], json={"default_library_id": "x"})
     assert r.status_code == 400 and (await r.get_json())["error"]["code"] == "E_INVALID_REQUEST"
-    r = await api.post(CANCEL, token=tokens["operator"], json=_body(key, reason="x" * 1001))
+    r = await api.post(CANCEL, token=tokens["operator"], json=jobs.key_json(key, reason="x" * 1001))
     assert r.status_code == 400
-    assert (await _status(sessionmaker, key)).status == "running"
-    r = await api.post(CANCEL, token=tokens["admin"], json=_body(key))
+    assert await jobs.status(sessionmaker, key) == "running"
+    r = await api.post(CANCEL, token=tokens["admin"], json=jobs.key_json(key))
     assert r.status_code == 200
 
 
@@ -180,16 +187,12 @@ async def _ingest_job(sm: SM, settings: Settings, *, media_status: str = "pendin
 
 
 async def _media(sm: SM, media_id: uuid.UUID) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT m.processing_status, m.failure_stage, m.last_error_code, j.status "
-                    "FROM media m JOIN ingest_jobs j ON j.media_id = m.id WHERE m.id = :m"
-                ),
-                {"m": media_id},
-            )
-        ).one()
+    return await one(
+        sm,
+        "SELECT m.processing_status, m.failure_stage, m.last_error_code, j.status "
+        "FROM media m JOIN ingest_jobs j ON j.media_id = m.id WHERE m.id = :m",
+        m=media_id,
+    )
 
 
 async def test_ingest_cancel_fails_the_media_and_retry_revives_it(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 
 import jwt
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from nexus.config import Settings
+from tests.support.http_server import Answer, LocalHttpServer
 from tests.support.processes import poll
 from tests.support.services import free_port
 from tests.support.webapp import Api, AppFactory, make_token
@@ -49,39 +49,19 @@ class SigningKey:
         )
 
 
-class JwksServer:
+class JwksServer(LocalHttpServer):
     """Serves `keys` as a JWKS document on a free port and counts the fetches."""
 
     def __init__(self, port: int = 0) -> None:
+        super().__init__(port)
         self.keys: list[dict[str, Any]] = []
         self.hits = 0
-        server = self
+        self.url = f"{self.base_url}/.well-known/jwks.json"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.hits += 1
-                body = json.dumps({"keys": server.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> JwksServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    def on_get(self, path: str, headers: Message, body: bytes) -> Answer:
+        self.hits += 1
+        document = json.dumps({"keys": self.keys}).encode()
+        return 200, {"Content-Type": "application/json"}, document
 
 
 @pytest.fixture
@@ -268,8 +248,7 @@ async def test_jwks_outage_after_first_fetch_keeps_serving_cached_keys(
         async with app.test_app():
             api = Api(app.test_client())
             assert (await _me(api, rsa_key.token()))[0] == 200
-            server.httpd.shutdown()
-            server.httpd.server_close()
+            server.stop()
             # Known kid: stale keys still verify. Unknown kid: we cannot know -> 503.
             assert (await _me(api, rsa_key.token()))[0] == 200
             status, payload = await _me(api, SigningKey("new").token())
@@ -300,8 +279,7 @@ async def test_cached_keys_stop_verifying_once_too_stale(
         async with app.test_app():
             api = Api(app.test_client())
             assert (await _me(api, rsa_key.token()))[0] == 200
-            server.httpd.shutdown()
-            server.httpd.server_close()
+            server.stop()
 
             async def refused() -> tuple[int, Any] | None:
                 status, payload = await _me(api, rsa_key.token())

@@ -107,8 +107,7 @@ async def test_unreadable_and_missing_media_are_404(
     )
     for user, media_id in ((bob, m), (alice, uuid.uuid4()), (bob, bare)):
         for path in (f"/media/{media_id}", f"/media/{media_id}/fragments"):
-            r = await user.get(path)
-            assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
+            assert (await user.get(path)).outcome == (404, "E_MEDIA_NOT_FOUND")
 
 
 async def test_merged_media_answers_with_the_winner(
@@ -138,8 +137,7 @@ async def test_merged_media_answers_with_the_winner(
         assert r.status == 200
         assert r.json["media_id"] == str(winner)
         assert [f["canonical_text"] for f in r.json["data"]] == ["w"]
-        r = await bob.get(f"/media/{media_id}")
-        assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
+        assert (await bob.get(f"/media/{media_id}")).outcome == (404, "E_MEDIA_NOT_FOUND")
 
 
 async def test_merge_chain_is_followed(alice: User, sessionmaker: Sm) -> None:
@@ -187,7 +185,7 @@ async def test_fragment_cursor_of_another_media_is_refused(alice: User, sessionm
     )
     cursor = (await alice.get(f"/media/{a}/fragments?limit=1")).json["page"]["next_cursor"]
     r = await alice.get(f"/media/{b}/fragments?limit=1&cursor={cursor}")
-    assert (r.status, r.code) == (400, "E_INVALID_CURSOR")
+    assert r.outcome == (400, "E_INVALID_CURSOR")
 
 
 async def test_readability_follows_membership(alice: User, bob: User, sessionmaker: Sm) -> None:

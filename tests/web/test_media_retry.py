@@ -8,12 +8,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.operators.service import create_key
 from nexus.sharing import closure
 from nexus.uploads.storage import media_key
+from tests.support.db import one, rows
 from tests.support.library_api import User, execute, insert_media, new_user, scalar
 from tests.support.webapp import Api, FakePublisher
 
@@ -52,39 +51,23 @@ async def failed_media(
     return m
 
 
-async def media_row(sm: Sm, m: uuid.UUID) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT processing_status, failure_stage, last_error_code, "
-                    "last_error_message, failed_at FROM media WHERE id = :m"
-                ),
-                {"m": m},
-            )
-        ).one()
-
-
-async def job_row(sm: Sm, m: uuid.UUID) -> Any:
-    async with sm() as s:
-        return (
-            await s.execute(
-                text(
-                    "SELECT status, attempts, last_error_code, finished_at, request_id "
-                    "FROM ingest_jobs WHERE media_id = :m"
-                ),
-                {"m": m},
-            )
-        ).one()
+MEDIA_ROW = (
+    "SELECT processing_status, failure_stage, last_error_code, last_error_message, failed_at "
+    "FROM media WHERE id = :m"
+)
+JOB_ROW = (
+    "SELECT status, attempts, last_error_code, finished_at, request_id "
+    "FROM ingest_jobs WHERE media_id = :m"
+)
 
 
 async def ingest_outbox(sm: Sm, m: uuid.UUID) -> list[Any]:
-    async with sm() as s:
-        rows = await s.execute(
-            text("SELECT topic, payload FROM outbox WHERE payload->>'media_id' = :m ORDER BY id"),
-            {"m": str(m)},
-        )
-        return [r for r in rows if r.topic.endswith("ingest")]
+    sent = await rows(
+        sm,
+        "SELECT topic, payload FROM outbox WHERE payload->>'media_id' = :m ORDER BY id",
+        m=str(m),
+    )
+    return [r for r in sent if r.topic.endswith("ingest")]
 
 
 async def test_creator_retries_a_failed_media(
@@ -94,14 +77,14 @@ async def test_creator_retries_a_failed_media(
     r = await alice.post(f"/media/{m}/retry", headers={"X-Request-ID": "retry-1"})
     assert r.status == 202, r.json
     assert r.data == {"media_id": str(m), "processing_status": "pending"}
-    row = await media_row(sessionmaker, m)
+    row = await one(sessionmaker, MEDIA_ROW, m=m)
     assert (row.processing_status, row.failure_stage, row.last_error_code) == (
         "pending",
         None,
         None,
     )
     assert row.last_error_message is None and row.failed_at is None
-    job = await job_row(sessionmaker, m)
+    job = await one(sessionmaker, JOB_ROW, m=m)
     assert (job.status, job.attempts, job.last_error_code, job.finished_at) == (
         "pending",
         0,
@@ -122,7 +105,7 @@ async def test_not_failed_is_not_retryable(alice: User, sessionmaker: Sm) -> Non
         await execute(sessionmaker, "UPDATE media SET created_by_user_id = :u WHERE id = :m",
                       u=alice.id, m=m)  # fmt: skip
         r = await alice.post(f"/media/{m}/retry")
-        assert (r.status, r.code) == (409, "E_MEDIA_NOT_RETRYABLE"), status
+        assert r.outcome == (409, "E_MEDIA_NOT_RETRYABLE"), status
         assert await ingest_outbox(sessionmaker, m) == []
 
 
@@ -145,12 +128,10 @@ async def test_permissions(alice: User, bob: User, carol: User, api: Api, sessio
     dave = await new_user(api)
 
     r = await bob.post(f"/media/{m}/retry")  # reads it through the shared library
-    assert (r.status, r.code) == (403, "E_FORBIDDEN")
-    r = await dave.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
-    r = await alice.post(f"/media/{uuid.uuid4()}/retry")
-    assert (r.status, r.code) == (404, "E_MEDIA_NOT_FOUND")
-    assert (await media_row(sessionmaker, m)).processing_status == "failed"
+    assert r.outcome == (403, "E_FORBIDDEN")
+    assert (await dave.post(f"/media/{m}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
+    assert (await alice.post(f"/media/{uuid.uuid4()}/retry")).outcome == (404, "E_MEDIA_NOT_FOUND")
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "failed"
 
     r = await alice.post(f"/media/{m}/retry")  # admin (owner) of the shared library
     assert r.status == 202, r.json
@@ -177,9 +158,8 @@ async def test_upload_stage_needs_the_file(
     m = await failed_media(
         sessionmaker, alice, stage="upload", code="E_STORAGE_MISSING", kind="pdf"
     )
-    r = await alice.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (400, "E_STORAGE_MISSING")
-    assert (await media_row(sessionmaker, m)).processing_status == "failed"
+    assert (await alice.post(f"/media/{m}/retry")).outcome == (400, "E_STORAGE_MISSING")
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "failed"
     assert await ingest_outbox(sessionmaker, m) == []
     # A media_file row whose file is not in storage is still missing.
     await execute(
@@ -189,25 +169,20 @@ async def test_upload_stage_needs_the_file(
         m=m,
         p=media_key(m),
     )
-    r = await alice.post(f"/media/{m}/retry")
-    assert (r.status, r.code) == (400, "E_STORAGE_MISSING")
+    assert (await alice.post(f"/media/{m}/retry")).outcome == (400, "E_STORAGE_MISSING")
     path = storage_dir / media_key(m)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"%PDF-")
     r = await alice.post(f"/media/{m}/retry")
     assert r.status == 202, r.json
-    assert (await media_row(sessionmaker, m)).processing_status == "pending"
+    assert (await one(sessionmaker, MEDIA_ROW, m=m)).processing_status == "pending"
 
 
-async def _key(sm: Sm, role: str) -> str:
-    async with sm() as s, s.begin():
-        created = await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)
-    return created.token
-
-
-async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
+async def test_operator_retry(
+    alice: User, api: Api, sessionmaker: Sm, tokens: dict[str, str]
+) -> None:
     m = await failed_media(sessionmaker, alice)
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+    viewer, operator = tokens["viewer"], tokens["operator"]
 
     r = await api.post(f"/internal/media/{m}/retry")
     assert r.status_code == 401
@@ -219,7 +194,7 @@ async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
     assert r.status_code == 202, await r.get_json()
     data = (await r.get_json())["data"]
     assert data == {"media_id": str(m), "processing_status": "pending", "enqueue_dispatched": True}
-    job = await job_row(sessionmaker, m)
+    job = await one(sessionmaker, JOB_ROW, m=m)
     assert (job.status, job.attempts) == ("pending", 0)
     assert len(await ingest_outbox(sessionmaker, m)) == 1
 
@@ -230,15 +205,11 @@ async def test_operator_retry(alice: User, api: Api, sessionmaker: Sm) -> None:
     assert r.status_code == 404
     assert (await r.get_json())["error"]["code"] == "E_MEDIA_NOT_FOUND"
 
-    async with sessionmaker() as s:
-        actions = (
-            await s.execute(
-                text(
-                    "SELECT action, target->>'media_id' AS media_id, outcome, actor "
-                    "FROM operator_actions ORDER BY id"
-                )
-            )
-        ).all()
+    actions = await rows(
+        sessionmaker,
+        "SELECT action, target->>'media_id' AS media_id, outcome, actor "
+        "FROM operator_actions ORDER BY id",
+    )
     assert [(a.action, a.media_id, a.outcome) for a in actions] == [
         # The refused requests are audited too (issue #11.8).
         ("auth.failed", None, "E_UNAUTHENTICATED"),

@@ -15,15 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.audit.chain import verify
 from nexus.config import Settings
-from nexus.operators.service import create_key
+from tests.support.operators import operator_key
 from tests.support.webapp import Api, AppFactory
 
 Sm = async_sessionmaker[AsyncSession]
 
 
-async def _key(sm: Sm, role: str) -> tuple[str, uuid.UUID]:
-    async with sm() as s, s.begin():
-        created = await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)
+async def _key_and_id(sm: Sm, role: str) -> tuple[str, uuid.UUID]:
+    created = await operator_key(sm, role)
     return created.token, created.id
 
 
@@ -85,7 +84,7 @@ async def test_missing_and_unknown_keys_are_recorded(
 async def test_a_denial_names_the_key_its_role_and_the_required_role(
     oapi: Api, sessionmaker: Sm
 ) -> None:
-    token, key_id = await _key(sessionmaker, "viewer")
+    token, key_id = await _key_and_id(sessionmaker, "viewer")
     media_id = uuid.uuid4()
     r = await oapi.post(f"/internal/media/{media_id}/retry", token=token)
     assert r.status_code == 403 and (await r.get_json())["error"]["code"] == "E_FORBIDDEN"
@@ -104,9 +103,9 @@ async def test_a_denial_names_the_key_its_role_and_the_required_role(
 
 
 async def test_each_key_is_rate_limited_by_its_role(oapi: Api, sessionmaker: Sm) -> None:
-    viewer, viewer_id = await _key(sessionmaker, "viewer")
-    other, _ = await _key(sessionmaker, "viewer")
-    operator, _ = await _key(sessionmaker, "operator")
+    viewer, viewer_id = await _key_and_id(sessionmaker, "viewer")
+    other, _ = await _key_and_id(sessionmaker, "viewer")
+    operator, _ = await _key_and_id(sessionmaker, "operator")
     statuses = [(await oapi.get("/internal/stats", token=viewer)).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
 
@@ -127,7 +126,7 @@ async def test_each_key_is_rate_limited_by_its_role(oapi: Api, sessionmaker: Sm)
 
 
 async def test_refusal_rows_are_part_of_the_verified_chain(oapi: Api, sessionmaker: Sm) -> None:
-    token, _ = await _key(sessionmaker, "viewer")
+    token, _ = await _key_and_id(sessionmaker, "viewer")
     await oapi.get("/internal/stats")
     await oapi.post(f"/internal/media/{uuid.uuid4()}/retry", token=token)
     async with sessionmaker() as s:

@@ -14,20 +14,13 @@ from nexus.jobs import outbox
 from nexus.messaging.messages import BackfillRequested
 from nexus.operators.models import OperatorAction, OperatorKey
 from nexus.operators.roles import Role
-from nexus.operators.service import OperatorIdentity, create_key, disable_key
+from nexus.operators.service import OperatorIdentity
 from nexus.sharing.models import BackfillJob
 from nexus.users.service import ensure_user
+from tests.support.operators import operator_token
 from tests.support.webapp import Api, AppFactory, make_token
 from web.auth import operator_required
 from web.envelope import Data
-
-
-async def _key(sm: async_sessionmaker[AsyncSession], role: str, *, disabled: bool = False) -> str:
-    async with sm() as s, s.begin():
-        created = await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)
-        if disabled:
-            await disable_key(s, created.name)
-    return created.token
 
 
 def _ops_blueprint() -> Blueprint:
@@ -72,14 +65,14 @@ async def test_user_jwt_is_not_an_operator_key(oapi: Api) -> None:
 async def test_disabled_key_is_401(
     oapi: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    token = await _key(sessionmaker, "admin", disabled=True)
+    token = await operator_token(sessionmaker, "admin", disabled=True)
     assert await _error(oapi, "GET", "/internal/stats", token=token) == (401, "E_UNAUTHENTICATED")
 
 
 async def test_role_too_low_is_403(
     oapi: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    token = await _key(sessionmaker, "viewer")
+    token = await operator_token(sessionmaker, "viewer")
     assert await _error(oapi, "POST", "/internal/_test/requeue", token=token) == (
         403,
         "E_FORBIDDEN",
@@ -90,7 +83,7 @@ async def test_role_too_low_is_403(
 async def test_role_high_enough_gets_identity(
     oapi: Api, sessionmaker: async_sessionmaker[AsyncSession], role: str
 ) -> None:
-    token = await _key(sessionmaker, role)
+    token = await operator_token(sessionmaker, role)
     r = await oapi.post("/internal/_test/requeue", token=token)
     assert r.status_code == 200
     assert (await r.get_json())["data"]["role"] == role
@@ -99,7 +92,7 @@ async def test_role_high_enough_gets_identity(
 async def test_internal_header_is_checked_before_the_key(
     oapi: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    token = await _key(sessionmaker, "admin")
+    token = await operator_token(sessionmaker, "admin")
     assert await _error(oapi, "GET", "/internal/stats", token=token, internal=None) == (
         403,
         "E_INTERNAL_ONLY",
@@ -109,7 +102,7 @@ async def test_internal_header_is_checked_before_the_key(
 async def test_stats_shape_and_counts(
     oapi: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    token = await _key(sessionmaker, "viewer")
+    token = await operator_token(sessionmaker, "viewer")
     r = await oapi.get("/internal/stats", token=token)
     assert r.status_code == 200
     assert await r.get_json() == {

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
 from nexus.jobs import outbox
 from nexus.messaging.messages import DomainEvent
-from nexus.operators.service import create_key
+from tests.support.db import one, rows
+from tests.support.operators import operator_token
 from tests.support.webapp import Api
-
-
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with sm() as s, s.begin():
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)).token
 
 
 async def _rows(sm: async_sessionmaker[AsyncSession], n: int, *, parked: int) -> list[int]:
@@ -40,7 +34,7 @@ async def test_parked_rows_are_listed_page_by_page(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     ids = await _rows(sessionmaker, 5, parked=3)
-    viewer = await _key(sessionmaker, "viewer")
+    viewer = await operator_token(sessionmaker, "viewer")
     r = await api.get("/internal/outbox?limit=2", token=viewer)
     assert r.status_code == 200
     first = await r.get_json()
@@ -58,10 +52,10 @@ async def test_parked_rows_are_listed_page_by_page(
 
 
 async def test_retry_unparks_and_is_audited(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
 ) -> None:
     ids = await _rows(sessionmaker, 2, parked=1)
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+    viewer, operator = tokens["viewer"], tokens["operator"]
     denied = await api.post(f"/internal/outbox/{ids[0]}/retry", token=viewer)
     assert denied.status_code == 403
     r = await api.post(f"/internal/outbox/{ids[0]}/retry", token=operator)
@@ -74,24 +68,12 @@ async def test_retry_unparks_and_is_audited(
     )
     malformed = await api.post("/internal/outbox/abc/retry", token=operator)
     assert malformed.status_code == 400
-    async with sessionmaker() as s:
-        row = (
-            await s.execute(
-                text("SELECT parked_at, publish_attempts FROM outbox WHERE id = :row_id"),
-                {"row_id": ids[0]},
-            )
-        ).one()
-        outcomes = (
-            (
-                await s.execute(
-                    text(
-                        "SELECT outcome FROM operator_actions "
-                        "WHERE action = 'outbox.retry' ORDER BY id"
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
+    row = await one(
+        sessionmaker, "SELECT parked_at, publish_attempts FROM outbox WHERE id = :i", i=ids[0]
+    )
+    outcomes = await rows(
+        sessionmaker,
+        "SELECT outcome FROM operator_actions WHERE action = 'outbox.retry' ORDER BY id",
+    )
     assert row.parked_at is None and row.publish_attempts == 0
-    assert outcomes == ["retried", "not_parked", "not_found"]
+    assert [o.outcome for o in outcomes] == ["retried", "not_parked", "not_found"]

@@ -38,7 +38,7 @@ async def init(user: User) -> Reply:
 
 
 def assert_limited(r: Reply) -> int:
-    assert (r.status, r.code) == (429, "E_RATE_LIMITED"), r.json
+    assert r.outcome == (429, "E_RATE_LIMITED"), r.json
     retry_after = int(r.headers["Retry-After"])
     assert 1 <= retry_after <= 60
     assert r.json["error"]["request_id"]

@@ -75,7 +75,7 @@ async def test_every_guarded_route_authenticates_before_reading_the_request(
 async def test_a_json_body_over_1_mib_is_413_payload_too_large(api: Api) -> None:
     user = await new_user(api)
     r = await user.post("/libraries", json={"name": "x" * (MAX_BODY_BYTES + 10)})
-    assert (r.status, r.code) == (413, "E_PAYLOAD_TOO_LARGE")
+    assert r.outcome == (413, "E_PAYLOAD_TOO_LARGE")
     # Just under the limit the body is parsed (and refused for what it says).
     r = await user.post("/libraries", json={"name": "x" * (MAX_BODY_BYTES - 100)})
     assert r.status == 400
@@ -90,7 +90,7 @@ async def test_retry_counts_toward_the_ingest_rate_limit(
         statuses = [(await user.post(f"/media/{uuid.uuid4()}/retry")).status for _ in range(2)]
         assert statuses == [404, 404]
         limited = await user.post(f"/media/{uuid.uuid4()}/retry")
-        assert (limited.status, limited.code) == (429, "E_RATE_LIMITED")
+        assert limited.outcome == (429, "E_RATE_LIMITED")
         assert int(limited.headers["Retry-After"]) >= 1
         # The same bucket as from_url: it is spent too.
         r = await user.post("/media/from_url", json={"url": "https://example.com/a"})
@@ -133,16 +133,7 @@ async def test_a_stalled_upload_ends_after_the_idle_bound(
     async with app.test_app():
         api = Api(app.test_client())
         user: User = await new_user(api)
-        init = await user.post(
-            "/media/upload/init",
-            json={
-                "kind": "pdf",
-                "filename": "a.pdf",
-                "content_type": "application/pdf",
-                "size_bytes": 4000,
-            },
-        )
-        assert init.status == 201, init.json
+        init = await user.init_pdf_upload(4000)
         url = init.data["upload_url"]
         path, _, query = url.partition("?")
         async with asyncio.timeout(20):
@@ -175,7 +166,6 @@ def test_the_deadline_exemptions_name_real_endpoints(app: Quart) -> None:
 async def test_nul_characters_in_a_body_are_400_not_500(api: Api, body: dict[str, Any]) -> None:
     """PostgreSQL text cannot hold NUL: such a name used to fail at the database (500)."""
     user = await new_user(api)
-    r = await user.post("/libraries", json=body)
-    assert (r.status, r.code) == (400, "E_INVALID_REQUEST")
+    assert (await user.post("/libraries", json=body)).outcome == (400, "E_INVALID_REQUEST")
     ok = await user.post("/libraries", json={"name": "a\\u0000b"})  # a backslash, no NUL
     assert ok.status == 201

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
 from nexus.uploads import signing
-from tests.support.library_api import User, new_user, scalar
-from tests.support.webapp import Api, AppFactory
+from tests.support.library_api import User, scalar
+from tests.support.webapp import AppFactory
 from tests.web.test_uploads import epub_bytes, init, pdf_bytes, put, raw, uploaded
 
 Sm = async_sessionmaker[AsyncSession]
@@ -38,14 +38,13 @@ async def app(build_app: AppFactory, quota_settings: Settings) -> AsyncIterator[
         yield app
 
 
-@pytest.fixture
-async def alice(api: Api) -> User:
-    return await new_user(api)
-
-
-@pytest.fixture
-async def bob(api: Api) -> User:
-    return await new_user(api)
+async def _deletions_queued(sm: Sm, media_id: object) -> Any:
+    """Rows queued to delete the media's original file from storage."""
+    return await scalar(
+        sm,
+        "SELECT count(*) FROM storage_deletions WHERE storage_path = :p",
+        p=f"media/{media_id}/original",
+    )
 
 
 async def _usage(sm: Sm, user: User) -> Any:
@@ -55,12 +54,12 @@ async def _usage(sm: Sm, user: User) -> Any:
 async def test_the_quota_counts_declared_sizes_at_init(alice: User, sessionmaker: Sm) -> None:
     assert (await init(alice, size=3000)).status == 201
     over = await init(alice, size=2001)
-    assert (over.status, over.code) == (409, "E_QUOTA_EXCEEDED")
+    assert over.outcome == (409, "E_QUOTA_EXCEEDED")
     assert over.json["error"]["details"] == {"quota_bytes": QUOTA, "used_bytes": 3000}
     assert (await init(alice, size=2000)).status == 201  # the quota is inclusive
     assert await _usage(sessionmaker, alice) == QUOTA
     alone = await init(alice, size=QUOTA + 1)
-    assert (alone.status, alone.code) == (409, "E_QUOTA_EXCEEDED")
+    assert alone.outcome == (409, "E_QUOTA_EXCEEDED")
     assert (
         await scalar(
             sessionmaker, "SELECT count(*) FROM media WHERE created_by_user_id = :u", u=alice.id
@@ -102,28 +101,13 @@ async def test_a_refused_or_deleted_file_gives_its_bytes_back(
 ) -> None:
     refused = await uploaded(alice, epub_bytes() + b"x" * 1000, kind="pdf")
     assert await _usage(sessionmaker, alice) == len(epub_bytes()) + 1000
-    r = await alice.post(f"/media/{refused}/ingest")
-    assert (r.status, r.code) == (400, "E_INVALID_FILE_TYPE")
+    assert (await alice.post(f"/media/{refused}/ingest")).outcome == (400, "E_INVALID_FILE_TYPE")
     assert await _usage(sessionmaker, alice) == 0
-    assert (
-        await scalar(
-            sessionmaker,
-            "SELECT count(*) FROM storage_deletions WHERE storage_path = :p",
-            p=f"media/{refused}/original",
-        )
-        == 1
-    )
+    assert await _deletions_queued(sessionmaker, refused) == 1
     kept = await uploaded(alice, pdf_bytes(size=QUOTA))
     await _forget_uploads(sessionmaker, alice)
     assert await _usage(sessionmaker, alice) == 0
-    assert (
-        await scalar(
-            sessionmaker,
-            "SELECT count(*) FROM storage_deletions WHERE storage_path = :p",
-            p=f"media/{kept}/original",
-        )
-        == 1
-    )
+    assert await _deletions_queued(sessionmaker, kept) == 1
 
 
 async def test_an_unchecked_upload_is_neither_downloadable_nor_shareable(
@@ -134,15 +118,15 @@ async def test_an_unchecked_upload_is_neither_downloadable_nor_shareable(
     await bob.join(alice, shared)
 
     nofile = await alice.get(f"/media/{media_id}/file")
-    assert (nofile.status, nofile.code) == (400, "E_STORAGE_MISSING")
+    assert nofile.outcome == (400, "E_STORAGE_MISSING")
     # A download token signed some other way (e.g. issued before this rule) serves nothing.
     token = signing.sign(
         quota_settings.upload_signing_key_bytes, "download", media_id, ttl_seconds=60
     ).token
     direct = await raw(alice.api, "GET", f"/media/{media_id}/download?token={token}")
-    assert (direct.status, direct.code) == (404, "E_NOT_FOUND")
+    assert direct.outcome == (404, "E_NOT_FOUND")
     share = await alice.post(f"/libraries/{shared}/media", json={"media_id": str(media_id)})
-    assert (share.status, share.code) == (403, "E_FORBIDDEN")
+    assert share.outcome == (403, "E_FORBIDDEN")
     assert (await bob.get(f"/media/{media_id}")).status == 404
     # Into one's own default library is not sharing.
     mine = await alice.post(

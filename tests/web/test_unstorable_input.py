@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.operators.service import create_key
+from tests.support.operators import operator_token
 from tests.support.webapp import Api, make_token
 
 BODIES = [
@@ -35,8 +33,7 @@ async def test_unstorable_json_strings_are_400(api: Api, body: bytes) -> None:
 async def test_unstorable_query_strings_are_400(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    async with sessionmaker() as s, s.begin():
-        key = (await create_key(s, name=f"v-{uuid.uuid4().hex[:6]}", role="viewer")).token
+    key = await operator_token(sessionmaker, "viewer")
     for path in ("/internal/backfill-jobs", "/internal/ingest-jobs"):
         for value in ("E_X%00", "%ED%A0%80", "e_lowercase"):
             r = await api.get(f"{path}?error_code={value}", token=key)

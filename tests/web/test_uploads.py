@@ -152,7 +152,7 @@ async def test_init_creates_a_pending_media_in_the_default_library(alice: User) 
 async def test_init_validation(alice: User, body: dict[str, Any], status: int, code: str) -> None:
     full = {"kind": "pdf", "filename": "a.pdf", "content_type": "application/pdf", "size_bytes": 10}
     r = await alice.post("/media/upload/init", json={**full, **body})
-    assert (r.status, r.code) == (status, code), r.json
+    assert r.outcome == (status, code), r.json
     assert await alice.get(f"/libraries/{alice.default_library_id}/media") is not None
 
 
@@ -184,7 +184,7 @@ async def test_init_with_idempotency_key_replays(alice: User) -> None:
     assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
     other = await init(alice, headers=key, size=99)
-    assert (other.status, other.code) == (409, "E_IDEMPOTENCY_KEY_REUSED")
+    assert other.outcome == (409, "E_IDEMPOTENCY_KEY_REUSED")
 
 
 # ------------------------------------------------------------------------ pre-signed PUT
@@ -245,9 +245,9 @@ async def test_streamed_body_shorter_than_declared_is_refused(
 async def test_content_length_is_checked_before_reading(alice: User, storage_dir: Path) -> None:
     r = await init(alice, size=100)
     big = await put(alice.api, r.data["upload_url"], pdf_bytes(size=101))
-    assert (big.status, big.code) == (413, "E_FILE_TOO_LARGE")
+    assert big.outcome == (413, "E_FILE_TOO_LARGE")
     small = await put(alice.api, r.data["upload_url"], pdf_bytes(size=99))
-    assert (small.status, small.code) == (400, "E_INVALID_REQUEST")
+    assert small.outcome == (400, "E_INVALID_REQUEST")
     assert leftovers(storage_dir) == []
 
 
@@ -256,7 +256,7 @@ async def test_upload_token_is_single_use(alice: User) -> None:
     r = await init(alice, size=len(data))
     assert (await put(alice.api, r.data["upload_url"], data)).status == 200
     again = await put(alice.api, r.data["upload_url"], data)
-    assert (again.status, again.code) == (403, "E_FORBIDDEN")
+    assert again.outcome == (403, "E_FORBIDDEN")
 
 
 def _tamper(token: str, index: int, value: str) -> str:
@@ -297,8 +297,7 @@ async def test_tampered_upload_tokens_are_forbidden(
         "missing": urlsplit(url).path,
     }
     for what, bad_url in bad.items():
-        r = await put(alice.api, bad_url, data)
-        assert (r.status, r.code) == (403, "E_FORBIDDEN"), what
+        assert (await put(alice.api, bad_url, data)).outcome == (403, "E_FORBIDDEN"), what
     assert leftovers(storage_dir) == []
     # A correctly re-signed token with the recorded nonce is what the server issues.
     fresh = signing.sign(key, "upload", media_id, ttl_seconds=60, nonce=nonce).token
@@ -310,7 +309,7 @@ async def test_upload_of_a_deleted_media_is_forbidden(alice: User, sessionmaker:
     async with sessionmaker() as s, s.begin():
         await s.execute(text("DELETE FROM media WHERE id = :m"), {"m": r.data["media_id"]})
     up = await put(alice.api, r.data["upload_url"], pdf_bytes(size=10))
-    assert (up.status, up.code) == (403, "E_FORBIDDEN")
+    assert up.outcome == (403, "E_FORBIDDEN")
 
 
 # -------------------------------------------------------------------------------- ingest
@@ -319,7 +318,7 @@ async def test_upload_of_a_deleted_media_is_forbidden(alice: User, sessionmaker:
 async def test_ingest_before_upload_is_storage_missing(alice: User) -> None:
     r = await init(alice)
     ing = await alice.post(f"/media/{r.data['media_id']}/ingest")
-    assert (ing.status, ing.code) == (400, "E_STORAGE_MISSING")
+    assert ing.outcome == (400, "E_STORAGE_MISSING")
 
 
 async def test_ingest_queues_extraction_and_is_idempotent(
@@ -355,16 +354,16 @@ async def test_epub_upload_is_ingested(alice: User) -> None:
 async def test_only_the_creator_may_ingest(alice: User, bob: User, api: Api) -> None:
     media_id = await uploaded(alice, pdf_bytes())
     stranger = await bob.post(f"/media/{media_id}/ingest")
-    assert (stranger.status, stranger.code) == (404, "E_MEDIA_NOT_FOUND")
+    assert stranger.outcome == (404, "E_MEDIA_NOT_FOUND")
     shared = await alice.create_library()
     await bob.join(alice, shared)
     assert (await alice.post(f"/media/{media_id}/ingest")).status == 202
     added = await alice.post(f"/libraries/{shared}/media", json={"media_id": str(media_id)})
     assert added.status in (200, 201), added.json
     reader = await bob.post(f"/media/{media_id}/ingest")
-    assert (reader.status, reader.code) == (403, "E_FORBIDDEN")
+    assert reader.outcome == (403, "E_FORBIDDEN")
     missing = await alice.post(f"/media/{uuid.uuid4()}/ingest")
-    assert (missing.status, missing.code) == (404, "E_MEDIA_NOT_FOUND")
+    assert missing.outcome == (404, "E_MEDIA_NOT_FOUND")
     assert (await alice.post("/media/not-a-uuid/ingest")).status == 400
 
 
@@ -378,7 +377,7 @@ async def test_wrong_magic_bytes_fail_the_upload(
     ctype = {"pdf": "application/pdf", "epub": "application/epub+zip"}[kind]
     media_id = await uploaded(alice, data, kind=kind, filename=f"x.{kind}", content_type=ctype)
     ing = await alice.post(f"/media/{media_id}/ingest")
-    assert (ing.status, ing.code) == (400, "E_INVALID_FILE_TYPE")
+    assert ing.outcome == (400, "E_INVALID_FILE_TYPE")
     m = (await alice.get(f"/media/{media_id}")).data
     assert (m["processing_status"], m["failure_stage"], m["last_error_code"]) == (
         "failed",
@@ -458,7 +457,7 @@ async def test_download_url_serves_the_file_without_credentials(
         assert (r2.status, r2.code) == (403, "E_FORBIDDEN"), what
     other = await checked(alice, pdf_bytes("other"))
     moved = await raw(alice.api, "GET", f"/media/{other}/download?token={token}")
-    assert (moved.status, moved.code) == (403, "E_FORBIDDEN")
+    assert moved.outcome == (403, "E_FORBIDDEN")
 
 
 async def test_file_url_is_for_readers_of_uploaded_files(
@@ -474,11 +473,11 @@ async def test_file_url_is_for_readers_of_uploaded_files(
     assert (await raw(bob.api, "GET", r.data["url"])).status == 200
     pending = await init(alice)
     nofile = await alice.get(f"/media/{pending.data['media_id']}/file")
-    assert (nofile.status, nofile.code) == (400, "E_STORAGE_MISSING")
+    assert nofile.outcome == (400, "E_STORAGE_MISSING")
     # Gone from storage: no new URL, and an issued one answers 404.
     (storage_dir / media_key(media_id)).unlink()
     gone = await raw(bob.api, "GET", r.data["url"])
-    assert (gone.status, gone.code) == (404, "E_NOT_FOUND")
+    assert gone.outcome == (404, "E_NOT_FOUND")
     assert (await alice.get(f"/media/{media_id}/file")).code == "E_STORAGE_MISSING"
 
 

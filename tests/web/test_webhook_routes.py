@@ -9,22 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.db.tx import transaction
 from nexus.messaging.messages import DomainEvent
-from nexus.operators.service import create_key
 from nexus.webhooks import service
+from tests.support.db import one, rows
+from tests.support.operators import operator_token
 from tests.support.webapp import Api
 
 URL = "https://hooks.example.org/nexus"
 
 
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with sm() as s, s.begin():
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)).token
-
-
 async def test_admins_create_list_get_and_deactivate_and_the_secret_is_shown_once(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
 ) -> None:
-    admin, operator = await _key(sessionmaker, "admin"), await _key(sessionmaker, "operator")
+    admin, operator = tokens["admin"], tokens["operator"]
     body = {"url": URL, "event_types": ["media.ready", "media.ready", "media.failed"]}
     denied = await api.post("/internal/webhooks", json=body, token=operator)
     assert denied.status_code == 403
@@ -39,17 +35,17 @@ async def test_admins_create_list_get_and_deactivate_and_the_secret_is_shown_onc
     assert "secret" not in (await one.get_json())["data"]
     gone = await api.request("DELETE", f"/internal/webhooks/{created['id']}", token=admin)
     assert gone.status_code == 200 and (await gone.get_json())["data"]["active"] is False
-    async with sessionmaker() as s:
-        actions = await s.scalars(
-            text("SELECT action FROM operator_actions WHERE action LIKE 'webhook.%' ORDER BY id")
-        )
-        assert list(actions) == ["webhook.create", "webhook.deactivate"]
+    actions = await rows(
+        sessionmaker,
+        "SELECT action FROM operator_actions WHERE action LIKE 'webhook.%' ORDER BY id",
+    )
+    assert [a.action for a in actions] == ["webhook.create", "webhook.deactivate"]
 
 
 async def test_bad_subscriptions_are_refused_with_the_envelope(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    admin = await _key(sessionmaker, "admin")
+    admin = await operator_token(sessionmaker, "admin")
     cases = [
         ({"url": "http://169.254.169.254/latest", "event_types": ["*"]}, "E_INVALID_URL"),
         ({"url": "http://localhost:8080/", "event_types": ["*"]}, "E_INVALID_URL"),
@@ -69,9 +65,9 @@ async def test_bad_subscriptions_are_refused_with_the_envelope(
 
 
 async def test_deliveries_are_listed_for_viewers_and_a_dead_one_can_be_retried(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    api: Api, sessionmaker: async_sessionmaker[AsyncSession], tokens: dict[str, str]
 ) -> None:
-    viewer, operator = await _key(sessionmaker, "viewer"), await _key(sessionmaker, "operator")
+    viewer, operator = tokens["viewer"], tokens["operator"]
     async with transaction(sessionmaker) as s:
         sub, _ = await service.create_subscription(s, url=URL, event_types=["*"])
         for n in range(3):
@@ -102,13 +98,11 @@ async def test_deliveries_are_listed_for_viewers_and_a_dead_one_can_be_retried(
     assert (await again.get_json())["data"]["retried"] is False
     missing = await api.post("/internal/webhook-deliveries/999999/retry", token=operator)
     assert missing.status_code == 404
-    async with sessionmaker() as s:
-        row = (
-            await s.execute(
-                text("SELECT status, attempts FROM webhook_deliveries WHERE id = :id"),
-                {"id": dead[0]["id"]},
-            )
-        ).one()
+    row = await one(
+        sessionmaker,
+        "SELECT status, attempts FROM webhook_deliveries WHERE id = :i",
+        i=dead[0]["id"],
+    )
     assert tuple(row) == ("pending", 0)
     bad = await api.get("/internal/webhook-deliveries?status=lost", token=viewer)
     assert bad.status_code == 400

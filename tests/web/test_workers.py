@@ -8,14 +8,9 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from nexus.operators.service import create_key
 from nexus.workers import service as workers
+from tests.support.operators import operator_token
 from tests.support.webapp import Api
-
-
-async def _key(sm: async_sessionmaker[AsyncSession], role: str) -> str:
-    async with sm() as s, s.begin():
-        return (await create_key(s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)).token
 
 
 async def _workers(sm: async_sessionmaker[AsyncSession]) -> dict[str, str]:
@@ -56,7 +51,7 @@ async def test_live_workers_by_default_all_on_request(
     api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     names = await _workers(sessionmaker)
-    viewer = await _key(sessionmaker, "viewer")
+    viewer = await operator_token(sessionmaker, "viewer")
     assert (await api.get("/internal/workers")).status_code == 401
 
     live = await (await api.get("/internal/workers", token=viewer)).get_json()
