@@ -18,25 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from nexus.db.tx import transaction
 from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
+from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 from tests.support.library_api import User, execute
 from tests.support.webapp import Api, AppFactory
-from tests.web.test_backfill_jobs import (
-    BULK,
-    REQUEUE,
-    _body,
-    _job,
-    _job_values,
-    _status,
-    tokens,
-)
+from tests.web.test_backfill_jobs import BULK, REQUEUE, _job
 from tests.web.test_media_retry import failed_media
 from tests.web.test_uploads import pdf_bytes, uploaded
 from web.envelope import Data
 from web.state import nexus_state
 from web.uow import unit_of_work
-
-__all__ = ["tokens"]  # the fixture, shared with the requeue tests
 
 SM = async_sessionmaker[AsyncSession]
 Counted = dict[tuple[str, str, str], float]
@@ -69,7 +60,7 @@ async def test_http_requeue_counts_the_status_it_left(
             "last_error_code = 'E_CANCELLED' WHERE user_id = :u",
             u=key["user_id"],
         )
-    r = await api.post(REQUEUE, token=tokens["operator"], json=_body(key))
+    r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(key))
     assert r.status_code == 200, await r.get_json()
     assert (await r.get_json())["data"]["idempotent"] is False
     assert await counted(api) == {("backfill", status, "pending"): 1}
@@ -79,10 +70,10 @@ async def test_requeue_that_changes_nothing_counts_nothing(
     api: Api, tokens: dict[str, str], sessionmaker: SM
 ) -> None:
     running = await _job(sessionmaker, "running")
-    r = await api.post(REQUEUE, token=tokens["operator"], json=_body(running))
+    r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(running))
     assert r.status_code == 200 and (await r.get_json())["data"]["idempotent"] is True
     missing = {k: uuid.uuid4() for k in running}
-    r = await api.post(REQUEUE, token=tokens["operator"], json=_body(missing))
+    r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(missing))
     assert r.status_code == 404
     assert await counted(api) == {}
 
@@ -141,7 +132,8 @@ async def test_invite_accept_counts_the_backfill_job(
     lib = await alice.create_library("Club")
     if existing is not None:  # left a library once, and was invited back
         async with transaction(sessionmaker) as s:
-            await f.backfill_job(s, bob.default_library_id, lib, bob.id, **_job_values(existing))
+            values = jobs.values_for(existing)
+            await f.backfill_job(s, bob.default_library_id, lib, bob.id, **values)
     invite = await alice.invite(lib, bob)
     r = await bob.post(f"/libraries/invites/{invite}/accept")
     assert r.status == 200, r.json
@@ -189,7 +181,7 @@ async def rollback_api(build_app: AppFactory) -> AsyncIterator[Api]:
 
 async def test_a_rolled_back_reset_is_not_counted(rollback_api: Api, sessionmaker: SM) -> None:
     key = await _job(sessionmaker, "failed")
-    r = await rollback_api.post("/_test/requeue-then-fail", json=_body(key))
+    r = await rollback_api.post("/_test/requeue-then-fail", json=jobs.key_json(key))
     assert r.status_code == 500
-    assert (await _status(sessionmaker, key)).status == "failed"
+    assert await jobs.status(sessionmaker, key) == "failed"
     assert await counted(rollback_api) == {}
