@@ -81,7 +81,14 @@ async def test_dashboard_charts_live_data_and_lists_a_job_that_really_failed(
             return stats if lag >= 1 and pending >= 1 else None
 
         stats = await poll(backlogged, what="lag and a pending backlog", deadline_s=60)
-        dom = await dump_dom(f"{base}/nexus/dashboard", budget_ms=7000)
+
+        async def charted() -> Any:
+            # The page draws what its own refreshes fetched; on a busy machine the first
+            # page may not have drawn the backlog yet, a later one must.
+            dom = await dump_dom(f"{base}/nexus/dashboard", budget_ms=7000)
+            return (dom,) if _series(dom, "backlog").get("backfill", 0) >= 1 else None
+
+        (dom,) = await poll(charted, what="the backlog on the chart", deadline_s=90, interval=0.5)
 
     assert dom.get_element_by_id("refresh-status").text_content() == "live"
     assert dom.get_element_by_id("worker-id").text_content() == stats["worker_id"]
