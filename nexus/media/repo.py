@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from nexus.db.raw import Executor, Row, Statement, fetch
 from nexus.db.types import BindParams, TimeKey, fields_of
 from nexus.sharing import closure
 from nexus.users.service import checked_rows, checking_viewer
@@ -58,9 +59,13 @@ class FragmentRow:
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
 MAX_MERGE_HOPS = 8
 
+# The two enum columns as text (the same strings): asyncpg looks a custom type up on
+# each connection's first statement that returns it (three more statements).
 _COLUMNS = """
-    m.id, m.kind, m.title, m.canonical_source_url, m.processing_status, m.failure_stage,
-    m.last_error_code, m.external_playback_url, m.created_at, m.updated_at,
+    m.id, m.kind, m.title, m.canonical_source_url,
+    CAST(m.processing_status AS text) AS processing_status,
+    CAST(m.failure_stage AS text) AS failure_stage, m.last_error_code,
+    m.external_playback_url, m.created_at, m.updated_at,
     EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id AND NOT EXISTS (
             SELECT 1 FROM media_uploads u WHERE u.media_id = m.id AND u.verified_at IS NULL))
         AS has_file,
@@ -74,8 +79,6 @@ _COLUMNS = """
 READABLE_BY_VIEWER = closure.READABLE_BY_VIEWER
 
 
-Executor = AsyncSession | AsyncConnection
-
 # The merge chain of `:media_id` as WITH items: `winner(id)` is the id it lives under now.
 _WINNER = f"""
     RECURSIVE chain(id, hops) AS (
@@ -88,7 +91,7 @@ _WINNER = f"""
 """
 
 
-async def resolve_merges(session: Executor, media_id: uuid.UUID) -> uuid.UUID:
+async def resolve_merges(session: AsyncSession | AsyncConnection, media_id: uuid.UUID) -> uuid.UUID:
     """The id `media_id` now lives under: itself, or the last winner of its merge chain."""
     winner = await session.scalar(
         text(f"WITH {_WINNER} SELECT id FROM winner"), {"media_id": media_id}
@@ -96,7 +99,24 @@ async def resolve_merges(session: Executor, media_id: uuid.UUID) -> uuid.UUID:
     return winner or media_id
 
 
-_READABLE_MEDIA = text(
+def _media_row(r: Row) -> MediaRow:
+    return MediaRow(
+        r["id"],
+        r["kind"],
+        r["title"],
+        r["canonical_source_url"],
+        r["processing_status"],
+        r["failure_stage"],
+        r["last_error_code"],
+        r["external_playback_url"],
+        r["created_at"],
+        r["updated_at"],
+        r["has_file"],
+        r["has_text"],
+    )
+
+
+_READABLE_MEDIA = Statement(
     checking_viewer(
         f"WITH {_WINNER} SELECT {_COLUMNS} FROM winner w JOIN media m ON m.id = w.id "
         f"WHERE {READABLE_BY_VIEWER}"
@@ -105,14 +125,68 @@ _READABLE_MEDIA = text(
 
 
 async def readable_media(
-    session: Executor, viewer: uuid.UUID, media_id: uuid.UUID
+    executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID
 ) -> MediaRow | None:
     """The media row `media_id` is served as (merges followed), or None when it is missing
     or the viewer may not read it: one statement, which also checks the viewer's bootstrap
     (`NotBootstrapped`)."""
-    rows = (await session.execute(_READABLE_MEDIA, {"media_id": media_id, "viewer": viewer})).all()
+    rows = await fetch(executor, _READABLE_MEDIA, {"media_id": media_id, "viewer": viewer})
     found = checked_rows(rows, "id")
-    return MediaRow(**found[0]) if found else None
+    return _media_row(found[0]) if found else None
+
+
+def _readable_media_fragments(cond: str) -> Statement:
+    # The media row once per fragment (none: one row with NULL fragment columns).
+    return Statement(
+        checking_viewer(
+            f"WITH {_WINNER} SELECT {_COLUMNS}, f.id AS fragment_id, f.idx AS fragment_idx, "
+            "f.canonical_text AS fragment_text, f.html_sanitized AS fragment_html, "
+            "f.created_at AS fragment_created_at "
+            "FROM winner w JOIN media m ON m.id = w.id LEFT JOIN LATERAL ("
+            "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
+            f"WHERE media_id = m.id{cond} ORDER BY idx LIMIT :row_limit) f ON true "
+            f"WHERE {READABLE_BY_VIEWER} ORDER BY f.idx"
+        )
+    )
+
+
+# The first page and the pages after a cursor (fixed SQL: prepared once per connection).
+_MEDIA_FRAGMENTS = _readable_media_fragments("")
+_MEDIA_FRAGMENTS_AFTER = _readable_media_fragments(" AND idx > :after")
+
+
+async def readable_media_fragments(
+    executor: Executor,
+    viewer: uuid.UUID,
+    media_id: uuid.UUID,
+    *,
+    limit: int,
+    after_idx: int | None,
+) -> tuple[MediaRow, list[FragmentRow]] | None:
+    """`readable_media` and up to `limit + 1` of the winner's fragments after `after_idx`
+    in reading order (by idx, unique per media), in the same statement; None when the media
+    is missing or not readable by the viewer."""
+    params: BindParams = {"media_id": media_id, "viewer": viewer, "row_limit": limit + 1}
+    if after_idx is not None:
+        params["after"] = after_idx
+    rows = await fetch(
+        executor, _MEDIA_FRAGMENTS if after_idx is None else _MEDIA_FRAGMENTS_AFTER, params
+    )
+    found = checked_rows(rows, "id")
+    if not found:
+        return None
+    fragments = [
+        FragmentRow(
+            r["fragment_id"],
+            r["fragment_idx"],
+            r["fragment_text"],
+            r["fragment_html"],
+            r["fragment_created_at"],
+        )
+        for r in found
+        if r["fragment_id"] is not None
+    ]
+    return _media_row(found[0]), fragments
 
 
 async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bool:
@@ -124,7 +198,9 @@ async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bo
     return found is not None
 
 
-async def get_media(session: Executor, media_id: uuid.UUID) -> MediaRow | None:
+async def get_media(
+    session: AsyncSession | AsyncConnection, media_id: uuid.UUID
+) -> MediaRow | None:
     row = (
         await session.execute(
             text(f"SELECT {_COLUMNS} FROM media m WHERE m.id = :media_id"), {"media_id": media_id}
@@ -134,7 +210,7 @@ async def get_media(session: Executor, media_id: uuid.UUID) -> MediaRow | None:
 
 
 async def list_library_media(
-    session: Executor,
+    session: AsyncSession | AsyncConnection,
     library_id: uuid.UUID,
     *,
     readable_by: uuid.UUID | None,
@@ -164,8 +240,29 @@ async def list_library_media(
     return [LinkedMediaRow(**fields_of(row)) for row in result]
 
 
+def _member_library_media(cond: str) -> Statement:
+    return Statement(
+        checking_viewer(
+            "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
+            "ON mb.library_id = l.id AND mb.user_id = :viewer WHERE l.id = :library_id) "
+            "SELECT lib.is_default AS lib_is_default, p.* FROM lib LEFT JOIN LATERAL ("
+            f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
+            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
+            f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
+            "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit) p ON true"
+        )
+    )
+
+
+# The first page and the pages after a cursor (fixed SQL: prepared once per connection).
+_MEMBER_LIBRARY_MEDIA = _member_library_media("")
+_MEMBER_LIBRARY_MEDIA_AFTER = _member_library_media(
+    " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
+)
+
+
 async def member_library_media(
-    session: Executor,
+    executor: Executor,
     viewer: uuid.UUID,
     library_id: uuid.UUID,
     *,
@@ -177,48 +274,30 @@ async def member_library_media(
     when the viewer is not bootstrapped; in a default library only rows the viewer may
     read (SPEC §5). Each row carries `linked_at`."""
     params: BindParams = {"library_id": library_id, "viewer": viewer, "row_limit": limit + 1}
-    cond = ""
     if after is not None:
-        cond = " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
         params.update(after_at=after[0], after_id=after[1])
-    result = await session.execute(
-        text(
-            checking_viewer(
-                "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
-                "ON mb.library_id = l.id AND mb.user_id = :viewer WHERE l.id = :library_id) "
-                "SELECT lib.is_default AS lib_is_default, p.* FROM lib LEFT JOIN LATERAL ("
-                f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
-                f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
-                f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
-                "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit) p ON true"
-            )
-        ),
-        params,
+    rows = await fetch(
+        executor, _MEMBER_LIBRARY_MEDIA if after is None else _MEMBER_LIBRARY_MEDIA_AFTER, params
     )
-    found = checked_rows(result.all(), "lib_is_default")
+    found = checked_rows(rows, "lib_is_default")
     if not found:
         return None
     return [
-        LinkedMediaRow(**{k: v for k, v in fields.items() if k != "lib_is_default"})
-        for fields in found
-        if fields["id"] is not None
+        LinkedMediaRow(
+            r["id"],
+            r["kind"],
+            r["title"],
+            r["canonical_source_url"],
+            r["processing_status"],
+            r["failure_stage"],
+            r["last_error_code"],
+            r["external_playback_url"],
+            r["created_at"],
+            r["updated_at"],
+            r["has_file"],
+            r["has_text"],
+            r["linked_at"],
+        )
+        for r in found
+        if r["id"] is not None
     ]
-
-
-async def list_fragments(
-    session: Executor, media_id: uuid.UUID, *, limit: int, after_idx: int | None
-) -> list[FragmentRow]:
-    """Fragments of a media in reading order (by idx, unique per media)."""
-    params: BindParams = {"media_id": media_id, "row_limit": limit + 1}
-    cond = ""
-    if after_idx is not None:
-        cond = " AND idx > :after"
-        params["after"] = after_idx
-    result = await session.execute(
-        text(
-            "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
-            f"WHERE media_id = :media_id{cond} ORDER BY idx LIMIT :row_limit"
-        ),
-        params,
-    )
-    return [FragmentRow(**fields_of(row)) for row in result]

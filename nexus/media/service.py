@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.raw import Executor
 from nexus.db.types import TimeKey
 from nexus.errors import Forbidden, NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
-from nexus.media.repo import Executor
 from nexus.media.schemas import MediaOut
 from nexus.media.states import READABLE, MediaKind
 from nexus.sharing import closure
@@ -53,11 +53,22 @@ def capability_flags(
     }
 
 
+def capabilities_of(row: repo.MediaRow) -> dict[str, bool]:
+    """`capability_flags` of a `repo` media row."""
+    return capability_flags(
+        kind=row.kind,
+        status=row.processing_status,
+        has_file=row.has_file,
+        has_text=row.has_text,
+        external_playback_url=row.external_playback_url,
+    )
+
+
 def media_dict(row: repo.MediaRow) -> dict[str, Any]:
     """A `repo` media row (with has_file/has_text) as the public `MediaOut` shape, as a
     plain dict in the model's field order: pages of media are serialised from these
-    (pydantic_core.to_json gives the same bytes as the model would) without building and
-    validating 50 models from our own rows, which cost a fifth of the request's CPU."""
+    (`web.envelope.json_response` gives the same bytes as the model would) without building
+    and validating 50 models from our own rows, which cost a fifth of the request's CPU."""
     return {
         "id": row.id,
         "kind": row.kind,
@@ -66,13 +77,7 @@ def media_dict(row: repo.MediaRow) -> dict[str, Any]:
         "processing_status": row.processing_status,
         "failure_stage": row.failure_stage,
         "last_error_code": row.last_error_code,
-        "capabilities": capability_flags(
-            kind=row.kind,
-            status=row.processing_status,
-            has_file=row.has_file,
-            has_text=row.has_text,
-            external_playback_url=row.external_playback_url,
-        ),
+        "capabilities": capabilities_of(row),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
@@ -109,34 +114,43 @@ async def check_shareable(session: AsyncSession, media_id: uuid.UUID) -> None:
         )
 
 
-async def get_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+async def readable_row(executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> repo.MediaRow:
     """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable (one statement)."""
-    row = await repo.readable_media(session, viewer, media_id)
+    row = await repo.readable_media(executor, viewer, media_id)
     if row is None:
         raise media_not_found()
-    return media_out(row)
+    return row
+
+
+async def get_media(executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+    """`readable_row` as the public model (validated)."""
+    return media_out(await readable_row(executor, viewer, media_id))
 
 
 @dataclass(frozen=True)
 class FragmentPage:
-    media: MediaOut
+    media: repo.MediaRow
     rows: list[repo.FragmentRow]
 
 
 async def list_fragments(
-    session: Executor,
+    executor: Executor,
     viewer: uuid.UUID,
     media_id: uuid.UUID,
     *,
     limit: int,
     after_idx: int | None,
 ) -> FragmentPage:
-    """The media (for its capabilities) and up to `limit + 1` fragments after `after_idx`.
+    """The media (for its capabilities) and up to `limit + 1` fragments after `after_idx`,
+    in one statement.
 
     Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable."""
-    media = await get_media(session, viewer, media_id)
-    rows = await repo.list_fragments(session, media.id, limit=limit, after_idx=after_idx)
-    return FragmentPage(media, rows)
+    found = await repo.readable_media_fragments(
+        executor, viewer, media_id, limit=limit, after_idx=after_idx
+    )
+    if found is None:
+        raise media_not_found()
+    return FragmentPage(*found)
 
 
 async def list_library_media(

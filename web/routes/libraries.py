@@ -92,9 +92,20 @@ async def list_libraries(query_args: ListQuery) -> Response:
         lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
     )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
-    return json_response(
-        Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
-    )
+    return json_response({"data": [_library_dict(r) for r in items], "page": page})
+
+
+def _library_dict(view: repo.LibraryView) -> dict[str, Any]:
+    """Our own row as `LibraryOut` (its field order), not re-validated."""
+    return {
+        "id": view.id,
+        "name": view.name,
+        "owner_user_id": view.owner_user_id,
+        "is_default": view.is_default,
+        "role": view.role,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+    }
 
 
 @bp.post("/libraries")

@@ -61,8 +61,8 @@ class FragmentsPage(BaseModel):
 @viewer_required
 async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
-    return json_response(Data[MediaOut](data=out))
+    row = await read_as_viewer(lambda conn, viewer: media.readable_row(conn, viewer, media_id))
+    return json_response({"data": media.media_dict(row)})
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
@@ -85,23 +85,23 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response
         )
     )
     items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
+    # Our own rows, typed by their columns: not re-validated (the `FragmentsPage` shape).
     return json_response(
-        FragmentsPage(
-            # Our own rows, typed by their columns: not re-validated.
-            data=[
-                FragmentOut.model_construct(
-                    id=r.id,
-                    idx=r.idx,
-                    canonical_text=r.canonical_text,
-                    html_sanitized=r.html_sanitized,
-                    created_at=r.created_at,
-                )
+        {
+            "data": [
+                {
+                    "id": r.id,
+                    "idx": r.idx,
+                    "canonical_text": r.canonical_text,
+                    "html_sanitized": r.html_sanitized,
+                    "created_at": r.created_at,
+                }
                 for r in items
             ],
-            media_id=result.media.id,
-            capabilities=result.media.capabilities,
-            page=page,
-        )
+            "media_id": result.media.id,
+            "capabilities": media.capabilities_of(result.media),
+            "page": page,
+        }
     )
 
 
