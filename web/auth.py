@@ -64,7 +64,8 @@ def _is_exempt() -> bool:
 
 
 async def check_internal_header() -> None:
-    """`before_request`: 403 E_INTERNAL_ONLY unless the header carries the shared secret."""
+    """403 E_INTERNAL_ONLY unless the header carries the shared secret (run by the app's
+    `before_request` hook, after the request ids are bound)."""
     secret = nexus_state().settings.internal_secret
     if secret is None or _is_exempt():
         return

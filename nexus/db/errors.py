@@ -18,7 +18,7 @@ from nexus.errors import Conflict, DependencyUnavailable, NexusError
 
 # What asyncpg raises itself, for statements run on the driver connection directly
 # (`nexus.db.raw`); through SQLAlchemy the same failures arrive wrapped in `DBAPIError`.
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
+_DRIVER_ERRORS = asyncpg.PostgresError | asyncpg.InterfaceError
 
 # constraint name -> (code, client-safe message). Routes may add more specific handling.
 CONSTRAINT_ERRORS: Mapping[str, tuple[str, str]] = {

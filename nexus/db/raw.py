@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import TextClause, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
@@ -105,10 +106,15 @@ async def driver_reading(
     """A connection of `sessionmaker`'s pool for statements that write nothing, used through
     asyncpg: no transaction (each statement sees its own snapshot, as in the READ COMMITTED
     transaction of a unit of work) and no SQLAlchemy layers."""
-    pool = sessionmaker.kw["bind"].sync_engine.pool
+    engine = sessionmaker.kw["bind"].sync_engine
+    dbapi_error = engine.dialect.loaded_dbapi.Error
     async with translate_db_errors():
-        # In a greenlet: the checkout may open a connection or ping an idle one.
-        pooled = await greenlet_spawn(pool.connect)
+        try:
+            # In a greenlet: the checkout may open a connection or ping an idle one.
+            pooled = await greenlet_spawn(engine.pool.connect)
+        except dbapi_error as exc:
+            # Wrapped as SQLAlchemy's own `connect()` would (then translated: 503).
+            raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect) from exc
     reader = DriverReader(pooled.driver_connection)
     try:
         yield reader

@@ -10,8 +10,8 @@ page of media is one query.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -22,8 +22,9 @@ from nexus.sharing import closure
 from nexus.users.service import checked_rows, checking_viewer
 
 
-@dataclass(frozen=True, slots=True)
-class MediaRow:
+# Rows are NamedTuples: immutable like frozen dataclasses, at a third of their cost to
+# build (a page builds 50).
+class MediaRow(NamedTuple):
     """A media row as `_COLUMNS` selects it (statuses and kinds as their string values)."""
 
     id: uuid.UUID
@@ -40,15 +41,14 @@ class MediaRow:
     has_text: bool
 
 
-@dataclass(frozen=True, slots=True)
-class LinkedMediaRow(MediaRow):
+class LinkedMediaRow(NamedTuple):
     """A media row of a library listing, with when it was linked (the page order)."""
 
+    media: MediaRow
     linked_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class FragmentRow:
+class FragmentRow(NamedTuple):
     id: uuid.UUID
     idx: int
     canonical_text: str
@@ -209,37 +209,6 @@ async def get_media(
     return None if row is None else MediaRow(**fields_of(row))
 
 
-async def list_library_media(
-    session: AsyncSession | AsyncConnection,
-    library_id: uuid.UUID,
-    *,
-    readable_by: uuid.UUID | None,
-    limit: int,
-    after: TimeKey | None,
-) -> list[LinkedMediaRow]:
-    """Media of a library by (link created_at, media id), with `linked_at`.
-
-    With `readable_by`, only rows that user may read (the default-library filter).
-    """
-    params: BindParams = {"library_id": library_id, "row_limit": limit + 1}
-    cond = ""
-    if readable_by is not None:
-        cond += f" AND {READABLE_BY_VIEWER}"
-        params["viewer"] = readable_by
-    if after is not None:
-        cond += " AND (lm.created_at, lm.media_id) > (:after_at, :after_id)"
-        params.update(after_at=after[0], after_id=after[1])
-    result = await session.execute(
-        text(
-            f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
-            f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
-            "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit"
-        ),
-        params,
-    )
-    return [LinkedMediaRow(**fields_of(row)) for row in result]
-
-
 def _member_library_media(cond: str) -> Statement:
     return Statement(
         checking_viewer(
@@ -269,10 +238,10 @@ async def member_library_media(
     limit: int,
     after: TimeKey | None,
 ) -> list[LinkedMediaRow] | None:
-    """`list_library_media` for a viewer, with the membership and bootstrap checks in the
-    same statement: None when the viewer is not a member of the library, `NotBootstrapped`
-    when the viewer is not bootstrapped; in a default library only rows the viewer may
-    read (SPEC §5). Each row carries `linked_at`."""
+    """Media of a library by (link created_at, media id) for a viewer, with the membership
+    and bootstrap checks in the same statement: None when the viewer is not a member of
+    the library, `NotBootstrapped` when the viewer is not bootstrapped; in a default
+    library only rows the viewer may read (SPEC §5). Each row carries `linked_at`."""
     params: BindParams = {"library_id": library_id, "viewer": viewer, "row_limit": limit + 1}
     if after is not None:
         params.update(after_at=after[0], after_id=after[1])
@@ -282,22 +251,4 @@ async def member_library_media(
     found = checked_rows(rows, "lib_is_default")
     if not found:
         return None
-    return [
-        LinkedMediaRow(
-            r["id"],
-            r["kind"],
-            r["title"],
-            r["canonical_source_url"],
-            r["processing_status"],
-            r["failure_stage"],
-            r["last_error_code"],
-            r["external_playback_url"],
-            r["created_at"],
-            r["updated_at"],
-            r["has_file"],
-            r["has_text"],
-            r["linked_at"],
-        )
-        for r in found
-        if r["id"] is not None
-    ]
+    return [LinkedMediaRow(_media_row(r), r["linked_at"]) for r in found if r["id"] is not None]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import NotFound
@@ -34,6 +34,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
 from web.pagination import ListQuery, Page, Paged, after_key, page_of
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime
 
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 
 from nexus.errors import Forbidden
 from nexus.libraries import invites, repo
@@ -33,6 +33,7 @@ from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Paged, after_key, page_of
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 

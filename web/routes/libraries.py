@@ -16,7 +16,6 @@ from typing import Any
 from quart import Blueprint, Response
 from quart_schema import (
     document_response,
-    validate_querystring,
     validate_request,
     validate_response,
 )
@@ -39,6 +38,7 @@ from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises, responds
 from web.pagination import ListQuery, Paged, after_key, page_of
+from web.querystring import validate_querystring
 from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
@@ -186,8 +186,8 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
             conn, viewer, library_id, limit=query_args.limit, after=after
         )
     )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
-    return json_response({"data": [media.media_dict(r) for r in items], "page": page})
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.media.id))
+    return json_response({"data": [media.media_dict(r.media) for r in items], "page": page})
 
 
 @bp.post("/libraries/<uuid:library_id>/media")

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from quart import Blueprint, Response, g
 from quart_schema import (
     document_response,
-    validate_querystring,
     validate_request,
     validate_response,
 )
@@ -33,6 +32,7 @@ from web.envelope import Data, json_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Page, after_key, page_of
+from web.querystring import validate_querystring
 from web.ratelimit import rate_limited
 from web.state import nexus_state
 from web.uow import read_as_viewer, unit_of_work

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_response
+from quart_schema import validate_response
 
 from nexus.jobs import relay
 from nexus.operators.roles import Role
@@ -22,6 +22,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import raises
 from web.pagination import ListQuery, Paged, after_key, page_of
+from web.querystring import validate_querystring
 from web.uow import unit_of_work
 
 bp = Blueprint("outbox", __name__, url_prefix="/internal")
