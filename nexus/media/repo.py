@@ -136,16 +136,18 @@ async def readable_media(
 
 
 def _readable_media_fragments(cond: str) -> Statement:
-    # The media row once per fragment (none: one row with NULL fragment columns).
+    # The media row once per fragment (none: one row with NULL fragment columns). It is
+    # selected (and its EXISTS columns computed) once, before the join, and the fragments
+    # come out of the nested loop in the LATERAL's order.
     return Statement(
         checking_viewer(
-            f"WITH {_WINNER} SELECT {_COLUMNS}, f.id AS fragment_id, f.idx AS fragment_idx, "
+            f"WITH {_WINNER}, mr AS MATERIALIZED (SELECT {_COLUMNS} FROM winner w "
+            f"JOIN media m ON m.id = w.id WHERE {READABLE_BY_VIEWER}) "
+            "SELECT mr.*, f.id AS fragment_id, f.idx AS fragment_idx, "
             "f.canonical_text AS fragment_text, f.html_sanitized AS fragment_html, "
-            "f.created_at AS fragment_created_at "
-            "FROM winner w JOIN media m ON m.id = w.id LEFT JOIN LATERAL ("
+            "f.created_at AS fragment_created_at FROM mr LEFT JOIN LATERAL ("
             "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
-            f"WHERE media_id = m.id{cond} ORDER BY idx LIMIT :row_limit) f ON true "
-            f"WHERE {READABLE_BY_VIEWER} ORDER BY f.idx"
+            f"WHERE media_id = mr.id{cond} ORDER BY idx LIMIT :row_limit) f ON true"
         )
     )
 

@@ -29,39 +29,24 @@ def media_not_found() -> NotFound:
     return NotFound("media not found", code="E_MEDIA_NOT_FOUND")
 
 
-def capability_flags(
-    *,
-    kind: str,
-    status: str,
-    has_file: bool,
-    has_text: bool,
-    external_playback_url: str | None,
-) -> dict[str, bool]:
+def capabilities_of(row: repo.MediaRow) -> dict[str, bool]:
     """SPEC §8: ready = status in (ready_for_reading, embedding, ready); pdf `can_read` =
     its file exists; every other kind `can_read` = ready (a video or podcast is read through
     its transcript); `can_highlight` = `can_read`; `can_quote`/`can_search` = a fragment
     has text; `can_play` = video/podcast with a playback URL; `can_download_file` = a file
     exists. (`kind` and `status` compare as their enums' string values.)"""
-    can_read = bool(has_file) if kind == MediaKind.PDF else status in READABLE
+    kind = row.kind
+    has_file = bool(row.has_file)
+    has_text = bool(row.has_text)
+    can_read = has_file if kind == MediaKind.PDF else row.processing_status in READABLE
     return {
         "can_read": can_read,
         "can_highlight": can_read,
-        "can_quote": bool(has_text),
-        "can_search": bool(has_text),
-        "can_play": kind in PLAYABLE_KINDS and bool(external_playback_url),
-        "can_download_file": bool(has_file),
+        "can_quote": has_text,
+        "can_search": has_text,
+        "can_play": kind in PLAYABLE_KINDS and bool(row.external_playback_url),
+        "can_download_file": has_file,
     }
-
-
-def capabilities_of(row: repo.MediaRow) -> dict[str, bool]:
-    """`capability_flags` of a `repo` media row."""
-    return capability_flags(
-        kind=row.kind,
-        status=row.processing_status,
-        has_file=row.has_file,
-        has_text=row.has_text,
-        external_playback_url=row.external_playback_url,
-    )
 
 
 def media_dict(row: repo.MediaRow) -> dict[str, Any]:
