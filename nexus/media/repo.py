@@ -10,50 +10,25 @@ page of media is one query.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from nexus.db.raw import Executor, Row, Statement, fetch
-from nexus.db.types import BindParams, TimeKey, fields_of
+from nexus.db.types import BindParams, TimeKey
 from nexus.sharing import closure
 from nexus.users.service import checked_rows, checking_viewer
 
-
-# Rows are NamedTuples: immutable like frozen dataclasses, at a third of their cost to
-# build (a page builds 50).
-class MediaRow(NamedTuple):
-    """A media row as `_COLUMNS` selects it (statuses and kinds as their string values)."""
-
-    id: uuid.UUID
-    kind: str
-    title: str | None
-    canonical_source_url: str | None
-    processing_status: str
-    failure_stage: str | None
-    last_error_code: str | None
-    external_playback_url: str | None
-    created_at: datetime
-    updated_at: datetime
-    has_file: bool
-    has_text: bool
-
-
-class LinkedMediaRow(NamedTuple):
-    """A media row of a library listing, with when it was linked (the page order)."""
-
-    media: MediaRow
-    linked_at: datetime
-
-
-class FragmentRow(NamedTuple):
-    id: uuid.UUID
-    idx: int
-    canonical_text: str
-    html_sanitized: str
-    created_at: datetime
+# Rows leave this module as the driver gave them (asyncpg records, or SQLAlchemy row
+# mappings inside a unit of work) and are read by column name: a page of 50 media is not
+# copied into 50 typed objects before being shaped into its answer (`nexus.media.service`).
+MediaRow = Row
+"""A media row: `_COLUMNS` (statuses and kinds as their string values)."""
+LinkedMediaRow = Row
+"""A media row of a library listing: `_COLUMNS` and `linked_at` (the page order)."""
+FragmentRow = Row
+"""A fragment of `readable_media_fragments`: `fragment_id`, `fragment_idx`,
+`fragment_text`, `fragment_html`, `fragment_created_at`."""
 
 
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
@@ -99,23 +74,6 @@ async def resolve_merges(session: AsyncSession | AsyncConnection, media_id: uuid
     return winner or media_id
 
 
-def _media_row(r: Row) -> MediaRow:
-    return MediaRow(
-        r["id"],
-        r["kind"],
-        r["title"],
-        r["canonical_source_url"],
-        r["processing_status"],
-        r["failure_stage"],
-        r["last_error_code"],
-        r["external_playback_url"],
-        r["created_at"],
-        r["updated_at"],
-        r["has_file"],
-        r["has_text"],
-    )
-
-
 _READABLE_MEDIA = Statement(
     checking_viewer(
         f"WITH {_WINNER} SELECT {_COLUMNS} FROM winner w JOIN media m ON m.id = w.id "
@@ -132,22 +90,26 @@ async def readable_media(
     (`NotBootstrapped`)."""
     rows = await fetch(executor, _READABLE_MEDIA, {"media_id": media_id, "viewer": viewer})
     found = checked_rows(rows, "id")
-    return _media_row(found[0]) if found else None
+    return found[0] if found else None
+
+
+# The media row's columns as NULLs (one per column of `_COLUMNS`), for its fragments' rows.
+_NO_MEDIA = ", ".join(["NULL"] * 12)
 
 
 def _readable_media_fragments(cond: str) -> Statement:
-    # The media row once per fragment (none: one row with NULL fragment columns). It is
-    # selected (and its EXISTS columns computed) once, before the join, and the fragments
-    # come out of the nested loop in the LATERAL's order.
+    # The media row (its EXISTS columns computed once), then its fragments, as rows of
+    # their own: the media's columns are not repeated (and decoded again) on each one.
     return Statement(
         checking_viewer(
             f"WITH {_WINNER}, mr AS MATERIALIZED (SELECT {_COLUMNS} FROM winner w "
             f"JOIN media m ON m.id = w.id WHERE {READABLE_BY_VIEWER}) "
-            "SELECT mr.*, f.id AS fragment_id, f.idx AS fragment_idx, "
-            "f.canonical_text AS fragment_text, f.html_sanitized AS fragment_html, "
-            "f.created_at AS fragment_created_at FROM mr LEFT JOIN LATERAL ("
-            "SELECT id, idx, canonical_text, html_sanitized, created_at FROM fragments "
-            f"WHERE media_id = mr.id{cond} ORDER BY idx LIMIT :row_limit) f ON true"
+            "SELECT mr.*, NULL AS fragment_id, NULL AS fragment_idx, NULL AS fragment_text, "
+            "NULL AS fragment_html, NULL AS fragment_created_at FROM mr UNION ALL ("
+            f"SELECT {_NO_MEDIA}, f.id, f.idx, f.canonical_text, f.html_sanitized, "
+            "f.created_at FROM mr JOIN LATERAL (SELECT id, idx, canonical_text, "
+            f"html_sanitized, created_at FROM fragments WHERE media_id = mr.id{cond} "
+            "ORDER BY idx LIMIT :row_limit) f ON true)"
         )
     )
 
@@ -174,21 +136,10 @@ async def readable_media_fragments(
     rows = await fetch(
         executor, _MEDIA_FRAGMENTS if after_idx is None else _MEDIA_FRAGMENTS_AFTER, params
     )
-    found = checked_rows(rows, "id")
-    if not found:
+    media = checked_rows(rows, "id")
+    if not media:
         return None
-    fragments = [
-        FragmentRow(
-            r["fragment_id"],
-            r["fragment_idx"],
-            r["fragment_text"],
-            r["fragment_html"],
-            r["fragment_created_at"],
-        )
-        for r in found
-        if r["fragment_id"] is not None
-    ]
-    return _media_row(found[0]), fragments
+    return media[0], [r for r in rows if r["fragment_id"] is not None]
 
 
 async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bool:
@@ -198,17 +149,6 @@ async def has_unchecked_upload(session: AsyncSession, media_id: uuid.UUID) -> bo
         {"media_id": media_id},
     )
     return found is not None
-
-
-async def get_media(
-    session: AsyncSession | AsyncConnection, media_id: uuid.UUID
-) -> MediaRow | None:
-    row = (
-        await session.execute(
-            text(f"SELECT {_COLUMNS} FROM media m WHERE m.id = :media_id"), {"media_id": media_id}
-        )
-    ).one_or_none()
-    return None if row is None else MediaRow(**fields_of(row))
 
 
 def _member_library_media(cond: str) -> Statement:
@@ -253,4 +193,4 @@ async def member_library_media(
     found = checked_rows(rows, "lib_is_default")
     if not found:
         return None
-    return [LinkedMediaRow(_media_row(r), r["linked_at"]) for r in found if r["id"] is not None]
+    return [r for r in found if r["id"] is not None]

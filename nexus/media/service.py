@@ -35,16 +35,16 @@ def capabilities_of(row: repo.MediaRow) -> dict[str, bool]:
     its transcript); `can_highlight` = `can_read`; `can_quote`/`can_search` = a fragment
     has text; `can_play` = video/podcast with a playback URL; `can_download_file` = a file
     exists. (`kind` and `status` compare as their enums' string values.)"""
-    kind = row.kind
-    has_file = bool(row.has_file)
-    has_text = bool(row.has_text)
-    can_read = has_file if kind == MediaKind.PDF else row.processing_status in READABLE
+    kind = row["kind"]
+    has_file = bool(row["has_file"])
+    has_text = bool(row["has_text"])
+    can_read = has_file if kind == MediaKind.PDF else row["processing_status"] in READABLE
     return {
         "can_read": can_read,
         "can_highlight": can_read,
         "can_quote": has_text,
         "can_search": has_text,
-        "can_play": kind in PLAYABLE_KINDS and bool(row.external_playback_url),
+        "can_play": kind in PLAYABLE_KINDS and bool(row["external_playback_url"]),
         "can_download_file": has_file,
     }
 
@@ -55,16 +55,28 @@ def media_dict(row: repo.MediaRow) -> dict[str, Any]:
     (`web.envelope.json_response` gives the same bytes as the model would) without building
     and validating 50 models from our own rows, which cost a fifth of the request's CPU."""
     return {
-        "id": row.id,
-        "kind": row.kind,
-        "title": row.title,
-        "canonical_source_url": row.canonical_source_url,
-        "processing_status": row.processing_status,
-        "failure_stage": row.failure_stage,
-        "last_error_code": row.last_error_code,
+        "id": row["id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "canonical_source_url": row["canonical_source_url"],
+        "processing_status": row["processing_status"],
+        "failure_stage": row["failure_stage"],
+        "last_error_code": row["last_error_code"],
         "capabilities": capabilities_of(row),
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def fragment_dict(row: repo.FragmentRow) -> dict[str, Any]:
+    """A fragment row as the public `FragmentOut` shape (its field order), not
+    re-validated."""
+    return {
+        "id": row["fragment_id"],
+        "idx": row["fragment_idx"],
+        "canonical_text": row["fragment_text"],
+        "html_sanitized": row["fragment_html"],
+        "created_at": row["fragment_created_at"],
     }
 
 
@@ -115,7 +127,7 @@ async def get_media(executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID) 
 @dataclass(frozen=True)
 class FragmentPage:
     media: repo.MediaRow
-    rows: list[repo.FragmentRow]
+    rows: list[repo.FragmentRow]  # read with `fragment_dict`
 
 
 async def list_fragments(

@@ -186,8 +186,8 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
             conn, viewer, library_id, limit=query_args.limit, after=after
         )
     )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.media.id))
-    return json_response({"data": [media.media_dict(r.media) for r in items], "page": page})
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r["linked_at"], r["id"]))
+    return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 
 @bp.post("/libraries/<uuid:library_id>/media")

@@ -84,21 +84,12 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response
             after_idx=int(after[0]) if after else None,
         )
     )
-    items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
-    # Our own rows, typed by their columns: not re-validated (the `FragmentsPage` shape).
+    items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r["fragment_idx"],))
+    # Our own rows, in the `FragmentsPage` shape: not re-validated.
     return json_response(
         {
-            "data": [
-                {
-                    "id": r.id,
-                    "idx": r.idx,
-                    "canonical_text": r.canonical_text,
-                    "html_sanitized": r.html_sanitized,
-                    "created_at": r.created_at,
-                }
-                for r in items
-            ],
-            "media_id": result.media.id,
+            "data": [media.fragment_dict(r) for r in items],
+            "media_id": result.media["id"],
             "capabilities": media.capabilities_of(result.media),
             "page": page,
         }
