@@ -56,8 +56,8 @@ from tests.support.services import free_port  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
 WARMUP = 1.0
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
-# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the API worker during each
-# API phase and writes <dir>/<read>.txt (collapsed stacks).
+# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the server's worker during
+# each phase and writes <dir>/<read>.txt and <dir>/<read>.bare.txt (collapsed stacks).
 PROFILE_DIR = os.environ.get("BENCH_API_PROFILE")
 # BENCH_API_READS=me,media: only these reads (and the 2-worker phase only with
 # library_media), for quicker comparisons while working on one read.
@@ -219,14 +219,14 @@ async def load(
     }
 
 
-def profile(api: Child, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy on the API's (one) worker process for the phase's steady state."""
+def profile(server: Child, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server's (one) worker process for the phase (warm-up included)."""
     if not PROFILE_DIR:
         return None
     workers = subprocess.run(
-        ["pgrep", "-P", str(api.proc.pid)], capture_output=True, text=True, check=False
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
-    target = workers[-1] if workers else str(api.proc.pid)
+    target = workers[-1] if workers else str(server.proc.pid)
     out = Path(PROFILE_DIR) / f"{name}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
@@ -311,7 +311,10 @@ async def run(s: Stack) -> dict[str, Any]:
                 spy.wait()
             opened = await backends(s.dsn, db, since)
             after = await backends(s.dsn, db)
+            spy = profile(bare, f"{name}.bare")
             bare_stats = await load(bare_base + path, {}, SECONDS, watching(bare))
+            if spy is not None:
+                spy.wait()
             results["reads"][name] = {
                 "api": api_stats,
                 "bare": bare_stats,

@@ -18,7 +18,10 @@ from nexus.errors import Conflict, DependencyUnavailable, NexusError
 
 # What asyncpg raises itself, for statements run on the driver connection directly
 # (`nexus.db.raw`); through SQLAlchemy the same failures arrive wrapped in `DBAPIError`.
-_DRIVER_ERRORS = asyncpg.PostgresError | asyncpg.InterfaceError
+# InternalClientError: the connection's protocol state is broken, e.g. the server ended
+# the session (its FATAL message arrived) between two statements.
+_DRIVER_CONNECTION_ERRORS = asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError
+_DRIVER_ERRORS = asyncpg.PostgresError | _DRIVER_CONNECTION_ERRORS
 
 # constraint name -> (code, client-safe message). Routes may add more specific handling.
 CONSTRAINT_ERRORS: Mapping[str, tuple[str, str]] = {
@@ -58,7 +61,7 @@ def constraint_name(exc: BaseException) -> str | None:
 def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError | ConnectionError | PoolTimeoutError):
         return True
-    if isinstance(exc, InterfaceError | OperationalError | asyncpg.InterfaceError):
+    if isinstance(exc, InterfaceError | OperationalError | _DRIVER_CONNECTION_ERRORS):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

@@ -12,7 +12,8 @@ A statement is written once, with `:name` parameters (`Statement`), and runs on 
 kind of executor (`fetch`): the driver connection of a read (`driver_reading`) or a
 SQLAlchemy session/connection inside a unit of work. Failures are translated like
 `translate_db_errors`; a connection that failed or was interrupted mid-statement (the
-request deadline) is invalidated, so the pool never hands it out again.
+request deadline) is invalidated, so the pool never hands it out again (and a statement
+cut half-way is cancelled on the server, as through SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -120,9 +121,10 @@ async def driver_reading(
         yield reader
     finally:
         if reader.broken:
-            # Outside a greenlet SQLAlchemy closes the driver connection at once (no
-            # graceful close that would outlive the request's deadline).
-            pooled.invalidate()
+            # As SQLAlchemy invalidates its own: in a greenlet, a graceful close (at most
+            # 2 s) that first lets asyncpg cancel a statement cut half-way, so the server
+            # does not go on running it for nobody.
+            await greenlet_spawn(pooled.invalidate)
         else:
             # No transaction was begun on it, so returning it awaits nothing.
             pooled.close()
