@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,12 @@ from tests.support.services import free_port
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
 WARMUP = 1.0
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
-# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the API worker during each
-# API phase and writes <dir>/<read>.txt (collapsed stacks).
+# BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the server's worker during
+# each phase and writes <dir>/<read>.txt and <dir>/<read>.bare.txt (collapsed stacks).
 PROFILE_DIR = os.environ.get("BENCH_API_PROFILE")
+# BENCH_API_READS=me,media: only these reads (and the 2-worker phase only with
+# library_media), for quicker comparisons while working on one read.
+READS = [r for r in os.environ.get("BENCH_API_READS", "").split(",") if r]
 MEDIA = 60
 FRAGMENTS = 60
 
@@ -108,6 +112,18 @@ async def seed(dsn: str, library_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID
         await conn.close()
 
 
+async def backend_pids(dsn: str, db: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'nexus'",
+            db,
+        )
+        return [int(r["pid"]) for r in rows]
+    finally:
+        await conn.close()
+
+
 async def backends(dsn: str, db: str, since: datetime | None = None) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -127,8 +143,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, Any]:
-    """CONNECTIONS loops of sequential GETs for `seconds` (after the warm-up)."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (Hypercorn's master and its workers)."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [pid, *(int(c) for c in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+Watch = Callable[[], Awaitable[dict[str, list[int]]]]
+
+
+def watching(server: Child) -> Watch:
+    async def watch() -> dict[str, list[int]]:
+        return {"server": process_tree(server.proc.pid)}
+
+    return watch
+
+
+async def load(
+    url: str, headers: dict[str, str], seconds: float, watch: Watch | None = None
+) -> dict[str, Any]:
+    """CONNECTIONS loops of sequential GETs for `seconds` (after the warm-up).
+
+    `client_cpu` is the share of one core this process (the load generator) used during
+    the steady state: near 1.0 means the generator, not the server, set the pace.
+    `<name>_cpu` is the same for each group of processes `watch()` names after the warm-up
+    (the server's, the API's PostgreSQL backends)."""
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=CONNECTIONS, force_close=False)
@@ -146,25 +199,32 @@ async def load(url: str, headers: dict[str, str], seconds: float) -> dict[str, A
                     latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(*(loop(stop_warm, False) for _ in range(CONNECTIONS)))
+        watched = await watch() if watch is not None else {}
+        cpu_before = {name: cpu_seconds(pids) for name, pids in watched.items()}
+        client_before = time.process_time()
         began = time.perf_counter()
         await asyncio.gather(*(loop(began + seconds, True) for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - began
+        client = time.process_time() - client_before
+        used = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in watched.items()}
     return {
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "errors": errors,
+        "client_cpu": round(client / elapsed, 2),
+        **{f"{name}_cpu": round(seconds / elapsed, 2) for name, seconds in used.items()},
     }
 
 
-def profile(api: Child, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy on the API's (one) worker process for the phase's steady state."""
+def profile(server: Child, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server's (one) worker process for the phase (warm-up included)."""
     if not PROFILE_DIR:
         return None
     workers = subprocess.run(
-        ["pgrep", "-P", str(api.proc.pid)], capture_output=True, text=True, check=False
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
-    target = workers[-1] if workers else str(api.proc.pid)
+    target = workers[-1] if workers else str(server.proc.pid)
     out = Path(PROFILE_DIR) / f"{name}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
@@ -230,6 +290,8 @@ async def run(s: Stack) -> dict[str, Any]:
     assert len(fixtures["/libraries/" + str(library_id) + "/media"]["data"]) == 50
 
     results: dict[str, Any] = {"reads": {}, "workers_2": {}}
+    if READS:
+        paths = {name: path for name, path in paths.items() if name in READS}
     bare = await start_bare(settings, fixture_file, s.logs, 1)
     bare_base = f"http://127.0.0.1:{bare.port}"  # type: ignore[attr-defined]
     try:
@@ -237,12 +299,20 @@ async def run(s: Stack) -> dict[str, Any]:
             before = await backends(s.dsn, db)
             since = datetime.now(UTC) + timedelta(seconds=WARMUP)
             spy = profile(api, name)
-            api_stats = await load(base + path, headers, SECONDS)
+
+            async def watch_api() -> dict[str, list[int]]:
+                pids = await backend_pids(s.dsn, db)
+                return {"server": process_tree(api.proc.pid), "db": pids}
+
+            api_stats = await load(base + path, headers, SECONDS, watch_api)
             if spy is not None:
                 spy.wait()
             opened = await backends(s.dsn, db, since)
             after = await backends(s.dsn, db)
-            bare_stats = await load(bare_base + path, {}, SECONDS)
+            spy = profile(bare, f"{name}.bare")
+            bare_stats = await load(bare_base + path, {}, SECONDS, watching(bare))
+            if spy is not None:
+                spy.wait()
             results["reads"][name] = {
                 "api": api_stats,
                 "bare": bare_stats,
@@ -256,26 +326,13 @@ async def run(s: Stack) -> dict[str, Any]:
         bare.stop()
         api.stop()
 
-    # Two workers: the API and the bare app again, the list read only (the heaviest).
-    settings2 = s.settings.model_copy(update={"api_workers": 2, "api_port": free_port()})
-    api2 = await start_api(settings2, s.logs, name="api2")
-    bare2 = await start_bare(settings2, fixture_file, s.logs, 2)
-    try:
-        path = paths["library_media"]
-        two = await load(f"http://127.0.0.1:{settings2.api_port}{path}", headers, SECONDS)
-        bare_two = await load(f"http://127.0.0.1:{bare2.port}{path}", {}, SECONDS)  # type: ignore[attr-defined]
-        one = results["reads"]["library_media"]["api"]
-        results["workers_2"] = {
-            "library_media": {
-                "api": two,
-                "bare": bare_two,
-                "api_rps_2_over_1": round(two["rps"] / one["rps"], 3),
-            }
-        }
-    finally:
-        bare2.stop()
-        api2.stop()
     reads = results["reads"]
+    if "library_media" in paths:
+        results["workers_2"] = await two_workers(s, paths["library_media"], fixture_file, headers)
+        one = reads["library_media"]["api"]
+        results["workers_2"]["library_media"]["api_rps_2_over_1"] = round(
+            results["workers_2"]["library_media"]["api"]["rps"] / one["rps"], 3
+        )
     results["goals_met"] = all(
         r["rps_ratio"] >= 0.6 and r["p99_ratio"] <= 2 and r["backends_opened_in_steady_state"] == 0
         for r in reads.values()
@@ -284,6 +341,32 @@ async def run(s: Stack) -> dict[str, Any]:
     results["connections"] = CONNECTIONS
     results["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return results
+
+
+async def two_workers(
+    s: Stack, path: str, fixture_file: Path, headers: dict[str, str]
+) -> dict[str, Any]:
+    """The API and the bare app again with 2 workers, the list read only (the heaviest)."""
+    settings2 = s.settings.model_copy(update={"api_workers": 2, "api_port": free_port()})
+    api2 = await start_api(settings2, s.logs, name="api2")
+    bare2 = await start_bare(settings2, fixture_file, s.logs, 2)
+    try:
+        two = await load(
+            f"http://127.0.0.1:{settings2.api_port}{path}",
+            headers,
+            SECONDS,
+            watching(api2),
+        )
+        bare_two = await load(
+            f"http://127.0.0.1:{bare2.port}{path}",  # type: ignore[attr-defined]
+            {},
+            SECONDS,
+            watching(bare2),
+        )
+        return {"library_media": {"api": two, "bare": bare_two}}
+    finally:
+        bare2.stop()
+        api2.stop()
 
 
 async def main() -> None:

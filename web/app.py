@@ -7,12 +7,15 @@ fake publisher; in production `web.asgi:app` builds everything from the environm
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import structlog
 from quart import Quart, Response, g, request
+from quart.typing import ResponseReturnValue, ResponseTypes
 from quart_schema import QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from werkzeug.exceptions import HTTPException
 
 from nexus.config import Settings, load_settings
 from nexus.db.engine import make_engine, make_sessionmaker
@@ -51,6 +54,7 @@ from web.state import EXTENSION_KEY, NexusState, nexus_state
 from web.tokens import TokenVerifier
 
 log = structlog.get_logger("nexus.web.access")
+_ACCESS_LOGGER = logging.getLogger("nexus.web.access")
 
 # quart-schema's endpoints: the OpenAPI document and the docs page (with its assets) are
 # public.
@@ -87,6 +91,7 @@ def create_app(
         openapi_provider_class=NexusOpenAPIProvider,
     )
     install_strict_json(app)  # after QuartSchema, which installs its own provider
+    _responses_skip_schema_conversion(app)  # after QuartSchema, which wraps make_response
 
     engine: AsyncEngine | None = None
     if sessionmaker is None:
@@ -161,20 +166,42 @@ def create_app(
     return app
 
 
+def _responses_skip_schema_conversion(app: Quart) -> None:
+    """quart-schema wraps `make_response` to turn models into JSON; a view that answers a
+    `Response` (the hot reads, serialised once by `json_response`) has nothing to convert
+    and goes to Quart's own `make_response` directly (quart-schema would hand it on
+    unchanged after a dozen type checks)."""
+    converting = app.make_response
+    plain = Quart.make_response.__get__(app)
+
+    async def make_response(result: ResponseReturnValue | HTTPException) -> ResponseTypes:
+        if isinstance(result, Response):
+            return await plain(result)
+        return await converting(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]
+
+
 def _install_hooks(app: Quart) -> None:
-    # Order matters: ids first (every later failure carries them), then the internal
-    # header (403 before anything else is revealed), then path parameter validation.
+    # One hook each way (every hook costs Quart an `ensure_async` and an await per request).
     app.before_request(_begin_request)
-    app.before_request(check_internal_header)
-    app.before_request(reject_invalid_path_params)
     app.after_request(_end_request)
 
 
 async def _begin_request() -> None:
+    # Order matters: ids first (every later failure carries them), then the internal
+    # header (403 before anything else is revealed), then path parameter validation.
+    _bind_request_ids()
+    await check_internal_header()
+    await reject_invalid_path_params()
+
+
+def _bind_request_ids() -> None:
     g.nexus_started = time.perf_counter()
+    headers = request.headers
     request_id, correlation_id = request_ids.resolve(
-        request.headers.get(request_ids.REQUEST_ID_HEADER),
-        request.headers.get(request_ids.CORRELATION_ID_HEADER),
+        headers.get(request_ids.REQUEST_ID_HEADER),
+        headers.get(request_ids.CORRELATION_ID_HEADER),
     )
     g.request_id = request_id
     g.correlation_id = correlation_id
@@ -183,17 +210,19 @@ async def _begin_request() -> None:
 
 async def _end_request(response: Response) -> Response:
     if "request_id" not in g:  # a failure before the first hook ran
-        await _begin_request()
+        _bind_request_ids()
     response.headers[request_ids.REQUEST_ID_HEADER] = g.request_id
     response.headers[request_ids.CORRELATION_ID_HEADER] = g.correlation_id
     rule = request.url_rule.rule if request.url_rule is not None else None
     elapsed = time.perf_counter() - g.get("nexus_started", time.perf_counter())
     nexus_state().metrics.observe(request.method, rule, response.status_code, elapsed)
-    log.info(
-        "http request",
-        method=request.method,
-        route=rule,
-        status=response.status_code,
-        duration_ms=round(elapsed * 1000, 2),
-    )
+    # The access line is built (processors, context) only when it will be written.
+    if _ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        log.info(
+            "http request",
+            method=request.method,
+            route=rule,
+            status=response.status_code,
+            duration_ms=round(elapsed * 1000, 2),
+        )
     return response

@@ -18,6 +18,7 @@ import structlog
 from quart import current_app, g, request
 
 from nexus import ratelimit
+from nexus.db.raw import driver_reading
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
@@ -63,7 +64,8 @@ def _is_exempt() -> bool:
 
 
 async def check_internal_header() -> None:
-    """`before_request`: 403 E_INTERNAL_ONLY unless the header carries the shared secret."""
+    """403 E_INTERNAL_ONLY unless the header carries the shared secret (run by the app's
+    `before_request` hook, after the request ids are bound)."""
     secret = nexus_state().settings.internal_secret
     if secret is None or _is_exempt():
         return
@@ -89,10 +91,10 @@ async def authenticate_user() -> CurrentUser:
         return cached
     state = nexus_state()
     user_id = await state.verifier.verify(bearer_token())
-    # The common case (already bootstrapped) is one autocommit SELECT; only a user with
-    # something missing pays for a transaction.
-    async with autocommit(state.sessionmaker) as conn:
-        library_id = await default_library_of(conn, user_id)
+    # The common case (already bootstrapped) is one SELECT without a transaction; only a
+    # user with something missing pays for one.
+    async with driver_reading(state.sessionmaker) as reader:
+        library_id = await default_library_of(reader, user_id)
     if library_id is not None:
         user = CurrentUser(user_id=user_id, default_library_id=library_id)
     else:

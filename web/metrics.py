@@ -39,6 +39,7 @@ class HttpMetrics(Metrics):
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.outbox_publish = Counter(
             "nexus_api_outbox_publish",
             "Outbox rows the API published right after commit, by outcome.",
@@ -47,6 +48,15 @@ class HttpMetrics(Metrics):
         )
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        labels = (method_label(method), route or UNMATCHED_ROUTE, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        labels = (method_label(method), route or UNMATCHED_ROUTE, status)
+        series = self._series.get(labels)
+        if series is None:
+            # `labels()` validates and locks on every call: each series is looked up once.
+            # As bounded as the labels themselves.
+            named = (labels[0], labels[1], str(status))
+            series = self._series[labels] = (
+                self.requests.labels(*named),
+                self.latency.labels(*named),
+            )
+        series[0].inc()
+        series[1].observe(seconds)

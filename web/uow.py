@@ -19,10 +19,11 @@ from typing import TypeVar
 
 import structlog
 from quart import g
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus import tracing
-from nexus.db.tx import autocommit, transaction
+from nexus.db.raw import DriverReader, driver_reading
+from nexus.db.tx import transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from nexus.metrics import JobTransition, count_transitions, noted_transitions
 from nexus.users.service import NotBootstrapped
@@ -105,14 +106,15 @@ class UnitOfWork:
         g.enqueue_dispatched = self.enqueue_dispatched
 
 
-def reading() -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-    """A pooled connection for a read-only request: no ORM session and no BEGIN/COMMIT
-    round trips (each statement sees its own snapshot, as it would in the READ COMMITTED
-    transaction of a unit of work). Only for views that write nothing."""
-    return autocommit(nexus_state().sessionmaker)
+def reading() -> contextlib.AbstractAsyncContextManager[DriverReader]:
+    """A pooled connection for a read-only request, used through the driver: no ORM
+    session, no BEGIN/COMMIT round trips (each statement sees its own snapshot, as it
+    would in the READ COMMITTED transaction of a unit of work), no SQLAlchemy layers
+    (`nexus.db.raw`). Only for views that write nothing."""
+    return driver_reading(nexus_state().sessionmaker)
 
 
-async def read_as_viewer(read: Callable[[AsyncConnection, uuid.UUID], Awaitable[T]]) -> T:
+async def read_as_viewer(read: Callable[[DriverReader, uuid.UUID], Awaitable[T]]) -> T:
     """`read(conn, viewer)` on a `reading()` connection for the `@viewer_required` user.
     Its statement checks the user's bootstrap: when it raises `NotBootstrapped` the user
     is bootstrapped (`web.auth.bootstrap`) and the read runs again."""

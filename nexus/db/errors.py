@@ -10,10 +10,18 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from nexus.errors import Conflict, DependencyUnavailable, NexusError
+
+# What asyncpg raises itself, for statements run on the driver connection directly
+# (`nexus.db.raw`); through SQLAlchemy the same failures arrive wrapped in `DBAPIError`.
+# InternalClientError: the connection's protocol state is broken, e.g. the server ended
+# the session (its FATAL message arrived) between two statements.
+_DRIVER_CONNECTION_ERRORS = asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError
+_DRIVER_ERRORS = asyncpg.PostgresError | _DRIVER_CONNECTION_ERRORS
 
 # constraint name -> (code, client-safe message). Routes may add more specific handling.
 CONSTRAINT_ERRORS: Mapping[str, tuple[str, str]] = {
@@ -53,7 +61,7 @@ def constraint_name(exc: BaseException) -> str | None:
 def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError | ConnectionError | PoolTimeoutError):
         return True
-    if isinstance(exc, InterfaceError | OperationalError):
+    if isinstance(exc, InterfaceError | OperationalError | _DRIVER_CONNECTION_ERRORS):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -73,7 +81,7 @@ def is_retryable_conflict(exc: BaseException) -> bool:
 
 def translate(exc: BaseException) -> NexusError | None:
     """The domain error for a database exception, or None if it is not one we know."""
-    if isinstance(exc, DBAPIError) and is_retryable_conflict(exc):
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError) and is_retryable_conflict(exc):
         return NexusError(
             "E_DEPENDENCY_UNAVAILABLE",
             "a transient database conflict occurred; retry the request",
@@ -89,9 +97,9 @@ def translate(exc: BaseException) -> NexusError | None:
                 else NexusError(code, message)
             )
         return None
-    if isinstance(exc, DBAPIError | OSError | TimeoutError | PoolTimeoutError) and (
-        is_connection_error(exc)
-    ):
+    if isinstance(
+        exc, DBAPIError | OSError | TimeoutError | PoolTimeoutError | _DRIVER_ERRORS
+    ) and (is_connection_error(exc)):
         return DependencyUnavailable("the database is unavailable")
     return None
 

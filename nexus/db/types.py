@@ -1,9 +1,11 @@
 """Names for the loose shapes that cross module boundaries with the database.
 
 Rows themselves are typed where they leave their module (NamedTuples / dataclasses beside
-the query that makes them, or a `Record` when the API shows the row as it is); these
-aliases are for what stays genuinely open: the values bound to a statement's `:names`, and
-JSON objects read back from `jsonb`/`to_jsonb`.
+the query that makes them, or a `Record` when the API shows the row as it is), except the
+API's hot reads, whose rows stay driver records read by column name (`nexus.db.raw.Row`,
+columns documented beside their query: a page of 50 is not copied into typed rows first);
+these aliases are for what stays genuinely open: the values bound to a statement's
+`:names`, and JSON objects read back from `jsonb`/`to_jsonb`.
 """
 
 from __future__ import annotations

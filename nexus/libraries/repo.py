@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.raw import Executor, Statement, fetch
 from nexus.db.types import BindParams, TimeKey, fields_of
 from nexus.users.service import checked_rows, checking_viewer
 
@@ -62,8 +63,24 @@ def _after(condition: str, after: TimeKey | None) -> tuple[str, BindParams]:
     }
 
 
+def _list_libraries(cond: str) -> Statement:
+    return Statement(
+        checking_viewer(
+            "SELECT l.id, l.name, l.owner_user_id, l.is_default, m.role, l.created_at, "
+            "l.updated_at FROM libraries l "
+            "JOIN memberships m ON m.library_id = l.id AND m.user_id = :viewer "
+            f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :row_limit"
+        )
+    )
+
+
+# The first page and the pages after a cursor (fixed SQL: prepared once per connection).
+_LIBRARIES = _list_libraries("")
+_LIBRARIES_AFTER = _list_libraries(" AND (l.created_at, l.id) > (:after_at, :after_id)")
+
+
 async def list_libraries(
-    session: AsyncSession | AsyncConnection,
+    executor: Executor,
     viewer: uuid.UUID,
     *,
     limit: int,
@@ -71,19 +88,22 @@ async def list_libraries(
 ) -> list[LibraryView]:
     """Libraries the viewer is a member of, with their role; by (created_at, id). The same
     statement checks the viewer's bootstrap (`NotBootstrapped`)."""
-    cond, params = _after("(l.created_at, l.id)", after)
-    result = await session.execute(
-        text(
-            checking_viewer(
-                "SELECT l.id, l.name, l.owner_user_id, l.is_default, m.role, l.created_at, "
-                "l.updated_at FROM libraries l "
-                "JOIN memberships m ON m.library_id = l.id AND m.user_id = :viewer "
-                f"WHERE true{cond} ORDER BY l.created_at, l.id LIMIT :row_limit"
-            )
-        ),
-        {"viewer": viewer, "row_limit": limit + 1, **params},
-    )
-    return [LibraryView(**fields) for fields in checked_rows(result.all(), "id")]
+    params: BindParams = {"viewer": viewer, "row_limit": limit + 1}
+    if after is not None:
+        params.update(after_at=after[0], after_id=after[1])
+    rows = await fetch(executor, _LIBRARIES if after is None else _LIBRARIES_AFTER, params)
+    return [
+        LibraryView(
+            r["id"],
+            r["name"],
+            r["owner_user_id"],
+            r["is_default"],
+            r["role"],
+            r["created_at"],
+            r["updated_at"],
+        )
+        for r in checked_rows(rows, "id")
+    ]
 
 
 async def list_members(

@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.raw import Executor
 from nexus.db.types import TimeKey
 from nexus.errors import Forbidden, NotFound
 from nexus.libraries import service as libraries
 from nexus.media import repo
-from nexus.media.repo import Executor
 from nexus.media.schemas import MediaOut
 from nexus.media.states import READABLE, MediaKind
 from nexus.sharing import closure
@@ -29,52 +29,54 @@ def media_not_found() -> NotFound:
     return NotFound("media not found", code="E_MEDIA_NOT_FOUND")
 
 
-def capability_flags(
-    *,
-    kind: str,
-    status: str,
-    has_file: bool,
-    has_text: bool,
-    external_playback_url: str | None,
-) -> dict[str, bool]:
+def capabilities_of(row: repo.MediaRow) -> dict[str, bool]:
     """SPEC §8: ready = status in (ready_for_reading, embedding, ready); pdf `can_read` =
     its file exists; every other kind `can_read` = ready (a video or podcast is read through
     its transcript); `can_highlight` = `can_read`; `can_quote`/`can_search` = a fragment
     has text; `can_play` = video/podcast with a playback URL; `can_download_file` = a file
     exists. (`kind` and `status` compare as their enums' string values.)"""
-    can_read = bool(has_file) if kind == MediaKind.PDF else status in READABLE
+    kind = row["kind"]
+    has_file = bool(row["has_file"])
+    has_text = bool(row["has_text"])
+    can_read = has_file if kind == MediaKind.PDF else row["processing_status"] in READABLE
     return {
         "can_read": can_read,
         "can_highlight": can_read,
-        "can_quote": bool(has_text),
-        "can_search": bool(has_text),
-        "can_play": kind in PLAYABLE_KINDS and bool(external_playback_url),
-        "can_download_file": bool(has_file),
+        "can_quote": has_text,
+        "can_search": has_text,
+        "can_play": kind in PLAYABLE_KINDS and bool(row["external_playback_url"]),
+        "can_download_file": has_file,
     }
 
 
 def media_dict(row: repo.MediaRow) -> dict[str, Any]:
     """A `repo` media row (with has_file/has_text) as the public `MediaOut` shape, as a
     plain dict in the model's field order: pages of media are serialised from these
-    (pydantic_core.to_json gives the same bytes as the model would) without building and
-    validating 50 models from our own rows, which cost a fifth of the request's CPU."""
+    (`web.envelope.json_response` gives the same bytes as the model would) without building
+    and validating 50 models from our own rows, which cost a fifth of the request's CPU."""
     return {
-        "id": row.id,
-        "kind": row.kind,
-        "title": row.title,
-        "canonical_source_url": row.canonical_source_url,
-        "processing_status": row.processing_status,
-        "failure_stage": row.failure_stage,
-        "last_error_code": row.last_error_code,
-        "capabilities": capability_flags(
-            kind=row.kind,
-            status=row.processing_status,
-            has_file=row.has_file,
-            has_text=row.has_text,
-            external_playback_url=row.external_playback_url,
-        ),
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
+        "id": row["id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "canonical_source_url": row["canonical_source_url"],
+        "processing_status": row["processing_status"],
+        "failure_stage": row["failure_stage"],
+        "last_error_code": row["last_error_code"],
+        "capabilities": capabilities_of(row),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def fragment_dict(row: repo.FragmentRow) -> dict[str, Any]:
+    """A fragment row as the public `FragmentOut` shape (its field order), not
+    re-validated."""
+    return {
+        "id": row["fragment_id"],
+        "idx": row["fragment_idx"],
+        "canonical_text": row["fragment_text"],
+        "html_sanitized": row["fragment_html"],
+        "created_at": row["fragment_created_at"],
     }
 
 
@@ -109,34 +111,43 @@ async def check_shareable(session: AsyncSession, media_id: uuid.UUID) -> None:
         )
 
 
-async def get_media(session: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+async def readable_row(executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> repo.MediaRow:
     """Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable (one statement)."""
-    row = await repo.readable_media(session, viewer, media_id)
+    row = await repo.readable_media(executor, viewer, media_id)
     if row is None:
         raise media_not_found()
-    return media_out(row)
+    return row
+
+
+async def get_media(executor: Executor, viewer: uuid.UUID, media_id: uuid.UUID) -> MediaOut:
+    """`readable_row` as the public model (validated)."""
+    return media_out(await readable_row(executor, viewer, media_id))
 
 
 @dataclass(frozen=True)
 class FragmentPage:
-    media: MediaOut
-    rows: list[repo.FragmentRow]
+    media: repo.MediaRow
+    rows: list[repo.FragmentRow]  # read with `fragment_dict`
 
 
 async def list_fragments(
-    session: Executor,
+    executor: Executor,
     viewer: uuid.UUID,
     media_id: uuid.UUID,
     *,
     limit: int,
     after_idx: int | None,
 ) -> FragmentPage:
-    """The media (for its capabilities) and up to `limit + 1` fragments after `after_idx`.
+    """The media (for its capabilities) and up to `limit + 1` fragments after `after_idx`,
+    in one statement.
 
     Order: merges followed → 404 E_MEDIA_NOT_FOUND unless readable."""
-    media = await get_media(session, viewer, media_id)
-    rows = await repo.list_fragments(session, media.id, limit=limit, after_idx=after_idx)
-    return FragmentPage(media, rows)
+    found = await repo.readable_media_fragments(
+        executor, viewer, media_id, limit=limit, after_idx=after_idx
+    )
+    if found is None:
+        raise media_not_found()
+    return FragmentPage(*found)
 
 
 async def list_library_media(

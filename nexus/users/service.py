@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.raw import Executor, Row, Statement, fetch
 from nexus.libraries.models import Library, Membership
 from nexus.users.models import User
 
@@ -41,7 +41,7 @@ _DEFAULT_LIBRARY_OF = """
         AND m.role = 'admin'
     WHERE l.owner_user_id = {user} AND l.is_default
 """
-_DEFAULT_LIBRARY = text(_DEFAULT_LIBRARY_OF.format(user=":user_id"))
+_DEFAULT_LIBRARY = Statement(_DEFAULT_LIBRARY_OF.format(user=":user_id"))
 BOOTSTRAPPED_VIEWER = f"EXISTS ({_DEFAULT_LIBRARY_OF.format(user=':viewer')})"
 
 
@@ -54,25 +54,22 @@ def checking_viewer(query: str) -> str:
     )
 
 
-def checked_rows(rows: Sequence[Any], key: str) -> list[dict[str, Any]]:
-    """The rows of a `checking_viewer` query (those whose `key` column is set), as their
-    columns by name without `booted`; raises `NotBootstrapped` when the viewer is not
+def checked_rows(rows: Sequence[Row], key: str) -> Sequence[Row]:
+    """The rows of a `checking_viewer` query whose `key` column is set (read their columns
+    by name; `booted` is among them); raises `NotBootstrapped` when the viewer is not
     bootstrapped."""
-    if not rows or not rows[0].booted:
+    if not rows or not rows[0]["booted"]:
         raise NotBootstrapped()
-    return [
-        {k: v for k, v in r._mapping.items() if k != "booted"}
-        for r in rows
-        if getattr(r, key) is not None
-    ]
+    return [r for r in rows if r[key] is not None]
 
 
-async def default_library_of(
-    conn: AsyncSession | AsyncConnection, user_id: uuid.UUID
-) -> uuid.UUID | None:
+async def default_library_of(executor: Executor, user_id: uuid.UUID) -> uuid.UUID | None:
     """The user's default library when it exists with the owner's admin membership (the
     check every request makes; fixed SQL, it runs per request)."""
-    library_id: uuid.UUID | None = await conn.scalar(_DEFAULT_LIBRARY, {"user_id": user_id})
+    rows = await fetch(executor, _DEFAULT_LIBRARY, {"user_id": user_id})
+    if not rows:
+        return None
+    library_id: uuid.UUID = rows[0]["id"]
     return library_id
 
 

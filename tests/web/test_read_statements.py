@@ -17,18 +17,34 @@ from tests.support.webapp import Api, make_token
 
 @contextlib.contextmanager
 def statements(sm: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
-    """Every SQL statement run on the app's engine inside the block."""
+    """Every SQL statement run on the app's engine inside the block: through SQLAlchemy,
+    and on the driver connection itself (`nexus.db.raw`, seen by asyncpg's query logger
+    on every connection checked out meanwhile)."""
     engine = sm.kw["bind"].sync_engine
     seen: list[str] = []
+    drivers: list[Any] = []
 
     def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
 
+    def on_driver_query(record: Any) -> None:
+        seen.append(record.query)
+
+    def on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        driver = dbapi_conn.driver_connection
+        if driver not in drivers:
+            driver.add_query_logger(on_driver_query)
+            drivers.append(driver)
+
     event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine.pool, "checkout", on_checkout)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine.pool, "checkout", on_checkout)
+        for driver in drivers:
+            driver.remove_query_logger(on_driver_query)
 
 
 async def test_known_user_reads_are_one_statement_each(

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, Field
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 
 from nexus.errors import NotFound
 from nexus.jobs.machine import JobType
@@ -31,6 +31,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
 from web.pagination import Keyset, ListQuery, Paged, list_page
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 
 from nexus.deadletters import service as deadletters
 from nexus.errors import NotFound
@@ -25,6 +25,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import raises
 from web.pagination import BY_ID, ListQuery, Paged, after_id, list_page
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quart import Blueprint, request
-from quart_schema import validate_querystring, validate_response
+from quart_schema import validate_response
 
 from nexus.errors import InvalidRequest, NexusError
 from nexus.ingest import cancel
@@ -25,6 +25,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
 from web.pagination import ListQuery, Paged
+from web.querystring import validate_querystring
 from web.routes.backfill_jobs import JobFilterFields, job_page
 from web.routes.media import RetryOut, reset_media
 from web.state import nexus_state

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 
 from quart import Blueprint, g
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus.errors import Forbidden
@@ -34,6 +34,7 @@ from web.envelope import Data
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
 from web.pagination import BY_CREATED, After, ListQuery, Paged, list_page
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 

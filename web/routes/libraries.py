@@ -15,7 +15,6 @@ from typing import Any
 from quart import Blueprint, Response
 from quart_schema import (
     document_response,
-    validate_querystring,
     validate_request,
     validate_response,
 )
@@ -40,6 +39,7 @@ from web.envelope import Data, json_response, no_content
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises, responds
 from web.pagination import TIME_KEY, After, Keyset, ListQuery, Paged, after_key, list_page, page_of
+from web.querystring import validate_querystring
 from web.uow import read_as_viewer, unit_of_work
 
 bp = Blueprint("libraries", __name__)
@@ -92,9 +92,20 @@ async def list_libraries(query_args: ListQuery) -> Response:
         lambda conn, viewer: repo.list_libraries(conn, viewer, limit=query_args.limit, after=after)
     )
     items, page = page_of(rows, query_args.limit, "libraries", lambda r: (r.created_at, r.id))
-    return json_response(
-        Paged[LibraryOut](data=[LibraryOut.model_validate(r) for r in items], page=page)
-    )
+    return json_response({"data": [_library_dict(r) for r in items], "page": page})
+
+
+def _library_dict(view: repo.LibraryView) -> dict[str, Any]:
+    """Our own row as `LibraryOut` (its field order), not re-validated."""
+    return {
+        "id": view.id,
+        "name": view.name,
+        "owner_user_id": view.owner_user_id,
+        "is_default": view.is_default,
+        "role": view.role,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+    }
 
 
 @bp.post("/libraries")
@@ -175,7 +186,7 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
             conn, viewer, library_id, limit=query_args.limit, after=after
         )
     )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r.linked_at, r.id))
+    items, page = page_of(rows, query_args.limit, scope, lambda r: (r["linked_at"], r["id"]))
     return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 

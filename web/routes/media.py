@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from quart import Blueprint, Response, g
 from quart_schema import (
     document_response,
-    validate_querystring,
     validate_request,
     validate_response,
 )
@@ -30,6 +29,7 @@ from web.envelope import Data, json_response
 from web.idempotency import Reply, idempotent_unit_of_work
 from web.openapi import idempotent, links, raises
 from web.pagination import ListQuery, Page, after_key, page_of
+from web.querystring import validate_querystring
 from web.ratelimit import rate_limited
 from web.state import nexus_state
 from web.uow import read_as_viewer, unit_of_work
@@ -58,8 +58,8 @@ class FragmentsPage(BaseModel):
 @viewer_required
 async def get_media(media_id: uuid.UUID) -> Response:
     """Order: 400 id → merges followed → 404 E_MEDIA_NOT_FOUND (missing or not readable)."""
-    out = await read_as_viewer(lambda conn, viewer: media.get_media(conn, viewer, media_id))
-    return json_response(Data[MediaOut](data=out))
+    row = await read_as_viewer(lambda conn, viewer: media.readable_row(conn, viewer, media_id))
+    return json_response({"data": media.media_dict(row)})
 
 
 @bp.get("/media/<uuid:media_id>/fragments")
@@ -81,24 +81,15 @@ async def list_fragments(media_id: uuid.UUID, query_args: ListQuery) -> Response
             after_idx=int(after[0]) if after else None,
         )
     )
-    items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r.idx,))
+    items, page = page_of(result.rows, query_args.limit, scope, lambda r: (r["fragment_idx"],))
+    # Our own rows, in the `FragmentsPage` shape: not re-validated.
     return json_response(
-        FragmentsPage(
-            # Our own rows, typed by their columns: not re-validated.
-            data=[
-                FragmentOut.model_construct(
-                    id=r.id,
-                    idx=r.idx,
-                    canonical_text=r.canonical_text,
-                    html_sanitized=r.html_sanitized,
-                    created_at=r.created_at,
-                )
-                for r in items
-            ],
-            media_id=result.media.id,
-            capabilities=result.media.capabilities,
-            page=page,
-        )
+        {
+            "data": [media.fragment_dict(r) for r in items],
+            "media_id": result.media["id"],
+            "capabilities": media.capabilities_of(result.media),
+            "page": page,
+        }
     )
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_response
+from quart_schema import validate_response
 
 from nexus.jobs import relay
 from nexus.operators.roles import Role
@@ -21,6 +21,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import raises
 from web.pagination import BY_ID, ListQuery, Paged, after_id, list_page
+from web.querystring import validate_querystring
 
 bp = Blueprint("outbox", __name__, url_prefix="/internal")
 

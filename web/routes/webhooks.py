@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import validate_request, validate_response
 
 from nexus.operators.roles import Role
 from nexus.operators.service import OperatorIdentity
@@ -33,6 +33,7 @@ from web.auth import operator_required
 from web.envelope import Data
 from web.openapi import links, raises
 from web.pagination import BY_ID, Keyset, ListQuery, Paged, after_id, list_page
+from web.querystring import validate_querystring
 from web.state import nexus_state
 from web.uow import unit_of_work
 
