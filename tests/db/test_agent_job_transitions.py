@@ -24,7 +24,7 @@ from nexus.jobs.worker import JobPolicy, Outcome, run_job
 from nexus.messaging.messages import BackfillRequeueRequested
 from nexus.operations import jobs, service
 from nexus.sharing import backfill, requeue_bulk
-from tests.support import factories as f
+from tests.support import backfill_jobs
 
 SM = async_sessionmaker[AsyncSession]
 Counted = dict[tuple[str, str, str], float]
@@ -50,18 +50,12 @@ def counted(ctx: AgentContext) -> Counted:
 
 
 async def _job(sm: SM, status: str, **values: Any) -> dict[str, uuid.UUID]:
-    values = {"status": status, "attempts": 1, "updated_at": NOW - timedelta(minutes=1), **values}
-    if status in ("completed", "failed", "cancelled"):
-        values["finished_at"] = NOW
-    if status == "running":
-        values.update(
-            lease_token=uuid.uuid4(),
-            lease_owner="elsewhere",
-            lease_expires_at=NOW + timedelta(minutes=10),
-        )
-    async with transaction(sm) as s:
-        sc = await f.sharing_scenario(s, n_media=1)
-        return await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], **values)
+    values = backfill_jobs.values_for(
+        status, now=NOW, **{"updated_at": NOW - timedelta(minutes=1), **values}
+    )
+    if status == "cancelled":
+        values.setdefault("finished_at", NOW)
+    return await backfill_jobs.seed(sm, n_media=1, **values)
 
 
 async def _status(sm: SM, key: dict[str, uuid.UUID]) -> str:

@@ -29,7 +29,7 @@ from nexus.operations import jobs, service
 from nexus.operations.service import OperationDeps
 from nexus.sharing import requeue_bulk
 from tests.conftest import make_settings
-from tests.support import factories as f
+from tests.support import backfill_jobs
 
 SM = async_sessionmaker[AsyncSession]
 TOPICS = Topics.from_settings(make_settings())
@@ -39,23 +39,10 @@ COUNTERS = ("total", "processed", "requeued", "skipped_running", "not_found")
 
 
 async def _seed(sm: SM, status: str, *, age_s: float = 60, **values: Any) -> dict[str, uuid.UUID]:
-    values = {
-        "status": status,
-        "attempts": 1,
-        "updated_at": NOW - timedelta(seconds=age_s),
-        **values,
-    }
-    if status in ("completed", "failed"):
-        values["finished_at"] = NOW
-    if status == "running":
-        values.update(
-            lease_token=uuid.uuid4(),
-            lease_owner="elsewhere",
-            lease_expires_at=NOW + timedelta(minutes=10),
-        )
-    async with transaction(sm) as s:
-        sc = await f.sharing_scenario(s, n_media=1)
-        return await f.backfill_job(s, sc["d"], sc["s"], sc["viewer"], **values)
+    values = backfill_jobs.values_for(
+        status, now=NOW, updated_at=NOW - timedelta(seconds=age_s), **values
+    )
+    return await backfill_jobs.seed(sm, n_media=1, **values)
 
 
 async def _fixture(sm: SM, n_failed: int = 5) -> dict[str, list[dict[str, uuid.UUID]]]:
