@@ -53,8 +53,6 @@ async def _job(sm: SM, status: str, **values: Any) -> dict[str, uuid.UUID]:
     values = backfill_jobs.values_for(
         status, now=NOW, **{"updated_at": NOW - timedelta(minutes=1), **values}
     )
-    if status == "cancelled":
-        values.setdefault("finished_at", NOW)
     return await backfill_jobs.seed(sm, n_media=1, **values)
 
 

@@ -139,11 +139,14 @@ def values_for(
     **extra: Any,
 ) -> dict[str, Any]:
     """Column values of a job row consistent with `status`: a finished job has its
-    `finished_at`, a running one a live lease held by `lease_owner`."""
+    `finished_at` (a cancelled one its E_CANCELLED too), a running one a live lease held by
+    `lease_owner`."""
     now = now or datetime.now(UTC)
     values: dict[str, Any] = {"status": status, "attempts": attempts}
-    if status in ("completed", "failed"):
+    if status in ("completed", "failed", "cancelled"):
         values["finished_at"] = now
+    if status == "cancelled":
+        values["last_error_code"] = "E_CANCELLED"
     if status == "running":
         values.update(
             lease_token=uuid.uuid4(), lease_owner=lease_owner, lease_expires_at=now + lease_for

@@ -19,7 +19,7 @@ from nexus.ingest import jobs as ingest_jobs
 from nexus.messaging.topics import Topics
 from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.support.db import execute, one, rows
+from tests.support.db import one, rows
 from tests.support.webapp import Api, FakePublisher
 from tests.web.test_job_transition_metrics import counted
 
@@ -121,13 +121,7 @@ async def test_cancel_moves_the_job_to_cancelled_and_audits(
 async def test_cancel_of_a_finished_job_is_409_and_audited(
     api: Api, tokens: dict[str, str], sessionmaker: SM, finished: str
 ) -> None:
-    key = await _job(sessionmaker, "failed" if finished == "cancelled" else finished)
-    if finished == "cancelled":
-        await execute(
-            sessionmaker,
-            "UPDATE default_library_backfill_jobs SET status = 'cancelled' WHERE user_id = :u",
-            u=key["user_id"],
-        )
+    key = await _job(sessionmaker, finished)
     before = await _ledger(sessionmaker, "user_id", key["user_id"])
     r = await api.post(CANCEL, token=tokens["operator"], json=jobs.key_json(key, reason="why"))
     assert r.status_code == 409

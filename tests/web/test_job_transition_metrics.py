@@ -20,7 +20,7 @@ from nexus.messaging.topics import Topics
 from nexus.sharing import backfill
 from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
-from tests.support.library_api import User, execute
+from tests.support.library_api import User
 from tests.support.webapp import Api, AppFactory
 from tests.web.test_backfill_jobs import BULK, REQUEUE, _job
 from tests.web.test_media_retry import failed_media
@@ -52,14 +52,7 @@ async def counted(api: Api) -> Counted:
 async def test_http_requeue_counts_the_status_it_left(
     api: Api, tokens: dict[str, str], sessionmaker: SM, status: str
 ) -> None:
-    key = await _job(sessionmaker, "failed" if status == "cancelled" else status)
-    if status == "cancelled":
-        await execute(
-            sessionmaker,
-            "UPDATE default_library_backfill_jobs SET status = 'cancelled', "
-            "last_error_code = 'E_CANCELLED' WHERE user_id = :u",
-            u=key["user_id"],
-        )
+    key = await _job(sessionmaker, status)
     r = await api.post(REQUEUE, token=tokens["operator"], json=jobs.key_json(key))
     assert r.status_code == 200, await r.get_json()
     assert (await r.get_json())["data"]["idempotent"] is False
