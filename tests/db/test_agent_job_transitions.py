@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.context import AgentContext
@@ -54,15 +53,6 @@ async def _job(sm: SM, status: str, **values: Any) -> dict[str, uuid.UUID]:
         status, now=NOW, **{"updated_at": NOW - timedelta(minutes=1), **values}
     )
     return await backfill_jobs.seed(sm, n_media=1, **values)
-
-
-async def _status(sm: SM, key: dict[str, uuid.UUID]) -> str:
-    async with sm() as s:
-        status = await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": key["user_id"]},
-        )
-    return str(status)
 
 
 async def test_topic_requeue_is_counted_once_by_the_status_it_left(
@@ -149,5 +139,5 @@ async def test_a_rolled_back_reset_is_not_counted(ctx: AgentContext, sessionmake
             )
             assert result.job.status == "pending"
             raise RuntimeError("after the reset, before the commit")
-    assert await _status(sessionmaker, key) == "failed"
+    assert await backfill_jobs.status(sessionmaker, key) == "failed"
     assert counted(ctx) == {}

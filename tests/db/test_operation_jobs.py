@@ -105,15 +105,6 @@ async def _operation(sm: SM, operation_id: uuid.UUID) -> Any:
         ).one()
 
 
-async def _status(sm: SM, key: dict[str, uuid.UUID]) -> str:
-    async with sm() as s:
-        status = await s.scalar(
-            text("SELECT status FROM default_library_backfill_jobs WHERE user_id = :u"),
-            {"u": key["user_id"]},
-        )
-    return str(status)
-
-
 async def _rows(sm: SM, sql: str, **params: Any) -> list[Any]:
     async with sm() as s:
         return list(await s.execute(text(sql), params))
@@ -149,9 +140,9 @@ async def test_bulk_operation_requeues_in_steps_and_records_everything(sm: SM) -
     # Progress was saved after every step: 2 + 2 + 1 jobs, then an empty step ends it.
     assert [p["processed"] for p in seen] == [2, 4, 5]
     assert all(p["total"] == 5 for p in seen)
-    assert [await _status(sm, k) for k in jobs_["failed"]] == ["pending"] * 5
-    assert [await _status(sm, k) for k in jobs_["running"]] == ["running"] * 2
-    assert await _status(sm, jobs_["other"][0]) == "failed"
+    assert [await backfill_jobs.status(sm, k) for k in jobs_["failed"]] == ["pending"] * 5
+    assert [await backfill_jobs.status(sm, k) for k in jobs_["running"]] == ["running"] * 2
+    assert await backfill_jobs.status(sm, jobs_["other"][0]) == "failed"
 
     ledger = await _rows(
         sm,
@@ -290,7 +281,7 @@ async def test_jobs_changed_after_the_request_are_left_alone(sm: SM) -> None:
     assert await _run(sm, operation_id, _deps(sm, sleep=meanwhile)) == Outcome.COMPLETED
     op = await _operation(sm, operation_id)
     assert op.result == _result(total=5, processed=3, requeued=3, skipped_running=2)
-    assert await _status(sm, started) == "running"
+    assert await backfill_jobs.status(sm, started) == "running"
     assert str(requeued_elsewhere["user_id"]) not in await _resets(sm)
 
 

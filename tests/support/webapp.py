@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from quart import Quart
+from quart import Blueprint, Quart
 from quart.typing import TestClientProtocol
 
 from nexus.messaging.publisher import PublishError
@@ -91,3 +92,12 @@ class Api:
 
     async def post(self, path: str, **kwargs: Any) -> Any:
         return await self.request("POST", path, **kwargs)
+
+
+@asynccontextmanager
+async def serving(app: Quart, *blueprints: Blueprint) -> AsyncIterator[Api]:
+    """A client of `app` started with test-only `blueprints` added to its routes."""
+    for bp in blueprints:
+        app.register_blueprint(bp)
+    async with app.test_app():
+        yield Api(app.test_client())

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from nexus.errors import NexusError
 from tests.conftest import make_settings
 from tests.support.services import free_port
-from tests.support.webapp import Api, AppFactory, FakePublisher, make_token
+from tests.support.webapp import Api, AppFactory, FakePublisher, make_token, serving
 from web.app import create_app
 from web.envelope import Data, no_content
 from web.uow import unit_of_work
@@ -72,10 +72,8 @@ def _test_blueprint() -> Blueprint:
 
 @pytest.fixture
 async def tapi(build_app: AppFactory) -> object:
-    app = build_app()
-    app.register_blueprint(_test_blueprint())
-    async with app.test_app():
-        yield Api(app.test_client())
+    async with serving(build_app(), _test_blueprint()) as api:
+        yield api
 
 
 def _assert_error(payload: dict, code: str) -> dict:

@@ -21,7 +21,7 @@ from nexus.sharing import backfill
 from tests.support import backfill_jobs as jobs
 from tests.support import factories as f
 from tests.support.library_api import User
-from tests.support.webapp import Api, AppFactory
+from tests.support.webapp import Api, AppFactory, serving
 from tests.web.test_backfill_jobs import BULK, REQUEUE, _job
 from tests.web.test_media_retry import failed_media
 from tests.web.test_uploads import pdf_bytes, uploaded
@@ -166,10 +166,8 @@ def _failing_requeue() -> Blueprint:
 
 @pytest.fixture
 async def rollback_api(build_app: AppFactory) -> AsyncIterator[Api]:
-    app = build_app()
-    app.register_blueprint(_failing_requeue())
-    async with app.test_app():
-        yield Api(app.test_client())
+    async with serving(build_app(), _failing_requeue()) as api:
+        yield api
 
 
 async def test_a_rolled_back_reset_is_not_counted(rollback_api: Api, sessionmaker: SM) -> None:

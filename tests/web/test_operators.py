@@ -18,7 +18,7 @@ from nexus.operators.service import OperatorIdentity
 from nexus.sharing.models import BackfillJob
 from nexus.users.service import ensure_user
 from tests.support.operators import operator_token
-from tests.support.webapp import Api, AppFactory, make_token
+from tests.support.webapp import Api, AppFactory, make_token, serving
 from web.auth import operator_required
 from web.envelope import Data
 
@@ -36,10 +36,8 @@ def _ops_blueprint() -> Blueprint:
 
 @pytest.fixture
 async def oapi(build_app: AppFactory) -> AsyncIterator[Api]:
-    app = build_app()
-    app.register_blueprint(_ops_blueprint())
-    async with app.test_app():
-        yield Api(app.test_client())
+    async with serving(build_app(), _ops_blueprint()) as api:
+        yield api
 
 
 async def _error(api: Api, method: str, path: str, **kw: object) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from nexus.jobs.models import OutboxRow
 from nexus.jobs.outbox import enqueue
 from nexus.messaging.messages import IngestRequested
 from tests.support.processes import poll
-from tests.support.webapp import Api, AppFactory, FakePublisher
+from tests.support.webapp import Api, AppFactory, FakePublisher, serving
 from web.envelope import Data
 from web.request_ids import current_correlation_id, current_request_id
 from web.uow import unit_of_work
@@ -55,10 +55,8 @@ def _blueprint() -> Blueprint:
 
 
 async def _api(build_app: AppFactory, publisher: FakePublisher) -> AsyncIterator[Api]:
-    app = build_app(publisher=publisher)
-    app.register_blueprint(_blueprint())
-    async with app.test_app():
-        yield Api(app.test_client())
+    async with serving(build_app(publisher=publisher), _blueprint()) as api:
+        yield api
 
 
 @pytest.fixture
