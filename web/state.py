@@ -13,6 +13,7 @@ from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 
 if TYPE_CHECKING:
+    from nexus.db.readpool import ReadPool
     from web.metrics import HttpMetrics
     from web.tokens import TokenVerifier
 
@@ -30,6 +31,8 @@ class NexusState:
     marks: PublishedMarks | None = None
     # Endpoints that do not require the internal header (extend with `internal_exempt`).
     internal_exempt_endpoints: set[str] = field(default_factory=set)
+    # The hot reads' own asyncpg pool (`web.uow.reading`); None: they use the engine's.
+    read_pool: ReadPool | None = None
 
 
 def nexus_state(app: Quart | None = None) -> NexusState:

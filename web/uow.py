@@ -110,8 +110,12 @@ def reading() -> contextlib.AbstractAsyncContextManager[DriverReader]:
     """A pooled connection for a read-only request, used through the driver: no ORM
     session, no BEGIN/COMMIT round trips (each statement sees its own snapshot, as it
     would in the READ COMMITTED transaction of a unit of work), no SQLAlchemy layers
-    (`nexus.db.raw`). Only for views that write nothing."""
-    return driver_reading(nexus_state().sessionmaker)
+    (`nexus.db.raw`), taken from the app's read pool (`nexus.db.readpool`) when it has one.
+    Only for views that write nothing."""
+    state = nexus_state()
+    if state.read_pool is not None:
+        return state.read_pool.reading()
+    return driver_reading(state.sessionmaker)
 
 
 async def read_as_viewer(read: Callable[[DriverReader, uuid.UUID], Awaitable[T]]) -> T:
