@@ -32,7 +32,7 @@ from web.converters import IdConverter, UUIDConverter, reject_invalid_path_param
 from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
-from web.metrics import HttpMetrics
+from web.metrics import HttpMetrics, ReadPoolCollector
 from web.openapi_doc import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
@@ -119,6 +119,7 @@ def create_app(
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
         read_pool=read_pool,
     )
+    state.metrics.add(ReadPoolCollector(read_pool))
     app.extensions[EXTENSION_KEY] = state
 
     _install_hooks(app)

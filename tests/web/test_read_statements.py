@@ -109,3 +109,12 @@ async def test_a_read_repairs_a_missing_membership(
             select(func.count()).select_from(Library).where(Library.owner_user_id == sub)
         )
     assert (members, libraries) == (1, 1)
+
+
+async def test_the_read_pool_is_in_the_metrics(app: Quart, api: Api) -> None:
+    assert (await api.get("/libraries", token=make_token(uuid.uuid4()))).status_code == 200
+    body = (await (await api.get("/metrics")).get_data()).decode()
+    size = nexus_state(app).settings.database_pool_size
+    assert f"nexus_db_read_pool_size {float(size)}" in body
+    assert "nexus_db_read_pool_checked_out 0.0" in body
+    assert "nexus_db_pool_checked_out " in body
