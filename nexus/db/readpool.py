@@ -2,25 +2,27 @@
 
 `nexus.db.raw` ran those reads on the driver connection of a SQLAlchemy pool checkout:
 the checkout and return alone cost ~55 us of CPU per request (bench/api.py,
-docs/performance.md). This pool hands out asyncpg connections directly. Its connections
-are all opened at start (min_size = max_size), never closed for idleness or a query
-count, and return to the pool with no reset statement (these reads begin no transaction
-and set nothing on the session), so the steady state opens no PostgreSQL backend and
-adds no round trip. A connection that failed or was cut half-way by the request
-deadline is discarded once asyncpg has cancelled its statement on the server; the pool
-opens a new one on the next acquire. As the engine's pool does, a connection idle for
-longer than `nexus.db.engine.PING_AFTER_IDLE_SECONDS` is pinged before use and replaced
-if the ping fails (a server restart or a killed backend), so only a connection that dies
-while in steady use fails its statement. Failures become domain errors (503) like
+docs/performance.md). asyncpg's own `Pool` costs as much (a task per release, timeouts,
+a reset hook), so this is a small pool of plain asyncpg connections: taking a free one
+and putting it back await nothing. Its connections are all opened at start (`open`),
+never closed for idleness or a query count, and go back with no reset statement (these
+reads begin no transaction and set nothing on the session), so the steady state opens no
+PostgreSQL backend and adds no round trip; asyncpg keeps each connection's prepared
+statements. A connection that failed or was cut half-way by the request deadline is
+closed (asyncpg first cancels its statement on the server) and a later read opens
+another. As the engine's pool does, a connection idle for longer than
+`nexus.db.engine.PING_AFTER_IDLE_SECONDS` is pinged before use and replaced if the ping
+fails (a server restart or a killed backend), so only a connection that dies while in
+steady use fails its statement. Failures become domain errors (503) like
 `nexus.db.raw`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,13 +38,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 ACQUIRE_TIMEOUT_SECONDS = 10.0
 APPLICATION_NAME = "nexus"
 # Bounds the wait for a cancelled statement before its connection is dropped anyway.
-RELEASE_TIMEOUT_SECONDS = 2.0
+CLOSE_TIMEOUT_SECONDS = 2.0
 
 QueryLogger = Callable[[Any], None]
-
-
-class _Discard(Exception):
-    """Raised by the pool's reset hook so asyncpg terminates the connection."""
 
 
 def asyncpg_dsn(url: URL) -> str:
@@ -56,41 +54,65 @@ class ReadPool:
     def __init__(self, dsn: str, size: int) -> None:
         self._dsn = dsn
         self.size = max(1, size)
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
-        # Connections to drop at release (their statement failed or was cut half-way).
-        self._broken: weakref.WeakSet[Any] = weakref.WeakSet()
-        # When each connection went back to the pool (for the ping after an idle gap).
-        self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        # Free connections with when each came back (for the ping after an idle gap).
+        self._free: collections.deque[tuple[asyncpg.Connection, float]] = collections.deque()
+        # Reads waiting for a connection: given one, or None to open one themselves.
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
+            collections.deque()
+        )
+        self._opened = 0  # connections open or being opened
+        self._started = False
+        self._closing: set[asyncio.Task[None]] = set()
         self._loggers: list[QueryLogger] = []
         self.checked_out = 0
 
-    async def open(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self.size,
-                    max_size=self.size,
-                    # Never close a connection for its age or use: a new one is a backend fork.
-                    max_queries=2**62,
-                    max_inactive_connection_lifetime=0,
-                    reset=self._reset,
-                    timeout=CONNECT_TIMEOUT_SECONDS,
-                    server_settings={"application_name": APPLICATION_NAME},
-                )
-            return self._pool
+    async def open(self) -> None:
+        """Open every connection (a failure closes those opened and is raised)."""
+        if self._started:
+            return
+        self._started = True
+        missing = self.size - self._opened
+        self._opened += missing
+        results = await asyncio.gather(
+            *(self._connect() for _ in range(missing)), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+                self._put_back(None)
+            else:
+                self._put_back(result)  # reads that came meanwhile are waiting for it
+        if failure is not None:
+            self._started = False
+            await self.close()
+            raise failure
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        free = [con for con, _ in self._free]
+        self._free.clear()
+        self._opened -= len(free)
+        await asyncio.gather(*(self._close(con) for con in free))
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        self._started = False
 
-    async def _reset(self, connection: Any) -> None:
-        # Called at release, after asyncpg waited for a cancelled statement to end.
-        if connection in self._broken:
-            raise _Discard
-        self._last_used[connection] = time.monotonic()
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+
+    @staticmethod
+    async def _close(con: asyncpg.Connection) -> None:
+        # Graceful first: asyncpg waits for a statement it cancelled half-way, so the
+        # server does not go on running it for nobody.
+        try:
+            await con.close(timeout=CLOSE_TIMEOUT_SECONDS)
+        except BaseException:
+            con.terminate()
+            raise
 
     def add_query_logger(self, logger: QueryLogger) -> None:
         """Log every statement run on this pool's connections (tests count them)."""
@@ -104,46 +126,95 @@ class ReadPool:
         """A connection of this pool for statements that write nothing (no transaction:
         each statement sees its own snapshot)."""
         async with translate_db_errors():
-            pool = self._pool or await self.open()
-            proxy = await self._acquire(pool)
+            if not self._started:
+                await self.open()
+            con = await self._acquire()
         self.checked_out += 1
-        reader = DriverReader(proxy)
+        reader = DriverReader(con)
         loggers = self._loggers
-        if loggers:
-            for logger in loggers:
-                proxy.add_query_logger(logger)
+        for logger in loggers:
+            con.add_query_logger(logger)
         try:
             yield reader
         finally:
             self.checked_out -= 1
-            if loggers:
-                for logger in loggers:
-                    proxy.remove_query_logger(logger)
-            await self._release(pool, proxy, reader.broken)
+            for logger in loggers:
+                con.remove_query_logger(logger)
+            self._release(con, reader.broken)
 
-    async def _acquire(self, pool: asyncpg.Pool) -> Any:
-        # Ends: a connection that fails its ping is replaced by a new one, never pinged.
+    async def _acquire(self) -> asyncpg.Connection:
         while True:
-            proxy = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
-            last = self._last_used.get(proxy._con)
-            if last is None or time.monotonic() - last < engine_module.PING_AFTER_IDLE_SECONDS:
-                return proxy
+            taken = await self._take()
+            if taken is None:
+                return await self._open_one()
+            con, last = taken
+            if time.monotonic() - last < engine_module.PING_AFTER_IDLE_SECONDS:
+                return con
             try:
-                await proxy.fetchval("SELECT 1")
+                await con.fetchval("SELECT 1")
             except BaseException as exc:
-                await self._release(pool, proxy, broken=True)
+                self._release(con, broken=True)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            return proxy
+            return con
 
-    async def _release(self, pool: asyncpg.Pool, proxy: Any, broken: bool) -> None:
-        connection = proxy._con  # None once asyncpg saw it close and took it back
-        if connection is None:
-            return
-        if broken:
-            self._broken.add(connection)
-        with contextlib.suppress(Exception):
-            # On failure asyncpg has terminated the connection (a broken one: on purpose);
-            # the pool opens another on a later acquire, and the read itself is done.
-            await pool.release(proxy, timeout=RELEASE_TIMEOUT_SECONDS)
+    async def _take(self) -> tuple[asyncpg.Connection, float] | None:
+        """A free connection and when it came back, or None: open one."""
+        if self._free:
+            return self._free.pop()
+        if self._opened < self.size:
+            self._opened += 1
+            return None
+        waiter: asyncio.Future[asyncpg.Connection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(ACQUIRE_TIMEOUT_SECONDS):
+                con = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # Handed over just as the wait ended: pass it on.
+                self._put_back(waiter.result())
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        # Handed over by a read that just used it.
+        return None if con is None else (con, time.monotonic())
+
+    async def _open_one(self) -> asyncpg.Connection:
+        try:
+            return await self._connect()
+        except BaseException:
+            self._put_back(None)
+            raise
+
+    def _release(self, con: asyncpg.Connection, broken: bool) -> None:
+        if broken or con.is_closed():
+            task = asyncio.ensure_future(self._close(con))
+            self._closing.add(task)
+            task.add_done_callback(self._closed)
+            self._put_back(None)
+        else:
+            self._put_back(con)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed close only ends a dead connection
+
+    def _put_back(self, con: asyncpg.Connection | None) -> None:
+        """`con` back to a waiting read or to the free list; None: a connection less
+        (the first waiting read opens one)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(con)
+                return
+        if con is None:
+            self._opened -= 1
+        else:
+            self._free.append((con, time.monotonic()))

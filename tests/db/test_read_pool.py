@@ -135,3 +135,28 @@ async def test_an_unreachable_database_is_503(db_url: str) -> None:
         assert raised.value.code == "E_DEPENDENCY_UNAVAILABLE"
     finally:
         await pool.close()
+
+
+async def test_reads_beyond_the_pool_size_wait_for_its_connections(db_url: str) -> None:
+    """More reads in flight than connections: they take turns on the same two backends,
+    and one cut half-way hands its place to a new connection."""
+    pool = ReadPool(asyncpg_dsn(make_url(db_url)), size=2)
+    await pool.open()
+    try:
+        sleepy = Statement("SELECT pg_backend_pid() AS pid, pg_sleep(0.02)")
+
+        async def read() -> int:
+            async with pool.reading() as reader:
+                (row,) = await fetch(reader, sleepy, {})
+                return int(row["pid"])
+
+        first = set(await asyncio.gather(*(read() for _ in range(12))))
+        assert len(first) == 2
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2), pool.reading() as reader:
+                await fetch(reader, Statement("SELECT pg_sleep(60)"), {})
+        after = set(await asyncio.gather(*(read() for _ in range(12))))
+        assert len(after) == 2 and len(after & first) == 1
+        assert pool.checked_out == 0
+    finally:
+        await pool.close()
