@@ -4,8 +4,9 @@
 the checkout and return alone cost ~55 us of CPU per request (bench/api.py,
 docs/performance.md). asyncpg's own `Pool` costs as much (a task per release, timeouts,
 a reset hook), so this is a small pool of plain asyncpg connections: taking a free one
-and putting it back await nothing. Its connections are all opened at start (`open`),
-never closed for idleness or a query count, and go back with no reset statement (these
+and putting it back await nothing. Its connections are opened at start (`open`), or by
+the reads that first need them up to the pool size (apps on a caller's engine: tests),
+and never closed for idleness or a query count, and go back with no reset statement (these
 reads begin no transaction and set nothing on the session), so the steady state opens no
 PostgreSQL backend and adds no round trip; asyncpg keeps each connection's prepared
 statements. A connection that failed or was cut half-way by the request deadline is
@@ -49,7 +50,8 @@ def asyncpg_dsn(url: URL) -> str:
 
 
 class ReadPool:
-    """See the module docstring. Opened by `open()` (at app start) or by the first read."""
+    """See the module docstring. `open()` opens every connection (at app start); without
+    it, reads open them as they need them, up to `size`, and keep them."""
 
     def __init__(self, dsn: str, size: int) -> None:
         self._dsn = dsn
@@ -61,16 +63,12 @@ class ReadPool:
             collections.deque()
         )
         self._opened = 0  # connections open or being opened
-        self._started = False
         self._closing: set[asyncio.Task[None]] = set()
         self._loggers: list[QueryLogger] = []
         self.checked_out = 0
 
     async def open(self) -> None:
         """Open every connection (a failure closes those opened and is raised)."""
-        if self._started:
-            return
-        self._started = True
         missing = self.size - self._opened
         self._opened += missing
         results = await asyncio.gather(
@@ -84,7 +82,6 @@ class ReadPool:
             else:
                 self._put_back(result)  # reads that came meanwhile are waiting for it
         if failure is not None:
-            self._started = False
             await self.close()
             raise failure
 
@@ -95,7 +92,6 @@ class ReadPool:
         await asyncio.gather(*(self._close(con) for con in free))
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
-        self._started = False
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
@@ -126,8 +122,6 @@ class ReadPool:
         """A connection of this pool for statements that write nothing (no transaction:
         each statement sees its own snapshot)."""
         async with translate_db_errors():
-            if not self._started:
-                await self.open()
             con = await self._acquire()
         self.checked_out += 1
         reader = DriverReader(con)
