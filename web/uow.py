@@ -22,7 +22,7 @@ from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus import tracing
-from nexus.db.raw import DriverReader, driver_reading
+from nexus.db.raw import DriverReader
 from nexus.db.tx import transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from nexus.metrics import JobTransition, count_transitions, noted_transitions
@@ -112,10 +112,7 @@ def reading() -> contextlib.AbstractAsyncContextManager[DriverReader]:
     would in the READ COMMITTED transaction of a unit of work), no SQLAlchemy layers
     (`nexus.db.raw`), taken from the app's read pool (`nexus.db.readpool`) when it has one.
     Only for views that write nothing."""
-    state = nexus_state()
-    if state.read_pool is not None:
-        return state.read_pool.reading()
-    return driver_reading(state.sessionmaker)
+    return nexus_state().reading()
 
 
 async def read_as_viewer(read: Callable[[DriverReader, uuid.UUID], Awaitable[T]]) -> T:
