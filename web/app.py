@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from nexus.config import Settings, load_settings
 from nexus.db.engine import make_engine, make_sessionmaker
+from nexus.db.readpool import ReadPool, asyncpg_dsn
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 from runtime.kafka import KafkaPublisher
@@ -31,7 +32,7 @@ from web.converters import IdConverter, UUIDConverter, reject_invalid_path_param
 from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
 from web.json import install_strict_json
-from web.metrics import HttpMetrics
+from web.metrics import HttpMetrics, ReadPoolCollector
 from web.openapi_doc import NexusOpenAPIProvider
 from web.routes import (
     backfill_jobs,
@@ -103,6 +104,7 @@ def create_app(
             settings, timeout_seconds=settings.publish_timeout_seconds
         )
 
+    read_pool = ReadPool(asyncpg_dsn(sessionmaker.kw["bind"].url), size=settings.database_pool_size)
     state = NexusState(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -115,7 +117,9 @@ def create_app(
         ),
         marks=PublishedMarks(sessionmaker),
         internal_exempt_endpoints=set(_SCHEMA_ENDPOINTS),
+        read_pool=read_pool,
     )
+    state.metrics.add(ReadPoolCollector(read_pool))
     app.extensions[EXTENSION_KEY] = state
 
     _install_hooks(app)
@@ -148,6 +152,7 @@ def create_app(
         # asking a broker that auto-creates before they did would create them wrong.
         if owns_publisher and isinstance(publisher, KafkaPublisher):
             warm_up.append(asyncio.ensure_future(publisher.warm_up()))
+        await _open_read_pool(read_pool, ours=engine is not None)
 
     @app.after_serving
     async def _shutdown() -> None:
@@ -160,10 +165,23 @@ def create_app(
             close = getattr(state.publisher, "close", None)
             if close is not None:
                 await close()
+        await read_pool.close()
         if engine is not None:
             await engine.dispose()
 
     return app
+
+
+async def _open_read_pool(read_pool: ReadPool, *, ours: bool) -> None:
+    # On a caller's engine (tests) its connections are opened as reads need them.
+    if not ours:
+        return
+    try:
+        await read_pool.open()
+    except Exception as exc:
+        # The API serves without the database too (503s, /ready says so); the first read
+        # opens the pool once the database answers.
+        log.warning("read pool not opened at start", error=type(exc).__name__)
 
 
 def _responses_skip_schema_conversion(app: Quart) -> None:

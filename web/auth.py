@@ -18,7 +18,6 @@ import structlog
 from quart import current_app, g, request
 
 from nexus import ratelimit
-from nexus.db.raw import driver_reading
 from nexus.db.tx import autocommit, transaction
 from nexus.errors import NexusError, Unauthenticated
 from nexus.operators.roles import Role
@@ -93,7 +92,7 @@ async def authenticate_user() -> CurrentUser:
     user_id = await state.verifier.verify(bearer_token())
     # The common case (already bootstrapped) is one SELECT without a transaction; only a
     # user with something missing pays for one.
-    async with driver_reading(state.sessionmaker) as reader:
+    async with state.reading() as reader:
         library_id = await default_library_of(reader, user_id)
     if library_id is not None:
         user = CurrentUser(user_id=user_id, default_library_id=library_id)

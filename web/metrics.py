@@ -7,11 +7,17 @@ status is the one this app answered.
 
 from __future__ import annotations
 
-from typing import Unpack
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Unpack
 
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from runtime.metrics import Metrics, MetricsOptions
+
+if TYPE_CHECKING:
+    from nexus.db.readpool import ReadPool
 
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "other"
@@ -60,3 +66,26 @@ class HttpMetrics(Metrics):
             )
         series[0].inc()
         series[1].observe(seconds)
+
+
+class ReadPoolCollector(Collector):
+    """The hot reads' own pool (`nexus.db.readpool`), beside the engine's pool gauges."""
+
+    def __init__(self, pool: ReadPool) -> None:
+        self._pool = pool
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterable[Metric]:
+        for name, doc, value in (
+            ("nexus_db_read_pool_size", "Connections the read pool keeps open.", self._pool.size),
+            (
+                "nexus_db_read_pool_checked_out",
+                "Read pool connections in use now.",
+                self._pool.checked_out,
+            ),
+        ):
+            family = GaugeMetricFamily(name, doc)
+            family.add_metric([], float(value))
+            yield family

@@ -22,7 +22,7 @@ from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nexus import tracing
-from nexus.db.raw import DriverReader, driver_reading
+from nexus.db.raw import DriverReader
 from nexus.db.tx import transaction
 from nexus.jobs.outbox import Enqueued, PublishReport, enqueued, publish_enqueued
 from nexus.metrics import JobTransition, count_transitions, noted_transitions
@@ -110,8 +110,9 @@ def reading() -> contextlib.AbstractAsyncContextManager[DriverReader]:
     """A pooled connection for a read-only request, used through the driver: no ORM
     session, no BEGIN/COMMIT round trips (each statement sees its own snapshot, as it
     would in the READ COMMITTED transaction of a unit of work), no SQLAlchemy layers
-    (`nexus.db.raw`). Only for views that write nothing."""
-    return driver_reading(nexus_state().sessionmaker)
+    (`nexus.db.raw`), taken from the app's read pool (`nexus.db.readpool`) when it has one.
+    Only for views that write nothing."""
+    return nexus_state().reading()
 
 
 async def read_as_viewer(read: Callable[[DriverReader, uuid.UUID], Awaitable[T]]) -> T:

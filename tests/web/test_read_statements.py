@@ -8,18 +8,23 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from quart import Quart
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.libraries.models import Library, Membership
 from tests.support.webapp import Api, make_token
+from web.state import nexus_state
 
 
 @contextlib.contextmanager
-def statements(sm: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
-    """Every SQL statement run on the app's engine inside the block: through SQLAlchemy,
-    and on the driver connection itself (`nexus.db.raw`, seen by asyncpg's query logger
-    on every connection checked out meanwhile)."""
+def statements(sm: async_sessionmaker[AsyncSession], app: Quart) -> Iterator[list[str]]:
+    """Every SQL statement run by the app inside the block: on its engine through
+    SQLAlchemy, on the engine's driver connections (`nexus.db.raw`, seen by asyncpg's
+    query logger on every connection checked out meanwhile) and on its read pool
+    (`nexus.db.readpool`)."""
+    read_pool = nexus_state(app).read_pool
+    assert read_pool is not None
     engine = sm.kw["bind"].sync_engine
     seen: list[str] = []
     drivers: list[Any] = []
@@ -38,17 +43,19 @@ def statements(sm: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
 
     event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine.pool, "checkout", on_checkout)
+    read_pool.add_query_logger(on_driver_query)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
         event.remove(engine.pool, "checkout", on_checkout)
+        read_pool.remove_query_logger(on_driver_query)
         for driver in drivers:
             driver.remove_query_logger(on_driver_query)
 
 
 async def test_known_user_reads_are_one_statement_each(
-    api: Api, sessionmaker: async_sessionmaker[AsyncSession]
+    app: Quart, api: Api, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     sub = uuid.uuid4()
     token = make_token(sub)
@@ -61,7 +68,7 @@ async def test_known_user_reads_are_one_statement_each(
         (f"/media/{uuid.uuid4()}", 404),
         (f"/media/{uuid.uuid4()}/fragments", 404),
     ):
-        with statements(sessionmaker) as seen:
+        with statements(sessionmaker, app) as seen:
             r = await api.get(path, token=token)
         assert r.status_code == status, path
         assert len(seen) == 1, (path, seen)
@@ -102,3 +109,12 @@ async def test_a_read_repairs_a_missing_membership(
             select(func.count()).select_from(Library).where(Library.owner_user_id == sub)
         )
     assert (members, libraries) == (1, 1)
+
+
+async def test_the_read_pool_is_in_the_metrics(app: Quart, api: Api) -> None:
+    assert (await api.get("/libraries", token=make_token(uuid.uuid4()))).status_code == 200
+    body = (await (await api.get("/metrics")).get_data()).decode()
+    size = nexus_state(app).settings.database_pool_size
+    assert f"nexus_db_read_pool_size {float(size)}" in body
+    assert "nexus_db_read_pool_checked_out 0.0" in body
+    assert "nexus_db_pool_checked_out " in body
