@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import asyncpg
 import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from nexus.db import engine as engine_module
 from nexus.db.engine import make_engine
 from tests.conftest import make_settings
+from tests.support.db import backend_gone
 from tests.support.processes import poll
-from tests.support.services import asyncpg_dsn
 
 EngineFactory = Callable[[float], AbstractAsyncContextManager[AsyncEngine]]
 
@@ -41,18 +40,7 @@ async def _backend_pid(eng: AsyncEngine) -> int:
 
 
 async def _kill(db_name: str, pid: int) -> None:
-    """Terminate a backend and wait until it is gone (the signal is asynchronous)."""
-    admin = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-
-        async def gone() -> bool:
-            n = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
-            return n == 0
-
-        await poll(gone, deadline_s=10, what="the backend to exit")
-    finally:
-        await admin.close()
+    await backend_gone(db_name, pid, terminate=True)
 
 
 async def test_a_connection_killed_while_idle_is_replaced_without_an_error(

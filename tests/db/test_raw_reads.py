@@ -17,8 +17,7 @@ from nexus.db.engine import make_engine, make_sessionmaker
 from nexus.db.raw import Statement, driver_reading, fetch
 from nexus.errors import NexusError
 from tests.conftest import make_settings
-from tests.support.processes import poll
-from tests.support.services import asyncpg_dsn
+from tests.support.db import backend_gone
 
 BACKEND = Statement("SELECT pg_backend_pid() AS pid")
 
@@ -89,29 +88,14 @@ async def test_a_statement_cut_half_way_does_not_return_its_connection(
         async with asyncio.timeout(0.2), driver_reading(one_conn) as reader:
             await fetch(reader, Statement("SELECT pg_sleep(60)"), {})
     assert await _pid(one_conn) != before
-    admin = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-
-        async def gone() -> bool:
-            alive = await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", before
-            )
-            return alive == 0
-
-        await poll(gone, deadline_s=10, what="the abandoned backend to end")
-    finally:
-        await admin.close()
+    await backend_gone(db_name, before)  # the server does not run it on for nobody
 
 
 async def test_a_killed_backend_is_503_and_replaced(
     one_conn: async_sessionmaker[AsyncSession], db_name: str
 ) -> None:
     before = await _pid(one_conn)
-    admin = await asyncpg.connect(asyncpg_dsn(db_name))
-    try:
-        await admin.execute("SELECT pg_terminate_backend($1)", before)
-    finally:
-        await admin.close()
+    await backend_gone(db_name, before, terminate=True)
     with pytest.raises(NexusError) as raised:
         async with driver_reading(one_conn) as reader:
             await fetch(reader, BACKEND, {})

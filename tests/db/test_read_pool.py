@@ -16,8 +16,7 @@ from nexus.db import engine as engine_module
 from nexus.db.raw import Statement, fetch
 from nexus.db.readpool import ReadPool, asyncpg_dsn
 from nexus.errors import NexusError
-from tests.support.processes import poll
-from tests.support.services import asyncpg_dsn as admin_dsn
+from tests.support.db import backend_gone
 
 BACKEND = Statement("SELECT pg_backend_pid() AS pid")
 
@@ -42,11 +41,7 @@ async def _pid(pool: ReadPool) -> int:
 
 
 async def _kill(db_name: str, pid: int) -> None:
-    admin = await asyncpg.connect(admin_dsn(db_name))
-    try:
-        await admin.execute("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
+    await backend_gone(db_name, pid, terminate=True)
 
 
 def test_the_engine_url_becomes_a_libpq_dsn_with_its_password_and_query() -> None:
@@ -90,18 +85,7 @@ async def test_a_statement_cut_half_way_does_not_return_its_connection(
         async with asyncio.timeout(0.2), one_conn.reading() as reader:
             await fetch(reader, Statement("SELECT pg_sleep(60)"), {})
     assert await _pid(one_conn) != before
-    admin = await asyncpg.connect(admin_dsn(db_name))
-    try:
-
-        async def gone() -> bool:
-            alive = await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", before
-            )
-            return alive == 0
-
-        await poll(gone, deadline_s=10, what="the abandoned backend to end")
-    finally:
-        await admin.close()
+    await backend_gone(db_name, before)  # the server does not run it on for nobody
 
 
 async def test_a_backend_killed_in_steady_use_is_503_and_replaced(

@@ -11,8 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.support.processes import poll
+from tests.support.services import asyncpg_dsn
 
 Db = AsyncSession | async_sessionmaker[AsyncSession]
 
@@ -58,3 +62,20 @@ async def execute(db: Db, sql: str, **params: Any) -> None:
         return
     async with db() as s, s.begin():
         await s.execute(text(sql), params)
+
+
+async def backend_gone(db_name: str, pid: int, *, terminate: bool = False) -> None:
+    """Wait until PostgreSQL backend `pid` of `db_name` has exited, terminating it first
+    when asked (`pg_terminate_backend` only signals: the backend ends a moment later)."""
+    admin = await asyncpg.connect(asyncpg_dsn(db_name))
+    try:
+        if terminate:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+        async def gone() -> bool:
+            n = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+            return n == 0
+
+        await poll(gone, deadline_s=10, what=f"backend {pid} to exit")
+    finally:
+        await admin.close()
