@@ -10,7 +10,7 @@ from quart import Quart, current_app
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.config import Settings
-from nexus.db.raw import DriverReader, driver_reading
+from nexus.db.raw import DriverReader
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
 
@@ -29,19 +29,16 @@ class NexusState:
     publisher: Publisher
     verifier: TokenVerifier
     metrics: HttpMetrics
+    # The hot reads' own asyncpg pool (`web.uow.reading`).
+    read_pool: ReadPool
     # Published outbox rows are marked in batches (None: one statement per request).
     marks: PublishedMarks | None = None
     # Endpoints that do not require the internal header (extend with `internal_exempt`).
     internal_exempt_endpoints: set[str] = field(default_factory=set)
-    # The hot reads' own asyncpg pool (`web.uow.reading`); None: they use the engine's.
-    read_pool: ReadPool | None = None
 
     def reading(self) -> contextlib.AbstractAsyncContextManager[DriverReader]:
-        """A connection for statements that write nothing: the read pool's, else one of
-        the engine's pool used through the driver (`nexus.db.raw`)."""
-        if self.read_pool is not None:
-            return self.read_pool.reading()
-        return driver_reading(self.sessionmaker)
+        """A connection of the read pool for statements that write nothing."""
+        return self.read_pool.reading()
 
 
 def nexus_state(app: Quart | None = None) -> NexusState:

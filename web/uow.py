@@ -110,8 +110,8 @@ def reading() -> contextlib.AbstractAsyncContextManager[DriverReader]:
     """A pooled connection for a read-only request, used through the driver: no ORM
     session, no BEGIN/COMMIT round trips (each statement sees its own snapshot, as it
     would in the READ COMMITTED transaction of a unit of work), no SQLAlchemy layers
-    (`nexus.db.raw`), taken from the app's read pool (`nexus.db.readpool`) when it has one.
-    Only for views that write nothing."""
+    (`nexus.db.raw`), taken from the app's read pool (`nexus.db.readpool`). Only for views
+    that write nothing."""
     return nexus_state().reading()
 
 

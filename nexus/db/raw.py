@@ -1,35 +1,30 @@
-"""Reads on the driver connection (asyncpg) itself, checked out of the engine's pool.
+"""Reads on an asyncpg connection itself, without SQLAlchemy's layers.
 
 The API's hottest reads are one statement each. Run through SQLAlchemy's `Connection`,
 `text()` and `Result` layers, that statement cost more of the worker's CPU than the
 database round trip itself (bench/api.py, docs/performance.md). Here the statement goes
-straight to asyncpg on a connection of the same pool (same size, same ping after an idle
-gap, no extra PostgreSQL backends): asyncpg prepares it once per connection and keeps it
-in its statement cache, so a read is one round trip, and its rows are asyncpg records
-(read by column name).
+straight to asyncpg on a connection of the read pool (`nexus.db.readpool`): asyncpg
+prepares it once per connection and keeps it in its statement cache, so a read is one
+round trip, and its rows are asyncpg records (read by column name).
 
 A statement is written once, with `:name` parameters (`Statement`), and runs on either
-kind of executor (`fetch`): the driver connection of a read (`driver_reading`) or a
-SQLAlchemy session/connection inside a unit of work. Failures are translated like
+kind of executor (`fetch`): a read pool connection (`DriverReader`) or a SQLAlchemy
+session/connection inside a unit of work. Failures are translated like
 `translate_db_errors`; a connection that failed or was interrupted mid-statement (the
-request deadline) is invalidated, so the pool never hands it out again (and a statement
-cut half-way is cancelled on the server, as through SQLAlchemy).
+request deadline) is marked broken, so the pool closes it instead of handing it out again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import TextClause, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from nexus.db.errors import is_connection_error, translate, translate_db_errors
+from nexus.db.errors import is_connection_error, translate
 
 # `:name` (not the `::` of a cast, not inside a word).
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -98,33 +93,3 @@ async def fetch(
         return rows
     result = await executor.execute(statement.text, dict(params))
     return cast(Sequence[Row], result.mappings().all())
-
-
-@contextlib.asynccontextmanager
-async def driver_reading(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[DriverReader]:
-    """A connection of `sessionmaker`'s pool for statements that write nothing, used through
-    asyncpg: no transaction (each statement sees its own snapshot, as in the READ COMMITTED
-    transaction of a unit of work) and no SQLAlchemy layers."""
-    engine = sessionmaker.kw["bind"].sync_engine
-    dbapi_error = engine.dialect.loaded_dbapi.Error
-    async with translate_db_errors():
-        try:
-            # In a greenlet: the checkout may open a connection or ping an idle one.
-            pooled = await greenlet_spawn(engine.pool.connect)
-        except dbapi_error as exc:
-            # Wrapped as SQLAlchemy's own `connect()` would (then translated: 503).
-            raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect) from exc
-    reader = DriverReader(pooled.driver_connection)
-    try:
-        yield reader
-    finally:
-        if reader.broken:
-            # As SQLAlchemy invalidates its own: in a greenlet, a graceful close (at most
-            # 2 s) that first lets asyncpg cancel a statement cut half-way, so the server
-            # does not go on running it for nobody.
-            await greenlet_spawn(pooled.invalidate)
-        else:
-            # No transaction was begun on it, so returning it awaits nothing.
-            pooled.close()
