@@ -53,7 +53,19 @@ async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def upload_and_settle(http: httpx.AsyncClient, path: Path) -> dict[str, Any]:
+@pytest_asyncio.fixture
+async def bare(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The pre-signed URLs' client: no internal header, no JWT. One for the whole test: a
+    client built per upload (each loads its TLS context) held this loop long enough, on a
+    loaded machine, for the server to close a connection that had sent nothing for its
+    keep-alive timeout (5 s)."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        yield client
+
+
+async def upload_and_settle(
+    http: httpx.AsyncClient, bare: httpx.AsyncClient, path: Path
+) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {make_token(uuid.uuid4())}"}
     kind = path.suffix.lstrip(".")
     data = await asyncio.to_thread(path.read_bytes)
@@ -62,9 +74,7 @@ async def upload_and_settle(http: httpx.AsyncClient, path: Path) -> dict[str, An
     init = await http.post("/media/upload/init", json=body, headers=auth)
     assert init.status_code == 201, init.text
     ticket = init.json()["data"]
-    # The pre-signed URL: a bare client, no internal header, no JWT.
-    async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60) as bare:
-        put = await bare.put(ticket["upload_url"], content=data)
+    put = await bare.put(ticket["upload_url"], content=data)
     assert put.status_code == 200, put.text
     ingest = await http.post(f"/media/{ticket['media_id']}/ingest", headers=auth)
     assert ingest.status_code == 202, ingest.text
@@ -79,7 +89,9 @@ async def upload_and_settle(http: httpx.AsyncClient, path: Path) -> dict[str, An
     return media
 
 
-async def check(http: httpx.AsyncClient, path: Path, media: dict[str, Any]) -> None:
+async def check(
+    http: httpx.AsyncClient, bare: httpx.AsyncClient, path: Path, media: dict[str, Any]
+) -> None:
     auth, code = media["_auth"], expected_code(path)
     if code is not None:
         assert (media["processing_status"], media["last_error_code"]) == ("failed", code), path
@@ -93,25 +105,26 @@ async def check(http: httpx.AsyncClient, path: Path, media: dict[str, Any]) -> N
     assert "<script" not in "".join(f["html_sanitized"] for f in frags["data"])
     # The file itself comes back through a pre-signed download URL.
     link = (await http.get(f"/media/{media['id']}/file", headers=auth)).json()["data"]
-    async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60) as bare:
-        got = await bare.get(link["url"])
+    got = await bare.get(link["url"])
     assert got.status_code == 200 and got.content == media["_bytes"]
     assert got.headers["content-disposition"].startswith("attachment")
 
 
 async def test_every_shared_pdf_and_epub_uploads_to_a_precise_outcome(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, bare: httpx.AsyncClient
 ) -> None:
     files = PDFS + EPUBS
     assert len(PDFS) >= 25 and len(EPUBS) >= 8
-    results = await asyncio.gather(*(upload_and_settle(http, p) for p in files))
+    results = await asyncio.gather(*(upload_and_settle(http, bare, p) for p in files))
     for path, media in zip(files, results, strict=True):
-        await check(http, path, media)
+        await check(http, bare, path, media)
     readable = sum(1 for p in files if expected_code(p) is None)
     assert readable >= 25
 
 
-async def test_duplicate_upload_returns_the_first_media(http: httpx.AsyncClient) -> None:
+async def test_duplicate_upload_returns_the_first_media(
+    http: httpx.AsyncClient, bare: httpx.AsyncClient
+) -> None:
     auth = {"Authorization": f"Bearer {make_token(uuid.uuid4())}"}
     data = PDFS[0].read_bytes()
     body = {
@@ -123,8 +136,7 @@ async def test_duplicate_upload_returns_the_first_media(http: httpx.AsyncClient)
     ids = []
     for _ in range(2):
         ticket = (await http.post("/media/upload/init", json=body, headers=auth)).json()["data"]
-        async with httpx.AsyncClient(base_url=str(http.base_url)) as bare:
-            assert (await bare.put(ticket["upload_url"], content=data)).status_code == 200
+        assert (await bare.put(ticket["upload_url"], content=data)).status_code == 200
         ids.append(ticket["media_id"])
     first = (await http.post(f"/media/{ids[0]}/ingest", headers=auth)).json()["data"]
     second = await http.post(f"/media/{ids[1]}/ingest", headers=auth)
