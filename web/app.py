@@ -9,9 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
-from quart import Quart, Response, g, request
+from quart import Quart, Request, Response, g
+from quart.ctx import RequestContext
+from quart.globals import request_ctx
 from quart.typing import ResponseReturnValue, ResponseTypes
 from quart_schema import QuartSchema
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,11 +30,12 @@ from runtime.kafka import KafkaPublisher
 from runtime.logs import configure_logging
 from runtime.metrics import engine_of
 from runtime.tracing import configure_tracing
-from web import docs_ui, http_spans, request_ids
+from web import docs_ui, frame, http_spans, request_ids
 from web.auth import check_internal_header
 from web.converters import IdConverter, UUIDConverter, reject_invalid_path_params
 from web.deadline import DeadlineQuart
 from web.errors import register_error_handlers
+from web.frame import RequestFrame
 from web.json import install_strict_json
 from web.metrics import HttpMetrics, ReadPoolCollector
 from web.openapi_doc import NexusOpenAPIProvider
@@ -74,7 +79,7 @@ def create_app(
     configure_logging(settings)
     tracing_on = configure_tracing(settings, "nexus-api") is not None
 
-    app = DeadlineQuart("nexus", static_folder=None)
+    app = NexusQuart("nexus", static_folder=None)
     app.request_timeout_seconds = settings.request_timeout_seconds
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.converters["id"] = IdConverter
@@ -122,7 +127,6 @@ def create_app(
     state.metrics.add(ReadPoolCollector(read_pool))
     app.extensions[EXTENSION_KEY] = state
 
-    _install_hooks(app)
     if tracing_on:
         http_spans.install(app)
     register_error_handlers(app)
@@ -200,47 +204,69 @@ def _responses_skip_schema_conversion(app: Quart) -> None:
     app.make_response = make_response  # type: ignore[method-assign]
 
 
-def _install_hooks(app: Quart) -> None:
-    # One hook each way (every hook costs Quart an `ensure_async` and an await per request).
-    app.before_request(_begin_request)
-    app.after_request(_end_request)
+class NexusQuart(DeadlineQuart):
+    """The API's Quart: its own work at the start and end of every request is done here,
+    not in `before_request`/`after_request` hooks (each hook costs an `ensure_async` and
+    an await per request), on the request's `web.frame` instead of context proxies. Hooks
+    registered by others (`web.http_spans`) still run, first, as they did."""
+
+    async def preprocess_request(
+        self, request_context: RequestContext | None = None
+    ) -> ResponseReturnValue | None:
+        if _any_hook(self.before_request_funcs) or _any_hook(self.url_value_preprocessors):
+            result = await super().preprocess_request(request_context)
+            if result is not None:
+                return result
+        req = (request_context or request_ctx).request
+        # Order matters: ids first (every later failure carries them), then the internal
+        # header (403 before anything else is revealed), then path parameter validation.
+        frame = _begin(self, req)
+        check_internal_header(self, frame)
+        reject_invalid_path_params(req.view_args)
+        return None
+
+    async def process_response(
+        self, response: ResponseTypes, request_context: RequestContext | None = None
+    ) -> ResponseTypes:
+        ctx = request_context or request_ctx
+        if (
+            ctx._after_request_functions
+            or _any_hook(self.after_request_funcs)
+            or not self.session_interface.is_null_session(ctx.session)
+        ):
+            response = await super().process_response(response, ctx)
+        _end(self, ctx.request, response)
+        return response
 
 
-async def _begin_request() -> None:
-    # Order matters: ids first (every later failure carries them), then the internal
-    # header (403 before anything else is revealed), then path parameter validation.
-    _bind_request_ids()
-    await check_internal_header()
-    await reject_invalid_path_params()
+def _any_hook(funcs: Mapping[Any, list[Any]]) -> bool:
+    return any(funcs.values())
 
 
-def _bind_request_ids() -> None:
-    g.nexus_started = time.perf_counter()
-    headers = request.headers
-    request_id, correlation_id = request_ids.resolve(
-        headers.get(request_ids.REQUEST_ID_HEADER),
-        headers.get(request_ids.CORRELATION_ID_HEADER),
-    )
-    g.request_id = request_id
-    g.correlation_id = correlation_id
-    request_ids.bind(request_id, correlation_id)
+def _begin(app: Quart, req: Request) -> RequestFrame:
+    frame_ = frame.begin(req, nexus_state(app))
+    # Code beyond the hot path reads the ids from `g` (error envelopes, write routes).
+    globals_ = g._get_current_object()
+    globals_.request_id = frame_.request_id
+    globals_.correlation_id = frame_.correlation_id
+    return frame_
 
 
-async def _end_request(response: Response) -> Response:
-    if "request_id" not in g:  # a failure before the first hook ran
-        _bind_request_ids()
-    response.headers[request_ids.REQUEST_ID_HEADER] = g.request_id
-    response.headers[request_ids.CORRELATION_ID_HEADER] = g.correlation_id
-    rule = request.url_rule.rule if request.url_rule is not None else None
-    elapsed = time.perf_counter() - g.get("nexus_started", time.perf_counter())
-    nexus_state().metrics.observe(request.method, rule, response.status_code, elapsed)
+def _end(app: Quart, req: Request, response: ResponseTypes) -> None:
+    current = frame.current()
+    if current is None or current.request is not req:  # failed before preprocessing
+        current = _begin(app, req)
+    response.headers[request_ids.REQUEST_ID_HEADER] = current.request_id
+    response.headers[request_ids.CORRELATION_ID_HEADER] = current.correlation_id
+    rule = req.url_rule.rule if req.url_rule is not None else None
+    elapsed = time.perf_counter() - current.started
+    current.state.metrics.observe(req.method, rule, response.status_code, elapsed)
     # The access line is built (processors, context) only when it will be written.
     if _ACCESS_LOGGER.isEnabledFor(logging.INFO):
         log.info(
             "http request",
-            method=request.method,
+            method=req.method,
             route=rule,
             status=response.status_code,
             duration_ms=round(elapsed * 1000, 2),
         )
-    return response

@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import structlog
-from quart import current_app, g, request
+from quart import Quart, g, request
 
 from nexus import ratelimit
 from nexus.db.tx import autocommit, transaction
@@ -29,6 +29,8 @@ from nexus.operators.service import (
     role_too_low,
 )
 from nexus.users.service import CurrentUser, default_library_of, ensure_user
+from web import frame
+from web.frame import RequestFrame
 from web.openapi import INTERNAL_EXEMPT_ATTR, OPERATOR, USER, guard
 from web.state import nexus_state
 
@@ -52,30 +54,37 @@ def internal_exempt(func: F) -> F:
     return func
 
 
-def _is_exempt() -> bool:
-    endpoint = request.endpoint
+def _is_exempt(app: Quart, frame: RequestFrame) -> bool:
+    endpoint = frame.request.endpoint
     if endpoint is None:
         return False
-    if endpoint in nexus_state().internal_exempt_endpoints:
+    if endpoint in frame.state.internal_exempt_endpoints:
         return True
-    view = current_app.view_functions.get(endpoint)
+    view = app.view_functions.get(endpoint)
     return bool(getattr(view, INTERNAL_EXEMPT_ATTR, False))
 
 
-async def check_internal_header() -> None:
-    """403 E_INTERNAL_ONLY unless the header carries the shared secret (run by the app's
-    `before_request` hook, after the request ids are bound)."""
-    secret = nexus_state().settings.internal_secret
-    if secret is None or _is_exempt():
+def check_internal_header(app: Quart, frame: RequestFrame) -> None:
+    """403 E_INTERNAL_ONLY unless the header carries the shared secret (run by the app
+    when a request starts, after the request ids are bound)."""
+    secret = frame.state.settings.internal_secret
+    if secret is None or _is_exempt(app, frame):
         return
-    sent = request.headers.get(INTERNAL_HEADER, "")
+    sent = frame.internal_header or ""
     if not hmac.compare_digest(sent.encode(), secret.get_secret_value().encode()):
         raise InternalOnlyError()
 
 
+def _frame() -> RequestFrame:
+    current = frame.current()
+    if current is None:
+        raise RuntimeError("no request is being served")
+    return current
+
+
 def bearer_token() -> str:
     """The bearer credential of this request; 401 when absent or malformed."""
-    header = request.headers.get("Authorization", "")
+    header = _frame().authorization or ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -109,7 +118,8 @@ def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.nexus_viewer_id = await nexus_state().verifier.verify(bearer_token())
+        current = _frame()
+        current.viewer_id = await current.state.verifier.verify(bearer_token())
         return await func(*args, **kwargs)
 
     return guard(wrapper, ("E_UNAUTHENTICATED", "E_AUTH_UNAVAILABLE"), USER)
@@ -117,8 +127,9 @@ def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
 def viewer_id() -> uuid.UUID:
     """The verified user id of this request (inside `@viewer_required` views)."""
-    user_id = g.get("nexus_viewer_id")
-    if not isinstance(user_id, uuid.UUID):
+    current = frame.current()
+    user_id = None if current is None else current.viewer_id
+    if user_id is None:
         raise RuntimeError("viewer_id() outside a @viewer_required view")
     return user_id
 

@@ -2,8 +2,8 @@
 
 Werkzeug converters that reject a value make the route not match (a 404). `uuid` here
 matches any path segment and hands the view a `uuid.UUID`; a malformed segment becomes an
-`InvalidPathParam` marker that `reject_invalid_path_params` (a before_request hook, run
-after the internal-header check) turns into 400 E_INVALID_REQUEST.
+`InvalidPathParam` marker that `reject_invalid_path_params` (run when the
+request starts, after the internal-header check) turns into 400 E_INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from quart import request
 from werkzeug.routing import BaseConverter
 
 from nexus.errors import InvalidRequest
@@ -54,10 +53,13 @@ class IdConverter(BaseConverter):
         return str(value)
 
 
-async def reject_invalid_path_params() -> None:
+def reject_invalid_path_params(view_args: dict[str, Any] | None) -> None:
+    """400 E_INVALID_REQUEST naming every path parameter its converter could not parse."""
+    if not view_args:
+        return
     bad = [
         {"loc": ["path", name], "msg": value.expected}
-        for name, value in (request.view_args or {}).items()
+        for name, value in view_args.items()
         if isinstance(value, InvalidPathParam)
     ]
     if bad:

@@ -13,6 +13,7 @@ from nexus.config import Settings
 from nexus.db.raw import DriverReader
 from nexus.jobs.outbox import PublishedMarks
 from nexus.messaging.publisher import Publisher
+from web import frame
 
 if TYPE_CHECKING:
     from nexus.db.readpool import ReadPool
@@ -42,6 +43,12 @@ class NexusState:
 
 
 def nexus_state(app: Quart | None = None) -> NexusState:
+    """The app's state: `app`'s, else the current request's (its frame, read without a
+    context proxy), else the current app's."""
+    if app is None:
+        current = frame.current()
+        if current is not None:
+            return current.state
     state = (app or current_app).extensions[EXTENSION_KEY]
     assert isinstance(state, NexusState)
     return state
