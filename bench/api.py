@@ -4,12 +4,15 @@ same JSON, same server configuration, same run.
 Reads: `GET /me`, `GET /libraries`, `GET /libraries/{default}/media?limit=50`, `GET
 /media/{id}`, `GET /media/{id}/fragments` (50 fragments), as a real BFF calls them: the
 internal header, a real HS256 JWT, one known user whose default library holds 60 media.
-Each read runs for BENCH_API_SECONDS (default 8) after a 1 s warm-up, with
-BENCH_API_CONNECTIONS (default 32) requests in flight from an aiohttp client in this process.
-Then the same path against the baseline (bench/_bare_api.py: Quart under Hypercorn with the
-API's config and worker count, answering each path with the body the API gave, parsed and
-re-serialised per request). Ratios: API req/s over bare req/s (goal ≥ 0.6) and API p99
-over bare p99 (goal ≤ 2). The API is then started with 2 workers and measured again.
+Each read is loaded for BENCH_API_SECONDS (default 8) against the API and as long against
+the baseline (bench/_bare_api.py: Quart under Hypercorn with the API's config and worker
+count, answering each path with the body the API gave, parsed and re-serialised per
+request), in BENCH_API_ROUNDS (default 3) alternating API/baseline phases, each after a
+1 s warm-up, with BENCH_API_CONNECTIONS (default 32) requests in flight from an aiohttp
+client in this process. Alternating keeps a drift of the machine's speed during the run
+(seen as ±20 % between minutes on a shared 2-core host) from falling on one side only.
+Ratios: API req/s over bare req/s (goal ≥ 0.6) and API p99 over bare p99 (goal ≤ 2).
+The API is then started with 2 workers and measured again.
 
 PostgreSQL backends of the API (`application_name = 'nexus'` on the bench database) are
 counted after the warm-up and after the steady state, and backends started during the
@@ -25,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,8 @@ from tests.support.services import free_port
 
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "8"))
 WARMUP = 1.0
+# Each read's steady state is split into this many API/bare phase pairs, alternated.
+ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "32"))
 # BENCH_API_PROFILE=<dir>: py-spy (installed separately) samples the server's worker during
 # each phase and writes <dir>/<read>.txt and <dir>/<read>.bare.txt (collapsed stacks).
@@ -79,7 +86,9 @@ def token(settings: Settings, user_id: uuid.UUID) -> str:
 
 async def seed(dsn: str, library_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID:
     """MEDIA ready web articles in the user's default library (intrinsics, so readable);
-    FRAGMENTS fragments on the first one. Returns that media's id."""
+    FRAGMENTS fragments on each, as every extracted article has (with fragments on one
+    media only, each row's `has_text` probe scanned the whole small fragments table: a cost
+    of this data set, not of the API). Returns the first media's id."""
     conn = await asyncpg.connect(dsn)
     try:
         ids = [uuid.uuid4() for _ in range(MEDIA)]
@@ -105,7 +114,7 @@ async def seed(dsn: str, library_id: uuid.UUID, user_id: uuid.UUID) -> uuid.UUID
             await conn.executemany(
                 "INSERT INTO fragments (media_id, idx, canonical_text, html_sanitized) "
                 "VALUES ($1, $2, $3, $4)",
-                [(ids[0], i, text, f"<p>{text}</p>") for i in range(FRAGMENTS)],
+                [(m, i, text, f"<p>{text}</p>") for m in ids for i in range(FRAGMENTS)],
             )
         return ids[0]
     finally:
@@ -173,15 +182,25 @@ def watching(server: Child) -> Watch:
     return watch
 
 
+@dataclass
+class Sample:
+    """One steady-state phase of the load against one server."""
+
+    latencies: list[float]
+    elapsed: float
+    errors: int
+    client_cpu: float
+    cpu: dict[str, float]  # CPU seconds used by each watched group of processes
+
+
 async def load(
     url: str, headers: dict[str, str], seconds: float, watch: Watch | None = None
-) -> dict[str, Any]:
+) -> Sample:
     """CONNECTIONS loops of sequential GETs for `seconds` (after the warm-up).
 
-    `client_cpu` is the share of one core this process (the load generator) used during
-    the steady state: near 1.0 means the generator, not the server, set the pace.
-    `<name>_cpu` is the same for each group of processes `watch()` names after the warm-up
-    (the server's, the API's PostgreSQL backends)."""
+    The CPU seconds of this process (the load generator) and of each group of processes
+    `watch()` names after the warm-up (the server's, the API's PostgreSQL backends) are
+    taken over the steady state only."""
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=CONNECTIONS, force_close=False)
@@ -207,18 +226,33 @@ async def load(
         elapsed = time.perf_counter() - began
         client = time.process_time() - client_before
         used = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in watched.items()}
+    return Sample(latencies, elapsed, errors, client, used)
+
+
+def summarise(samples: list[Sample]) -> dict[str, Any]:
+    """The phases of one server together: req/s over their summed time, percentiles over
+    all their latencies. `client_cpu` and `<name>_cpu` are shares of one core: near 1.0
+    for the client means the generator, not the server, set the pace."""
+    latencies = [v for s in samples for v in s.latencies]
+    elapsed = sum(s.elapsed for s in samples)
+    groups = {name for s in samples for name in s.cpu}
     return {
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.5) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-        "errors": errors,
-        "client_cpu": round(client / elapsed, 2),
-        **{f"{name}_cpu": round(seconds / elapsed, 2) for name, seconds in used.items()},
+        "errors": sum(s.errors for s in samples),
+        "client_cpu": round(sum(s.client_cpu for s in samples) / elapsed, 2),
+        **{
+            f"{name}_cpu": round(sum(s.cpu.get(name, 0.0) for s in samples) / elapsed, 2)
+            for name in sorted(groups)
+        },
+        "rounds_rps": [round(len(s.latencies) / s.elapsed, 1) for s in samples],
     }
 
 
 def profile(server: Child, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy on the server's (one) worker process for the phase (warm-up included)."""
+    """py-spy on the server's (one) worker process for the read (warm-ups included; stopped
+    with SIGINT when the read ends)."""
     if not PROFILE_DIR:
         return None
     workers = subprocess.run(
@@ -229,7 +263,9 @@ def profile(server: Child, name: str) -> subprocess.Popen[bytes] | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
     argv = [spy, "record", "--pid", target, "--format", "raw", "--output", str(out)]
-    argv += ["--duration", str(int(SECONDS)), "--rate", "200", "--nonblocking"]
+    # The whole read: its phases on both servers, warm-ups included.
+    duration = int(2 * (SECONDS + ROUNDS * WARMUP)) + 1
+    argv += ["--duration", str(duration), "--rate", "200", "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -298,21 +334,28 @@ async def run(s: Stack) -> dict[str, Any]:
         for name, path in paths.items():
             before = await backends(s.dsn, db)
             since = datetime.now(UTC) + timedelta(seconds=WARMUP)
-            spy = profile(api, name)
+            spies = [profile(api, name), profile(bare, f"{name}.bare")]
 
             async def watch_api() -> dict[str, list[int]]:
                 pids = await backend_pids(s.dsn, db)
                 return {"server": process_tree(api.proc.pid), "db": pids}
 
-            api_stats = await load(base + path, headers, SECONDS, watch_api)
-            if spy is not None:
-                spy.wait()
+            # API and bare phases alternate: a drift of the machine's speed (other
+            # tenants of the host, the CPU's clock) falls on both sides alike.
+            api_samples: list[Sample] = []
+            bare_samples: list[Sample] = []
+            for _ in range(ROUNDS):
+                api_samples.append(await load(base + path, headers, SECONDS / ROUNDS, watch_api))
+                bare_samples.append(
+                    await load(bare_base + path, {}, SECONDS / ROUNDS, watching(bare))
+                )
+            for spy in spies:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                    spy.wait()
             opened = await backends(s.dsn, db, since)
             after = await backends(s.dsn, db)
-            spy = profile(bare, f"{name}.bare")
-            bare_stats = await load(bare_base + path, {}, SECONDS, watching(bare))
-            if spy is not None:
-                spy.wait()
+            api_stats, bare_stats = summarise(api_samples), summarise(bare_samples)
             results["reads"][name] = {
                 "api": api_stats,
                 "bare": bare_stats,
@@ -337,7 +380,8 @@ async def run(s: Stack) -> dict[str, Any]:
         r["rps_ratio"] >= 0.6 and r["p99_ratio"] <= 2 and r["backends_opened_in_steady_state"] == 0
         for r in reads.values()
     )
-    results["seconds_per_phase"] = SECONDS
+    results["seconds_per_read"] = SECONDS
+    results["rounds"] = ROUNDS
     results["connections"] = CONNECTIONS
     results["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return results
@@ -351,19 +395,26 @@ async def two_workers(
     api2 = await start_api(settings2, s.logs, name="api2")
     bare2 = await start_bare(settings2, fixture_file, s.logs, 2)
     try:
-        two = await load(
-            f"http://127.0.0.1:{settings2.api_port}{path}",
-            headers,
-            SECONDS,
-            watching(api2),
-        )
-        bare_two = await load(
-            f"http://127.0.0.1:{bare2.port}{path}",  # type: ignore[attr-defined]
-            {},
-            SECONDS,
-            watching(bare2),
-        )
-        return {"library_media": {"api": two, "bare": bare_two}}
+        two: list[Sample] = []
+        bare_two: list[Sample] = []
+        for _ in range(ROUNDS):
+            two.append(
+                await load(
+                    f"http://127.0.0.1:{settings2.api_port}{path}",
+                    headers,
+                    SECONDS / ROUNDS,
+                    watching(api2),
+                )
+            )
+            bare_two.append(
+                await load(
+                    f"http://127.0.0.1:{bare2.port}{path}",  # type: ignore[attr-defined]
+                    {},
+                    SECONDS / ROUNDS,
+                    watching(bare2),
+                )
+            )
+        return {"library_media": {"api": summarise(two), "bare": summarise(bare_two)}}
     finally:
         bare2.stop()
         api2.stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
@@ -77,6 +78,24 @@ class DriverReader:
             if domain is None:
                 raise
             raise domain from exc
+
+
+def utc_text(column: str) -> str:
+    """SQL rendering the timestamptz `column` as the API writes timestamps: RFC 3339 in UTC
+    with `Z`, the microseconds as six digits unless they are zero (then none): what
+    `web.envelope.json_response` (orjson) writes for the `datetime` asyncpg would build.
+    For the many timestamps of a hot page: asyncpg's `datetime` costs the worker ~1.6 µs
+    each on a 2-core machine (docs/performance.md); PostgreSQL renders the text in C, on
+    the database's time. Independent of the session's TimeZone and DateStyle."""
+    return (
+        f"replace(to_char(({column}) AT TIME ZONE 'UTC', "
+        """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')"""
+    )
+
+
+def parse_utc_text(value: str) -> datetime:
+    """A `utc_text` value as the aware `datetime` it renders (for a page's cursor key)."""
+    return datetime.fromisoformat(value)
 
 
 Executor = DriverReader | AsyncSession | AsyncConnection

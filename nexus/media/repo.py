@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from nexus.db.raw import Executor, Row, Statement, fetch
+from nexus.db.raw import Executor, Row, Statement, fetch, utc_text
 from nexus.db.types import BindParams, TimeKey
 from nexus.sharing import closure
 from nexus.users.service import checked_rows, checking_viewer
@@ -23,24 +23,28 @@ from nexus.users.service import checked_rows, checking_viewer
 # mappings inside a unit of work) and are read by column name: a page of 50 media is not
 # copied into 50 typed objects before being shaped into its answer (`nexus.media.service`).
 MediaRow = Row
-"""A media row: `_COLUMNS` (statuses and kinds as their string values)."""
+"""A media row: `_COLUMNS` (statuses and kinds as their string values, timestamps as the
+API's text, `nexus.db.raw.utc_text`)."""
 LinkedMediaRow = Row
-"""A media row of a library listing: `_COLUMNS` and `linked_at` (the page order)."""
+"""A media row of a library listing: `_COLUMNS` and `linked_at` (the page order, as
+`utc_text`)."""
 FragmentRow = Row
 """A fragment of `readable_media_fragments`: `fragment_id`, `fragment_idx`,
-`fragment_text`, `fragment_html`, `fragment_created_at`."""
+`fragment_text`, `fragment_html`, `fragment_created_at` (as `utc_text`)."""
 
 
 # How many merge hops `resolve_merges` follows (a winner may itself have been merged).
 MAX_MERGE_HOPS = 8
 
 # The two enum columns as text (the same strings): asyncpg looks a custom type up on
-# each connection's first statement that returns it (three more statements).
-_COLUMNS = """
+# each connection's first statement that returns it (three more statements). The
+# timestamps as the API's text (`utc_text`): these rows are answered as they are.
+_COLUMNS = f"""
     m.id, m.kind, m.title, m.canonical_source_url,
     CAST(m.processing_status AS text) AS processing_status,
     CAST(m.failure_stage AS text) AS failure_stage, m.last_error_code,
-    m.external_playback_url, m.created_at, m.updated_at,
+    m.external_playback_url, {utc_text("m.created_at")} AS created_at,
+    {utc_text("m.updated_at")} AS updated_at,
     EXISTS (SELECT 1 FROM media_file f WHERE f.media_id = m.id AND NOT EXISTS (
             SELECT 1 FROM media_uploads u WHERE u.media_id = m.id AND u.verified_at IS NULL))
         AS has_file,
@@ -107,7 +111,7 @@ def _readable_media_fragments(cond: str) -> Statement:
             "SELECT mr.*, NULL AS fragment_id, NULL AS fragment_idx, NULL AS fragment_text, "
             "NULL AS fragment_html, NULL AS fragment_created_at FROM mr UNION ALL ("
             f"SELECT {_NO_MEDIA}, f.id, f.idx, f.canonical_text, f.html_sanitized, "
-            "f.created_at FROM mr JOIN LATERAL (SELECT id, idx, canonical_text, "
+            f"{utc_text('f.created_at')} FROM mr JOIN LATERAL (SELECT id, idx, canonical_text, "
             f"html_sanitized, created_at FROM fragments WHERE media_id = mr.id{cond} "
             "ORDER BY idx LIMIT :row_limit) f ON true)"
         )
@@ -157,7 +161,7 @@ def _member_library_media(cond: str) -> Statement:
             "WITH lib AS (SELECT l.is_default FROM libraries l JOIN memberships mb "
             "ON mb.library_id = l.id AND mb.user_id = :viewer WHERE l.id = :library_id) "
             "SELECT lib.is_default AS lib_is_default, p.* FROM lib LEFT JOIN LATERAL ("
-            f"SELECT {_COLUMNS}, lm.created_at AS linked_at FROM library_media lm "
+            f"SELECT {_COLUMNS}, {utc_text('lm.created_at')} AS linked_at FROM library_media lm "
             f"JOIN media m ON m.id = lm.media_id WHERE lm.library_id = :library_id{cond} "
             f"AND (NOT lib.is_default OR {READABLE_BY_VIEWER}) "
             "ORDER BY lm.created_at, lm.media_id LIMIT :row_limit) p ON true"

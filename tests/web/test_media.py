@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from nexus.media import repo
+from nexus.media.schemas import MediaOut
 from nexus.sharing import closure
 from tests.support.library_api import User, execute, insert_media, walk
 
@@ -250,3 +251,49 @@ async def test_adding_a_merged_id_adds_the_winner(alice: User, sessionmaker: Sm)
     assert (r.status, r.data["id"]) == (201, str(winner))
     r = await alice.post(f"/libraries/{lib}/media", json={"media_id": str(winner)})
     assert r.status == 200
+
+
+async def test_hot_reads_write_each_stored_instant_as_the_apis_timestamp(
+    alice: User, sessionmaker: Sm
+) -> None:
+    """The media read, the library page and the fragments page render their timestamps in
+    SQL (`nexus.db.raw.utc_text`): the text is the one the model would write for the
+    stored instant, a fraction only when there are microseconds, and the page's cursor
+    still continues after the right row."""
+    m = await insert_media(
+        sessionmaker, fragments=["a", "b"], intrinsic_for=alice.default_library_id
+    )
+    other = await insert_media(sessionmaker, intrinsic_for=alice.default_library_id)
+    await execute(
+        sessionmaker,
+        "UPDATE media SET created_at = '2026-03-01 10:00:00+00', "
+        "updated_at = '2026-03-01 10:00:00.23+00' WHERE id = :m",
+        m=m,
+    )
+    await execute(
+        sessionmaker,
+        "UPDATE fragments SET created_at = '2026-03-01 12:30:00.000001+02' WHERE media_id = :m",
+        m=m,
+    )
+    await execute(
+        sessionmaker,
+        "UPDATE library_media SET created_at = CASE media_id WHEN :m "
+        "THEN TIMESTAMPTZ '2026-03-01 10:00:00+00' ELSE '2026-03-01 10:00:00.5+00' END "
+        "WHERE library_id = :lib",
+        m=m,
+        lib=alice.default_library_id,
+    )
+    one = await alice.get(f"/media/{m}")
+    assert (one.data["created_at"], one.data["updated_at"]) == (
+        "2026-03-01T10:00:00Z",
+        "2026-03-01T10:00:00.230000Z",
+    )
+    # The model's own writing of the same instants.
+    assert MediaOut.model_validate(one.data).model_dump(mode="json") == one.data
+    frags = await alice.get(f"/media/{m}/fragments")
+    assert [f["created_at"] for f in frags.data] == ["2026-03-01T10:30:00.000001Z"] * 2
+    first = await alice.get(f"/libraries/{alice.default_library_id}/media?limit=1")
+    assert [x["id"] for x in first.data] == [str(m)]
+    cursor = first.json["page"]["next_cursor"]
+    rest = await alice.get(f"/libraries/{alice.default_library_id}/media?limit=1&cursor={cursor}")
+    assert [x["id"] for x in rest.data] == [str(other)]

@@ -20,6 +20,7 @@ from quart_schema import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from nexus.db.raw import parse_utc_text
 from nexus.libraries import repo
 from nexus.libraries import service as libraries
 from nexus.libraries.repo import MemberView
@@ -186,7 +187,9 @@ async def list_library_media(library_id: uuid.UUID, query_args: ListQuery) -> Re
             conn, viewer, library_id, limit=query_args.limit, after=after
         )
     )
-    items, page = page_of(rows, query_args.limit, scope, lambda r: (r["linked_at"], r["id"]))
+    items, page = page_of(
+        rows, query_args.limit, scope, lambda r: (parse_utc_text(r["linked_at"]), r["id"])
+    )
     return json_response({"data": [media.media_dict(r) for r in items], "page": page})
 
 
