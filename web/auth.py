@@ -94,10 +94,10 @@ def bearer_token() -> str:
 
 async def authenticate_user() -> CurrentUser:
     """Verify the JWT and bootstrap the user (own short transaction, committed at once)."""
-    cached = g.get("nexus_user")
-    if isinstance(cached, CurrentUser):
-        return cached
-    state = nexus_state()
+    current = _frame()
+    if current.user is not None:
+        return current.user
+    state = current.state
     user_id = await state.verifier.verify(bearer_token())
     # The common case (already bootstrapped) is one SELECT without a transaction; only a
     # user with something missing pays for one.
@@ -107,7 +107,7 @@ async def authenticate_user() -> CurrentUser:
         user = CurrentUser(user_id=user_id, default_library_id=library_id)
     else:
         user = await bootstrap(user_id)
-    g.nexus_user = user
+    current.user = user
     return user
 
 
@@ -142,10 +142,10 @@ async def bootstrap(user_id: uuid.UUID) -> CurrentUser:
 
 def current_user() -> CurrentUser:
     """The authenticated user of this request (only inside `@user_required` views)."""
-    user = g.get("nexus_user")
-    if not isinstance(user, CurrentUser):
+    current = frame.current()
+    if current is None or current.user is None:
         raise RuntimeError("current_user() outside a @user_required view")
-    return user
+    return current.user
 
 
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

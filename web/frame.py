@@ -23,6 +23,7 @@ from quart import Request
 from web import request_ids
 
 if TYPE_CHECKING:
+    from nexus.users.service import CurrentUser
     from web.state import NexusState
 
 _REQUEST_ID = request_ids.REQUEST_ID_HEADER.lower().encode()
@@ -44,6 +45,8 @@ class RequestFrame:
     authorization: str | None
     # Set by `@viewer_required` once the JWT is verified.
     viewer_id: uuid.UUID | None = None
+    # Set by `@user_required` once the JWT is verified and the user bootstrapped.
+    user: CurrentUser | None = None
 
 
 _current: ContextVar[RequestFrame | None] = ContextVar("nexus_request_frame", default=None)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,9 +79,29 @@ class InvalidCursor(NexusError):
         super().__init__("E_INVALID_CURSOR", f"invalid cursor: {reason}")
 
 
+def _compact_json(value: Any, *, sort_keys: bool = False) -> bytes:
+    """`json.dumps(value, separators=(",", ":"), sort_keys=sort_keys)` as bytes, for the
+    lists, ints, bools and string-keyed dicts of a cursor. orjson writes the same bytes at
+    a tenth of the cost, except for text beyond ASCII, which json escapes: that goes
+    through json, so every cursor's bytes, and so its digest, stay what they were."""
+    if _ascii_only(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
+
+
+def _ascii_only(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.isascii()
+    if isinstance(value, list):
+        return all(_ascii_only(v) for v in value)
+    if isinstance(value, dict):
+        return all(_ascii_only(k) and _ascii_only(v) for k, v in value.items())
+    return isinstance(value, int)  # bools and ints; anything else takes json's way
+
+
 def _digest(version: int, scope: str, key: list[Any]) -> str:
-    raw = json.dumps([version, scope, key], separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(b"nexus-cursor\x00" + raw.encode()).hexdigest()[:16]
+    raw = _compact_json([version, scope, key], sort_keys=True)
+    return hashlib.sha256(b"nexus-cursor\x00" + raw).hexdigest()[:16]
 
 
 def _dump_part(part: KeyPart) -> Any:
@@ -102,7 +123,7 @@ def encode_cursor(scope: str, key: Sequence[KeyPart]) -> str:
         "k": parts,
         "h": _digest(CURSOR_VERSION, scope, parts),
     }
-    raw = json.dumps(payload, separators=(",", ":")).encode()
+    raw = _compact_json(payload)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 

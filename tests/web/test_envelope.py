@@ -292,3 +292,18 @@ async def test_unusable_database_is_503_not_500(url: str) -> None:
         r = await Api(app.test_client()).get("/me", token=make_token())
         assert r.status_code == 503
         _assert_error(await r.get_json(), "E_DEPENDENCY_UNAVAILABLE")
+
+
+async def test_me_answers_the_json_providers_bytes_for_its_model(api: Api) -> None:
+    """`GET /me` is serialised by orjson: the same bytes the app's JSON provider wrote for
+    the validated model (compact, keys sorted, a final newline)."""
+    r = await api.get("/me", token=make_token())
+    assert r.status_code == 200
+    body = await r.get_data()
+    data = (await r.get_json())["data"]
+    model = Data[dict[str, uuid.UUID]](data={k: uuid.UUID(v) for k, v in data.items()})
+    assert set(data) == {"user_id", "default_library_id"}
+    provider = api.client.app.json  # as its `response()` wrote it: compact, keys sorted
+    expected = provider.dumps(model.model_dump(mode="json"), separators=(",", ":")) + "\n"
+    assert body == expected.encode()
+    assert r.headers["Content-Type"] == "application/json"
