@@ -1,9 +1,10 @@
 """Access control for routes: internal header, user JWT (+ bootstrap), operator keys.
 
-Order on every request (SPEC §1): the internal header is checked first (a `before_request`
-hook, so it also guards unknown routes), then the route's own guard: `@user_required`
-(bearer JWT) or `@operator_required(role)` (bearer operator key: 401 → per-key rate limit
-429 → role 403; every refusal is logged and written to `operator_actions`).
+Order on every request (SPEC §1): the internal header is checked first (by the app when
+the request starts, `web.app.NexusQuart`, so it also guards unknown routes), then the
+route's own guard: `@user_required` (bearer JWT) or `@operator_required(role)` (bearer
+operator key: 401 → per-key rate limit 429 → role 403; every refusal is logged and
+written to `operator_actions`).
 """
 
 from __future__ import annotations

@@ -85,13 +85,17 @@ def _compact_json(value: Any, *, sort_keys: bool = False) -> bytes:
     a tenth of the cost, except for text beyond ASCII, which json escapes: that goes
     through json, so every cursor's bytes, and so its digest, stay what they were."""
     if _ascii_only(value):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        except orjson.JSONEncodeError:
+            pass  # beyond orjson (an int past 64 bits, deep nesting): a client's cursor
     return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys).encode()
 
 
 def _ascii_only(value: Any) -> bool:
     if isinstance(value, str):
-        return value.isascii()
+        # json escapes DEL too (`\u007f`); orjson writes it as is.
+        return value.isascii() and "\x7f" not in value
     if isinstance(value, list):
         return all(_ascii_only(v) for v in value)
     if isinstance(value, dict):

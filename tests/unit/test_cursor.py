@@ -158,6 +158,7 @@ def _json_cursor(scope: str, parts: list[object]) -> str:
         ("outbox", (2**63 - 1,), [2**63 - 1]),
         ("members:é", ("Zoë", True), ["Zoë", True]),  # beyond ASCII: json's escapes
         ("names", ('quote " back \\ line \n',), ['quote " back \\ line \n']),
+        ("names", ("del \x7f",), ["del \x7f"]),  # json escapes DEL, orjson would not
     ],
 )
 def test_cursor_bytes_are_the_json_modules(
@@ -165,3 +166,21 @@ def test_cursor_bytes_are_the_json_modules(
 ) -> None:
     token = encode_cursor(scope, key)  # type: ignore[arg-type]
     assert token == _json_cursor(scope, parts)
+
+
+def _deep(levels: int) -> list[object]:
+    nested: list[object] = [0]
+    for _ in range(levels):
+        nested = [nested]
+    return nested
+
+
+@pytest.mark.parametrize(
+    "key",
+    [[2**64], _deep(300)],  # an int past 64 bits; nesting past orjson's limit
+    ids=["int-past-64-bits", "nested-300-deep"],
+)
+def test_a_forged_key_beyond_the_encoder_is_refused_not_a_crash(key: list[object]) -> None:
+    token = _token({"v": 1, "s": "s", "k": key, "h": "0000000000000000"})
+    assert len(token) <= MAX_CURSOR_CHARS
+    _invalid(token, types=(int,))
