@@ -83,7 +83,9 @@ async def upload_and_settle(
         m = (await http.get(f"/media/{ticket['media_id']}", headers=auth)).json()["data"]
         return m if m["processing_status"] in ("ready_for_reading", "failed") else None
 
-    media: dict[str, Any] = await poll(settled, deadline_s=90, what=f"{path.name}")
+    # All files are extracted by one process (NEXUS_INGEST_EXTRACT_PROCESSES=1), one after
+    # the other: on a slow, loaded machine the last waits minutes, not seconds.
+    media: dict[str, Any] = await poll(settled, deadline_s=300, what=f"{path.name}")
     media["_auth"] = auth
     media["_bytes"] = data
     return media
