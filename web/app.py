@@ -220,8 +220,8 @@ class NexusQuart(DeadlineQuart):
         req = (request_context or request_ctx).request
         # Order matters: ids first (every later failure carries them), then the internal
         # header (403 before anything else is revealed), then path parameter validation.
-        frame = _begin(self, req)
-        check_internal_header(self, frame)
+        current = _begin(self, req)
+        check_internal_header(self, current)
         reject_invalid_path_params(req.view_args)
         return None
 
@@ -244,12 +244,12 @@ def _any_hook(funcs: Mapping[Any, list[Any]]) -> bool:
 
 
 def _begin(app: Quart, req: Request) -> RequestFrame:
-    frame_ = frame.begin(req, nexus_state(app))
+    current = frame.begin(req, nexus_state(app))
     # Code beyond the hot path reads the ids from `g` (error envelopes, write routes).
     globals_ = g._get_current_object()
-    globals_.request_id = frame_.request_id
-    globals_.correlation_id = frame_.correlation_id
-    return frame_
+    globals_.request_id = current.request_id
+    globals_.correlation_id = current.correlation_id
+    return current
 
 
 def _end(app: Quart, req: Request, response: ResponseTypes) -> None:

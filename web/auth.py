@@ -55,37 +55,30 @@ def internal_exempt(func: F) -> F:
     return func
 
 
-def _is_exempt(app: Quart, frame: RequestFrame) -> bool:
-    endpoint = frame.request.endpoint
+def _is_exempt(app: Quart, current: RequestFrame) -> bool:
+    endpoint = current.request.endpoint
     if endpoint is None:
         return False
-    if endpoint in frame.state.internal_exempt_endpoints:
+    if endpoint in current.state.internal_exempt_endpoints:
         return True
     view = app.view_functions.get(endpoint)
     return bool(getattr(view, INTERNAL_EXEMPT_ATTR, False))
 
 
-def check_internal_header(app: Quart, frame: RequestFrame) -> None:
+def check_internal_header(app: Quart, current: RequestFrame) -> None:
     """403 E_INTERNAL_ONLY unless the header carries the shared secret (run by the app
     when a request starts, after the request ids are bound)."""
-    secret = frame.state.settings.internal_secret
-    if secret is None or _is_exempt(app, frame):
+    secret = current.state.settings.internal_secret
+    if secret is None or _is_exempt(app, current):
         return
-    sent = frame.internal_header or ""
+    sent = current.internal_header or ""
     if not hmac.compare_digest(sent.encode(), secret.get_secret_value().encode()):
         raise InternalOnlyError()
 
 
-def _frame() -> RequestFrame:
-    current = frame.current()
-    if current is None:
-        raise RuntimeError("no request is being served")
-    return current
-
-
 def bearer_token() -> str:
     """The bearer credential of this request; 401 when absent or malformed."""
-    header = _frame().authorization or ""
+    header = frame.required().authorization or ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -95,7 +88,7 @@ def bearer_token() -> str:
 
 async def authenticate_user() -> CurrentUser:
     """Verify the JWT and bootstrap the user (own short transaction, committed at once)."""
-    current = _frame()
+    current = frame.required()
     if current.user is not None:
         return current.user
     state = current.state
@@ -119,7 +112,7 @@ def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
     @wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        current = _frame()
+        current = frame.required()
         current.viewer_id = await current.state.verifier.verify(bearer_token())
         return await func(*args, **kwargs)
 
@@ -128,8 +121,7 @@ def viewer_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
 def viewer_id() -> uuid.UUID:
     """The verified user id of this request (inside `@viewer_required` views)."""
-    current = frame.current()
-    user_id = None if current is None else current.viewer_id
+    user_id = frame.required("viewer_id() outside a request").viewer_id
     if user_id is None:
         raise RuntimeError("viewer_id() outside a @viewer_required view")
     return user_id
@@ -143,10 +135,10 @@ async def bootstrap(user_id: uuid.UUID) -> CurrentUser:
 
 def current_user() -> CurrentUser:
     """The authenticated user of this request (only inside `@user_required` views)."""
-    current = frame.current()
-    if current is None or current.user is None:
+    user = frame.required("current_user() outside a request").user
+    if user is None:
         raise RuntimeError("current_user() outside a @user_required view")
-    return current.user
+    return user
 
 
 def user_required(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

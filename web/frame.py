@@ -55,14 +55,7 @@ _current: ContextVar[RequestFrame | None] = ContextVar("nexus_request_frame", de
 def _headers(request: Request) -> dict[bytes, str]:
     """The first value of each header we read (names lower-cased, as ASGI sends them)."""
     found: dict[bytes, str] = {}
-    raw = request.scope.get("headers")
-    if raw is None:  # a request built without a scope's headers (never by Hypercorn)
-        for name, value in request.headers.items():
-            key = name.lower().encode("latin-1")
-            if key in _WANTED and key not in found:
-                found[key] = value
-        return found
-    for name, value in raw:
+    for name, value in request.scope["headers"]:
         key = bytes(name).lower()
         if key in _WANTED and key not in found:
             found[key] = bytes(value).decode("latin-1")
@@ -92,3 +85,11 @@ def begin(request: Request, state: NexusState) -> RequestFrame:
 def current() -> RequestFrame | None:
     """The frame of the request this task serves, or None outside one."""
     return _current.get()
+
+
+def required(outside: str = "no request is being served") -> RequestFrame:
+    """The current frame; RuntimeError(`outside`) when this task serves no request."""
+    frame = _current.get()
+    if frame is None:
+        raise RuntimeError(outside)
+    return frame
